@@ -1,0 +1,509 @@
+//! Metrics computed from a record: the seed's six, in whole seconds from the per-second
+//! table and in milliseconds from the operation history.
+//!
+//! # Definitions
+//! Both forms start from a time line of *segments*, each with the set of nodes that were
+//! **serving** during it:
+//! - whole seconds: one segment per row of the table; a node serves in a row if it completed
+//!   at least one increment in that second (rows left out of a published log are no
+//!   segment at all: they count for nothing);
+//! - milliseconds: a node is **dark** from one completed increment to its next one when the
+//!   two are more than [`DARK_GAP_US`] apart (and from the start, or to the end, of the record
+//!   likewise); otherwise it serves.
+//!
+//! The fault window comes from the first `isolating X` event and the next `rejoining X`.
+//! The **isolation phase** runs from the isolation to the rejoin, the **recovery phase** from
+//! the rejoin to the end of the record (whole seconds: from the start of the row in which
+//! the event happened). `C` is the set of nodes that stayed connected (all but `X`).
+//! - **downtime** (on isolation / on recovery): time in the phase when no node served;
+//! - **partial downtime**: time in the phase when some node served but not every node of `C`
+//!   (with 3 nodes: exactly one of the two connected nodes served);
+//! - **disturbance time**: from the isolation to the start of the last stretch of the
+//!   isolation phase in which every node of `C` serves without a break to the phase's end
+//!   ("serves steadily"); 0 if `C` never stopped serving; `None` (n/a) if the phase ended
+//!   with some node of `C` not serving;
+//! - **recovery time**: the same from the rejoin, for every node (the rejoined one included),
+//!   over the recovery phase.
+
+use crate::error::Result;
+use crate::record::table::{Line, Table, Tabulator};
+use crate::record::{Event, FaultEvent, Header, Outcome, Reader};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Two completed increments of one node further apart than this leave it dark in between.
+pub const DARK_GAP_US: u64 = 500_000;
+
+/// A bit set of node indices (bit `i` = node `i`); at most 64 nodes.
+pub type NodeSet = u64;
+
+/// Every node of `n`.
+pub fn all_nodes(n: usize) -> NodeSet {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// A stretch of time during which the same nodes served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub start_us: u64,
+    pub end_us: u64,
+    pub serving: NodeSet,
+}
+
+/// An isolation of one node and, if it happened, its rejoin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultWindow {
+    pub target: usize,
+    pub start_us: u64,
+    pub rejoin_us: Option<u64>,
+}
+
+/// The seed's six figures, in microseconds. `None`: not applicable (never steady, or no rejoin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Figures {
+    pub downtime_on_isolation: u64,
+    pub partial_downtime_on_isolation: u64,
+    pub disturbance_time: Option<u64>,
+    pub downtime_on_recovery: Option<u64>,
+    pub partial_downtime_on_recovery: Option<u64>,
+    pub recovery_time: Option<u64>,
+}
+
+fn overlap(seg: &Segment, a: u64, b: u64) -> u64 {
+    seg.end_us.min(b).saturating_sub(seg.start_us.max(a))
+}
+
+/// Time in `[a, b)` covered by segments for which `pred(serving)` holds.
+pub fn time_where(segments: &[Segment], a: u64, b: u64, pred: impl Fn(NodeSet) -> bool) -> u64 {
+    segments
+        .iter()
+        .filter(|s| pred(s.serving))
+        .map(|s| overlap(s, a, b))
+        .sum()
+}
+
+/// Time from `a` until every node of `expected` serves steadily through to `b`: `Some(0)` if
+/// they never stopped, `None` if the phase ends with one of them not serving.
+pub fn settle_time(segments: &[Segment], a: u64, b: u64, expected: NodeSet) -> Option<u64> {
+    let mut last_bad_end = None;
+    let mut good_after = false;
+    for s in segments.iter().filter(|s| overlap(s, a, b) > 0) {
+        if s.serving & expected != expected {
+            last_bad_end = Some(s.end_us.min(b));
+            good_after = false;
+        } else {
+            good_after = true;
+        }
+    }
+    match last_bad_end {
+        None => Some(0),
+        Some(end) if good_after => Some(end - a),
+        Some(_) => None,
+    }
+}
+
+/// The seed's six figures for one fault window over a time line ending at `end_us`.
+pub fn seed_figures(segments: &[Segment], nodes: usize, w: &FaultWindow, end_us: u64) -> Figures {
+    let all = all_nodes(nodes);
+    let connected = all & !(1 << w.target);
+    let partial = |s: NodeSet| s != 0 && s & connected != connected;
+    let iso_end = w.rejoin_us.unwrap_or(end_us).max(w.start_us);
+    let mut f = Figures {
+        downtime_on_isolation: time_where(segments, w.start_us, iso_end, |s| s == 0),
+        partial_downtime_on_isolation: time_where(segments, w.start_us, iso_end, partial),
+        disturbance_time: settle_time(segments, w.start_us, iso_end, connected),
+        ..Figures::default()
+    };
+    if let Some(r) = w.rejoin_us {
+        let end = end_us.max(r);
+        f.downtime_on_recovery = Some(time_where(segments, r, end, |s| s == 0));
+        f.partial_downtime_on_recovery = Some(time_where(segments, r, end, partial));
+        f.recovery_time = settle_time(segments, r, end, all);
+    }
+    f
+}
+
+/// One segment per row of a table (rows are whole seconds: row `k` is `[k-1, k)`).
+pub fn segments_from_rows<'a>(
+    rows: impl Iterator<Item = &'a crate::record::table::Row>,
+) -> Vec<Segment> {
+    rows.map(|r| Segment {
+        start_us: (r.second - 1) * 1_000_000,
+        end_us: r.second * 1_000_000,
+        serving: r.serving(),
+    })
+    .collect()
+}
+
+/// The first `isolating X` and the next `rejoining X`, with `X` resolved to a node index.
+pub fn fault_window<'a>(
+    nodes: &[String],
+    events: impl IntoIterator<Item = &'a FaultEvent>,
+) -> Option<FaultWindow> {
+    let mut window: Option<FaultWindow> = None;
+    for e in events {
+        let idx = nodes.iter().position(|n| *n == e.target);
+        match (e.verb.as_str(), &mut window, idx) {
+            ("isolating", None, Some(i)) => {
+                window = Some(FaultWindow {
+                    target: i,
+                    start_us: e.t_us,
+                    rejoin_us: None,
+                })
+            }
+            ("rejoining", Some(w), Some(i)) if w.target == i && w.rejoin_us.is_none() => {
+                w.rejoin_us = Some(e.t_us)
+            }
+            _ => {}
+        }
+    }
+    window
+}
+
+/// Where each row of a table stands in time, with markers at the start of the row after them.
+fn table_fault_events(table: &Table) -> Vec<FaultEvent> {
+    let mut events = Vec::new();
+    let mut pending = Vec::new();
+    for line in &table.lines {
+        match line {
+            Line::Marker { verb, target } => pending.push((verb.clone(), target.clone())),
+            Line::Row(r) => {
+                for (verb, target) in pending.drain(..) {
+                    events.push(FaultEvent {
+                        t_us: (r.second - 1) * 1_000_000,
+                        verb,
+                        target,
+                    });
+                }
+            }
+            Line::Gap => {}
+        }
+    }
+    events
+}
+
+/// Aligns a time down to the start of its row.
+fn row_start(t_us: u64) -> u64 {
+    t_us / 1_000_000 * 1_000_000
+}
+
+/// The seed's figures in whole seconds from a table (a live one, or a published log).
+pub fn figures_from_table(table: &Table) -> Option<(FaultWindow, Figures)> {
+    let events = table_fault_events(table);
+    let w = fault_window(&table.nodes, &events)?;
+    let w = FaultWindow {
+        target: w.target,
+        start_us: row_start(w.start_us),
+        rejoin_us: w.rejoin_us.map(row_start),
+    };
+    let segments = segments_from_rows(table.rows());
+    let end = segments.last().map_or(0, |s| s.end_us);
+    Some((w, seed_figures(&segments, table.nodes.len(), &w, end)))
+}
+
+/// Follows each node's completed increments and collects the stretches in which it was dark.
+#[derive(Debug, Clone)]
+pub struct DarkTracker {
+    last_ok: Vec<u64>,
+    dark: Vec<Vec<(u64, u64)>>,
+}
+
+impl DarkTracker {
+    /// Every node starts at the record's origin, dark until its first increment.
+    pub fn new(nodes: usize) -> Self {
+        DarkTracker {
+            last_ok: vec![0; nodes],
+            dark: vec![Vec::new(); nodes],
+        }
+    }
+
+    /// A completed increment of `node` at `t_us` (per node, in time order).
+    pub fn success(&mut self, node: usize, t_us: u64) {
+        let last = self.last_ok[node];
+        if t_us > last + DARK_GAP_US {
+            self.dark[node].push((last, t_us));
+        }
+        self.last_ok[node] = self.last_ok[node].max(t_us);
+    }
+
+    /// The time line up to `end_us` as segments of constant serving sets.
+    pub fn segments(mut self, end_us: u64) -> Vec<Segment> {
+        let n = self.last_ok.len();
+        for node in 0..n {
+            if end_us > self.last_ok[node] + DARK_GAP_US {
+                self.dark[node].push((self.last_ok[node], end_us));
+            }
+        }
+        let mut cuts: Vec<u64> = vec![0, end_us];
+        for d in self.dark.iter().flatten() {
+            cuts.push(d.0.min(end_us));
+            cuts.push(d.1.min(end_us));
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut segments: Vec<Segment> = Vec::with_capacity(cuts.len());
+        for pair in cuts.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let mid = a + (b - a) / 2;
+            let serving = (0..n)
+                .filter(|&i| !self.dark[i].iter().any(|&(s, e)| s <= mid && mid < e))
+                .fold(0, |m, i| m | 1 << i);
+            match segments.last_mut() {
+                Some(last) if last.serving == serving => last.end_us = b,
+                _ => segments.push(Segment {
+                    start_us: a,
+                    end_us: b,
+                    serving,
+                }),
+            }
+        }
+        segments
+    }
+}
+
+/// Counts of one node's operations.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct NodeOps {
+    pub increments: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub unknown: u64,
+    /// Errors by text, most frequent first in reports.
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Everything Perseus computes from one record.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub header: Header,
+    pub table: Table,
+    pub faults: Vec<FaultEvent>,
+    pub window: Option<FaultWindow>,
+    /// Whole seconds, from the table.
+    pub seconds: Option<Figures>,
+    /// Milliseconds (µs precision), from the operation history.
+    pub precise: Option<Figures>,
+    pub ops: Vec<NodeOps>,
+    /// The end of the record (its `E` line, or its last event).
+    pub end_us: u64,
+    /// False if the record has no `E` line (its writer was stopped abruptly).
+    pub ended_cleanly: bool,
+}
+
+/// Reads a record once and computes the table, the metrics and the operation counts.
+pub fn analyse(path: &Path) -> Result<Analysis> {
+    let reader = Reader::open(path)?;
+    let header = reader.header().clone();
+    let n = header.nodes.len();
+    let mut tab = Tabulator::new(n, header.t0_unix_ms);
+    let mut dark = DarkTracker::new(n);
+    let mut faults = Vec::new();
+    let mut ops = vec![NodeOps::default(); n];
+    let mut end_us = 0;
+    let mut ended_cleanly = false;
+    for event in reader {
+        let event = event?;
+        end_us = end_us.max(crate::record::table::event_time(&event));
+        match &event {
+            Event::Op(op) => {
+                let o = &mut ops[op.node];
+                match op.outcome {
+                    Outcome::Ok => o.ok += 1,
+                    Outcome::Fail => o.fail += 1,
+                    Outcome::Unknown => o.unknown += 1,
+                }
+                if op.is_success() {
+                    o.increments += 1;
+                    dark.success(op.node, op.end_us());
+                }
+                if let Some(e) = &op.error {
+                    *o.errors.entry(e.clone()).or_default() += 1;
+                }
+            }
+            Event::Fault(f) => faults.push(f.clone()),
+            Event::End { .. } => ended_cleanly = true,
+            Event::Mark { .. } => {}
+        }
+        tab.add(&event);
+    }
+    let mut lines = tab.emit_until(end_us);
+    lines.extend(tab.flush_markers());
+    let table = Table {
+        nodes: header.nodes.clone(),
+        lines,
+    };
+    let window = fault_window(&header.nodes, &faults);
+    let seconds = figures_from_table(&table).map(|(_, f)| f);
+    let precise = window.map(|w| seed_figures(&dark.segments(end_us), n, &w, end_us));
+    Ok(Analysis {
+        header,
+        table,
+        faults,
+        window,
+        seconds,
+        precise,
+        ops,
+        end_us,
+        ended_cleanly,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    fn seed_table() -> Table {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/seed-tidb.log"
+        ));
+        Table::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap()
+    }
+
+    /// The seed's TiDB excerpt, over the rows it shows (its `...` gaps count for nothing).
+    /// Isolation in row 163, rejoin in row 262 (tidb2). During isolation: rows 165, 166, 183
+    /// shown at zero (3 s of downtime shown), rows 184, 185, 222, 223 with only tidb3 serving
+    /// (4 s partial), tidb1 and tidb3 steady from row 224 (disturbance 224-1 - 162 = 61 s).
+    /// After the rejoin: rows 273, 277, 279, 288, 300, 321, 322 at zero (7 s), row 278 with
+    /// only tidb1 (1 s), all three steady from row 324 (recovery 323 - 261 = 62 s).
+    #[test]
+    fn the_seed_excerpt_gives_the_figures_its_rows_show() {
+        let (w, f) = figures_from_table(&seed_table()).unwrap();
+        assert_eq!(w.target, 1);
+        assert_eq!(w.start_us, 162 * S);
+        assert_eq!(w.rejoin_us, Some(261 * S));
+        assert_eq!(f.downtime_on_isolation, 3 * S);
+        assert_eq!(f.partial_downtime_on_isolation, 4 * S);
+        assert_eq!(f.disturbance_time, Some(61 * S));
+        assert_eq!(f.downtime_on_recovery, Some(7 * S));
+        assert_eq!(f.partial_downtime_on_recovery, Some(S));
+        assert_eq!(f.recovery_time, Some(62 * S));
+    }
+
+    fn seg(a: u64, b: u64, serving: NodeSet) -> Segment {
+        Segment {
+            start_us: a * S,
+            end_us: b * S,
+            serving,
+        }
+    }
+
+    #[test]
+    fn a_clean_isolation_has_no_downtime_and_settles_at_once() {
+        // n2 (bit 1) dark from 10 s to 21 s, everybody else serving throughout.
+        let segments = vec![seg(0, 10, 0b111), seg(10, 21, 0b101), seg(21, 40, 0b111)];
+        let w = FaultWindow {
+            target: 1,
+            start_us: 10 * S,
+            rejoin_us: Some(20 * S),
+        };
+        let f = seed_figures(&segments, 3, &w, 40 * S);
+        assert_eq!(f.downtime_on_isolation, 0);
+        assert_eq!(f.partial_downtime_on_isolation, 0);
+        assert_eq!(f.disturbance_time, Some(0));
+        assert_eq!(f.downtime_on_recovery, Some(0));
+        assert_eq!(f.partial_downtime_on_recovery, Some(0));
+        assert_eq!(f.recovery_time, Some(S));
+    }
+
+    #[test]
+    fn a_stall_then_one_node_then_steady() {
+        let segments = vec![
+            seg(0, 10, 0b111),
+            seg(10, 12, 0b000), // everybody stalls 2 s
+            seg(12, 13, 0b100), // only n3
+            seg(13, 20, 0b101), // n1 and n3 steady
+            seg(20, 25, 0b000), // stall after the rejoin
+            seg(25, 30, 0b111),
+        ];
+        let w = FaultWindow {
+            target: 1,
+            start_us: 10 * S,
+            rejoin_us: Some(20 * S),
+        };
+        let f = seed_figures(&segments, 3, &w, 30 * S);
+        assert_eq!(f.downtime_on_isolation, 2 * S);
+        assert_eq!(f.partial_downtime_on_isolation, S);
+        assert_eq!(f.disturbance_time, Some(3 * S));
+        assert_eq!(f.downtime_on_recovery, Some(5 * S));
+        assert_eq!(f.partial_downtime_on_recovery, Some(0));
+        assert_eq!(f.recovery_time, Some(5 * S));
+    }
+
+    #[test]
+    fn never_steady_is_not_applicable_and_no_rejoin_has_no_recovery() {
+        let segments = vec![seg(0, 10, 0b111), seg(10, 30, 0b100)];
+        let w = FaultWindow {
+            target: 1,
+            start_us: 10 * S,
+            rejoin_us: None,
+        };
+        let f = seed_figures(&segments, 3, &w, 30 * S);
+        assert_eq!(f.partial_downtime_on_isolation, 20 * S);
+        assert_eq!(f.disturbance_time, None);
+        assert_eq!(f.downtime_on_recovery, None);
+        assert_eq!(f.recovery_time, None);
+    }
+
+    #[test]
+    fn dark_stretches_come_from_gaps_between_increments() {
+        let mut d = DarkTracker::new(2);
+        for t in (0..=100).map(|i| i * 10_000) {
+            d.success(0, t); // n1 every 10 ms until 1 s
+            d.success(1, t);
+        }
+        d.success(0, 3 * S); // n1 silent for 2 s
+        for t in (101..=300).map(|i| i * 10_000) {
+            d.success(1, t);
+        }
+        let segs = d.segments(3 * S);
+        assert_eq!(
+            segs,
+            vec![
+                Segment {
+                    start_us: 0,
+                    end_us: S,
+                    serving: 0b11
+                },
+                Segment {
+                    start_us: S,
+                    end_us: 3 * S,
+                    serving: 0b10
+                },
+            ]
+        );
+        // A node silent at the end of the record is dark to the end.
+        let mut d = DarkTracker::new(1);
+        d.success(0, 100_000);
+        let segs = d.segments(2 * S);
+        assert_eq!(segs.last().unwrap().serving, 0);
+        assert_eq!(segs.last().unwrap().start_us, 100_000);
+    }
+
+    #[test]
+    fn the_window_pairs_isolating_with_the_next_rejoining_of_the_same_node() {
+        let nodes: Vec<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        let ev = |t, verb: &str, target: &str| FaultEvent {
+            t_us: t,
+            verb: verb.into(),
+            target: target.into(),
+        };
+        let events = [
+            ev(5, "isolating", "n3"),
+            ev(6, "isolated", "n3"),
+            ev(9, "rejoining", "n1"),
+            ev(10, "rejoining", "n3"),
+            ev(12, "rejoining", "n3"),
+        ];
+        let w = fault_window(&nodes, &events).unwrap();
+        assert_eq!((w.target, w.start_us, w.rejoin_us), (2, 5, Some(10)));
+        assert_eq!(fault_window(&nodes, &[ev(1, "isolating", "n9")]), None);
+    }
+}

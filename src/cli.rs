@@ -1,0 +1,509 @@
+//! The command line: flags → a spec or a lab action. No logic of its own.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use perseus::clock::parse_duration;
+use perseus::db;
+use perseus::fault::isolate;
+use perseus::lab::{self, process, LabState};
+use perseus::spec::{Spec, Target};
+use perseus::watch::Watch;
+use perseus::workload::Settings;
+use perseus::{analysis, report, Error};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const ABOUT: &str = "What do your clients see when a database node is cut off from its peers, and when it comes back?";
+
+const LONG_ABOUT: &str = "\
+What do your clients see when a database node is cut off from its peers, and when it comes back?
+
+Perseus brings up a real cluster in network namespaces on this machine, runs one client per
+node (read -> increment -> write on a key of its own, as the original Perseus experiment),
+cuts a node off from its peers with nftables, lets it rejoin, and measures from the full
+operation record: downtime, partial downtime, disturbance time and recovery time.
+
+Quick start (as root):
+  perseus run etcd                      the whole experiment, unattended (about 2.5 minutes)
+  perseus run etcd --isolate leader --before 10s --during 20s --after 20s
+
+By hand, in two terminals:
+  perseus up etcd                       a 3-node lab
+  perseus watch                         the per-second table (Ctrl-C stops it)
+  perseus isolate n2 / perseus rejoin n2
+  perseus down                          removes everything the lab made";
+
+#[derive(Parser)]
+#[command(name = "perseus", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the experiment unattended: lab up, workload, isolate, rejoin, metrics, lab down
+    Run(RunArgs),
+    /// Bring up a lab: a cluster of real database nodes, each in its own network namespace
+    Up(UpArgs),
+    /// Remove a lab: every process, namespace, link and rule it made (also after a crash)
+    Down(DownArgs),
+    /// Show labs: nodes, addresses, processes, leader, faults in force
+    Status(LabArg),
+    /// Cut a node off from its peers; the client still reaches it (the seed's isolate.sh)
+    Isolate(NodeArgs),
+    /// Restore a node's traffic with its peers (the seed's rejoin.sh)
+    Rejoin(NodeArgs),
+    /// Run the seed's client against a lab and print the per-second table until Ctrl-C
+    Watch(WatchArgs),
+    /// Rebuild client.log, summary.json and the metrics of a results directory from its record
+    Report(ReportArgs),
+    /// List the databases Perseus can run, with the packages they need
+    List,
+}
+
+#[derive(Args)]
+pub struct LabArg {
+    /// The lab to act on
+    #[arg(long, env = "PERSEUS_LAB", default_value = lab::DEFAULT_LAB)]
+    pub lab: String,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Database to test (perseus list shows them); optional with --spec
+    pub database: Option<String>,
+    /// Number of nodes
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Node to isolate: a name (n1, n2, ...) or 'leader' (the leader when the fault starts)
+    #[arg(long, value_name = "NODE|leader")]
+    pub isolate: Option<Target>,
+    /// Time from steady workload to the isolation [default: 30s]
+    #[arg(long, value_parser = parse_duration)]
+    pub before: Option<Duration>,
+    /// Time the node stays isolated [default: 60s]
+    #[arg(long, value_parser = parse_duration)]
+    pub during: Option<Duration>,
+    /// Time after the rejoin [default: 60s]
+    #[arg(long, value_parser = parse_duration)]
+    pub after: Option<Duration>,
+    /// Longest wait for one request; past it the request counts as unknown [default: 1s]
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Results directory [default: runs/DATABASE-YYYYmmdd-HHMMSS]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run a saved spec (spec.json of an earlier run); flags given as well override it
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Name of the lab the run creates (and removes) [default: run-PID]
+    #[arg(long)]
+    pub lab: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Database to run (perseus list shows them)
+    pub database: String,
+    /// Number of nodes
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Address range: a /24 inside 198.18.0.0/15 [default: the first free one]
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Longest wait for the cluster to be ready
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+}
+
+#[derive(Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Remove every lab on this machine
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Node name (n1, n2, ...) or 'leader'
+    pub node: Target,
+    #[command(flatten)]
+    pub lab: LabArg,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Longest wait for one request; past it the request counts as unknown
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Results directory for the record and the table [default: runs/watch-LAB-YYYYmmdd-HHMMSS]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A results directory (with record.txt), or a client log in the seed's format
+    pub path: PathBuf,
+}
+
+fn stamp() -> String {
+    chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
+}
+
+fn say(line: String) {
+    eprintln!("perseus: {line}");
+}
+
+pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
+    match cli.command {
+        Command::Run(a) => run(a, stop).await,
+        Command::Up(a) => up(a, stop).await,
+        Command::Down(a) => down(a),
+        Command::Status(a) => status(&a.lab).await,
+        Command::Isolate(a) => fault(a, true).await,
+        Command::Rejoin(a) => fault(a, false).await,
+        Command::Watch(a) => watch(a, stop).await,
+        Command::Report(a) => report_cmd(&a.path),
+        Command::List => list(),
+    }
+}
+
+async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
+    let mut spec = match &a.spec {
+        Some(path) => Spec::load(path)?,
+        None => Spec::default(),
+    };
+    match (&a.database, &a.spec) {
+        (Some(d), _) => spec.database = d.clone(),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "name a database (perseus run etcd) or a saved spec (--spec FILE)".into(),
+            )
+            .into())
+        }
+        (None, Some(_)) => {}
+    }
+    if let Some(n) = a.nodes {
+        spec.nodes = n;
+    }
+    if let Some(t) = a.isolate {
+        spec.timeline.isolate = t;
+    }
+    if let Some(d) = a.before {
+        spec.timeline.before = d;
+    }
+    if let Some(d) = a.during {
+        spec.timeline.during = d;
+    }
+    if let Some(d) = a.after {
+        spec.timeline.after = d;
+    }
+    if let Some(d) = a.timeout {
+        spec.request_timeout = d;
+    }
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", spec.database, stamp())));
+    let lab_name = a
+        .lab
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say).await?;
+    print!("\n{}", report::metrics_table(&outcome.analysis));
+    println!("results: {}", outcome.dir.display());
+    Ok(())
+}
+
+async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
+    let db = db::find(&a.database)?;
+    process::require_root("perseus up")?;
+    db.check_installed()?;
+    let subnet = a
+        .subnet
+        .as_deref()
+        .map(lab::net::Subnet::parse)
+        .transpose()?;
+    let mut state = lab::create(&a.lab.lab, db.name(), a.nodes, subnet)?;
+    let started = tokio::select! {
+        r = lab::start_database(&mut state, db, a.ready_timeout) => r,
+        _ = stop.cancelled() => Err(Error::Interrupted),
+    };
+    let took = match started {
+        Ok(t) => t,
+        Err(e) => {
+            lab::destroy(&state).context("removing the lab after the failed start")?;
+            return Err(e.into());
+        }
+    };
+    let health = db.health(&state.layout()).await;
+    println!(
+        "lab {}: {} {} nodes ready in {:.1} s{}",
+        state.name,
+        state.nodes.len(),
+        db.name(),
+        took.as_secs_f64(),
+        health
+            .version
+            .map(|v| format!(" (version {v})"))
+            .unwrap_or_default()
+    );
+    for (i, n) in state.nodes.iter().enumerate() {
+        let lead = if health.leader == Some(i) {
+            "  leader"
+        } else {
+            ""
+        };
+        println!("  {}  {}:{}{lead}", n.name, n.addr, db.client_port());
+    }
+    let flag = if state.name == lab::DEFAULT_LAB {
+        String::new()
+    } else {
+        format!(" --lab {}", state.name)
+    };
+    println!("next: perseus watch{flag}   (and in another terminal: perseus isolate n2{flag}, perseus rejoin n2{flag})");
+    println!("done: perseus down{flag}");
+    Ok(())
+}
+
+fn down(a: DownArgs) -> Result<()> {
+    let names = if a.all {
+        lab::list()
+    } else {
+        vec![a.lab.lab.clone()]
+    };
+    if a.all && names.is_empty() {
+        println!("no labs");
+        return Ok(());
+    }
+    for name in names {
+        let t = Instant::now();
+        let state = lab::down(&name)?;
+        println!(
+            "lab {name} removed ({} nodes, their processes, namespaces and rules, bridge {}) in {} ms",
+            state.nodes.len(),
+            state.bridge,
+            t.elapsed().as_millis()
+        );
+    }
+    Ok(())
+}
+
+async fn status(name: &str) -> Result<()> {
+    let names = lab::list();
+    if names.is_empty() {
+        println!("no labs (start one with: perseus up etcd)");
+        return Ok(());
+    }
+    let names: Vec<String> = if names.iter().any(|n| n == name) {
+        vec![name.to_string()]
+    } else {
+        names
+    };
+    for name in names {
+        let state = LabState::load(&name)?;
+        let up_for = (perseus::clock::unix_ms() - state.created_unix_ms).max(0) as u64 / 1000;
+        println!(
+            "lab {}: {}, {} nodes, {}, up {}",
+            state.name,
+            state.database,
+            state.nodes.len(),
+            state.subnet,
+            perseus::clock::format_duration(Duration::from_secs(up_for))
+        );
+        let db = db::find(&state.database).ok();
+        let health = match db {
+            Some(db) => Some(db.health(&state.layout()).await),
+            None => None,
+        };
+        println!(
+            "  {:<5}{:<15}{:<28}{:<24}faults",
+            "node", "address", "namespace", "processes"
+        );
+        for (i, n) in state.nodes.iter().enumerate() {
+            let procs: Vec<String> = n
+                .processes
+                .iter()
+                .map(|p| {
+                    let alive = if process::is_alive(p.pid, p.start_time) {
+                        ""
+                    } else {
+                        " (gone)"
+                    };
+                    format!("{} {}{alive}", p.name, p.pid)
+                })
+                .collect();
+            let faults = match isolate::is_isolated(&state, i) {
+                Ok(true) => "isolated".to_string(),
+                Ok(false) => "-".to_string(),
+                Err(_) => "? (namespace missing)".to_string(),
+            };
+            let procs = if procs.is_empty() {
+                "-".to_string()
+            } else {
+                procs.join(", ")
+            };
+            println!(
+                "  {:<5}{:<15}{:<28}{:<24}{faults}",
+                n.name,
+                n.addr.to_string(),
+                n.netns,
+                procs
+            );
+        }
+        if let Some(h) = health {
+            let leader = h
+                .leader
+                .map(|i| state.nodes[i].name.clone())
+                .unwrap_or_else(|| "none".into());
+            let ready = if h.ready {
+                "ready".to_string()
+            } else {
+                format!("not ready: {}", h.why)
+            };
+            println!("  leader: {leader}; {ready}");
+        }
+    }
+    Ok(())
+}
+
+async fn fault(a: NodeArgs, isolating: bool) -> Result<()> {
+    process::require_root(if isolating {
+        "perseus isolate"
+    } else {
+        "perseus rejoin"
+    })?;
+    let state = LabState::load(&a.lab.lab)?;
+    let db = db::find(&state.database)?;
+    let node = perseus::schedule::resolve(&a.node, &state, db).await?;
+    let name = state.nodes[node].name.clone();
+    let t = Instant::now();
+    if isolating {
+        let port = db.client_port();
+        let s = state.clone();
+        tokio::task::spawn_blocking(move || isolate::isolate(&s, node, port)).await??;
+        println!(
+            "isolated {name} ({}) from {} in {} ms: its traffic with every peer is dropped; the client still reaches it",
+            state.nodes[node].addr,
+            state.nodes.iter().filter(|n| n.name != name).map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+            t.elapsed().as_millis()
+        );
+    } else if isolate::rejoin(&state, node)? {
+        println!(
+            "rejoined {name} in {} ms: no rule of perseus is left in its namespace",
+            t.elapsed().as_millis()
+        );
+    } else {
+        println!("{name} was not isolated; nothing to do");
+    }
+    Ok(())
+}
+
+async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
+    let state = LabState::load(&a.lab.lab)?;
+    let db = db::find(&state.database)?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("watch-{}-{}", state.name, stamp())));
+    let version = db.health(&state.layout()).await.version;
+    let settings = Settings {
+        timeout: a.timeout,
+        ..Settings::default()
+    };
+    let w = Watch::start(db, &state, settings, &out, true, version)?;
+    stop.cancelled().await;
+    w.stop().await?;
+    let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
+    report::write_results(&out, &analysis)?;
+    print!("\n{}", report::metrics_table(&analysis));
+    println!("results: {}", out.display());
+    Ok(())
+}
+
+fn report_cmd(path: &Path) -> Result<()> {
+    if path.is_file() {
+        // A client log in the seed's format: whole-second metrics only.
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let table = perseus::record::table::Table::parse(&text, path)?;
+        let Some((w, f)) = analysis::figures_from_table(&table) else {
+            println!("no isolation marker in {}: no metrics", path.display());
+            return Ok(());
+        };
+        println!(
+            "{} isolated in row {}",
+            table.nodes[w.target],
+            w.start_us / 1_000_000 + 1
+        );
+        let show = |v: Option<u64>| v.map_or("n/a".to_string(), |us| (us / 1_000_000).to_string());
+        println!("{:<32}{:>9}", "metric", "seconds");
+        for (label, v) in [
+            ("downtime on isolation", Some(f.downtime_on_isolation)),
+            (
+                "partial downtime on isolation",
+                Some(f.partial_downtime_on_isolation),
+            ),
+            ("disturbance time", f.disturbance_time),
+            ("downtime on recovery", f.downtime_on_recovery),
+            (
+                "partial downtime on recovery",
+                f.partial_downtime_on_recovery,
+            ),
+            ("recovery time", f.recovery_time),
+        ] {
+            println!("{label:<32}{:>9}", show(v));
+        }
+        if table.lines.contains(&perseus::record::table::Line::Gap) {
+            println!("(rows left out of the log, '...', count for nothing)");
+        }
+        return Ok(());
+    }
+    let record = path.join(perseus::record::FILE_NAME);
+    if !record.exists() {
+        return Err(Error::Invalid(format!(
+            "{} has no {}: give a results directory of perseus run or watch",
+            path.display(),
+            perseus::record::FILE_NAME
+        ))
+        .into());
+    }
+    let analysis = analysis::analyse(&record)?;
+    report::write_results(path, &analysis)?;
+    print!("{}", report::metrics_table(&analysis));
+    println!(
+        "rewrote {} and {}",
+        path.join("client.log").display(),
+        path.join(report::SUMMARY_FILE).display()
+    );
+    Ok(())
+}
+
+fn list() -> Result<()> {
+    println!(
+        "{:<10}{:<16}{:<11}about",
+        "database", "packages", "installed"
+    );
+    for d in db::REGISTRY {
+        let packages: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
+        let installed = if d.check_installed().is_ok() {
+            "yes"
+        } else {
+            "no"
+        };
+        println!(
+            "{:<10}{:<16}{:<11}{}",
+            d.name(),
+            packages.join(" "),
+            installed,
+            d.about()
+        );
+    }
+    Ok(())
+}

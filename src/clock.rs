@@ -1,0 +1,70 @@
+//! Time as Perseus measures it.
+//!
+//! Operations and fault events are stamped with `CLOCK_MONOTONIC`, which is one clock for
+//! every process on the machine: a `perseus isolate` in another terminal and the running
+//! `perseus watch` stamp their events on the same time line.
+
+use std::time::Duration;
+
+/// Nanoseconds on the system-wide monotonic clock.
+pub fn monotonic_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available on Linux");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// Milliseconds since the Unix epoch on the wall clock.
+pub fn unix_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The wall clock as the seed's log prints it (`2018/01/08 07:35:04`, local time).
+pub fn format_wall(unix_ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(unix_ms) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.format("%Y/%m/%d %H:%M:%S").to_string()
+        }
+        chrono::LocalResult::None => String::from("-"),
+    }
+}
+
+/// Parses `30s`, `1m30s`, `500ms`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("'{text}' is not a duration (e.g. 30s, 1m, 500ms)"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 30s, 1m, 500ms)"))
+}
+
+/// Formats a duration the way `parse_duration` reads it.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_forms_the_cli_accepts() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2.5").unwrap(), Duration::from_millis(2500));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = monotonic_ns();
+        let b = monotonic_ns();
+        assert!(b >= a);
+    }
+}

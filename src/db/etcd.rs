@@ -1,0 +1,244 @@
+//! etcd (Debian `etcd-server`): one `etcd` per node, all in the initial cluster.
+//! Ready when every member answers and all agree on a leader. The client uses etcd's
+//! default, linearizable reads.
+
+use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use async_trait::async_trait;
+use etcd_client::{ConnectOptions, Error as EtcdError};
+use std::time::Duration;
+
+pub const CLIENT_PORT: u16 = 2379;
+pub const PEER_PORT: u16 = 2380;
+
+pub struct Etcd;
+
+fn client_url(layout: &Layout, node: usize) -> String {
+    format!("http://{}:{CLIENT_PORT}", layout.nodes[node].addr)
+}
+
+async fn connect(
+    layout: &Layout,
+    node: usize,
+    timeout: Duration,
+) -> Result<etcd_client::Client, ClientError> {
+    let options = ConnectOptions::new().with_connect_timeout(timeout);
+    match tokio::time::timeout(
+        timeout,
+        etcd_client::Client::connect([client_url(layout, node)], Some(options)),
+    )
+    .await
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(ClientError::definite(format!("connect: {e}"))),
+        Err(_) => Err(ClientError::definite("connect: timed out")),
+    }
+}
+
+/// Whether a failed request certainly did not take effect.
+fn is_definite(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::TransportError(_) | EtcdError::InvalidArgs(_) | EtcdError::InvalidUri(_) => true,
+        EtcdError::GRpcStatus(s) => {
+            let m = s.message();
+            // Refused before it reached the server, or refused by it before proposing.
+            m.contains("error trying to connect")
+                || m.contains("Connection refused")
+                || m.contains("etcdserver: no leader")
+                || m.contains("etcdserver: not capable")
+        }
+        _ => false,
+    }
+}
+
+fn describe(e: &EtcdError) -> String {
+    match e {
+        EtcdError::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
+    }
+}
+
+struct EtcdClient(etcd_client::Client);
+
+#[async_trait]
+impl Client for EtcdClient {
+    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+        let resp = self
+            .0
+            .get(key, None)
+            .await
+            .map_err(|e| ClientError::definite(describe(&e)))?;
+        match resp.kvs().first() {
+            None => Ok(None),
+            Some(kv) => {
+                let text = kv
+                    .value_str()
+                    .map_err(|e| ClientError::definite(e.to_string()))?;
+                text.parse().map(Some).map_err(|_| {
+                    ClientError::definite(format!("value of {key} is not a number: {text:?}"))
+                })
+            }
+        }
+    }
+
+    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
+        self.0
+            .put(key, value.to_string(), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| ClientError {
+                definite: is_definite(&e),
+                text: describe(&e),
+            })
+    }
+}
+
+#[async_trait]
+impl Database for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn about(&self) -> &'static str {
+        "etcd 3.4 key-value store (Raft); linearizable reads and writes"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[("etcd", "etcd-server")]
+    }
+
+    fn client_port(&self) -> u16 {
+        CLIENT_PORT
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        let n = &layout.nodes[node];
+        let cluster: Vec<String> = layout
+            .nodes
+            .iter()
+            .map(|m| format!("{}=http://{}:{PEER_PORT}", m.name, m.addr))
+            .collect();
+        let client = format!("http://{}:{CLIENT_PORT}", n.addr);
+        let peer = format!("http://{}:{PEER_PORT}", n.addr);
+        let args = [
+            "--name",
+            &n.name,
+            "--data-dir",
+            &n.dir.join("data").to_string_lossy(),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &cluster.join(","),
+            "--initial-cluster-token",
+            &format!("perseus-{}", layout.lab),
+            "--initial-cluster-state",
+            "new",
+            "--logger",
+            "zap",
+            "--log-outputs",
+            "stderr",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        vec![ProcessSpec {
+            name: "etcd".into(),
+            program: "etcd".into(),
+            args,
+            env: Vec::new(),
+        }]
+    }
+
+    async fn health(&self, layout: &Layout) -> Health {
+        let probe = |i: usize| async move {
+            let mut c = connect(layout, i, Duration::from_millis(800)).await.ok()?;
+            let s = tokio::time::timeout(Duration::from_millis(800), c.status())
+                .await
+                .ok()?
+                .ok()?;
+            Some((s.header()?.member_id(), s.leader(), s.version().to_string()))
+        };
+        let answers = futures::future::join_all((0..layout.nodes.len()).map(probe)).await;
+        let not_ready: Vec<usize> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.as_ref().is_none_or(|a| a.1 == 0))
+            .map(|(i, _)| i)
+            .collect();
+        let leaders: Vec<u64> = answers.iter().flatten().map(|a| a.1).collect();
+        let leader_id = leaders.first().copied().filter(|l| *l != 0);
+        let leader = leader_id.and_then(|l| {
+            answers
+                .iter()
+                .position(|a| a.as_ref().is_some_and(|a| a.0 == l))
+        });
+        let agree = leaders.iter().all(|l| Some(*l) == leader_id);
+        let why = if !not_ready.is_empty() {
+            let names: Vec<&str> = not_ready
+                .iter()
+                .map(|i| layout.nodes[*i].name.as_str())
+                .collect();
+            format!("no answer with a leader from {}", names.join(", "))
+        } else if !agree {
+            "members disagree on the leader".into()
+        } else {
+            String::new()
+        };
+        Health {
+            ready: not_ready.is_empty() && agree && leader.is_some(),
+            not_ready,
+            why,
+            leader,
+            version: answers.iter().flatten().next().map(|a| a.2.clone()),
+        }
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        Ok(Box::new(EtcdClient(connect(layout, node, timeout).await?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::NodeLayout;
+    use std::path::PathBuf;
+
+    fn layout() -> Layout {
+        Layout {
+            lab: "t".into(),
+            nodes: (1..=3)
+                .map(|i| NodeLayout {
+                    name: format!("n{i}"),
+                    addr: format!("198.18.1.{i}").parse().unwrap(),
+                    dir: PathBuf::from(format!("/x/n{i}")),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_node_is_in_the_initial_cluster_and_listens_on_its_own_address() {
+        let p = Etcd.processes(&layout(), 1);
+        assert_eq!(p.len(), 1);
+        let args = p[0].args.join(" ");
+        assert!(args.contains("--name n2 "));
+        assert!(args.contains("--data-dir /x/n2/data "));
+        assert!(args.contains("--listen-client-urls http://198.18.1.2:2379 "));
+        assert!(args.contains("--listen-peer-urls http://198.18.1.2:2380 "));
+        assert!(args.contains(
+            "--initial-cluster n1=http://198.18.1.1:2380,n2=http://198.18.1.2:2380,n3=http://198.18.1.3:2380 "
+        ));
+        assert!(args.contains("--initial-cluster-token perseus-t "));
+    }
+}

@@ -1,0 +1,145 @@
+//! Databases: how to start a node, when the cluster is ready, and a client for the workload.
+//! One file per database; [`REGISTRY`] lists them.
+
+pub mod etcd;
+
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every database Perseus can run, in the order `perseus list` shows them.
+pub static REGISTRY: &[&dyn Database] = &[&etcd::Etcd];
+
+/// Looks a database up by name.
+pub fn find(name: &str) -> Result<&'static dyn Database> {
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|d| d.name() == name)
+        .ok_or_else(|| Error::UnknownDatabase {
+            name: name.to_string(),
+            known: REGISTRY
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// What a database is told of the lab it runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub lab: String,
+    pub nodes: Vec<NodeLayout>,
+}
+
+/// One node: its name, its address, and a directory of its own for data and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLayout {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub dir: PathBuf,
+}
+
+/// A process to start on a node, inside its namespace, in its directory. Its standard
+/// output and error go to `<node dir>/<name>.log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// What a health probe found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Every node is up and the cluster can serve.
+    pub ready: bool,
+    /// Nodes that did not answer as a ready node should.
+    pub not_ready: Vec<usize>,
+    /// Why it is not ready, for the user.
+    pub why: String,
+    /// The node the database itself reports as leader, where that means something.
+    pub leader: Option<usize>,
+    /// The server version, as the servers report it.
+    pub version: Option<String>,
+}
+
+/// A failed request. `definite`: it certainly did not take effect (never sent, or refused);
+/// otherwise it may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    pub definite: bool,
+    pub text: String,
+}
+
+impl ClientError {
+    pub fn definite(text: impl Into<String>) -> Self {
+        ClientError {
+            definite: true,
+            text: text.into(),
+        }
+    }
+
+    pub fn indefinite(text: impl Into<String>) -> Self {
+        ClientError {
+            definite: false,
+            text: text.into(),
+        }
+    }
+}
+
+/// One connection to one node, as the seed's client held.
+#[async_trait]
+pub trait Client: Send {
+    /// The value of `key`, `None` if it is absent.
+    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError>;
+    /// Sets `key` to `value`.
+    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError>;
+}
+
+/// A database Perseus can run in a lab.
+#[async_trait]
+pub trait Database: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// One line for `perseus list`.
+    fn about(&self) -> &'static str;
+    /// Binaries it needs, each with the Debian package that provides it.
+    fn binaries(&self) -> &'static [(&'static str, &'static str)];
+    /// The port clients connect to on every node.
+    fn client_port(&self) -> u16;
+    /// Fails with the package to install when a binary is missing.
+    fn check_installed(&self) -> Result<()> {
+        for (binary, package) in self.binaries() {
+            if crate::lab::process::find_program(binary).is_none() {
+                return Err(Error::MissingBinary {
+                    binary: binary.to_string(),
+                    package: package.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+    /// Writes whatever the nodes need before they start (config files, data dirs).
+    fn prepare(&self, _layout: &Layout) -> Result<()> {
+        Ok(())
+    }
+    /// The processes of node `node`.
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec>;
+    /// Probes the cluster once, within about a second.
+    async fn health(&self, layout: &Layout) -> Health;
+    /// Opens a client to node `node`. Must not take longer than `timeout`.
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError>;
+    /// The key node `node`'s client increments.
+    fn key(&self, layout: &Layout, node: usize) -> String {
+        format!("perseus-{}", layout.nodes[node].name)
+    }
+}

@@ -1,0 +1,427 @@
+//! A lab: the hosts of one test cluster on this machine, and what runs on them.
+//!
+//! Each node is a network namespace with its own address; a bridge joins them and the host,
+//! where the clients run. The lab's state is kept on disk (`$PERSEUS_HOME/labs/NAME/`,
+//! default `/var/lib/perseus`), written before anything is created, so `perseus down` can
+//! remove every process, namespace and link of a lab even after perseus itself was killed.
+
+pub mod events;
+pub mod net;
+pub mod process;
+
+use crate::db::{Database, Layout, NodeLayout};
+use crate::error::{Error, Result};
+use net::Subnet;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// The lab used when none is named.
+pub const DEFAULT_LAB: &str = "default";
+/// Most nodes one lab can have.
+pub const MAX_NODES: usize = 32;
+
+/// Where labs keep their state and data: `$PERSEUS_HOME`, default `/var/lib/perseus`.
+pub fn home() -> PathBuf {
+    std::env::var_os("PERSEUS_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/perseus"))
+}
+
+fn labs_dir() -> PathBuf {
+    home().join("labs")
+}
+
+/// A process the lab started on a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessState {
+    pub name: String,
+    pub pid: i32,
+    /// Tells this process apart from a later one with the same pid.
+    pub start_time: u64,
+    pub log: PathBuf,
+}
+
+/// One host of the lab.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeState {
+    pub name: String,
+    pub netns: String,
+    pub addr: Ipv4Addr,
+    /// The host side of the node's veth pair.
+    pub veth: String,
+    pub dir: PathBuf,
+    pub processes: Vec<ProcessState>,
+}
+
+/// Everything `down` needs to remove a lab, and everything a client needs to reach it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LabState {
+    pub name: String,
+    pub database: String,
+    pub subnet: String,
+    pub bridge: String,
+    pub host_addr: Ipv4Addr,
+    pub nodes: Vec<NodeState>,
+    pub created_unix_ms: i64,
+    pub perseus_version: String,
+}
+
+impl LabState {
+    pub fn dir(&self) -> PathBuf {
+        labs_dir().join(&self.name)
+    }
+
+    fn state_file(dir: &Path) -> PathBuf {
+        dir.join("state.json")
+    }
+
+    /// Loads a lab by name.
+    pub fn load(name: &str) -> Result<LabState> {
+        let dir = labs_dir().join(name);
+        let text = std::fs::read_to_string(Self::state_file(&dir)).map_err(|_| {
+            let labs = list();
+            Error::NoSuchLab {
+                name: name.to_string(),
+                hint: if labs.is_empty() {
+                    "; there are no labs (start one with: perseus up etcd)".into()
+                } else {
+                    format!("; labs here: {} (use --lab NAME)", labs.join(", "))
+                },
+            }
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+            what: "lab state".into(),
+            path: Self::state_file(&dir),
+            line: e.line(),
+            why: e.to_string(),
+        })
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = Self::state_file(&self.dir());
+        let tmp = path.with_extension("json.tmp");
+        let json = serde_json::to_string_pretty(self).expect("state serialises");
+        std::fs::write(&tmp, json).map_err(Error::io(format!("write {}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(Error::io(format!("write {}", path.display())))
+    }
+
+    /// The index of the node called `name`.
+    pub fn node_index(&self, name: &str) -> Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| Error::NoSuchNode {
+                node: name.to_string(),
+                lab: self.name.clone(),
+                nodes: self.node_names().join(", "),
+            })
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// What a database needs to know of the lab.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            lab: self.name.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeLayout {
+                    name: n.name.clone(),
+                    addr: n.addr,
+                    dir: n.dir.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Copies every process log of the lab into `dest` as `NODE-PROCESS.log`.
+    pub fn collect_logs(&self, dest: &Path) -> Result<()> {
+        std::fs::create_dir_all(dest).map_err(Error::io(format!("create {}", dest.display())))?;
+        for node in &self.nodes {
+            for p in &node.processes {
+                let to = dest.join(format!("{}-{}.log", node.name, p.name));
+                if p.log.exists() {
+                    std::fs::copy(&p.log, &to)
+                        .map_err(Error::io(format!("copy {}", p.log.display())))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The names of the labs on this machine.
+pub fn list() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(labs_dir())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Lab names are short and plain, since they name namespaces and directories.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 24
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "lab name '{name}': use 1 to 24 of a-z, 0-9 and '-' (not first)"
+        )))
+    }
+}
+
+/// Holds the machine-wide lock that makes creating and removing labs one at a time.
+struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+fn lock() -> Result<Lock> {
+    let dir = labs_dir();
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    let path = dir.join(".lock");
+    let file = File::create(&path).map_err(Error::io(format!("open {}", path.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map(Lock)
+        .map_err(|(_, e)| Error::io(format!("lock {}", path.display()))(e.into()))
+}
+
+fn subnets_of_labs() -> Vec<String> {
+    list()
+        .iter()
+        .filter_map(|n| LabState::load(n).ok())
+        .map(|s| s.subnet)
+        .collect()
+}
+
+fn choose_subnet(requested: Option<Subnet>) -> Result<Subnet> {
+    let taken = subnets_of_labs();
+    if let Some(s) = requested {
+        if taken.contains(&s.to_string()) {
+            return Err(Error::SubnetInUse {
+                subnet: s.to_string(),
+                by: "another perseus lab".into(),
+            });
+        }
+        if let Some(by) = net::subnet_user(&s)? {
+            return Err(Error::SubnetInUse {
+                subnet: s.to_string(),
+                by,
+            });
+        }
+        return Ok(s);
+    }
+    for index in 1..512 {
+        let s = Subnet::from_index(index);
+        if !taken.contains(&s.to_string()) && net::subnet_user(&s)?.is_none() {
+            return Ok(s);
+        }
+    }
+    Err(Error::NoFreeSubnet)
+}
+
+/// Creates a lab's hosts (no database yet): namespaces, addresses, bridge. On any error,
+/// whatever was made is removed again.
+pub fn create(
+    name: &str,
+    database: &str,
+    nodes: usize,
+    subnet: Option<Subnet>,
+) -> Result<LabState> {
+    process::require_root("creating a lab")?;
+    validate_name(name)?;
+    if !(1..=MAX_NODES).contains(&nodes) {
+        return Err(Error::Invalid(format!(
+            "--nodes {nodes}: a lab has 1 to {MAX_NODES} nodes"
+        )));
+    }
+    let _lock = lock()?;
+    let dir = labs_dir().join(name);
+    if dir.exists() {
+        return Err(Error::LabExists(name.to_string()));
+    }
+    let subnet = choose_subnet(subnet)?;
+    let tag = format!("prs{}", subnet.index());
+    let state = LabState {
+        name: name.to_string(),
+        database: database.to_string(),
+        subnet: subnet.to_string(),
+        bridge: format!("{tag}br"),
+        host_addr: subnet.host_addr(),
+        nodes: (0..nodes)
+            .map(|i| NodeState {
+                name: format!("n{}", i + 1),
+                netns: format!("perseus-{name}-n{}", i + 1),
+                addr: subnet.node_addr(i),
+                veth: format!("{tag}n{}", i + 1),
+                dir: dir.join(format!("n{}", i + 1)),
+                processes: Vec::new(),
+            })
+            .collect(),
+        created_unix_ms: crate::clock::unix_ms(),
+        perseus_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    // The state goes to disk before anything else exists, so `down` can always clean up.
+    state.save()?;
+    let made = (|| {
+        for n in &state.nodes {
+            std::fs::create_dir_all(&n.dir)
+                .map_err(Error::io(format!("create {}", n.dir.display())))?;
+        }
+        net::create_bridge(&state.bridge, &subnet)?;
+        for n in &state.nodes {
+            net::create_node(&n.netns, &n.veth, &state.bridge, n.addr)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = made {
+        let _ = destroy_locked(&state);
+        return Err(e);
+    }
+    Ok(state)
+}
+
+/// Starts the database on every node and waits, at most `timeout`, until it is ready.
+/// Returns how long that took. On error the caller tears the lab down.
+pub async fn start_database(
+    state: &mut LabState,
+    db: &dyn Database,
+    timeout: Duration,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let layout = state.layout();
+    db.prepare(&layout)?;
+    for i in 0..state.nodes.len() {
+        for spec in db.processes(&layout, i) {
+            let node = &state.nodes[i];
+            let log = node.dir.join(format!("{}.log", spec.name));
+            let out = File::create(&log).map_err(Error::io(format!("create {}", log.display())))?;
+            let err = out
+                .try_clone()
+                .map_err(Error::io(format!("open {}", log.display())))?;
+            let mut cmd = process::command_in(&node.netns, &spec.program, true)?;
+            cmd.args(&spec.args)
+                .envs(spec.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&node.dir)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err);
+            let mut child = cmd.spawn().map_err(|e| Error::Command {
+                command: format!("{} (node {})", spec.program, node.name),
+                stderr: e.to_string(),
+            })?;
+            let pid = child.id() as i32;
+            // Reap it whenever it ends, so it never lingers as a zombie while we run.
+            std::thread::spawn(move || child.wait());
+            let start_time = process::start_time(pid).unwrap_or(0);
+            state.nodes[i].processes.push(ProcessState {
+                name: spec.name.clone(),
+                pid,
+                start_time,
+                log,
+            });
+            state.save()?;
+        }
+    }
+    let deadline = started + timeout;
+    loop {
+        for node in &state.nodes {
+            for p in &node.processes {
+                if !process::is_alive(p.pid, p.start_time) {
+                    return Err(Error::NodeNotReady {
+                        node: node.name.clone(),
+                        secs: started.elapsed().as_secs(),
+                        why: format!("{} exited", p.name),
+                        log: p.log.clone(),
+                        tail: process::tail(&p.log, 15),
+                    });
+                }
+            }
+        }
+        let health = db.health(&layout).await;
+        if health.ready {
+            return Ok(started.elapsed());
+        }
+        if Instant::now() >= deadline {
+            let i = health.not_ready.first().copied().unwrap_or(0);
+            let log = state.nodes[i]
+                .processes
+                .first()
+                .map(|p| p.log.clone())
+                .unwrap_or_default();
+            return Err(Error::NodeNotReady {
+                node: state.nodes[i].name.clone(),
+                secs: timeout.as_secs(),
+                why: health.why,
+                tail: process::tail(&log, 15),
+                log,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Removes everything of a lab: its processes, namespaces (and with them their nftables
+/// rules), links, bridge and directory. Safe to call again, and on a half-made lab.
+pub fn destroy(state: &LabState) -> Result<()> {
+    let _lock = lock()?;
+    destroy_locked(state)
+}
+
+fn destroy_locked(state: &LabState) -> Result<()> {
+    let mut pids: Vec<(i32, u64)> = Vec::new();
+    for node in &state.nodes {
+        pids.extend(node.processes.iter().map(|p| (p.pid, p.start_time)));
+        for pid in process::pids_in(&node.netns) {
+            if let Some(t) = process::start_time(pid) {
+                pids.push((pid, t));
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    // Short grace: the data goes with the lab, and a leader whose peers are already gone
+    // would otherwise spend seconds trying to hand its leadership over.
+    process::stop_all(&pids, Duration::from_millis(500));
+    let mut first_error = None;
+    for node in &state.nodes {
+        if let Err(e) = net::remove_node(&node.netns, &node.veth) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Err(e) = net::remove_link(&state.bridge) {
+        first_error.get_or_insert(e);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let dir = state.dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Removes the lab called `name`, whatever state it is in.
+pub fn down(name: &str) -> Result<LabState> {
+    process::require_root("removing a lab")?;
+    let state = LabState::load(name)?;
+    destroy(&state)?;
+    Ok(state)
+}

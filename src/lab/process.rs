@@ -1,0 +1,212 @@
+//! Running programs inside a node's network namespace, and stopping them again.
+
+use crate::error::{Error, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The file that names a network namespace made by `ip netns add`.
+pub fn netns_path(netns: &str) -> std::path::PathBuf {
+    Path::new("/run/netns").join(netns)
+}
+
+/// A command that runs inside `netns`. With `detach`, it also runs in a session of its own
+/// (no terminal, no signal from the caller's Ctrl-C), so it outlives the caller.
+pub fn command_in(netns: &str, program: &str, detach: bool) -> Result<Command> {
+    let path = netns_path(netns);
+    let ns = File::open(&path).map_err(Error::io(format!(
+        "open network namespace {}",
+        path.display()
+    )))?;
+    let mut cmd = Command::new(program);
+    // SAFETY: setns and setsid are async-signal-safe system calls; the closure only
+    // borrows the namespace file, which stays open (moved into the closure) until exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if detach && libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// Runs `program args` in `netns` with `stdin` fed to it; returns its stdout, or an error
+/// with its stderr.
+pub fn run_in(netns: &str, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut cmd = command_in(netns, program, false)?;
+    cmd.args(args);
+    output(
+        cmd,
+        &format!("{program} {} (in {netns})", args.join(" ")),
+        stdin,
+    )
+}
+
+/// Runs a command on the host; returns its stdout, or an error with its stderr.
+pub fn run_host(program: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    output(cmd, &format!("{program} {}", args.join(" ")), None)
+}
+
+fn output(mut cmd: Command, shown: &str, stdin: Option<&str>) -> Result<String> {
+    use std::io::Write;
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| Error::Command {
+        command: shown.to_string(),
+        stderr: e.to_string(),
+    })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(Error::io(format!("write to {shown}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(Error::io(format!("wait for {shown}")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(Error::Command {
+            command: shown.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// The start time of a process (field 22 of `/proc/PID/stat`, in clock ticks since boot),
+/// which tells a process apart from a later one that reuses its pid. `None` if it is gone
+/// or a zombie.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the process that started at `started` (and not a zombie).
+pub fn is_alive(pid: i32, started: u64) -> bool {
+    start_time(pid) == Some(started)
+}
+
+/// The processes whose network namespace is `netns`.
+pub fn pids_in(netns: &str) -> Vec<i32> {
+    let Ok(target) = std::fs::metadata(netns_path(netns)) else {
+        return Vec::new();
+    };
+    use std::os::unix::fs::MetadataExt;
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net")) {
+            if m.ino() == target.ino() && m.dev() == target.dev() {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Stops processes: SIGTERM, then SIGKILL for any still running after `grace`. Returns
+/// once all are gone (or after `grace` twice over).
+pub fn stop_all(pids: &[(i32, u64)], grace: Duration) {
+    let alive = |p: &&(i32, u64)| is_alive(p.0, p.1);
+    for (pid, _) in pids.iter().filter(alive) {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while pids.iter().any(|p| is_alive(p.0, p.1)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (pid, _) in pids.iter().filter(alive) {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + grace;
+    while pids.iter().any(|p| is_alive(p.0, p.1)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Whether `program` is an executable on PATH (or an executable path).
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        return is_exec(p).then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].iter().map(std::path::PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| is_exec(p))
+}
+
+/// Fails unless the process runs as root.
+pub fn require_root(what: &str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::NotRoot { what: what.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_is_alive_and_a_made_up_one_is_not() {
+        let me = std::process::id() as i32;
+        let started = start_time(me).expect("own start time");
+        assert!(is_alive(me, started));
+        assert!(!is_alive(me, started + 1), "same pid, other start time");
+        assert!(!is_alive(i32::MAX - 1, 0));
+    }
+
+    #[test]
+    fn programs_are_found_on_path() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("surely-not-a-program-perseus").is_none());
+    }
+}

@@ -1,0 +1,22 @@
+//! Perseus: what clients of a distributed database see when a node is cut off from its
+//! peers, and when it comes back.
+//!
+//! Data flows one way: [`spec`] → [`lab`] → [`db`] + [`workload`] + [`schedule`] →
+//! [`record`] → [`analysis`] → [`report`]. [`run`] is the orchestrator; [`watch`] runs the
+//! workload against a lab and records it.
+
+pub mod analysis;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod fault;
+pub mod lab;
+pub mod record;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod spec;
+pub mod watch;
+pub mod workload;
+
+pub use error::{Error, Result};

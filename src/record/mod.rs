@@ -1,0 +1,513 @@
+//! The record: every operation and every fault event of a run, streamed to disk as it
+//! happens, and everything after the fact is computed from it.
+//!
+//! # Format (`record.txt`, version 1)
+//! UTF-8 text, one event per line, fields separated by single spaces. Times are
+//! microseconds since the record's origin `t0` on the system-wide monotonic clock.
+//!
+//! | line | meaning |
+//! |---|---|
+//! | `H {json}` | header, first line: format version, database, node names, `t0` as Unix ms and as monotonic ns |
+//! | `X <id> <text>` | defines error text number `id`; written once, before the first operation that uses it |
+//! | `<node> <r\|w> <start> <duration> <o\|f\|u> <value\|-> [<error id>]` | an operation: node index (0-based, into the header's nodes), read or write, start and duration, outcome ok / fail / unknown, the value read (`-`: key absent or no value) or written |
+//! | `F <t> <verb> <target>` | a fault event, e.g. `F 30000412 isolating n2` (verbs: isolating, isolated, rejoining, rejoined) |
+//! | `M <t> <text>` | a free-form mark |
+//! | `E <t>` | the record ended cleanly at `t` (absent if the writer was killed) |
+//!
+//! An operation is `unknown` when it timed out or its connection broke after the request
+//! was sent: it may or may not have taken effect. The writer flushes at least once a second,
+//! so a crash loses at most the last second.
+
+pub mod table;
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const FILE_NAME: &str = "record.txt";
+
+/// What an operation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    Read,
+    Write,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It happened, and the server said so.
+    Ok,
+    /// It did not happen (the server refused it, or it was never sent).
+    Fail,
+    /// Timed out or the connection broke after sending: it may or may not have happened.
+    Unknown,
+}
+
+/// One request of one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    pub node: usize,
+    pub kind: Kind,
+    pub start_us: u64,
+    pub duration_us: u64,
+    pub outcome: Outcome,
+    /// The value read (`None`: the key is absent) or the value written.
+    pub value: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl Op {
+    pub fn end_us(&self) -> u64 {
+        self.start_us + self.duration_us
+    }
+
+    /// A completed increment: the write of a read → increment → write cycle succeeded.
+    pub fn is_success(&self) -> bool {
+        self.kind == Kind::Write && self.outcome == Outcome::Ok
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.outcome != Outcome::Ok
+    }
+}
+
+/// A fault event on the record's time line, e.g. `isolating n2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultEvent {
+    pub t_us: u64,
+    pub verb: String,
+    pub target: String,
+}
+
+impl FaultEvent {
+    /// The marker line of the per-second table, as the seed wrote it: `# isolating n2`.
+    pub fn marker(&self) -> String {
+        format!("# {} {}", self.verb, self.target)
+    }
+}
+
+/// One line of the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Op(Op),
+    Fault(FaultEvent),
+    Mark { t_us: u64, text: String },
+    End { t_us: u64 },
+}
+
+/// The first line of every record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub database: String,
+    /// The server version, as the servers reported it at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_version: Option<String>,
+    pub nodes: Vec<String>,
+    /// The origin `t0` on the wall clock.
+    pub t0_unix_ms: i64,
+    /// The origin `t0` on the monotonic clock.
+    pub t0_monotonic_ns: u64,
+}
+
+impl Header {
+    pub fn new(database: &str, nodes: Vec<String>, t0_unix_ms: i64, t0_monotonic_ns: u64) -> Self {
+        Header {
+            format: "perseus-record".into(),
+            version: FORMAT_VERSION,
+            database: database.into(),
+            database_version: None,
+            nodes,
+            t0_unix_ms,
+            t0_monotonic_ns,
+        }
+    }
+
+    /// Converts a monotonic timestamp to record time (0 if it is before `t0`).
+    pub fn relative_us(&self, monotonic_ns: u64) -> u64 {
+        monotonic_ns.saturating_sub(self.t0_monotonic_ns) / 1000
+    }
+}
+
+/// Streams events to a record file.
+pub struct Writer {
+    out: BufWriter<File>,
+    errors: HashMap<String, u32>,
+    path: PathBuf,
+}
+
+impl Writer {
+    /// Creates the file (truncating an old one) and writes the header.
+    pub fn create(path: &Path, header: &Header) -> Result<Self> {
+        let file = File::create(path).map_err(Error::io(format!("create {}", path.display())))?;
+        let mut w = Writer {
+            out: BufWriter::with_capacity(1 << 16, file),
+            errors: HashMap::new(),
+            path: path.to_path_buf(),
+        };
+        let json = serde_json::to_string(header).expect("header serialises");
+        w.line(format_args!("H {json}"))?;
+        Ok(w)
+    }
+
+    fn line(&mut self, args: std::fmt::Arguments) -> Result<()> {
+        self.out
+            .write_fmt(args)
+            .and_then(|_| self.out.write_all(b"\n"))
+            .map_err(Error::io(format!("write {}", self.path.display())))
+    }
+
+    pub fn write(&mut self, event: &Event) -> Result<()> {
+        match event {
+            Event::Op(op) => self.op(op),
+            Event::Fault(f) => self.line(format_args!("F {} {} {}", f.t_us, f.verb, f.target)),
+            Event::Mark { t_us, text } => self.line(format_args!("M {t_us} {}", one_line(text))),
+            Event::End { t_us } => self.line(format_args!("E {t_us}")),
+        }
+    }
+
+    fn op(&mut self, op: &Op) -> Result<()> {
+        let error_id = match &op.error {
+            None => None,
+            Some(text) => Some(match self.errors.get(text) {
+                Some(id) => *id,
+                None => {
+                    let id = self.errors.len() as u32;
+                    self.errors.insert(text.clone(), id);
+                    self.line(format_args!("X {id} {}", one_line(text)))?;
+                    id
+                }
+            }),
+        };
+        let kind = match op.kind {
+            Kind::Read => 'r',
+            Kind::Write => 'w',
+        };
+        let outcome = match op.outcome {
+            Outcome::Ok => 'o',
+            Outcome::Fail => 'f',
+            Outcome::Unknown => 'u',
+        };
+        let value = Value(op.value);
+        match error_id {
+            None => self.line(format_args!(
+                "{} {kind} {} {} {outcome} {value}",
+                op.node, op.start_us, op.duration_us
+            )),
+            Some(id) => self.line(format_args!(
+                "{} {kind} {} {} {outcome} {value} {id}",
+                op.node, op.start_us, op.duration_us
+            )),
+        }
+    }
+
+    /// Pushes buffered events to the file.
+    pub fn flush(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .map_err(Error::io(format!("write {}", self.path.display())))
+    }
+}
+
+struct Value(Option<i64>);
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r', '\t'], " ")
+}
+
+/// Reads a record back, one event at a time (memory does not grow with the record).
+pub struct Reader {
+    header: Header,
+    lines: std::io::Lines<BufReader<File>>,
+    errors: HashMap<u32, String>,
+    path: PathBuf,
+    line_no: usize,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+        let mut lines = BufReader::with_capacity(1 << 16, file).lines();
+        let malformed = |why: &str| Error::Malformed {
+            what: "record".into(),
+            path: path.to_path_buf(),
+            line: 1,
+            why: why.into(),
+        };
+        let first = lines
+            .next()
+            .ok_or_else(|| malformed("empty file"))?
+            .map_err(Error::io(format!("read {}", path.display())))?;
+        let json = first
+            .strip_prefix("H ")
+            .ok_or_else(|| malformed("the first line is not a header (H {...})"))?;
+        let header: Header =
+            serde_json::from_str(json).map_err(|e| malformed(&format!("bad header: {e}")))?;
+        if header.format != "perseus-record" || header.version != FORMAT_VERSION {
+            return Err(malformed(&format!(
+                "format {} version {} is not one this perseus reads (perseus-record {FORMAT_VERSION})",
+                header.format, header.version
+            )));
+        }
+        Ok(Reader {
+            header,
+            lines,
+            errors: HashMap::new(),
+            path: path.to_path_buf(),
+            line_no: 1,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn malformed(&self, why: impl Into<String>) -> Error {
+        Error::Malformed {
+            what: "record".into(),
+            path: self.path.clone(),
+            line: self.line_no,
+            why: why.into(),
+        }
+    }
+
+    fn parse(&mut self, line: &str) -> Result<Option<Event>> {
+        let mut fields = line.splitn(2, ' ');
+        let tag = fields.next().unwrap_or("");
+        let rest = fields.next().unwrap_or("");
+        let num = |s: Option<&str>, what: &str| -> Result<u64> {
+            s.and_then(|s| s.parse().ok())
+                .ok_or_else(|| self.malformed(format!("bad {what}")))
+        };
+        match tag {
+            "" => Ok(None),
+            "X" => {
+                let (id, text) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| self.malformed("bad error definition"))?;
+                let id = num(Some(id), "error id")? as u32;
+                self.errors.insert(id, text.to_string());
+                Ok(None)
+            }
+            "F" => {
+                let mut f = rest.splitn(3, ' ');
+                let t_us = num(f.next(), "time")?;
+                let verb = f.next().unwrap_or("").to_string();
+                let target = f.next().unwrap_or("").to_string();
+                if verb.is_empty() {
+                    return Err(self.malformed("fault event without a verb"));
+                }
+                Ok(Some(Event::Fault(FaultEvent { t_us, verb, target })))
+            }
+            "M" => {
+                let (t, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                Ok(Some(Event::Mark {
+                    t_us: num(Some(t), "time")?,
+                    text: text.to_string(),
+                }))
+            }
+            "E" => Ok(Some(Event::End {
+                t_us: num(Some(rest), "time")?,
+            })),
+            _ => {
+                let f: Vec<&str> = line.split(' ').collect();
+                if f.len() < 6 || f.len() > 7 {
+                    return Err(self.malformed("unknown line"));
+                }
+                let node = num(Some(f[0]), "node")? as usize;
+                if node >= self.header.nodes.len() {
+                    return Err(self.malformed(format!("node index {node} is not in the header")));
+                }
+                let kind = match f[1] {
+                    "r" => Kind::Read,
+                    "w" => Kind::Write,
+                    _ => return Err(self.malformed("bad operation kind")),
+                };
+                let outcome = match f[4] {
+                    "o" => Outcome::Ok,
+                    "f" => Outcome::Fail,
+                    "u" => Outcome::Unknown,
+                    _ => return Err(self.malformed("bad outcome")),
+                };
+                let value = match f[5] {
+                    "-" => None,
+                    v => Some(v.parse().map_err(|_| self.malformed("bad value"))?),
+                };
+                let error = match f.get(6) {
+                    None => None,
+                    Some(id) => {
+                        let id = num(Some(id), "error id")? as u32;
+                        Some(
+                            self.errors
+                                .get(&id)
+                                .cloned()
+                                .ok_or_else(|| self.malformed("undefined error id"))?,
+                        )
+                    }
+                };
+                Ok(Some(Event::Op(Op {
+                    node,
+                    kind,
+                    start_us: num(Some(f[2]), "start")?,
+                    duration_us: num(Some(f[3]), "duration")?,
+                    outcome,
+                    value,
+                    error,
+                })))
+            }
+        }
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.lines.next()? {
+                Ok(line) => line,
+                Err(e) => return Some(Err(Error::io(format!("read {}", self.path.display()))(e))),
+            };
+            self.line_no += 1;
+            match self.parse(&line) {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(
+        node: usize,
+        kind: Kind,
+        outcome: Outcome,
+        value: Option<i64>,
+        error: Option<&str>,
+    ) -> Op {
+        Op {
+            node,
+            kind,
+            start_us: 1_000 + node as u64,
+            duration_us: 250,
+            outcome,
+            value,
+            error: error.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let dir = std::env::temp_dir().join(format!("perseus-record-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FILE_NAME);
+        let header = Header::new(
+            "etcd",
+            vec!["n1".into(), "n2".into()],
+            1_700_000_000_000,
+            42,
+        );
+        let events = vec![
+            Event::Op(op(0, Kind::Read, Outcome::Ok, None, None)),
+            Event::Op(op(0, Kind::Write, Outcome::Ok, Some(1), None)),
+            Event::Op(op(
+                1,
+                Kind::Read,
+                Outcome::Unknown,
+                None,
+                Some("timed out\nafter 1s"),
+            )),
+            Event::Op(op(
+                1,
+                Kind::Read,
+                Outcome::Fail,
+                None,
+                Some("timed out\nafter 1s"),
+            )),
+            Event::Fault(FaultEvent {
+                t_us: 5,
+                verb: "isolating".into(),
+                target: "n2".into(),
+            }),
+            Event::Mark {
+                t_us: 6,
+                text: "hello world".into(),
+            },
+            Event::End { t_us: 7 },
+        ];
+        let mut w = Writer::create(&path, &header).unwrap();
+        for e in &events {
+            w.write(e).unwrap();
+        }
+        w.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("X 0 timed out after 1s").count(), 1, "{text}");
+        let r = Reader::open(&path).unwrap();
+        assert_eq!(r.header(), &header);
+        let back: Vec<Event> = r.map(|e| e.unwrap()).collect();
+        let mut expected = events.clone();
+        for e in &mut expected {
+            if let Event::Op(o) = e {
+                o.error = o.error.as_ref().map(|t| t.replace('\n', " "));
+            }
+        }
+        assert_eq!(back, expected);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_operation_line_stays_short() {
+        let dir = std::env::temp_dir().join(format!("perseus-record-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FILE_NAME);
+        let header = Header::new("etcd", vec!["n1".into()], 0, 0);
+        let mut w = Writer::create(&path, &header).unwrap();
+        let mut o = op(0, Kind::Write, Outcome::Ok, Some(123_456), None);
+        o.start_us = 3_599_000_000;
+        w.write(&Event::Op(o)).unwrap();
+        w.flush().unwrap();
+        let len = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .len();
+        assert!(len < 32, "an op line is {len} bytes");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_broken_line_is_reported_with_its_number() {
+        let dir = std::env::temp_dir().join(format!("perseus-record-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FILE_NAME);
+        let header = Header::new("etcd", vec!["n1".into()], 0, 0);
+        let json = serde_json::to_string(&header).unwrap();
+        std::fs::write(&path, format!("H {json}\n0 w 1 2 o 3\n0 q 1 2 o 3\n")).unwrap();
+        let results: Vec<_> = Reader::open(&path).unwrap().collect();
+        assert!(results[0].is_ok());
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,367 @@
+//! The seed's per-second table: successes and errors per node in each second, with the
+//! fault markers between the rows.
+//!
+//! ```text
+//! #legend: time|n1|n2|n3|n1:err|n2:err|n3:err
+//! 1 14 36 22 0 0 0 2026/11/24 13:35:05     (fields separated by tabs)
+//! # isolating n2
+//! ```
+//! Row `k` covers `[k-1, k)` seconds after the record's origin. A success is a completed
+//! increment (its write acknowledged); an error is an operation that failed or timed out;
+//! both are counted in the second in which they ended. A marker stands before the row of
+//! the second in which its event happened. The same [`Tabulator`] renders the live table
+//! and rebuilds it from a record, so both are identical.
+
+use super::{Event, Op};
+use crate::clock::format_wall;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One second of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// 1-based: row `k` covers `[k-1, k)` seconds.
+    pub second: u64,
+    pub ok: Vec<u32>,
+    pub err: Vec<u32>,
+    /// The wall clock at the end of the second, as printed.
+    pub wall: String,
+}
+
+impl Row {
+    /// The nodes (bit `i` = node `i`) that completed at least one increment in this second.
+    pub fn serving(&self) -> u64 {
+        self.ok
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .fold(0, |m, (i, _)| m | 1 << i)
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = self.second.to_string();
+        for n in self.ok.iter().chain(&self.err) {
+            s.push('\t');
+            s.push_str(&n.to_string());
+        }
+        s.push('\t');
+        s.push_str(&self.wall);
+        s
+    }
+}
+
+/// A line of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Row(Row),
+    /// `# isolating n2`: the verb and the target.
+    Marker {
+        verb: String,
+        target: String,
+    },
+    /// `...`: rows left out (only in logs published by hand, like the seed's).
+    Gap,
+}
+
+impl Line {
+    pub fn render(&self) -> String {
+        match self {
+            Line::Row(r) => r.render(),
+            Line::Marker { verb, target } => format!("# {verb} {target}"),
+            Line::Gap => "...".into(),
+        }
+    }
+}
+
+/// The legend line for these node names.
+pub fn legend(nodes: &[String]) -> String {
+    let ok = nodes.join("|");
+    let err: Vec<String> = nodes.iter().map(|n| format!("{n}:err")).collect();
+    format!("#legend: time|{ok}|{}", err.join("|"))
+}
+
+/// A whole table: node names and its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub nodes: Vec<String>,
+    pub lines: Vec<Line>,
+}
+
+impl Table {
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Row(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = legend(&self.nodes);
+        s.push('\n');
+        for l in &self.lines {
+            s.push_str(&l.render());
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Parses a table in the seed's format (the legend first; `...` for rows left out).
+    pub fn parse(text: &str, path: &Path) -> Result<Table> {
+        let malformed = |line: usize, why: &str| Error::Malformed {
+            what: "client log".into(),
+            path: path.to_path_buf(),
+            line,
+            why: why.into(),
+        };
+        let mut nodes: Option<Vec<String>> = None;
+        let mut lines = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let no = i + 1;
+            let line = raw.trim_end();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(legend) = line.strip_prefix("#legend:") {
+                let cols: Vec<&str> = legend.trim().split('|').collect();
+                if cols.len() < 3 || cols[0] != "time" || (cols.len() - 1) % 2 != 0 {
+                    return Err(malformed(no, "legend is not time|nodes...|node:err..."));
+                }
+                let n = (cols.len() - 1) / 2;
+                nodes = Some(cols[1..=n].iter().map(|s| s.to_string()).collect());
+                continue;
+            }
+            let Some(names) = &nodes else {
+                return Err(malformed(no, "a line comes before the #legend line"));
+            };
+            if line == "..." {
+                lines.push(Line::Gap);
+            } else if let Some(marker) = line.strip_prefix('#') {
+                let mut words = marker.split_whitespace();
+                let verb = words.next().unwrap_or_default().to_string();
+                let target = words.collect::<Vec<_>>().join(" ");
+                lines.push(Line::Marker { verb, target });
+            } else {
+                let cols: Vec<&str> = line.split('\t').collect();
+                let n = names.len();
+                if cols.len() < 1 + 2 * n {
+                    return Err(malformed(
+                        no,
+                        &format!("expected {} tab-separated columns", 2 + 2 * n),
+                    ));
+                }
+                let num = |s: &str| {
+                    s.trim()
+                        .parse::<u32>()
+                        .map_err(|_| malformed(no, "not a number"))
+                };
+                let second = cols[0]
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| malformed(no, "time is not a number"))?;
+                let ok = cols[1..=n]
+                    .iter()
+                    .map(|s| num(s))
+                    .collect::<Result<Vec<_>>>()?;
+                let err = cols[n + 1..=2 * n]
+                    .iter()
+                    .map(|s| num(s))
+                    .collect::<Result<Vec<_>>>()?;
+                let wall = cols
+                    .get(2 * n + 1)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                lines.push(Line::Row(Row {
+                    second,
+                    ok,
+                    err,
+                    wall,
+                }));
+            }
+        }
+        let nodes = nodes.ok_or_else(|| malformed(1, "no #legend line"))?;
+        Ok(Table { nodes, lines })
+    }
+}
+
+/// Folds events into table lines, emitting each row once its second is over.
+pub struct Tabulator {
+    nodes: usize,
+    t0_unix_ms: i64,
+    /// Counts of seconds not yet emitted, by 1-based second.
+    pending: BTreeMap<u64, (Vec<u32>, Vec<u32>)>,
+    /// Markers not yet emitted: (second they belong before, verb, target).
+    markers: Vec<(u64, String, String)>,
+    next_second: u64,
+}
+
+impl Tabulator {
+    pub fn new(nodes: usize, t0_unix_ms: i64) -> Self {
+        Tabulator {
+            nodes,
+            t0_unix_ms,
+            pending: BTreeMap::new(),
+            markers: Vec::new(),
+            next_second: 1,
+        }
+    }
+
+    fn second_of(t_us: u64) -> u64 {
+        t_us / 1_000_000 + 1
+    }
+
+    pub fn add(&mut self, event: &Event) {
+        match event {
+            Event::Op(op) => self.add_op(op),
+            Event::Fault(f) => {
+                let second = Self::second_of(f.t_us).max(self.next_second);
+                self.markers
+                    .push((second, f.verb.clone(), f.target.clone()));
+            }
+            Event::Mark { .. } | Event::End { .. } => {}
+        }
+    }
+
+    fn add_op(&mut self, op: &Op) {
+        if !op.is_success() && !op.is_error() {
+            return;
+        }
+        // An op that ends in a second already emitted (rare: it reached us late) counts in
+        // the next row still open, so no operation is lost from the table.
+        let second = Self::second_of(op.end_us()).max(self.next_second);
+        let n = self.nodes;
+        let counts = self
+            .pending
+            .entry(second)
+            .or_insert_with(|| (vec![0; n], vec![0; n]));
+        if op.is_success() {
+            counts.0[op.node] += 1;
+        } else {
+            counts.1[op.node] += 1;
+        }
+    }
+
+    /// Emits every row whose second ended at or before `t_us` (record time), each preceded
+    /// by the markers of its second.
+    pub fn emit_until(&mut self, t_us: u64) -> Vec<Line> {
+        let mut out = Vec::new();
+        while self.next_second * 1_000_000 <= t_us {
+            let s = self.next_second;
+            self.markers.sort_by_key(|m| m.0);
+            while let Some(pos) = self.markers.iter().position(|m| m.0 <= s) {
+                let (_, verb, target) = self.markers.remove(pos);
+                out.push(Line::Marker { verb, target });
+            }
+            let (ok, err) = self
+                .pending
+                .remove(&s)
+                .unwrap_or_else(|| (vec![0; self.nodes], vec![0; self.nodes]));
+            out.push(Line::Row(Row {
+                second: s,
+                ok,
+                err,
+                wall: format_wall(self.t0_unix_ms + s as i64 * 1000),
+            }));
+            self.next_second += 1;
+        }
+        out
+    }
+
+    /// Markers still waiting for their row (e.g. at the very end of a record).
+    pub fn flush_markers(&mut self) -> Vec<Line> {
+        self.markers.sort_by_key(|m| m.0);
+        self.markers
+            .drain(..)
+            .map(|(_, verb, target)| Line::Marker { verb, target })
+            .collect()
+    }
+}
+
+/// Rebuilds the table of a record file: every complete second, with its markers.
+pub fn from_record(path: &Path) -> Result<Table> {
+    let reader = super::Reader::open(path)?;
+    let header = reader.header().clone();
+    let mut tab = Tabulator::new(header.nodes.len(), header.t0_unix_ms);
+    let mut last_us = 0;
+    for event in reader {
+        let event = event?;
+        last_us = last_us.max(event_time(&event));
+        tab.add(&event);
+    }
+    let mut lines = tab.emit_until(last_us);
+    lines.extend(tab.flush_markers());
+    Ok(Table {
+        nodes: header.nodes,
+        lines,
+    })
+}
+
+/// The time of an event on the record's time line (the end, for an operation).
+pub fn event_time(event: &Event) -> u64 {
+    match event {
+        Event::Op(op) => op.end_us(),
+        Event::Fault(f) => f.t_us,
+        Event::Mark { t_us, .. } | Event::End { t_us } => *t_us,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FaultEvent, Kind, Outcome};
+
+    fn write(node: usize, end_us: u64, outcome: Outcome) -> Event {
+        Event::Op(Op {
+            node,
+            kind: Kind::Write,
+            start_us: end_us - 10,
+            duration_us: 10,
+            outcome,
+            value: Some(1),
+            error: None,
+        })
+    }
+
+    #[test]
+    fn rows_count_successes_and_errors_per_second_with_markers_before_their_row() {
+        let mut t = Tabulator::new(2, 0);
+        t.add(&write(0, 100_000, Outcome::Ok));
+        t.add(&write(1, 900_000, Outcome::Ok));
+        t.add(&write(1, 999_999, Outcome::Unknown));
+        t.add(&Event::Fault(FaultEvent {
+            t_us: 1_500_000,
+            verb: "isolating".into(),
+            target: "n2".into(),
+        }));
+        t.add(&write(0, 1_000_000, Outcome::Ok));
+        assert!(t.emit_until(999_999).is_empty(), "no second is over yet");
+        let lines: Vec<String> = t.emit_until(2_000_000).iter().map(Line::render).collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("1\t1\t1\t0\t1\t"), "{}", lines[0]);
+        assert_eq!(lines[1], "# isolating n2");
+        assert!(lines[2].starts_with("2\t1\t0\t0\t0\t"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn the_seed_log_parses_with_its_gaps_and_renders_back() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/seed-tidb.log"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        let table = Table::parse(&text, path).unwrap();
+        assert_eq!(table.nodes, vec!["tidb1", "tidb2", "tidb3"]);
+        assert_eq!(table.rows().count(), 38);
+        assert_eq!(table.lines.iter().filter(|l| **l == Line::Gap).count(), 9);
+        let rendered = table.render();
+        assert_eq!(rendered.trim_end(), text.trim_end());
+    }
+
+    #[test]
+    fn a_table_without_legend_is_rejected_with_the_line() {
+        let err = Table::parse("1\t2\t3\n", Path::new("x.log"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

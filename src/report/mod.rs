@@ -1,0 +1,144 @@
+//! What a run shows: the metrics table in the terminal, `summary.json`, and the per-second
+//! table rebuilt from the record.
+
+use crate::analysis::{Analysis, Figures};
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// The six metrics in the seed's order: (key, label, value in µs).
+fn rows(f: &Figures) -> [(&'static str, &'static str, Option<u64>); 6] {
+    [
+        (
+            "downtime_on_isolation",
+            "downtime on isolation",
+            Some(f.downtime_on_isolation),
+        ),
+        (
+            "partial_downtime_on_isolation",
+            "partial downtime on isolation",
+            Some(f.partial_downtime_on_isolation),
+        ),
+        ("disturbance_time", "disturbance time", f.disturbance_time),
+        (
+            "downtime_on_recovery",
+            "downtime on recovery",
+            f.downtime_on_recovery,
+        ),
+        (
+            "partial_downtime_on_recovery",
+            "partial downtime on recovery",
+            f.partial_downtime_on_recovery,
+        ),
+        ("recovery_time", "recovery time", f.recovery_time),
+    ]
+}
+
+fn secs(us: Option<u64>) -> Value {
+    us.map_or(Value::Null, |v| json!(v / 1_000_000))
+}
+
+fn millis(us: Option<u64>) -> Value {
+    us.map_or(Value::Null, |v| json!((v + 500) / 1000))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "n/a".into(),
+        v => v.to_string(),
+    }
+}
+
+/// The fault the metrics are about, in words: `n2 isolated at 32.0 s, rejoined at 92.0 s`.
+pub fn fault_line(a: &Analysis) -> String {
+    match a.window {
+        None => "no isolation in this record: no metrics".into(),
+        Some(w) => {
+            let name = &a.header.nodes[w.target];
+            let at = w.start_us as f64 / 1e6;
+            match w.rejoin_us {
+                Some(r) => format!(
+                    "{name} isolated at {at:.1} s, rejoined at {:.1} s",
+                    r as f64 / 1e6
+                ),
+                None => format!("{name} isolated at {at:.1} s, never rejoined"),
+            }
+        }
+    }
+}
+
+/// The metrics table for the terminal: whole seconds (from the per-second table) and
+/// milliseconds (from the operation history).
+pub fn metrics_table(a: &Analysis) -> String {
+    let mut s = format!("{}\n", fault_line(a));
+    let (Some(sec), Some(ms)) = (a.seconds, a.precise) else {
+        return s;
+    };
+    s.push_str(&format!(
+        "{:<32}{:>9}{:>14}\n",
+        "metric", "seconds", "milliseconds"
+    ));
+    for ((_, label, a), (_, _, b)) in rows(&sec).iter().zip(rows(&ms).iter()) {
+        s.push_str(&format!(
+            "{label:<32}{:>9}{:>14}\n",
+            text(&secs(*a)),
+            text(&millis(*b))
+        ));
+    }
+    s
+}
+
+/// `summary.json`: the run at a glance; `metrics` has each of the seed's six in seconds
+/// (`_s`) and milliseconds (`_ms`); `null` where not applicable.
+pub fn summary(a: &Analysis) -> Value {
+    let mut metrics = Map::new();
+    if let (Some(sec), Some(ms)) = (a.seconds, a.precise) {
+        for ((key, _, s), (_, _, m)) in rows(&sec).iter().zip(rows(&ms).iter()) {
+            metrics.insert(format!("{key}_s"), secs(*s));
+            metrics.insert(format!("{key}_ms"), millis(*m));
+        }
+    }
+    let fault = a.window.map(|w| {
+        json!({
+            "kind": "isolate",
+            "target": a.header.nodes[w.target],
+            "at_ms": w.start_us / 1000,
+            "rejoin_at_ms": w.rejoin_us.map(|r| r / 1000),
+        })
+    });
+    let ops: Map<String, Value> = a
+        .header
+        .nodes
+        .iter()
+        .zip(&a.ops)
+        .map(|(n, o)| {
+            (
+                n.clone(),
+                serde_json::to_value(o).expect("counts serialise"),
+            )
+        })
+        .collect();
+    json!({
+        "perseus_version": env!("CARGO_PKG_VERSION"),
+        "database": a.header.database,
+        "database_version": a.header.database_version,
+        "nodes": a.header.nodes,
+        "started_unix_ms": a.header.t0_unix_ms,
+        "duration_ms": a.end_us / 1000,
+        "record_complete": a.ended_cleanly,
+        "fault": fault,
+        "metrics": metrics,
+        "operations": ops,
+    })
+}
+
+/// Writes `summary.json` and `client.log` (rebuilt from the record) into `dir`.
+pub fn write_results(dir: &Path, a: &Analysis) -> Result<()> {
+    let path = dir.join(SUMMARY_FILE);
+    let json = serde_json::to_string_pretty(&summary(a)).expect("summary serialises");
+    std::fs::write(&path, json + "\n").map_err(Error::io(format!("write {}", path.display())))?;
+    let path = dir.join(crate::watch::TABLE_FILE);
+    std::fs::write(&path, a.table.render()).map_err(Error::io(format!("write {}", path.display())))
+}

@@ -1,0 +1,169 @@
+//! `perseus run`: one experiment, unattended.
+
+use crate::analysis::{self, Analysis};
+use crate::db::{self, Database};
+use crate::error::{Error, Result};
+use crate::lab::{self, process, LabState};
+use crate::report;
+use crate::schedule;
+use crate::spec::Spec;
+use crate::watch::Watch;
+use crate::workload::Settings;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How many complete seconds every node must serve before the cluster counts as steady.
+pub const STEADY_SECONDS: usize = 2;
+
+/// What a run leaves behind.
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub analysis: Analysis,
+}
+
+/// Removes the lab when dropped, whatever happened (a panic included).
+struct LabGuard(String);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Ok(state) = LabState::load(&self.0) {
+            let _ = lab::destroy(&state);
+        }
+    }
+}
+
+/// Runs one experiment:
+/// 1. checks the spec, root and the database's binaries, before creating anything;
+/// 2. saves the spec into `dir`;
+/// 3. brings a lab up (namespaces, bridge, the database on every node) and waits until the
+///    cluster is ready;
+/// 4. starts the workload and waits until every node serves it (steady);
+/// 5. plays the timeline: before, isolate, during, rejoin, after;
+/// 6. stops the workload (the record ends cleanly), copies the servers' logs into
+///    `dir/logs`, and tears the lab down;
+/// 7. analyses the record and writes `summary.json` and `client.log`.
+///
+/// Steps 6 and 7 happen on success, on error and when `stop` fires (Ctrl-C); the error, if
+/// any, is returned after them.
+pub async fn run(
+    spec: &Spec,
+    dir: &Path,
+    lab_name: &str,
+    stop: CancellationToken,
+    say: impl Fn(String) + Copy,
+) -> Result<RunOutcome> {
+    spec.validate()?;
+    process::require_root("perseus run")?;
+    let db = db::find(&spec.database)?;
+    db.check_installed()?;
+    lab::validate_name(lab_name)?;
+    if LabState::load(lab_name).is_ok() {
+        return Err(Error::LabExists(lab_name.to_string()));
+    }
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    spec.save(&dir.join("spec.json"))?;
+
+    let mut state = lab::create(lab_name, db.name(), spec.nodes, None)?;
+    let guard = LabGuard(lab_name.to_string());
+    let mut watch = None;
+    let result = stages(spec, db, &mut state, dir, &stop, &mut watch, say).await;
+    let mut teardown = Vec::new();
+    if let Some(w) = watch {
+        if let Err(e) = w.stop().await {
+            teardown.push(e);
+        }
+    }
+    if let Err(e) = state.collect_logs(&dir.join("logs")) {
+        teardown.push(e);
+    }
+    let t = Instant::now();
+    if let Err(e) = lab::destroy(&state) {
+        teardown.push(e);
+    }
+    drop(guard);
+    say(format!("lab torn down in {} ms", t.elapsed().as_millis()));
+    let analysis = if dir.join(crate::record::FILE_NAME).exists() {
+        let a = analysis::analyse(&dir.join(crate::record::FILE_NAME))?;
+        report::write_results(dir, &a)?;
+        Some(a)
+    } else {
+        None
+    };
+    result?;
+    if let Some(e) = teardown.into_iter().next() {
+        return Err(e);
+    }
+    Ok(RunOutcome {
+        dir: dir.to_path_buf(),
+        analysis: analysis.expect("a run that got this far has a record"),
+    })
+}
+
+async fn stages(
+    spec: &Spec,
+    db: &'static dyn Database,
+    state: &mut LabState,
+    dir: &Path,
+    stop: &CancellationToken,
+    watch: &mut Option<Watch>,
+    say: impl Fn(String) + Copy,
+) -> Result<()> {
+    let took = tokio::select! {
+        r = lab::start_database(state, db, spec.ready_timeout) => r?,
+        _ = stop.cancelled() => return Err(Error::Interrupted),
+    };
+    let health = db.health(&state.layout()).await;
+    let addrs: Vec<String> = state
+        .nodes
+        .iter()
+        .map(|n| format!("{}={}", n.name, n.addr))
+        .collect();
+    say(format!(
+        "{} {} nodes ready in {:.1} s ({}){}",
+        spec.nodes,
+        db.name(),
+        took.as_secs_f64(),
+        addrs.join(" "),
+        health
+            .version
+            .as_ref()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default()
+    ));
+    let settings = Settings {
+        timeout: spec.request_timeout,
+        ..Settings::default()
+    };
+    let w = watch.insert(Watch::start(
+        db,
+        state,
+        settings,
+        dir,
+        true,
+        health.version,
+    )?);
+    let t = Instant::now();
+    while !w.is_steady(STEADY_SECONDS) {
+        if t.elapsed() > spec.steady_timeout {
+            let silent: Vec<&str> = w
+                .silent_nodes()
+                .iter()
+                .map(|i| state.nodes[*i].name.as_str())
+                .collect();
+            return Err(Error::NotSteady {
+                secs: spec.steady_timeout.as_secs(),
+                why: format!("no increment in the last second from {}", silent.join(", ")),
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.cancelled() => return Err(Error::Interrupted),
+        }
+    }
+    say(format!(
+        "every node serves; steady after {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    schedule::play(&spec.timeline, state, db, stop, say).await
+}

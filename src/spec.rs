@@ -1,0 +1,207 @@
+//! The plain data of a test, with the seed's defaults. Saved as `spec.json` in every
+//! results directory; `perseus run --spec FILE` runs it again.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// Which node a fault hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A node by name (`n2`).
+    Node(String),
+    /// The node the database reports as leader when the fault starts.
+    Leader,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "leader" => Ok(Target::Leader),
+            "" => Err("a target is a node name (n1, n2, ...) or 'leader'".into()),
+            n => Ok(Target::Node(n.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Node(n) => f.write_str(n),
+            Target::Leader => f.write_str("leader"),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Durations as text (`30s`, `1m`), as the command line takes them.
+mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&crate::clock::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        crate::clock::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The seed's timeline: steady `before`, isolate, `during`, rejoin, `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeline {
+    pub isolate: Target,
+    #[serde(with = "duration_text")]
+    pub before: Duration,
+    #[serde(with = "duration_text")]
+    pub during: Duration,
+    #[serde(with = "duration_text")]
+    pub after: Duration,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            isolate: Target::Node("n2".into()),
+            before: Duration::from_secs(30),
+            during: Duration::from_secs(60),
+            after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything that defines a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Spec {
+    pub database: String,
+    pub nodes: usize,
+    pub timeline: Timeline,
+    /// Longest wait for one request of the workload.
+    #[serde(with = "duration_text")]
+    pub request_timeout: Duration,
+    /// Longest wait for the cluster to be ready after its processes start.
+    #[serde(with = "duration_text")]
+    pub ready_timeout: Duration,
+    /// Longest wait, once ready, for every node to serve the workload before any fault.
+    #[serde(with = "duration_text")]
+    pub steady_timeout: Duration,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            database: "etcd".into(),
+            nodes: 3,
+            timeline: Timeline::default(),
+            request_timeout: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(60),
+            steady_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Spec {
+    pub fn load(path: &Path) -> Result<Spec> {
+        let text =
+            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+            what: "spec".into(),
+            path: path.to_path_buf(),
+            line: e.line(),
+            why: e.to_string(),
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("spec serialises");
+        std::fs::write(path, json + "\n").map_err(Error::io(format!("write {}", path.display())))
+    }
+
+    /// Checks what can be checked before anything is created.
+    pub fn validate(&self) -> Result<()> {
+        crate::db::find(&self.database)?;
+        if !(1..=crate::lab::MAX_NODES).contains(&self.nodes) {
+            return Err(Error::Invalid(format!(
+                "--nodes {}: a lab has 1 to {} nodes",
+                self.nodes,
+                crate::lab::MAX_NODES
+            )));
+        }
+        if self.nodes < 2 {
+            return Err(Error::Invalid(
+                "isolating a node needs at least 2 nodes (--nodes 3 is the seed's)".into(),
+            ));
+        }
+        if let Target::Node(n) = &self.timeline.isolate {
+            let names: Vec<String> = (1..=self.nodes).map(|i| format!("n{i}")).collect();
+            if !names.contains(n) {
+                return Err(Error::Invalid(format!(
+                    "--isolate {n}: no such node; this run's nodes are {} (or use --isolate leader)",
+                    names.join(", ")
+                )));
+            }
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Error::Invalid("--timeout must be more than 0".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_the_seeds_experiment_and_round_trips() {
+        let s = Spec::default();
+        assert_eq!(s.timeline.before, Duration::from_secs(30));
+        assert_eq!(s.timeline.isolate, Target::Node("n2".into()));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"before\":\"30s\""), "{json}");
+        assert!(json.contains("\"isolate\":\"n2\""), "{json}");
+        assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), s);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn a_node_outside_the_lab_is_refused_before_anything_starts() {
+        let mut s = Spec::default();
+        s.timeline.isolate = Target::Node("n7".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("n7") && e.contains("n1, n2, n3"), "{e}");
+        s.timeline.isolate = Target::Leader;
+        s.validate().unwrap();
+        s.database = "mongo".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("known databases: etcd"));
+    }
+
+    #[test]
+    fn an_unknown_field_in_a_spec_file_is_an_error() {
+        assert!(serde_json::from_str::<Spec>(r#"{"databse":"etcd"}"#).is_err());
+        let s: Spec = serde_json::from_str(r#"{"nodes":5}"#).unwrap();
+        assert_eq!((s.nodes, s.database.as_str()), (5, "etcd"));
+    }
+}

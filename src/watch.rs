@@ -1,0 +1,224 @@
+//! A watch: the workload against a lab's nodes, recorded as it happens and shown as the
+//! seed's per-second table. Fault events that any process appends to the lab's event log
+//! land in the same record and table.
+
+use crate::clock::{monotonic_ns, unix_ms};
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::lab::{events, LabState};
+use crate::record::table::{legend, Line, Row, Tabulator};
+use crate::record::{self, Event, FaultEvent, Header};
+use crate::workload::{self, Settings};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The per-second table's file in a results directory.
+pub const TABLE_FILE: &str = "client.log";
+/// How long after a second ends its row waits for late operations and markers.
+const GRACE: Duration = Duration::from_millis(200);
+/// How often the lab's event log is read.
+const EVENT_POLL: Duration = Duration::from_millis(10);
+
+/// A running watch. Stop it with [`Watch::stop`] to end the record cleanly.
+pub struct Watch {
+    stop_clients: CancellationToken,
+    stop_tail: CancellationToken,
+    clients: Vec<JoinHandle<()>>,
+    tail: JoinHandle<()>,
+    recorder: JoinHandle<Result<()>>,
+    recent: Arc<Mutex<VecDeque<Row>>>,
+    pub record_path: PathBuf,
+}
+
+impl Watch {
+    /// Starts one client per node of `lab`, writing `record.txt` and `client.log` into
+    /// `dir` (created if needed). With `echo`, the table also goes to standard output.
+    pub fn start(
+        db: &'static dyn Database,
+        lab: &LabState,
+        settings: Settings,
+        dir: &Path,
+        echo: bool,
+        version: Option<String>,
+    ) -> Result<Watch> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        let t0_ns = monotonic_ns();
+        let mut header = Header::new(db.name(), lab.node_names(), unix_ms(), t0_ns);
+        header.database_version = version;
+        let record_path = dir.join(record::FILE_NAME);
+        let writer = record::Writer::create(&record_path, &header)?;
+        let table_path = dir.join(TABLE_FILE);
+        let table = File::create(&table_path)
+            .map_err(Error::io(format!("create {}", table_path.display())))?;
+        let mut tail = events::Tail::open(&lab.dir())?;
+
+        let (tx, rx) = mpsc::channel::<Event>(1 << 16);
+        let stop_clients = CancellationToken::new();
+        let stop_tail = CancellationToken::new();
+        let recent = Arc::new(Mutex::new(VecDeque::new()));
+        let layout = Arc::new(lab.layout());
+        let clients = (0..lab.nodes.len())
+            .map(|i| {
+                tokio::spawn(workload::increment_loop(
+                    db,
+                    layout.clone(),
+                    i,
+                    t0_ns,
+                    settings,
+                    tx.clone(),
+                    stop_clients.clone(),
+                ))
+            })
+            .collect();
+        let tail = {
+            let tx = tx.clone();
+            let stop = stop_tail.clone();
+            let header = header.clone();
+            tokio::spawn(async move {
+                loop {
+                    let stopping = stop.is_cancelled();
+                    for e in tail.poll() {
+                        let event = Event::Fault(FaultEvent {
+                            t_us: header.relative_us(e.monotonic_ns),
+                            verb: e.verb,
+                            target: e.target,
+                        });
+                        let _ = tx.send(event).await;
+                    }
+                    if stopping {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(EVENT_POLL) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            })
+        };
+        drop(tx);
+        let recorder = tokio::spawn(record_loop(header, writer, table, rx, echo, recent.clone()));
+        Ok(Watch {
+            stop_clients,
+            stop_tail,
+            clients,
+            tail,
+            recorder,
+            recent,
+            record_path,
+        })
+    }
+
+    /// Whether every node completed at least one increment in each of the last `seconds`
+    /// complete seconds.
+    pub fn is_steady(&self, seconds: usize) -> bool {
+        let recent = self.recent.lock().expect("recent rows");
+        recent.len() >= seconds
+            && recent
+                .iter()
+                .rev()
+                .take(seconds)
+                .all(|r| r.ok.iter().all(|n| *n > 0))
+    }
+
+    /// The nodes that completed no increment in the last complete second.
+    pub fn silent_nodes(&self) -> Vec<usize> {
+        let recent = self.recent.lock().expect("recent rows");
+        recent
+            .back()
+            .map(|r| {
+                r.ok.iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n == 0)
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops the clients (each finishes and records its request in flight), takes the last
+    /// fault events, and ends the record.
+    pub async fn stop(self) -> Result<()> {
+        self.stop_clients.cancel();
+        for c in self.clients {
+            let _ = c.await;
+        }
+        self.stop_tail.cancel();
+        let _ = self.tail.await;
+        self.recorder
+            .await
+            .map_err(|e| Error::Invalid(format!("recorder task failed: {e}")))?
+    }
+}
+
+async fn record_loop(
+    header: Header,
+    mut writer: record::Writer,
+    mut table: File,
+    mut rx: mpsc::Receiver<Event>,
+    echo: bool,
+    recent: Arc<Mutex<VecDeque<Row>>>,
+) -> Result<()> {
+    let mut tab = Tabulator::new(header.nodes.len(), header.t0_unix_ms);
+    let t0 = tokio::time::Instant::now()
+        - Duration::from_nanos(monotonic_ns().saturating_sub(header.t0_monotonic_ns));
+    let show = |lines: Vec<Line>, table: &mut File| -> Result<()> {
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(&l.render());
+            text.push('\n');
+            if let Line::Row(r) = l {
+                let mut recent = recent.lock().expect("recent rows");
+                recent.push_back(r.clone());
+                if recent.len() > 16 {
+                    recent.pop_front();
+                }
+            }
+        }
+        table
+            .write_all(text.as_bytes())
+            .map_err(Error::io("write client.log"))?;
+        if echo {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+        Ok(())
+    };
+    let legend = format!("{}\n", legend(&header.nodes));
+    table
+        .write_all(legend.as_bytes())
+        .map_err(Error::io("write client.log"))?;
+    if echo {
+        print!("{legend}");
+    }
+    let mut second = 1u64;
+    loop {
+        let tick = t0 + Duration::from_secs(second) + GRACE;
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(e) => {
+                    writer.write(&e)?;
+                    tab.add(&e);
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(tick) => {
+                show(tab.emit_until(second * 1_000_000), &mut table)?;
+                writer.flush()?;
+                second += 1;
+            }
+        }
+    }
+    let end_us = header.relative_us(monotonic_ns());
+    writer.write(&Event::End { t_us: end_us })?;
+    writer.flush()?;
+    let mut lines = tab.emit_until(end_us);
+    lines.extend(tab.flush_markers());
+    show(lines, &mut table)
+}
