@@ -1,0 +1,111 @@
+//! Bad input: one line that says what to do, a non-zero exit, nothing half-made.
+
+use crate::support::*;
+use std::os::unix::process::CommandExt;
+
+fn one_line_error(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line of error, got: {stderr}");
+    lines[0]
+}
+
+#[test]
+fn unknown_database_lists_the_known_ones() {
+    let (code, _, stderr) = run(&["run", "mongodb"]);
+    assert_eq!(code, 2);
+    let e = one_line_error(&stderr);
+    assert!(e.contains("unknown database 'mongodb'") && e.contains("etcd"), "{e}");
+    let (code, _, stderr) = run(&["up", "mongodb", "--lab", "it-bad-db"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!lab_dir("it-bad-db").exists());
+}
+
+#[test]
+fn a_node_that_is_not_in_the_run_is_refused_before_anything_starts() {
+    let (code, _, stderr) = run(&["run", "etcd", "--isolate", "n4", "--lab", "it-bad-node"]);
+    assert_eq!(code, 2);
+    let e = one_line_error(&stderr);
+    assert!(e.contains("n4") && e.contains("n1, n2, n3") && e.contains("leader"), "{e}");
+    assert!(!lab_dir("it-bad-node").exists());
+}
+
+#[test]
+fn a_lab_that_does_not_exist_is_named() {
+    for args in [
+        vec!["isolate", "n2", "--lab", "it-nosuch"],
+        vec!["watch", "--lab", "it-nosuch"],
+        vec!["down", "--lab", "it-nosuch"],
+    ] {
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}");
+        let e = one_line_error(&stderr);
+        assert!(e.contains("no lab named 'it-nosuch'"), "{e}");
+    }
+}
+
+#[test]
+fn without_root_the_error_says_so() {
+    let out = perseus()
+        .args(["up", "etcd", "--lab", "it-noroot"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let (code, _, stderr) = split(out);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(one_line_error(&stderr).contains("needs root"), "{stderr}");
+    assert!(!lab_dir("it-noroot").exists());
+}
+
+#[test]
+fn a_missing_binary_names_its_package() {
+    require_lab("etcd", "etcd-server");
+    let (code, _, stderr) = split(
+        perseus()
+            .args(["up", "etcd", "--lab", "it-nobin"])
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let e = one_line_error(&stderr);
+    assert!(e.contains("etcd not found") && e.contains("apt-get install etcd-server"), "{e}");
+    assert!(!lab_dir("it-nobin").exists());
+}
+
+#[test]
+fn a_malformed_spec_file_names_the_line() {
+    let dir = out_dir("badspec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("spec.json");
+    std::fs::write(&spec, "{\n  \"database\": \"etcd\",\n  \"nodez\": 3\n}\n").unwrap();
+    let (code, _, stderr) = run(&["run", "--spec", spec.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let e = one_line_error(&stderr);
+    assert!(e.contains("malformed spec") && e.contains("line 3") && e.contains("nodez"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A spare bridge holding an address of the requested range stands for "already in use".
+#[test]
+fn an_address_range_in_use_is_refused_and_nothing_is_made() {
+    require_lab("etcd", "etcd-server");
+    struct Dummy;
+    impl Drop for Dummy {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["link", "del", "it-dummy0"]).output();
+        }
+    }
+    let _dummy = Dummy;
+    let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+    ip(&["link", "add", "it-dummy0", "type", "bridge"]);
+    ip(&["addr", "add", "198.19.250.1/24", "dev", "it-dummy0"]);
+    let (code, _, stderr) = run(&["up", "etcd", "--lab", "it-subnet", "--subnet", "198.19.250.0/24"]);
+    assert_eq!(code, 3);
+    let e = one_line_error(&stderr);
+    assert!(e.contains("198.19.250.0/24 is already in use") && e.contains("it-dummy0"), "{e}");
+    assert!(!lab_dir("it-subnet").exists());
+    let (code, _, stderr) = run(&["up", "etcd", "--lab", "it-subnet", "--subnet", "10.0.0.0/24"]);
+    assert_eq!(code, 2);
+    assert!(one_line_error(&stderr).contains("inside 198.18.0.0/15"), "{stderr}");
+}

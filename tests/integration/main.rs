@@ -1,0 +1,9 @@
+//! Integration tests: the real `perseus` binary, real database servers, real network
+//! namespaces and nftables rules. They need root and the packages `.ci/run` installs; where
+//! those are missing a test fails and says what to install (it is never counted as passed).
+
+mod support;
+
+mod bad_input;
+mod etcd_lab;
+mod etcd_run;

@@ -1,0 +1,160 @@
+//! Helpers: the binary, a lab that is removed whatever happens, and a check that nothing of
+//! a lab is left on the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn perseus() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_perseus"))
+}
+
+/// Runs perseus with `args`; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = perseus().args(args).output().expect("run perseus");
+    split(out)
+}
+
+pub fn split(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Fails the test (never skips it) unless this machine can run labs of `db`.
+pub fn require_lab(binary: &str, package: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "integration tests need root (network namespaces, nftables): run them as root, e.g. via .ci/run"
+    );
+    for (bin, pkg) in [(binary, package), ("nft", "nftables"), ("ip", "iproute2")] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .any(|d| d.join(bin).exists());
+        assert!(found, "{bin} is missing: apt-get install {pkg} (or run .ci/run)");
+    }
+}
+
+/// A unique lab name for this test process.
+pub fn lab_name(tag: &str) -> String {
+    format!("it-{tag}-{}", std::process::id())
+}
+
+pub fn lab_dir(lab: &str) -> PathBuf {
+    Path::new("/var/lib/perseus/labs").join(lab)
+}
+
+/// Removes the lab when dropped, also when the test panics midway.
+pub struct LabGuard(pub String);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if lab_dir(&self.0).exists() {
+            let _ = perseus().args(["down", "--lab", &self.0]).output();
+        }
+    }
+}
+
+/// Live processes (not zombies) whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|s| s.chars().all(|c| c.is_ascii_digit())) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        if cmdline.contains(needle) && !zombie && pid != std::process::id().to_string() {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Everything of lab `lab` still on the machine: namespaces, links, processes, state, and
+/// perseus nftables tables on the host. Empty when the lab is fully gone.
+pub fn leftovers(lab: &str, links: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    for e in std::fs::read_dir("/run/netns").map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&format!("perseus-{lab}-")) {
+            left.push(format!("namespace {n}"));
+        }
+    }
+    for l in links {
+        if Path::new("/sys/class/net").join(l).exists() {
+            left.push(format!("link {l}"));
+        }
+    }
+    for p in processes_mentioning(&format!("labs/{lab}/")) {
+        left.push(format!("process {p}"));
+    }
+    if lab_dir(lab).exists() {
+        left.push(format!("state {}", lab_dir(lab).display()));
+    }
+    let host = Command::new("nft").args(["list", "tables"]).output().expect("nft");
+    for t in String::from_utf8_lossy(&host.stdout).lines() {
+        if t.contains("perseus") {
+            left.push(format!("host nft {t}"));
+        }
+    }
+    left
+}
+
+/// The host-side links a lab made, read from its state.
+pub fn links_of(lab: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(lab_dir(lab).join("state.json")).expect("lab state");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut links = vec![v["bridge"].as_str().unwrap().to_string()];
+    for n in v["nodes"].as_array().unwrap() {
+        links.push(n["veth"].as_str().unwrap().to_string());
+    }
+    links
+}
+
+/// The pids of the database processes a lab started, read from its state.
+pub fn pids_of(lab: &str) -> Vec<i32> {
+    let text = std::fs::read_to_string(lab_dir(lab).join("state.json")).expect("lab state");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["processes"].as_array().unwrap().clone())
+        .map(|p| p["pid"].as_i64().unwrap() as i32)
+        .collect()
+}
+
+/// A fresh results directory under the system temp dir.
+pub fn out_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("perseus-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Rows of a client log between two markers, as (second, ok per node).
+pub fn table(path: &Path) -> perseus::record::table::Table {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    perseus::record::table::Table::parse(&text, path).expect("client.log parses")
+}
+
+/// The second of the row that follows marker `verb target`.
+pub fn marker_row(t: &perseus::record::table::Table, verb: &str) -> u64 {
+    use perseus::record::table::Line;
+    let pos = t
+        .lines
+        .iter()
+        .position(|l| matches!(l, Line::Marker { verb: v, .. } if v == verb))
+        .unwrap_or_else(|| panic!("no '# {verb}' marker in the table:\n{}", t.render()));
+    t.lines[pos..]
+        .iter()
+        .find_map(|l| match l {
+            Line::Row(r) => Some(r.second),
+            _ => None,
+        })
+        .unwrap_or(u64::MAX)
+}
