@@ -217,7 +217,11 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
         .lab
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
     let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say).await?;
-    print!("\n{}", report::metrics_table(&outcome.analysis));
+    print!(
+        "\n{}{}",
+        report::metrics_table(&outcome.analysis),
+        report::errors_table(&outcome.analysis)
+    );
     println!("results: {}", outcome.dir.display());
     Ok(())
 }
@@ -422,7 +426,11 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
     w.stop().await?;
     let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
     report::write_results(&out, &analysis)?;
-    print!("\n{}", report::metrics_table(&analysis));
+    print!(
+        "\n{}{}",
+        report::metrics_table(&analysis),
+        report::errors_table(&analysis)
+    );
     println!("results: {}", out.display());
     Ok(())
 }
@@ -476,7 +484,11 @@ fn report_cmd(path: &Path) -> Result<()> {
     }
     let analysis = analysis::analyse(&record)?;
     report::write_results(path, &analysis)?;
-    print!("{}", report::metrics_table(&analysis));
+    print!(
+        "{}{}",
+        report::metrics_table(&analysis),
+        report::errors_table(&analysis)
+    );
     println!(
         "rewrote {} and {}",
         path.join("client.log").display(),

@@ -277,6 +277,39 @@ pub struct NodeOps {
     pub errors: BTreeMap<String, u64>,
 }
 
+/// Where an error stands relative to the fault window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Before,
+    During,
+    After,
+}
+
+impl Phase {
+    pub fn of(t_us: u64, window: Option<&FaultWindow>) -> Phase {
+        match window {
+            Some(w) if t_us >= w.start_us => match w.rejoin_us {
+                Some(r) if t_us >= r => Phase::After,
+                _ => Phase::During,
+            },
+            _ => Phase::Before,
+        }
+    }
+}
+
+/// What an error is counted under: the server's code where the text starts with one
+/// (`1047 WSREP has not…` → `1047`), else the whole text.
+pub fn error_code(text: &str) -> &str {
+    match text.split_once(' ') {
+        Some((code, _)) if !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) => code,
+        _ => text,
+    }
+}
+
+/// Errors counted by node, phase and code: `[node][phase] → code → count`.
+pub type ErrorsByPhase = Vec<BTreeMap<Phase, BTreeMap<String, u64>>>;
+
 /// Everything Perseus computes from one record.
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -289,6 +322,7 @@ pub struct Analysis {
     /// Milliseconds (µs precision), from the operation history.
     pub precise: Option<Figures>,
     pub ops: Vec<NodeOps>,
+    pub errors: ErrorsByPhase,
     /// The end of the record (its `E` line, or its last event).
     pub end_us: u64,
     /// False if the record has no `E` line (its writer was stopped abruptly).
@@ -306,6 +340,9 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let mut ops = vec![NodeOps::default(); n];
     let mut end_us = 0;
     let mut ended_cleanly = false;
+    // (node, end, code index): classified into phases once the window is known.
+    let mut codes: Vec<String> = Vec::new();
+    let mut error_ops: Vec<(usize, u64, usize)> = Vec::new();
     for event in reader {
         let event = event?;
         end_us = end_us.max(crate::record::table::event_time(&event));
@@ -323,6 +360,15 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
                 }
                 if let Some(e) = &op.error {
                     *o.errors.entry(e.clone()).or_default() += 1;
+                    let code = error_code(e);
+                    let idx = match codes.iter().position(|c| c == code) {
+                        Some(i) => i,
+                        None => {
+                            codes.push(code.to_string());
+                            codes.len() - 1
+                        }
+                    };
+                    error_ops.push((op.node, op.end_us(), idx));
                 }
             }
             Event::Fault(f) => faults.push(f.clone()),
@@ -338,6 +384,13 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         lines,
     };
     let window = fault_window(&header.nodes, &faults);
+    let mut errors: ErrorsByPhase = vec![BTreeMap::new(); n];
+    for (node, t, code) in error_ops {
+        let by_code = errors[node]
+            .entry(Phase::of(t, window.as_ref()))
+            .or_default();
+        *by_code.entry(codes[code].clone()).or_default() += 1;
+    }
     let seconds = figures_from_table(&table).map(|(_, f)| f);
     let precise = window.map(|w| seed_figures(&dark.segments(end_us), n, &w, end_us));
     Ok(Analysis {
@@ -348,6 +401,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         seconds,
         precise,
         ops,
+        errors,
         end_us,
         ended_cleanly,
     })
@@ -485,6 +539,26 @@ mod tests {
         let segs = d.segments(2 * S);
         assert_eq!(segs.last().unwrap().serving, 0);
         assert_eq!(segs.last().unwrap().start_us, 100_000);
+    }
+
+    #[test]
+    fn errors_are_counted_under_the_servers_code_and_their_phase() {
+        assert_eq!(error_code("1047 WSREP has not yet prepared node"), "1047");
+        assert_eq!(error_code("2013 lost connection: reset"), "2013");
+        assert_eq!(error_code("timed out after 1s"), "timed out after 1s");
+        assert_eq!(
+            error_code("Unavailable: etcdserver: no leader"),
+            "Unavailable: etcdserver: no leader"
+        );
+        let w = FaultWindow {
+            target: 1,
+            start_us: 10,
+            rejoin_us: Some(20),
+        };
+        assert_eq!(Phase::of(9, Some(&w)), Phase::Before);
+        assert_eq!(Phase::of(10, Some(&w)), Phase::During);
+        assert_eq!(Phase::of(20, Some(&w)), Phase::After);
+        assert_eq!(Phase::of(99, None), Phase::Before);
     }
 
     #[test]

@@ -151,6 +151,7 @@ impl Database for Etcd {
             program: "etcd".into(),
             args,
             env: Vec::new(),
+            user: None,
         }]
     }
 

@@ -2,6 +2,8 @@
 //! One file per database; [`REGISTRY`] lists them.
 
 pub mod etcd;
+pub mod galera;
+pub mod mysql;
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -10,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every database Perseus can run, in the order `perseus list` shows them.
-pub static REGISTRY: &[&dyn Database] = &[&etcd::Etcd];
+pub static REGISTRY: &[&dyn Database] = &[&etcd::Etcd, &galera::Galera];
 
 /// Looks a database up by name.
 pub fn find(name: &str) -> Result<&'static dyn Database> {
@@ -51,6 +53,8 @@ pub struct ProcessSpec {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The system user it runs as (root if `None`).
+    pub user: Option<String>,
 }
 
 /// What a health probe found.
@@ -129,6 +133,15 @@ pub trait Database: Send + Sync {
     }
     /// The processes of node `node`.
     fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec>;
+    /// Whether nodes must start one at a time, each ready (see [`Database::node_ready`])
+    /// before the next starts, in node order.
+    fn one_at_a_time(&self) -> bool {
+        false
+    }
+    /// Whether node `node` is ready to let the next node join; `Err` says why not.
+    async fn node_ready(&self, _layout: &Layout, _node: usize) -> Result<(), String> {
+        Ok(())
+    }
     /// Probes the cluster once, within about a second.
     async fn health(&self, layout: &Layout) -> Health;
     /// Opens a client to node `node`. Must not take longer than `timeout`.
@@ -138,6 +151,14 @@ pub trait Database: Send + Sync {
         node: usize,
         timeout: Duration,
     ) -> Result<Box<dyn Client>, ClientError>;
+    /// Runs once when the cluster is ready, before any client (e.g. creates the table).
+    async fn setup(&self, _layout: &Layout) -> Result<()> {
+        Ok(())
+    }
+    /// What to tell a user who asks for the leader when the database reports none.
+    fn leader_hint(&self) -> &'static str {
+        "it has no leader right now"
+    }
     /// The key node `node`'s client increments.
     fn key(&self, layout: &Layout, node: usize) -> String {
         format!("perseus-{}", layout.nodes[node].name)

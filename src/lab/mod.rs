@@ -9,7 +9,7 @@ pub mod events;
 pub mod net;
 pub mod process;
 
-use crate::db::{Database, Layout, NodeLayout};
+use crate::db::{Database, Layout, NodeLayout, ProcessSpec};
 use crate::error::{Error, Result};
 use net::Subnet;
 use serde::{Deserialize, Serialize};
@@ -305,75 +305,107 @@ pub async fn start_database(
     timeout: Duration,
 ) -> Result<Duration> {
     let started = Instant::now();
+    let deadline = started + timeout;
     let layout = state.layout();
     db.prepare(&layout)?;
     for i in 0..state.nodes.len() {
         for spec in db.processes(&layout, i) {
-            let node = &state.nodes[i];
-            let log = node.dir.join(format!("{}.log", spec.name));
-            let out = File::create(&log).map_err(Error::io(format!("create {}", log.display())))?;
-            let err = out
-                .try_clone()
-                .map_err(Error::io(format!("open {}", log.display())))?;
-            let mut cmd = process::command_in(&node.netns, &spec.program, true)?;
-            cmd.args(&spec.args)
-                .envs(spec.env.iter().map(|(k, v)| (k, v)))
-                .current_dir(&node.dir)
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err);
-            let mut child = cmd.spawn().map_err(|e| Error::Command {
-                command: format!("{} (node {})", spec.program, node.name),
-                stderr: e.to_string(),
-            })?;
-            let pid = child.id() as i32;
-            // Reap it whenever it ends, so it never lingers as a zombie while we run.
-            std::thread::spawn(move || child.wait());
-            let start_time = process::start_time(pid).unwrap_or(0);
-            state.nodes[i].processes.push(ProcessState {
-                name: spec.name.clone(),
-                pid,
-                start_time,
-                log,
-            });
-            state.save()?;
+            spawn(state, i, &spec)?;
         }
-    }
-    let deadline = started + timeout;
-    loop {
-        for node in &state.nodes {
-            for p in &node.processes {
-                if !process::is_alive(p.pid, p.start_time) {
-                    return Err(Error::NodeNotReady {
-                        node: node.name.clone(),
-                        secs: started.elapsed().as_secs(),
-                        why: format!("{} exited", p.name),
-                        log: p.log.clone(),
-                        tail: process::tail(&p.log, 15),
-                    });
+        if db.one_at_a_time() {
+            loop {
+                check_alive(state, started)?;
+                match db.node_ready(&layout, i).await {
+                    Ok(()) => break,
+                    Err(why) if Instant::now() >= deadline => {
+                        return Err(not_ready(state, i, timeout, why));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
         }
+    }
+    loop {
+        check_alive(state, started)?;
         let health = db.health(&layout).await;
         if health.ready {
+            db.setup(&layout).await?;
             return Ok(started.elapsed());
         }
         if Instant::now() >= deadline {
             let i = health.not_ready.first().copied().unwrap_or(0);
-            let log = state.nodes[i]
-                .processes
-                .first()
-                .map(|p| p.log.clone())
-                .unwrap_or_default();
-            return Err(Error::NodeNotReady {
-                node: state.nodes[i].name.clone(),
-                secs: timeout.as_secs(),
-                why: health.why,
-                tail: process::tail(&log, 15),
-                log,
-            });
+            return Err(not_ready(state, i, timeout, health.why));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts one process on node `i`, in its namespace and directory, and records it.
+fn spawn(state: &mut LabState, i: usize, spec: &ProcessSpec) -> Result<()> {
+    let node = &state.nodes[i];
+    let log = node.dir.join(format!("{}.log", spec.name));
+    let out = File::create(&log).map_err(Error::io(format!("create {}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(Error::io(format!("open {}", log.display())))?;
+    let program = process::find_program(&spec.program)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec.program.clone());
+    let user = spec.user.as_deref().map(process::user_ids).transpose()?;
+    let mut cmd = process::command_in(&node.netns, &program, true, user)?;
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&node.dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let mut child = cmd.spawn().map_err(|e| Error::Command {
+        command: format!("{} (node {})", spec.program, node.name),
+        stderr: e.to_string(),
+    })?;
+    let pid = child.id() as i32;
+    // Reap it whenever it ends, so it never lingers as a zombie while we run.
+    std::thread::spawn(move || child.wait());
+    let start_time = process::start_time(pid).unwrap_or(0);
+    state.nodes[i].processes.push(ProcessState {
+        name: spec.name.clone(),
+        pid,
+        start_time,
+        log,
+    });
+    state.save()
+}
+
+/// Fails, naming the node and showing its log, if a process of the lab has exited.
+fn check_alive(state: &LabState, started: Instant) -> Result<()> {
+    for node in &state.nodes {
+        for p in &node.processes {
+            if !process::is_alive(p.pid, p.start_time) {
+                return Err(Error::NodeNotReady {
+                    node: node.name.clone(),
+                    secs: started.elapsed().as_secs(),
+                    why: format!("{} exited", p.name),
+                    log: p.log.clone(),
+                    tail: process::tail(&p.log, 15),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn not_ready(state: &LabState, i: usize, timeout: Duration, why: String) -> Error {
+    let log = state.nodes[i]
+        .processes
+        .first()
+        .map(|p| p.log.clone())
+        .unwrap_or_default();
+    Error::NodeNotReady {
+        node: state.nodes[i].name.clone(),
+        secs: timeout.as_secs(),
+        why,
+        tail: process::tail(&log, 15),
+        log,
     }
 }
 

@@ -16,16 +16,23 @@ pub fn netns_path(netns: &str) -> std::path::PathBuf {
 }
 
 /// A command that runs inside `netns`. With `detach`, it also runs in a session of its own
-/// (no terminal, no signal from the caller's Ctrl-C), so it outlives the caller.
-pub fn command_in(netns: &str, program: &str, detach: bool) -> Result<Command> {
+/// (no terminal, no signal from the caller's Ctrl-C), so it outlives the caller. With
+/// `user` (uid, gid), it runs as that user, switched after entering the namespace (which
+/// needs root).
+pub fn command_in(
+    netns: &str,
+    program: &str,
+    detach: bool,
+    user: Option<(u32, u32)>,
+) -> Result<Command> {
     let path = netns_path(netns);
     let ns = File::open(&path).map_err(Error::io(format!(
         "open network namespace {}",
         path.display()
     )))?;
     let mut cmd = Command::new(program);
-    // SAFETY: setns and setsid are async-signal-safe system calls; the closure only
-    // borrows the namespace file, which stays open (moved into the closure) until exec.
+    // SAFETY: only async-signal-safe system calls run between fork and exec; the closure
+    // owns the namespace file, which stays open until exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
@@ -33,6 +40,14 @@ pub fn command_in(netns: &str, program: &str, detach: bool) -> Result<Command> {
             }
             if detach && libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some((uid, gid)) = user {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -43,7 +58,7 @@ pub fn command_in(netns: &str, program: &str, detach: bool) -> Result<Command> {
 /// Runs `program args` in `netns` with `stdin` fed to it; returns its stdout, or an error
 /// with its stderr.
 pub fn run_in(netns: &str, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let mut cmd = command_in(netns, program, false)?;
+    let mut cmd = command_in(netns, program, false, None)?;
     cmd.args(args);
     output(
         cmd,
@@ -180,6 +195,16 @@ pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
         .chain(["/usr/sbin", "/sbin"].iter().map(std::path::PathBuf::from))
         .map(|d| d.join(program))
         .find(|p| is_exec(p))
+}
+
+/// The uid and gid of a system user.
+pub fn user_ids(name: &str) -> Result<(u32, u32)> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        _ => Err(Error::Invalid(format!(
+            "no system user '{name}' (its package creates it)"
+        ))),
+    }
 }
 
 /// Fails unless the process runs as root.

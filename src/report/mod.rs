@@ -90,6 +90,25 @@ pub fn metrics_table(a: &Analysis) -> String {
     s
 }
 
+/// Errors per node and phase, by code: `n2 during: 1047 ×134, timed out after 1s ×5`.
+pub fn errors_table(a: &Analysis) -> String {
+    let mut s = String::new();
+    for (node, phases) in a.header.nodes.iter().zip(&a.errors) {
+        for (phase, codes) in phases {
+            let mut codes: Vec<(&String, &u64)> = codes.iter().collect();
+            codes.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+            let list: Vec<String> = codes.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
+            let phase = serde_json::to_value(phase).expect("phase serialises");
+            s.push_str(&format!(
+                "errors {node} {}: {}\n",
+                phase.as_str().unwrap_or("?"),
+                list.join(", ")
+            ));
+        }
+    }
+    s
+}
+
 /// `summary.json`: the run at a glance; `metrics` has each of the seed's six in seconds
 /// (`_s`) and milliseconds (`_ms`); `null` where not applicable.
 pub fn summary(a: &Analysis) -> Value {
@@ -131,6 +150,7 @@ pub fn summary(a: &Analysis) -> Value {
         "fault": fault,
         "metrics": metrics,
         "operations": ops,
+        "errors_by_phase": a.header.nodes.iter().zip(&a.errors).map(|(n, e)| (n.clone(), json!(e))).collect::<Map<String, Value>>(),
     })
 }
 

@@ -14,7 +14,10 @@ fn unknown_database_lists_the_known_ones() {
     let (code, _, stderr) = run(&["run", "mongodb"]);
     assert_eq!(code, 2);
     let e = one_line_error(&stderr);
-    assert!(e.contains("unknown database 'mongodb'") && e.contains("etcd"), "{e}");
+    assert!(
+        e.contains("unknown database 'mongodb'") && e.contains("etcd"),
+        "{e}"
+    );
     let (code, _, stderr) = run(&["up", "mongodb", "--lab", "it-bad-db"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(!lab_dir("it-bad-db").exists());
@@ -25,7 +28,10 @@ fn a_node_that_is_not_in_the_run_is_refused_before_anything_starts() {
     let (code, _, stderr) = run(&["run", "etcd", "--isolate", "n4", "--lab", "it-bad-node"]);
     assert_eq!(code, 2);
     let e = one_line_error(&stderr);
-    assert!(e.contains("n4") && e.contains("n1, n2, n3") && e.contains("leader"), "{e}");
+    assert!(
+        e.contains("n4") && e.contains("n1, n2, n3") && e.contains("leader"),
+        "{e}"
+    );
     assert!(!lab_dir("it-bad-node").exists());
 }
 
@@ -69,7 +75,10 @@ fn a_missing_binary_names_its_package() {
     );
     assert_eq!(code, 3, "{stderr}");
     let e = one_line_error(&stderr);
-    assert!(e.contains("etcd not found") && e.contains("apt-get install etcd-server"), "{e}");
+    assert!(
+        e.contains("etcd not found") && e.contains("apt-get install etcd-server"),
+        "{e}"
+    );
     assert!(!lab_dir("it-nobin").exists());
 }
 
@@ -82,7 +91,10 @@ fn a_malformed_spec_file_names_the_line() {
     let (code, _, stderr) = run(&["run", "--spec", spec.to_str().unwrap()]);
     assert_eq!(code, 2);
     let e = one_line_error(&stderr);
-    assert!(e.contains("malformed spec") && e.contains("line 3") && e.contains("nodez"), "{e}");
+    assert!(
+        e.contains("malformed spec") && e.contains("line 3") && e.contains("nodez"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -93,19 +105,47 @@ fn an_address_range_in_use_is_refused_and_nothing_is_made() {
     struct Dummy;
     impl Drop for Dummy {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["link", "del", "it-dummy0"]).output();
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", "it-dummy0"])
+                .output();
         }
     }
     let _dummy = Dummy;
-    let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+    let ip = |args: &[&str]| {
+        assert!(std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success())
+    };
     ip(&["link", "add", "it-dummy0", "type", "bridge"]);
     ip(&["addr", "add", "198.19.250.1/24", "dev", "it-dummy0"]);
-    let (code, _, stderr) = run(&["up", "etcd", "--lab", "it-subnet", "--subnet", "198.19.250.0/24"]);
+    let (code, _, stderr) = run(&[
+        "up",
+        "etcd",
+        "--lab",
+        "it-subnet",
+        "--subnet",
+        "198.19.250.0/24",
+    ]);
     assert_eq!(code, 3);
     let e = one_line_error(&stderr);
-    assert!(e.contains("198.19.250.0/24 is already in use") && e.contains("it-dummy0"), "{e}");
+    assert!(
+        e.contains("198.19.250.0/24 is already in use") && e.contains("it-dummy0"),
+        "{e}"
+    );
     assert!(!lab_dir("it-subnet").exists());
-    let (code, _, stderr) = run(&["up", "etcd", "--lab", "it-subnet", "--subnet", "10.0.0.0/24"]);
+    let (code, _, stderr) = run(&[
+        "up",
+        "etcd",
+        "--lab",
+        "it-subnet",
+        "--subnet",
+        "10.0.0.0/24",
+    ]);
     assert_eq!(code, 2);
-    assert!(one_line_error(&stderr).contains("inside 198.18.0.0/15"), "{stderr}");
+    assert!(
+        one_line_error(&stderr).contains("inside 198.18.0.0/15"),
+        "{stderr}"
+    );
 }

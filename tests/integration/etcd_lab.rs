@@ -13,7 +13,10 @@ fn connects(from_netns: Option<&str>, to: &str) -> bool {
 }
 
 fn nft_tables(netns: &str) -> String {
-    let out = Command::new("ip").args(["netns", "exec", netns, "nft", "list", "tables"]).output().unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "list", "tables"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -28,11 +31,16 @@ fn up_watch_isolate_rejoin_down() {
     assert!(stdout.contains("3 etcd nodes ready in"), "{stdout}");
     let links = links_of(&lab);
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(lab_dir(&lab).join("state.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(lab_dir(&lab).join("state.json")).unwrap())
+            .unwrap();
     let addr = |i: usize| state["nodes"][i]["addr"].as_str().unwrap().to_string();
     let ns = |i: usize| state["nodes"][i]["netns"].as_str().unwrap().to_string();
     for i in 0..3 {
-        assert!(addr(i).starts_with("198.18.") || addr(i).starts_with("198.19."), "lab range: {}", addr(i));
+        assert!(
+            addr(i).starts_with("198.18.") || addr(i).starts_with("198.19."),
+            "lab range: {}",
+            addr(i)
+        );
     }
 
     let (code, _, stderr) = run(&["up", "etcd", "--lab", &lab]);
@@ -58,45 +66,86 @@ fn up_watch_isolate_rejoin_down() {
     assert!(connects(Some(&ns(0)), &addr(2)), "n1 → n3 still works");
     assert!(connects(None, &addr(1)), "the client still reaches n2");
     let (_, stdout, _) = run(&["status", "--lab", &lab]);
-    assert!(stdout.lines().any(|l| l.contains(" n2 ") && l.contains("isolated")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" n2 ") && l.contains("isolated")),
+        "{stdout}"
+    );
 
     let (code, _, stderr) = run(&["isolate", "n9", "--lab", &lab]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("no node 'n9'") && stderr.contains("n1, n2, n3"), "{stderr}");
+    assert!(
+        stderr.contains("no node 'n9'") && stderr.contains("n1, n2, n3"),
+        "{stderr}"
+    );
 
     std::thread::sleep(Duration::from_secs(8));
     let (code, stdout, stderr) = run(&["rejoin", "n2", "--lab", &lab]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(!nft_tables(&ns(1)).contains("perseus"), "no rule of ours is left");
+    assert!(
+        !nft_tables(&ns(1)).contains("perseus"),
+        "no rule of ours is left"
+    );
     assert!(connects(Some(&ns(0)), &addr(1)), "n1 → n2 works again");
     std::thread::sleep(Duration::from_secs(6));
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(watch.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = watch.wait().unwrap();
     let mut printed = String::new();
     std::io::Read::read_to_string(watch.stdout.as_mut().unwrap(), &mut printed).unwrap();
-    assert!(status.success(), "watch stops cleanly on Ctrl-C:\n{printed}");
-    assert!(printed.contains("# isolating n2") && printed.contains("# rejoined n2"), "{printed}");
+    assert!(
+        status.success(),
+        "watch stops cleanly on Ctrl-C:\n{printed}"
+    );
+    assert!(
+        printed.contains("# isolating n2") && printed.contains("# rejoined n2"),
+        "{printed}"
+    );
 
     let t = table(&out.join("client.log"));
     let markers: Vec<String> = t
         .lines
         .iter()
         .filter_map(|l| match l {
-            perseus::record::table::Line::Marker { verb, target } => Some(format!("{verb} {target}")),
+            perseus::record::table::Line::Marker { verb, target } => {
+                Some(format!("{verb} {target}"))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(markers, ["isolating n2", "isolated n2", "rejoining n2", "rejoined n2"]);
+    assert_eq!(
+        markers,
+        ["isolating n2", "isolated n2", "rejoining n2", "rejoined n2"]
+    );
     let isolated = marker_row(&t, "isolated");
     let rejoin = marker_row(&t, "rejoining");
-    for r in t.rows().filter(|r| r.second >= isolated + 4 && r.second < rejoin) {
+    for r in t
+        .rows()
+        .filter(|r| r.second >= isolated + 4 && r.second < rejoin)
+    {
         assert_eq!(r.ok[1], 0, "isolated n2 completes nothing: {}", r.render());
-        assert!(r.err[1] > 0, "its client sees errors (timeouts): {}", r.render());
-        assert!(r.ok[0] > 0 && r.ok[2] > 0, "n1 and n3 serve: {}", r.render());
+        assert!(
+            r.err[1] > 0,
+            "its client sees errors (timeouts): {}",
+            r.render()
+        );
+        assert!(
+            r.ok[0] > 0 && r.ok[2] > 0,
+            "n1 and n3 serve: {}",
+            r.render()
+        );
     }
     let last = t.rows().last().unwrap();
-    assert!(last.ok.iter().all(|n| *n > 0), "all serve after the rejoin: {}", last.render());
+    assert!(
+        last.ok.iter().all(|n| *n > 0),
+        "all serve after the rejoin: {}",
+        last.render()
+    );
 
     let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
     assert_eq!(code, 0, "{stdout}{stderr}");

@@ -1,7 +1,6 @@
 //! `perseus run etcd` end to end on a short timeline.
 
 use crate::support::*;
-use perseus::record::table::Row;
 
 /// 10 s before, 15 s isolated, 15 s after. etcd keeps a majority (n1, n3), so:
 /// - before the isolation every node serves;
@@ -12,46 +11,51 @@ use perseus::record::table::Row;
 #[test]
 fn run_etcd_isolates_n2_and_measures_it() {
     require_lab("etcd", "etcd-server");
-    let lab = lab_name("run");
-    let _guard = LabGuard(lab.clone());
-    let out = out_dir("run");
-    let (code, stdout, stderr) = run(&[
-        "run", "etcd", "--before", "10s", "--during", "15s", "--after", "15s", "--lab", &lab,
-        "--out", out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "perseus run failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("#legend: time|n1|n2|n3|n1:err|n2:err|n3:err"), "{stdout}");
-    assert!(stdout.contains("recovery time"), "the metrics table is printed:\n{stdout}");
+    let r = run_scenario(
+        "etcd",
+        "run",
+        &["--before", "10s", "--during", "15s", "--after", "15s"],
+    );
+    assert!(
+        r.stdout
+            .contains("#legend: time|n1|n2|n3|n1:err|n2:err|n3:err"),
+        "{}",
+        r.stdout
+    );
+    let [iso, isolated, rejoin, rejoined] = r.marks;
 
-    let t = table(&out.join("client.log"));
-    let iso = marker_row(&t, "isolating");
-    let isolated = marker_row(&t, "isolated");
-    let rejoin = marker_row(&t, "rejoining");
-    let rejoined = marker_row(&t, "rejoined");
-    assert!(iso <= isolated && isolated < rejoin && rejoin <= rejoined, "markers in time order");
-    let rows: Vec<&Row> = t.rows().collect();
-    let serving = |r: &Row| r.ok.iter().map(|n| *n > 0).collect::<Vec<_>>();
-
-    let before: Vec<&&Row> = rows.iter().filter(|r| r.second + 5 >= iso && r.second < iso).collect();
+    let before = r.rows_between(iso.saturating_sub(5), iso);
     assert!(!before.is_empty());
-    for r in before {
-        assert_eq!(serving(r), [true, true, true], "all serve before the isolation: {}", r.render());
+    for row in before {
+        assert_eq!(
+            serving(row),
+            [true, true, true],
+            "all serve before the isolation: {}",
+            row.render()
+        );
     }
-    let during: Vec<&&Row> = rows.iter().filter(|r| r.second >= isolated + 4 && r.second < rejoin).collect();
+    let during = r.rows_between(isolated + 4, rejoin);
     assert!(during.len() >= 8, "{} rows while isolated", during.len());
-    for r in during {
-        assert_eq!(serving(r), [true, false, true], "only n1 and n3 serve while n2 is isolated: {}", r.render());
+    for row in during {
+        assert_eq!(
+            serving(row),
+            [true, false, true],
+            "only n1 and n3 serve while n2 is isolated: {}",
+            row.render()
+        );
     }
-    let last = rows.last().unwrap().second;
-    let after: Vec<&&Row> = rows.iter().filter(|r| r.second + 5 > last).collect();
+    let last = r.last_second();
     assert!(last >= rejoined + 10, "the run goes on after the rejoin");
-    for r in after {
-        assert_eq!(serving(r), [true, true, true], "all serve again after the rejoin: {}", r.render());
+    for row in r.rows_between(last - 4, last + 1) {
+        assert_eq!(
+            serving(row),
+            [true, true, true],
+            "all serve again after the rejoin: {}",
+            row.render()
+        );
     }
 
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    let m = &summary["metrics"];
+    let m = &r.summary["metrics"];
     for key in [
         "downtime_on_isolation",
         "partial_downtime_on_isolation",
@@ -60,24 +64,29 @@ fn run_etcd_isolates_n2_and_measures_it() {
         "partial_downtime_on_recovery",
         "recovery_time",
     ] {
-        assert!(m.get(format!("{key}_s")).is_some() && m.get(format!("{key}_ms")).is_some(), "{key} in {m}");
+        assert!(
+            m.get(format!("{key}_s")).is_some() && m.get(format!("{key}_ms")).is_some(),
+            "{key} in {m}"
+        );
     }
-    let recovery_ms = m["recovery_time_ms"].as_u64().expect("etcd recovers within the run");
+    let recovery_ms = m["recovery_time_ms"]
+        .as_u64()
+        .expect("etcd recovers within the run");
     assert!(recovery_ms < 10_000, "recovery took {recovery_ms} ms");
-    assert_eq!(summary["fault"]["target"], "n2");
-    assert_eq!(summary["record_complete"], true);
-    for f in ["spec.json", "record.txt", "logs/n1-etcd.log", "logs/n2-etcd.log", "logs/n3-etcd.log"] {
-        assert!(out.join(f).exists(), "{f} in the results");
+    assert_eq!(r.summary["fault"]["target"], "n2");
+    assert_eq!(r.summary["record_complete"], true);
+    for f in ["logs/n1-etcd.log", "logs/n2-etcd.log", "logs/n3-etcd.log"] {
+        assert!(r.out.join(f).exists(), "{f} in the results");
     }
     // `perseus report` rebuilds the same table from the record alone.
-    let live = std::fs::read_to_string(out.join("client.log")).unwrap();
-    let (code, _, stderr) = run(&["report", out.to_str().unwrap()]);
+    let live = std::fs::read_to_string(r.out.join("client.log")).unwrap();
+    let (code, _, stderr) = run(&["report", r.out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(std::fs::read_to_string(out.join("client.log")).unwrap(), live);
-
-    let left = leftovers(&lab, &[]);
-    assert!(left.is_empty(), "left behind: {left:?}");
-    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(
+        std::fs::read_to_string(r.out.join("client.log")).unwrap(),
+        live
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
 }
 
 /// A run killed with SIGKILL leaves its lab up; `perseus down` removes all of it, and the
@@ -89,7 +98,16 @@ fn down_cleans_up_after_a_killed_run() {
     let _guard = LabGuard(lab.clone());
     let out = out_dir("kill");
     let mut child = perseus()
-        .args(["run", "etcd", "--before", "60s", "--lab", &lab, "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            "etcd",
+            "--before",
+            "60s",
+            "--lab",
+            &lab,
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -101,15 +119,24 @@ fn down_cleans_up_after_a_killed_run() {
             .unwrap_or(0)
     };
     while rows() < 3 {
-        assert!(std::time::Instant::now() < deadline, "the run never got to 3 rows");
-        assert!(child.try_wait().unwrap().is_none(), "perseus run ended early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got to 3 rows"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "perseus run ended early"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let links = links_of(&lab);
     let pids = pids_of(&lab);
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!leftovers(&lab, &links).is_empty(), "the lab outlives a killed perseus");
+    assert!(
+        !leftovers(&lab, &links).is_empty(),
+        "the lab outlives a killed perseus"
+    );
     assert_eq!(pids.len(), 3);
 
     let (code, stdout, stderr) = run(&["down", "--lab", &lab]);

@@ -7,3 +7,4 @@ mod support;
 mod bad_input;
 mod etcd_lab;
 mod etcd_run;
+mod galera_run;

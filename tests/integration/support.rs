@@ -32,7 +32,10 @@ pub fn require_lab(binary: &str, package: &str) {
         let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
             .any(|d| d.join(bin).exists());
-        assert!(found, "{bin} is missing: apt-get install {pkg} (or run .ci/run)");
+        assert!(
+            found,
+            "{bin} is missing: apt-get install {pkg} (or run .ci/run)"
+        );
     }
 }
 
@@ -61,13 +64,19 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|s| s.chars().all(|c| c.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.chars().all(|c| c.is_ascii_digit()))
+        else {
             continue;
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
         if cmdline.contains(needle) && !zombie && pid != std::process::id().to_string() {
             found.push(format!("{pid}: {cmdline}"));
         }
@@ -79,7 +88,10 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
 /// perseus nftables tables on the host. Empty when the lab is fully gone.
 pub fn leftovers(lab: &str, links: &[String]) -> Vec<String> {
     let mut left = Vec::new();
-    for e in std::fs::read_dir("/run/netns").map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+    for e in std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
         let n = e.file_name().to_string_lossy().into_owned();
         if n.starts_with(&format!("perseus-{lab}-")) {
             left.push(format!("namespace {n}"));
@@ -96,7 +108,10 @@ pub fn leftovers(lab: &str, links: &[String]) -> Vec<String> {
     if lab_dir(lab).exists() {
         left.push(format!("state {}", lab_dir(lab).display()));
     }
-    let host = Command::new("nft").args(["list", "tables"]).output().expect("nft");
+    let host = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft");
     for t in String::from_utf8_lossy(&host.stdout).lines() {
         if t.contains("perseus") {
             left.push(format!("host nft {t}"));
@@ -138,7 +153,8 @@ pub fn out_dir(tag: &str) -> PathBuf {
 
 /// Rows of a client log between two markers, as (second, ok per node).
 pub fn table(path: &Path) -> perseus::record::table::Table {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     perseus::record::table::Table::parse(&text, path).expect("client.log parses")
 }
 
@@ -157,4 +173,70 @@ pub fn marker_row(t: &perseus::record::table::Table, verb: &str) -> u64 {
             _ => None,
         })
         .unwrap_or(u64::MAX)
+}
+
+/// What `perseus run` left: its table, summary and directory.
+pub struct RunResult {
+    pub out: PathBuf,
+    pub stdout: String,
+    pub table: perseus::record::table::Table,
+    pub summary: serde_json::Value,
+    /// Rows following the markers: isolating, isolated, rejoining, rejoined.
+    pub marks: [u64; 4],
+}
+
+impl RunResult {
+    /// Rows with `from <= second < to`.
+    pub fn rows_between(&self, from: u64, to: u64) -> Vec<&perseus::record::table::Row> {
+        self.table
+            .rows()
+            .filter(|r| r.second >= from && r.second < to)
+            .collect()
+    }
+
+    pub fn last_second(&self) -> u64 {
+        self.table.rows().last().map_or(0, |r| r.second)
+    }
+}
+
+/// Which nodes completed an increment in a row.
+pub fn serving(r: &perseus::record::table::Row) -> Vec<bool> {
+    r.ok.iter().map(|n| *n > 0).collect()
+}
+
+/// Runs `perseus run DB ARGS… --lab … --out …`, asserts it succeeded, left nothing behind
+/// and wrote its results, and loads them.
+pub fn run_scenario(db: &str, tag: &str, args: &[&str]) -> RunResult {
+    let lab = lab_name(tag);
+    let _guard = LabGuard(lab.clone());
+    let out = out_dir(tag);
+    let mut all = vec!["run", db];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--lab", &lab, "--out", out.to_str().unwrap()]);
+    let (code, stdout, stderr) = run(&all);
+    assert_eq!(code, 0, "perseus run {db} failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("recovery time"),
+        "the metrics table is printed:\n{stdout}"
+    );
+    let left = leftovers(&lab, &[]);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for f in ["spec.json", "record.txt", "client.log", "summary.json"] {
+        assert!(out.join(f).exists(), "{f} in the results");
+    }
+    let table = table(&out.join("client.log"));
+    let marks = ["isolating", "isolated", "rejoining", "rejoined"].map(|m| marker_row(&table, m));
+    assert!(
+        marks.windows(2).all(|w| w[0] <= w[1]),
+        "markers in time order: {marks:?}"
+    );
+    let summary =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    RunResult {
+        out,
+        stdout,
+        table,
+        summary,
+        marks,
+    }
 }

@@ -1,0 +1,316 @@
+//! MariaDB Galera Cluster (Debian `mariadb-server galera-4 rsync`): multi-master, every node
+//! takes reads and writes. Node 1 bootstraps a new cluster; the others join one at a time,
+//! each receiving a full copy (rsync state transfer) from a synced node. `mariadbd` runs as
+//! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
+
+use super::mysql::{self, MysqlClient};
+use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use crate::error::{Error, Result};
+use crate::lab::process::{find_program, run_host, user_ids};
+use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const PORT: u16 = 3306;
+const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
+const USER: &str = "mysql";
+
+pub struct Galera;
+
+fn data_dir(node_dir: &Path) -> PathBuf {
+    node_dir.join("data")
+}
+
+/// The server's configuration for node `node` of `layout`.
+pub fn config(layout: &Layout, node: usize) -> String {
+    let n = &layout.nodes[node];
+    let dir = n.dir.display();
+    let members: Vec<String> = layout.nodes.iter().map(|m| m.addr.to_string()).collect();
+    format!(
+        "[mysqld]\n\
+         datadir={dir}/data\n\
+         socket={dir}/run/mysqld.sock\n\
+         pid-file={dir}/run/mysqld.pid\n\
+         bind-address={addr}\n\
+         port={PORT}\n\
+         skip-name-resolve\n\
+         performance_schema=OFF\n\
+         innodb_buffer_pool_size=64M\n\
+         binlog_format=ROW\n\
+         default_storage_engine=InnoDB\n\
+         innodb_autoinc_lock_mode=2\n\
+         wsrep_on=ON\n\
+         wsrep_provider={PROVIDER}\n\
+         wsrep_cluster_name=perseus-{lab}\n\
+         wsrep_cluster_address=gcomm://{members}\n\
+         wsrep_node_name={name}\n\
+         wsrep_node_address={addr}\n\
+         wsrep_sst_method=rsync\n\
+         wsrep_sst_receive_address={addr}:4444\n\
+         wsrep_provider_options=\"gmcast.listen_addr=tcp://{addr}:4567;ist.recv_addr={addr}:4568;gcache.size=64M\"\n",
+        addr = n.addr,
+        lab = layout.lab,
+        name = n.name,
+        members = members.join(","),
+    )
+}
+
+/// Run once on the bootstrap node: the workload's account.
+pub fn init_sql() -> String {
+    format!(
+        "CREATE USER IF NOT EXISTS '{u}'@'%' IDENTIFIED BY '{p}';\nGRANT ALL PRIVILEGES ON *.* TO '{u}'@'%';\n",
+        u = mysql::USER,
+        p = mysql::PASSWORD
+    )
+}
+
+fn chown_mysql(path: &Path) -> Result<()> {
+    let (uid, gid) = user_ids(USER)?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(Error::io(format!("chown {}", path.display())))
+}
+
+/// The wsrep status of one node, or why it could not be read.
+async fn wsrep(
+    layout: &Layout,
+    node: usize,
+) -> std::result::Result<std::collections::HashMap<String, String>, String> {
+    let mut c = mysql::connect(layout.nodes[node].addr, PORT, Duration::from_millis(800))
+        .await
+        .map_err(|e| e.text)?;
+    let s = tokio::time::timeout(Duration::from_millis(800), mysql::status(&mut c, "wsrep_%"))
+        .await
+        .map_err(|_| "status timed out".to_string())??;
+    let _ = c.disconnect().await;
+    Ok(s)
+}
+
+fn synced(s: &std::collections::HashMap<String, String>) -> std::result::Result<(), String> {
+    let get = |k: &str| s.get(k).map(String::as_str).unwrap_or("?");
+    if get("wsrep_ready") == "ON" && get("wsrep_local_state_comment") == "Synced" {
+        Ok(())
+    } else {
+        Err(format!(
+            "wsrep_ready={} wsrep_local_state_comment={}",
+            get("wsrep_ready"),
+            get("wsrep_local_state_comment")
+        ))
+    }
+}
+
+#[async_trait]
+impl Database for Galera {
+    fn name(&self) -> &'static str {
+        "galera"
+    }
+
+    fn about(&self) -> &'static str {
+        "MariaDB 10.11 + Galera 4, multi-master; MySQL protocol (stands in for TiDB in tests)"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("mariadbd", "mariadb-server"),
+            ("mariadb-install-db", "mariadb-server"),
+            ("rsync", "rsync"),
+        ]
+    }
+
+    fn client_port(&self) -> u16 {
+        PORT
+    }
+
+    fn check_installed(&self) -> Result<()> {
+        for (binary, package) in self.binaries() {
+            if find_program(binary).is_none() {
+                return Err(Error::MissingBinary {
+                    binary: binary.to_string(),
+                    package: package.to_string(),
+                });
+            }
+        }
+        if !Path::new(PROVIDER).exists() {
+            return Err(Error::MissingBinary {
+                binary: PROVIDER.into(),
+                package: "galera-4".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, layout: &Layout) -> Result<()> {
+        for (i, n) in layout.nodes.iter().enumerate() {
+            for sub in ["data", "run"] {
+                let d = n.dir.join(sub);
+                std::fs::create_dir_all(&d)
+                    .map_err(Error::io(format!("create {}", d.display())))?;
+                chown_mysql(&d)?;
+            }
+            let cnf = n.dir.join("my.cnf");
+            std::fs::write(&cnf, config(layout, i))
+                .map_err(Error::io(format!("write {}", cnf.display())))?;
+        }
+        // Only the bootstrap node needs system tables: the others receive a full copy.
+        let first = &layout.nodes[0].dir;
+        std::fs::write(first.join("init.sql"), init_sql()).map_err(Error::io("write init.sql"))?;
+        let datadir = format!("--datadir={}", data_dir(first).display());
+        run_host(
+            "mariadb-install-db",
+            &[
+                "--no-defaults",
+                "--user=mysql",
+                &datadir,
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        let dir = &layout.nodes[node].dir;
+        let mut args = vec![format!("--defaults-file={}", dir.join("my.cnf").display())];
+        if node == 0 {
+            args.push("--wsrep-new-cluster".into());
+            args.push(format!("--init-file={}", dir.join("init.sql").display()));
+        }
+        vec![ProcessSpec {
+            name: "mariadbd".into(),
+            program: "mariadbd".into(),
+            args,
+            env: Vec::new(),
+            user: Some(USER.into()),
+        }]
+    }
+
+    fn one_at_a_time(&self) -> bool {
+        true
+    }
+
+    async fn node_ready(&self, layout: &Layout, node: usize) -> std::result::Result<(), String> {
+        synced(&wsrep(layout, node).await?)
+    }
+
+    async fn health(&self, layout: &Layout) -> Health {
+        let n = layout.nodes.len();
+        let answers = futures::future::join_all((0..n).map(|i| wsrep(layout, i))).await;
+        let mut not_ready = Vec::new();
+        let mut why = Vec::new();
+        for (i, a) in answers.iter().enumerate() {
+            let problem = match a {
+                Err(e) => Some(e.clone()),
+                Ok(s) => synced(s).err().or_else(|| {
+                    let size = s
+                        .get("wsrep_cluster_size")
+                        .map(String::as_str)
+                        .unwrap_or("?");
+                    (size != n.to_string()).then(|| format!("wsrep_cluster_size={size}"))
+                }),
+            };
+            if let Some(p) = problem {
+                not_ready.push(i);
+                why.push(format!("{}: {p}", layout.nodes[i].name));
+            }
+        }
+        let version = answers
+            .iter()
+            .flatten()
+            .find_map(|s| s.get("wsrep_provider_version").cloned());
+        let version = match version {
+            Some(g) => Some(format!(
+                "{} (Galera {g})",
+                server_version(layout).await.unwrap_or_default()
+            )),
+            None => None,
+        };
+        Health {
+            ready: not_ready.is_empty(),
+            not_ready,
+            why: why.join("; "),
+            leader: None,
+            version,
+        }
+    }
+
+    async fn setup(&self, layout: &Layout) -> Result<()> {
+        let mut c = mysql::connect(layout.nodes[0].addr, PORT, Duration::from_secs(5))
+            .await
+            .map_err(|e| Error::Database(e.text))?;
+        mysql::setup(&mut c).await.map_err(Error::Database)
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> std::result::Result<Box<dyn Client>, ClientError> {
+        let conn = mysql::connect(layout.nodes[node].addr, PORT, timeout).await?;
+        Ok(Box::new(MysqlClient::new(conn)))
+    }
+
+    fn leader_hint(&self) -> &'static str {
+        "galera is multi-master (every node takes writes): name a node, e.g. --isolate n2"
+    }
+}
+
+async fn server_version(layout: &Layout) -> Option<String> {
+    use mysql_async::prelude::Queryable;
+    let mut c = mysql::connect(layout.nodes[0].addr, PORT, Duration::from_millis(800))
+        .await
+        .ok()?;
+    let v: Option<String> = c.query_first("SELECT VERSION()").await.ok()?;
+    let _ = c.disconnect().await;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::NodeLayout;
+
+    fn layout() -> Layout {
+        Layout {
+            lab: "t".into(),
+            nodes: (1..=3)
+                .map(|i| NodeLayout {
+                    name: format!("n{i}"),
+                    addr: format!("198.18.1.{i}").parse().unwrap(),
+                    dir: PathBuf::from(format!("/x/n{i}")),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_node_binds_its_lab_address_and_knows_every_member() {
+        let c = config(&layout(), 1);
+        for line in [
+            "bind-address=198.18.1.2",
+            "skip-name-resolve",
+            "datadir=/x/n2/data",
+            "wsrep_cluster_address=gcomm://198.18.1.1,198.18.1.2,198.18.1.3",
+            "wsrep_node_address=198.18.1.2",
+            "wsrep_sst_method=rsync",
+            "wsrep_sst_receive_address=198.18.1.2:4444",
+            "wsrep_provider_options=\"gmcast.listen_addr=tcp://198.18.1.2:4567;ist.recv_addr=198.18.1.2:4568;gcache.size=64M\"",
+        ] {
+            assert!(c.lines().any(|l| l == line), "missing {line} in\n{c}");
+        }
+    }
+
+    #[test]
+    fn only_node_1_bootstraps_and_all_run_as_mysql() {
+        let l = layout();
+        let p1 = &Galera.processes(&l, 0)[0];
+        let p2 = &Galera.processes(&l, 1)[0];
+        assert!(p1.args.contains(&"--wsrep-new-cluster".to_string()));
+        assert!(!p2
+            .args
+            .iter()
+            .any(|a| a.contains("new-cluster") || a.contains("init-file")));
+        assert_eq!(p1.user.as_deref(), Some("mysql"));
+        assert_eq!(p2.user.as_deref(), Some("mysql"));
+        assert_eq!(p2.args[0], "--defaults-file=/x/n2/my.cnf");
+    }
+}
