@@ -101,6 +101,13 @@ pub struct RunArgs {
     /// Name of the lab the run creates (and removes) [default: run-PID]
     #[arg(long)]
     pub lab: Option<String>,
+    /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Start the faults without waiting for the database to warm up (TiDB: regions fully
+    /// replicated), to see what a fault does to a cluster that is still warming up
+    #[arg(long)]
+    pub skip_warmup: bool,
 }
 
 #[derive(Args)]
@@ -118,6 +125,9 @@ pub struct UpArgs {
     /// Longest wait for the cluster to be ready
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub ready_timeout: Duration,
+    /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -210,6 +220,12 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     if let Some(d) = a.timeout {
         spec.request_timeout = d;
     }
+    if a.bin_dir.is_some() {
+        spec.bin_dir = a.bin_dir;
+    }
+    if a.skip_warmup {
+        spec.skip_warmup = true;
+    }
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", spec.database, stamp())));
@@ -229,13 +245,13 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
 async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
     let db = db::find(&a.database)?;
     process::require_root("perseus up")?;
-    db.check_installed()?;
+    db.check_installed(a.bin_dir.as_deref())?;
     let subnet = a
         .subnet
         .as_deref()
         .map(lab::net::Subnet::parse)
         .transpose()?;
-    let mut state = lab::create(&a.lab.lab, db.name(), a.nodes, subnet)?;
+    let mut state = lab::create(&a.lab.lab, db.name(), a.nodes, subnet, a.bin_dir.as_deref())?;
     let started = tokio::select! {
         r = lab::start_database(&mut state, db, a.ready_timeout) => r,
         _ = stop.cancelled() => Err(Error::Interrupted),
@@ -498,21 +514,19 @@ fn report_cmd(path: &Path) -> Result<()> {
 }
 
 fn list() -> Result<()> {
-    println!(
-        "{:<10}{:<16}{:<11}about",
-        "database", "packages", "installed"
-    );
+    println!("{:<10}{:<40}{:<11}about", "database", "needs", "installed");
     for d in db::REGISTRY {
-        let packages: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
-        let installed = if d.check_installed().is_ok() {
+        let mut needs: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
+        needs.dedup();
+        let installed = if d.check_installed(None).is_ok() {
             "yes"
         } else {
             "no"
         };
         println!(
-            "{:<10}{:<16}{:<11}{}",
+            "{:<10}{:<40}{:<11}{}",
             d.name(),
-            packages.join(" "),
+            needs.join(" "),
             installed,
             d.about()
         );

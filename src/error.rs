@@ -23,8 +23,8 @@ pub enum Error {
     #[error("unknown database '{name}'; known databases: {known} (perseus list shows them)")]
     UnknownDatabase { name: String, known: String },
 
-    #[error("{binary} not found on PATH; install it with: apt-get install {package}")]
-    MissingBinary { binary: String, package: String },
+    #[error("{binary} not found; {how}")]
+    MissingBinary { binary: String, how: String },
 
     #[error("{what} needs root (network namespaces and nftables); run it again with sudo")]
     NotRoot { what: String },

@@ -56,7 +56,7 @@ pub async fn run(
     spec.validate()?;
     process::require_root("perseus run")?;
     let db = db::find(&spec.database)?;
-    db.check_installed()?;
+    db.check_installed(spec.bin_dir.as_deref())?;
     lab::validate_name(lab_name)?;
     if LabState::load(lab_name).is_ok() {
         return Err(Error::LabExists(lab_name.to_string()));
@@ -64,7 +64,13 @@ pub async fn run(
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     spec.save(&dir.join("spec.json"))?;
 
-    let mut state = lab::create(lab_name, db.name(), spec.nodes, None)?;
+    let mut state = lab::create(
+        lab_name,
+        db.name(),
+        spec.nodes,
+        None,
+        spec.bin_dir.as_deref(),
+    )?;
     let guard = LabGuard(lab_name.to_string());
     let mut watch = None;
     let result = stages(spec, db, &mut state, dir, &stop, &mut watch, say).await;
@@ -165,5 +171,39 @@ async fn stages(
         "every node serves; steady after {:.1} s",
         t.elapsed().as_secs_f64()
     ));
+    if !spec.skip_warmup {
+        wait_warm(spec, db, state, stop, say).await?;
+    }
     schedule::play(&spec.timeline, state, db, stop, say).await
+}
+
+/// Waits, at most the steady timeout, until the database reports it has warmed up.
+async fn wait_warm(
+    spec: &Spec,
+    db: &'static dyn Database,
+    state: &LabState,
+    stop: &CancellationToken,
+    say: impl Fn(String),
+) -> Result<()> {
+    let layout = state.layout();
+    let t = Instant::now();
+    while let Err(why) = db.warmed_up(&layout).await {
+        if t.elapsed() > spec.steady_timeout {
+            return Err(Error::NotSteady {
+                secs: spec.steady_timeout.as_secs(),
+                why: format!("not warmed up: {why} (--skip-warmup starts the faults anyway)"),
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.cancelled() => return Err(Error::Interrupted),
+        }
+    }
+    if t.elapsed() > Duration::from_millis(500) {
+        say(format!(
+            "warmed up after {:.1} s more",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
 }

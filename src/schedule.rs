@@ -8,13 +8,17 @@ use crate::spec::{Target, Timeline};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The marks that say whether a fault hit a cluster that had finished warming up.
+pub const WARM: &str = "warmed-up";
+pub const NOT_WARM: &str = "not-warmed-up";
+
 /// Resolves a target to a node index now (`leader`: the node the database reports).
 pub async fn resolve(target: &Target, lab: &LabState, db: &dyn Database) -> Result<usize> {
     match target {
         Target::Node(n) => lab.node_index(n),
         Target::Leader => db.health(&lab.layout()).await.leader.ok_or_else(|| {
             Error::Database(format!(
-                "{} reports no leader right now, so --isolate leader has no target",
+                "{} reports no leader right now, so 'leader' names no node",
                 db.name()
             ))
         }),
@@ -41,6 +45,12 @@ pub async fn play(
     wait(t.before, stop).await?;
     let node = resolve(&t.isolate, lab, db).await?;
     let name = lab.nodes[node].name.clone();
+    let warm = db.warmed_up(&lab.layout()).await.is_ok();
+    crate::lab::events::append(
+        &lab.dir(),
+        crate::lab::events::MARK,
+        if warm { WARM } else { NOT_WARM },
+    )?;
     let how = if t.isolate == Target::Leader {
         " (the leader)"
     } else {

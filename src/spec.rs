@@ -103,6 +103,12 @@ pub struct Spec {
     /// Longest wait, once ready, for every node to serve the workload before any fault.
     #[serde(with = "duration_text")]
     pub steady_timeout: Duration,
+    /// Start the faults without waiting for the database to warm up (e.g. TiDB regions
+    /// fully replicated): to reproduce what happens to a cluster hit while still warming up.
+    pub skip_warmup: bool,
+    /// Where the user keeps binaries that no package installs (e.g. TiDB's from TiUP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Spec {
@@ -114,6 +120,8 @@ impl Default for Spec {
             request_timeout: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(60),
             steady_timeout: Duration::from_secs(60),
+            skip_warmup: false,
+            bin_dir: None,
         }
     }
 }
@@ -137,7 +145,13 @@ impl Spec {
 
     /// Checks what can be checked before anything is created.
     pub fn validate(&self) -> Result<()> {
-        crate::db::find(&self.database)?;
+        let db = crate::db::find(&self.database)?;
+        if self.timeline.isolate == Target::Leader && !db.has_leader() {
+            return Err(Error::Invalid(format!(
+                "--isolate leader: {} has no leader (every node takes writes); name a node, e.g. --isolate n2",
+                self.database
+            )));
+        }
         if !(1..=crate::lab::MAX_NODES).contains(&self.nodes) {
             return Err(Error::Invalid(format!(
                 "--nodes {}: a lab has 1 to {} nodes",

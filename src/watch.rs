@@ -85,11 +85,19 @@ impl Watch {
                 loop {
                     let stopping = stop.is_cancelled();
                     for e in tail.poll() {
-                        let event = Event::Fault(FaultEvent {
-                            t_us: header.relative_us(e.monotonic_ns),
-                            verb: e.verb,
-                            target: e.target,
-                        });
+                        let t_us = header.relative_us(e.monotonic_ns);
+                        let event = if e.verb == events::MARK {
+                            Event::Mark {
+                                t_us,
+                                text: e.target,
+                            }
+                        } else {
+                            Event::Fault(FaultEvent {
+                                t_us,
+                                verb: e.verb,
+                                target: e.target,
+                            })
+                        };
                         let _ = tx.send(event).await;
                     }
                     if stopping {

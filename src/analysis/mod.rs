@@ -316,6 +316,8 @@ pub struct Analysis {
     pub header: Header,
     pub table: Table,
     pub faults: Vec<FaultEvent>,
+    /// Free-form marks: (time, text).
+    pub marks: Vec<(u64, String)>,
     pub window: Option<FaultWindow>,
     /// Whole seconds, from the table.
     pub seconds: Option<Figures>,
@@ -337,6 +339,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let mut tab = Tabulator::new(n, header.t0_unix_ms);
     let mut dark = DarkTracker::new(n);
     let mut faults = Vec::new();
+    let mut marks = Vec::new();
     let mut ops = vec![NodeOps::default(); n];
     let mut end_us = 0;
     let mut ended_cleanly = false;
@@ -373,7 +376,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             }
             Event::Fault(f) => faults.push(f.clone()),
             Event::End { .. } => ended_cleanly = true,
-            Event::Mark { .. } => {}
+            Event::Mark { t_us, text } => marks.push((*t_us, text.clone())),
         }
         tab.add(&event);
     }
@@ -397,6 +400,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         header,
         table,
         faults,
+        marks,
         window,
         seconds,
         precise,

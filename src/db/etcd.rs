@@ -225,6 +225,7 @@ mod tests {
                     dir: PathBuf::from(format!("/x/n{i}")),
                 })
                 .collect(),
+            bin_dir: None,
         }
     }
 

@@ -6,7 +6,7 @@
 use super::mysql::{self, MysqlClient};
 use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
 use crate::error::{Error, Result};
-use crate::lab::process::{find_program, run_host, user_ids};
+use crate::lab::process::{run_host, user_ids};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +14,8 @@ use std::time::Duration;
 pub const PORT: u16 = 3306;
 const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
 const USER: &str = "mysql";
+/// The workload's account, made on the bootstrap node by `init.sql`.
+const CREDENTIALS: (&str, &str) = ("perseus", "perseus");
 
 pub struct Galera;
 
@@ -59,8 +61,8 @@ pub fn config(layout: &Layout, node: usize) -> String {
 pub fn init_sql() -> String {
     format!(
         "CREATE USER IF NOT EXISTS '{u}'@'%' IDENTIFIED BY '{p}';\nGRANT ALL PRIVILEGES ON *.* TO '{u}'@'%';\n",
-        u = mysql::USER,
-        p = mysql::PASSWORD
+        u = CREDENTIALS.0,
+        p = CREDENTIALS.1
     )
 }
 
@@ -75,9 +77,14 @@ async fn wsrep(
     layout: &Layout,
     node: usize,
 ) -> std::result::Result<std::collections::HashMap<String, String>, String> {
-    let mut c = mysql::connect(layout.nodes[node].addr, PORT, Duration::from_millis(800))
-        .await
-        .map_err(|e| e.text)?;
+    let mut c = mysql::connect(
+        layout.nodes[node].addr,
+        PORT,
+        CREDENTIALS,
+        Duration::from_millis(800),
+    )
+    .await
+    .map_err(|e| e.text)?;
     let s = tokio::time::timeout(Duration::from_millis(800), mysql::status(&mut c, "wsrep_%"))
         .await
         .map_err(|_| "status timed out".to_string())??;
@@ -112,30 +119,13 @@ impl Database for Galera {
         &[
             ("mariadbd", "mariadb-server"),
             ("mariadb-install-db", "mariadb-server"),
+            (PROVIDER, "galera-4"),
             ("rsync", "rsync"),
         ]
     }
 
     fn client_port(&self) -> u16 {
         PORT
-    }
-
-    fn check_installed(&self) -> Result<()> {
-        for (binary, package) in self.binaries() {
-            if find_program(binary).is_none() {
-                return Err(Error::MissingBinary {
-                    binary: binary.to_string(),
-                    package: package.to_string(),
-                });
-            }
-        }
-        if !Path::new(PROVIDER).exists() {
-            return Err(Error::MissingBinary {
-                binary: PROVIDER.into(),
-                package: "galera-4".into(),
-            });
-        }
-        Ok(())
     }
 
     fn prepare(&self, layout: &Layout) -> Result<()> {
@@ -233,9 +223,14 @@ impl Database for Galera {
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
-        let mut c = mysql::connect(layout.nodes[0].addr, PORT, Duration::from_secs(5))
-            .await
-            .map_err(|e| Error::Database(e.text))?;
+        let mut c = mysql::connect(
+            layout.nodes[0].addr,
+            PORT,
+            CREDENTIALS,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| Error::Database(e.text))?;
         mysql::setup(&mut c).await.map_err(Error::Database)
     }
 
@@ -245,20 +240,25 @@ impl Database for Galera {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        let conn = mysql::connect(layout.nodes[node].addr, PORT, timeout).await?;
+        let conn = mysql::connect(layout.nodes[node].addr, PORT, CREDENTIALS, timeout).await?;
         Ok(Box::new(MysqlClient::new(conn)))
     }
 
-    fn leader_hint(&self) -> &'static str {
-        "galera is multi-master (every node takes writes): name a node, e.g. --isolate n2"
+    fn has_leader(&self) -> bool {
+        false
     }
 }
 
 async fn server_version(layout: &Layout) -> Option<String> {
     use mysql_async::prelude::Queryable;
-    let mut c = mysql::connect(layout.nodes[0].addr, PORT, Duration::from_millis(800))
-        .await
-        .ok()?;
+    let mut c = mysql::connect(
+        layout.nodes[0].addr,
+        PORT,
+        CREDENTIALS,
+        Duration::from_millis(800),
+    )
+    .await
+    .ok()?;
     let v: Option<String> = c.query_first("SELECT VERSION()").await.ok()?;
     let _ = c.disconnect().await;
     v
@@ -279,6 +279,7 @@ mod tests {
                     dir: PathBuf::from(format!("/x/n{i}")),
                 })
                 .collect(),
+            bin_dir: None,
         }
     }
 

@@ -3,16 +3,18 @@
 
 pub mod etcd;
 pub mod galera;
+pub mod http;
 pub mod mysql;
+pub mod tidb;
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every database Perseus can run, in the order `perseus list` shows them.
-pub static REGISTRY: &[&dyn Database] = &[&etcd::Etcd, &galera::Galera];
+pub static REGISTRY: &[&dyn Database] = &[&etcd::Etcd, &galera::Galera, &tidb::Tidb];
 
 /// Looks a database up by name.
 pub fn find(name: &str) -> Result<&'static dyn Database> {
@@ -35,6 +37,8 @@ pub fn find(name: &str) -> Result<&'static dyn Database> {
 pub struct Layout {
     pub lab: String,
     pub nodes: Vec<NodeLayout>,
+    /// Where the user keeps binaries no package installs (`--bin-dir`).
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// One node: its name, its address, and a directory of its own for data and logs.
@@ -115,16 +119,27 @@ pub trait Database: Send + Sync {
     fn binaries(&self) -> &'static [(&'static str, &'static str)];
     /// The port clients connect to on every node.
     fn client_port(&self) -> u16;
-    /// Fails with the package to install when a binary is missing.
-    fn check_installed(&self) -> Result<()> {
+    /// Fails, saying how to get it, when a binary is missing. `bin_dir`: where the user
+    /// keeps binaries that no package installs (`--bin-dir`).
+    fn check_installed(&self, _bin_dir: Option<&Path>) -> Result<()> {
         for (binary, package) in self.binaries() {
-            if crate::lab::process::find_program(binary).is_none() {
+            let found = if binary.contains('/') {
+                Path::new(binary).exists()
+            } else {
+                crate::lab::process::find_program(binary).is_some()
+            };
+            if !found {
                 return Err(Error::MissingBinary {
                     binary: binary.to_string(),
-                    package: package.to_string(),
+                    how: format!("install it with: apt-get install {package}"),
                 });
             }
         }
+        Ok(())
+    }
+    /// Whether the cluster has finished warming up (e.g. every region fully replicated), so
+    /// a fault now hits a cluster in its normal state. `Err` says why not.
+    async fn warmed_up(&self, _layout: &Layout) -> Result<(), String> {
         Ok(())
     }
     /// Writes whatever the nodes need before they start (config files, data dirs).
@@ -155,9 +170,9 @@ pub trait Database: Send + Sync {
     async fn setup(&self, _layout: &Layout) -> Result<()> {
         Ok(())
     }
-    /// What to tell a user who asks for the leader when the database reports none.
-    fn leader_hint(&self) -> &'static str {
-        "it has no leader right now"
+    /// Whether one node leads (and [`Health::leader`] names it); false for multi-master.
+    fn has_leader(&self) -> bool {
+        true
     }
     /// The key node `node`'s client increments.
     fn key(&self, layout: &Layout, node: usize) -> String {

@@ -11,23 +11,24 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-/// The account the workload uses (created by the database's preset).
-pub const USER: &str = "perseus";
-pub const PASSWORD: &str = "perseus";
-
 /// Creates the seed's table, idempotently.
 pub const SETUP: [&str; 2] = [
     "CREATE DATABASE IF NOT EXISTS perseus",
     "CREATE TABLE IF NOT EXISTS perseus.storage (id VARCHAR(64) PRIMARY KEY, value BIGINT)",
 ];
 
-/// Opens a connection within `timeout`.
-pub async fn connect(addr: Ipv4Addr, port: u16, timeout: Duration) -> Result<Conn, ClientError> {
+/// Opens a connection within `timeout` as `(user, password)`.
+pub async fn connect(
+    addr: Ipv4Addr,
+    port: u16,
+    credentials: (&str, &str),
+    timeout: Duration,
+) -> Result<Conn, ClientError> {
     let opts = OptsBuilder::default()
         .ip_or_hostname(addr.to_string())
         .tcp_port(port)
-        .user(Some(USER))
-        .pass(Some(PASSWORD))
+        .user(Some(credentials.0))
+        .pass(Some(credentials.1))
         .prefer_socket(false);
     match tokio::time::timeout(timeout, Conn::new(opts)).await {
         Ok(Ok(c)) => Ok(c),

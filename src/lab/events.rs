@@ -12,6 +12,9 @@ fn path(lab_dir: &Path) -> PathBuf {
     lab_dir.join("events")
 }
 
+/// The verb of a free-form mark (its text is the rest of the line), as opposed to a fault event.
+pub const MARK: &str = "mark";
+
 /// An event read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabEvent {

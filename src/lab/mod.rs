@@ -68,6 +68,9 @@ pub struct LabState {
     pub nodes: Vec<NodeState>,
     pub created_unix_ms: i64,
     pub perseus_version: String,
+    /// Where the user keeps binaries no package installs (`--bin-dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl LabState {
@@ -138,6 +141,7 @@ impl LabState {
                     dir: n.dir.clone(),
                 })
                 .collect(),
+            bin_dir: self.bin_dir.clone(),
         }
     }
 
@@ -242,6 +246,7 @@ pub fn create(
     database: &str,
     nodes: usize,
     subnet: Option<Subnet>,
+    bin_dir: Option<&Path>,
 ) -> Result<LabState> {
     process::require_root("creating a lab")?;
     validate_name(name)?;
@@ -275,6 +280,7 @@ pub fn create(
             .collect(),
         created_unix_ms: crate::clock::unix_ms(),
         perseus_version: env!("CARGO_PKG_VERSION").to_string(),
+        bin_dir: bin_dir.map(Path::to_path_buf),
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
     // The state goes to disk before anything else exists, so `down` can always clean up.

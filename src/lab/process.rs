@@ -38,8 +38,24 @@ pub fn command_in(
             if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if detach && libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
+            if detach {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Servers such as TiKV refuse to start with the default 1024 open files.
+                let want = libc::rlimit {
+                    rlim_cur: 1 << 20,
+                    rlim_max: 1 << 20,
+                };
+                let mut have = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut have) == 0
+                    && have.rlim_cur < want.rlim_cur
+                {
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &want);
+                }
             }
             if let Some((uid, gid)) = user {
                 if libc::setgroups(0, std::ptr::null()) != 0

@@ -3,6 +3,7 @@
 
 use crate::analysis::{Analysis, Figures};
 use crate::error::{Error, Result};
+use crate::schedule;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -120,11 +121,19 @@ pub fn summary(a: &Analysis) -> Value {
         }
     }
     let fault = a.window.map(|w| {
+        // The last warm-up mark at or before the fault: did it hit a warmed-up cluster?
+        let warm = a
+            .marks
+            .iter()
+            .rev()
+            .find(|(t, m)| *t <= w.start_us && (m == schedule::WARM || m == schedule::NOT_WARM))
+            .map(|(_, m)| m == schedule::WARM);
         json!({
             "kind": "isolate",
             "target": a.header.nodes[w.target],
             "at_ms": w.start_us / 1000,
             "rejoin_at_ms": w.rejoin_us.map(|r| r / 1000),
+            "warmed_up": warm,
         })
     });
     let ops: Map<String, Value> = a

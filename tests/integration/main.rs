@@ -8,3 +8,4 @@ mod bad_input;
 mod etcd_lab;
 mod etcd_run;
 mod galera_run;
+mod tidb_run;

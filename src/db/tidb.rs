@@ -1,0 +1,435 @@
+//! TiDB, the seed's database: per node a PD (placement driver), a TiKV (storage) and a TiDB
+//! (SQL, MySQL protocol), wired as the seed's docker-compose did. Not packaged for Debian:
+//! the binaries come from `--bin-dir`, then PATH, then TiUP's components directory.
+//!
+//! Ready when PD reports every TiKV store up and every tidb-server answers; warmed up (faults
+//! may start) when PD reports no region missing or waiting for a replica. The seed's bug
+//! (tidb#2676) was an isolation during warm-up, when regions still had a single replica:
+//! `perseus run tidb --skip-warmup` starts the faults without waiting, to reproduce it.
+
+use super::http::get_json;
+use super::mysql::{self, MysqlClient};
+use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use crate::error::{Error, Result};
+use crate::lab::process::find_program;
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const PD_CLIENT: u16 = 2379;
+pub const PD_PEER: u16 = 2380;
+pub const TIKV: u16 = 20160;
+pub const TIKV_STATUS: u16 = 20180;
+pub const SQL: u16 = 4000;
+pub const SQL_STATUS: u16 = 10080;
+/// TiDB's initial account: root without a password.
+const CREDENTIALS: (&str, &str) = ("root", "");
+
+/// (binary, TiUP component).
+const BINARIES: [(&str, &str); 3] = [
+    ("pd-server", "pd"),
+    ("tikv-server", "tikv"),
+    ("tidb-server", "tidb"),
+];
+
+pub struct Tidb;
+
+/// TiUP's home: `$TIUP_HOME`, else `~/.tiup`.
+fn tiup_home() -> Option<PathBuf> {
+    std::env::var_os("TIUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".tiup")))
+}
+
+/// Orders version directory names (`v7.5.0` < `v7.10.1`) by their numbers.
+fn version_key(name: &str) -> Vec<u64> {
+    name.trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Where `binary` is: in `bin_dir`, on PATH, or in the newest version TiUP installed.
+pub fn locate(binary: &str, component: &str, bin_dir: Option<&Path>) -> Option<PathBuf> {
+    if let Some(dir) = bin_dir {
+        return find_program(&dir.join(binary).to_string_lossy());
+    }
+    if let Some(p) = find_program(binary) {
+        return Some(p);
+    }
+    let versions = tiup_home()?.join("components").join(component);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(versions)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort_by_key(|d| version_key(&d.file_name().unwrap_or_default().to_string_lossy()));
+    dirs.iter()
+        .rev()
+        .map(|d| d.join(binary))
+        .find_map(|p| find_program(&p.to_string_lossy()))
+}
+
+fn program(binary: &str, component: &str, layout: &Layout) -> String {
+    locate(binary, component, layout.bin_dir.as_deref())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| binary.to_string())
+}
+
+/// PD's configuration: as many replicas as the lab can hold, at most 3.
+pub fn pd_config(layout: &Layout) -> String {
+    format!(
+        "[replication]\nmax-replicas = {}\n",
+        layout.nodes.len().min(3)
+    )
+}
+
+/// TiKV's configuration: a block cache fit for several TiKVs on one machine.
+pub fn tikv_config() -> &'static str {
+    "[storage.block-cache]\ncapacity = \"256MB\"\n"
+}
+
+fn pd_endpoints(layout: &Layout) -> String {
+    let v: Vec<String> = layout
+        .nodes
+        .iter()
+        .map(|n| format!("{}:{PD_CLIENT}", n.addr))
+        .collect();
+    v.join(",")
+}
+
+async fn pd_get(layout: &Layout, path: &str) -> std::result::Result<serde_json::Value, String> {
+    let mut last = String::from("no PD");
+    for n in &layout.nodes {
+        match get_json(
+            SocketAddr::from((n.addr, PD_CLIENT)),
+            path,
+            Duration::from_millis(800),
+        )
+        .await
+        {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn sql_answers(layout: &Layout, node: usize) -> std::result::Result<Option<String>, String> {
+    use mysql_async::prelude::Queryable;
+    let mut c = mysql::connect(
+        layout.nodes[node].addr,
+        SQL,
+        CREDENTIALS,
+        Duration::from_millis(800),
+    )
+    .await
+    .map_err(|e| e.text)?;
+    let v: Option<String> = c
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| mysql::describe(&e))?;
+    let _ = c.disconnect().await;
+    Ok(v)
+}
+
+#[async_trait]
+impl Database for Tidb {
+    fn name(&self) -> &'static str {
+        "tidb"
+    }
+
+    fn about(&self) -> &'static str {
+        "TiDB (PD + TiKV + TiDB per node), the seed's database; binaries from --bin-dir or TiUP"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("pd-server", "TiUP or --bin-dir (no Debian package)"),
+            ("tikv-server", "TiUP or --bin-dir (no Debian package)"),
+            ("tidb-server", "TiUP or --bin-dir (no Debian package)"),
+        ]
+    }
+
+    fn client_port(&self) -> u16 {
+        SQL
+    }
+
+    fn check_installed(&self, bin_dir: Option<&Path>) -> Result<()> {
+        for (binary, component) in BINARIES {
+            if locate(binary, component, bin_dir).is_none() {
+                let looked = match bin_dir {
+                    Some(d) => format!("in {}", d.display()),
+                    None => "on PATH or in ~/.tiup/components".into(),
+                };
+                return Err(Error::MissingBinary {
+                    binary: format!("{binary} ({looked})"),
+                    how: "TiDB has no Debian package: install TiUP and run `tiup install pd tikv tidb`, or pass --bin-dir DIR holding pd-server, tikv-server and tidb-server".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, layout: &Layout) -> Result<()> {
+        for n in &layout.nodes {
+            let write = |name: &str, text: &str| {
+                let p = n.dir.join(name);
+                std::fs::write(&p, text).map_err(Error::io(format!("write {}", p.display())))
+            };
+            write("pd.toml", &pd_config(layout))?;
+            write("tikv.toml", tikv_config())?;
+        }
+        Ok(())
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        let n = &layout.nodes[node];
+        let (a, dir) = (n.addr, n.dir.display());
+        let cluster: Vec<String> = layout
+            .nodes
+            .iter()
+            .map(|m| format!("pd-{}=http://{}:{PD_PEER}", m.name, m.addr))
+            .collect();
+        let spec = |name: &str, binary: &str, component: &str, args: Vec<String>| ProcessSpec {
+            name: name.into(),
+            program: program(binary, component, layout),
+            args,
+            env: Vec::new(),
+            user: None,
+        };
+        vec![
+            spec(
+                "pd",
+                "pd-server",
+                "pd",
+                vec![
+                    format!("--name=pd-{}", n.name),
+                    format!("--data-dir={dir}/pd"),
+                    format!("--client-urls=http://{a}:{PD_CLIENT}"),
+                    format!("--advertise-client-urls=http://{a}:{PD_CLIENT}"),
+                    format!("--peer-urls=http://{a}:{PD_PEER}"),
+                    format!("--advertise-peer-urls=http://{a}:{PD_PEER}"),
+                    format!("--initial-cluster={}", cluster.join(",")),
+                    format!("--config={dir}/pd.toml"),
+                ],
+            ),
+            spec(
+                "tikv",
+                "tikv-server",
+                "tikv",
+                vec![
+                    format!("--addr={a}:{TIKV}"),
+                    format!("--advertise-addr={a}:{TIKV}"),
+                    format!("--status-addr={a}:{TIKV_STATUS}"),
+                    format!("--pd={}", pd_endpoints(layout)),
+                    format!("--data-dir={dir}/tikv"),
+                    format!("--config={dir}/tikv.toml"),
+                ],
+            ),
+            spec(
+                "tidb",
+                "tidb-server",
+                "tidb",
+                vec![
+                    "--store=tikv".into(),
+                    format!("--path={}", pd_endpoints(layout)),
+                    format!("--host={a}"),
+                    format!("-P={SQL}"),
+                    format!("--status={SQL_STATUS}"),
+                    format!("--advertise-address={a}"),
+                ],
+            ),
+        ]
+    }
+
+    async fn health(&self, layout: &Layout) -> Health {
+        let n = layout.nodes.len();
+        let mut why = Vec::new();
+        let up = match pd_get(layout, "/pd/api/v1/stores").await {
+            Ok(v) => v["stores"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .filter(|s| s["store"]["state_name"] == "Up")
+                        .count()
+                })
+                .unwrap_or(0),
+            Err(e) => {
+                why.push(format!("PD: {e}"));
+                0
+            }
+        };
+        if up < n {
+            why.push(format!("PD reports {up} of {n} TiKV stores up"));
+        }
+        let answers = futures::future::join_all((0..n).map(|i| sql_answers(layout, i))).await;
+        let mut not_ready = Vec::new();
+        for (i, a) in answers.iter().enumerate() {
+            if let Err(e) = a {
+                not_ready.push(i);
+                why.push(format!("{} tidb-server: {e}", layout.nodes[i].name));
+            }
+        }
+        if up < n && not_ready.is_empty() {
+            not_ready.push(0);
+        }
+        let leader = pd_get(layout, "/pd/api/v1/leader")
+            .await
+            .ok()
+            .and_then(|v| {
+                let name = v["name"].as_str()?.strip_prefix("pd-")?.to_string();
+                layout.nodes.iter().position(|n| n.name == name)
+            });
+        Health {
+            ready: why.is_empty(),
+            not_ready,
+            why: why.join("; "),
+            leader,
+            version: answers.into_iter().flatten().flatten().next(),
+        }
+    }
+
+    async fn setup(&self, layout: &Layout) -> Result<()> {
+        let mut c = mysql::connect(
+            layout.nodes[0].addr,
+            SQL,
+            CREDENTIALS,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| Error::Database(e.text))?;
+        mysql::setup(&mut c).await.map_err(Error::Database)
+    }
+
+    async fn warmed_up(&self, layout: &Layout) -> std::result::Result<(), String> {
+        for check in ["miss-peer", "pending-peer"] {
+            let v = pd_get(layout, &format!("/pd/api/v1/regions/check/{check}")).await?;
+            let count = v["count"].as_u64().unwrap_or(u64::MAX);
+            if count != 0 {
+                return Err(format!("PD reports {count} regions with a {check}"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> std::result::Result<Box<dyn Client>, ClientError> {
+        let conn = mysql::connect(layout.nodes[node].addr, SQL, CREDENTIALS, timeout).await?;
+        Ok(Box::new(MysqlClient::new(conn)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::NodeLayout;
+
+    fn layout() -> Layout {
+        Layout {
+            lab: "t".into(),
+            nodes: (1..=3)
+                .map(|i| NodeLayout {
+                    name: format!("n{i}"),
+                    addr: format!("198.18.1.{i}").parse().unwrap(),
+                    dir: PathBuf::from(format!("/x/n{i}")),
+                })
+                .collect(),
+            bin_dir: Some(PathBuf::from("/opt/tidb/bin")),
+        }
+    }
+
+    #[test]
+    fn a_3_node_lab_runs_pd_tikv_and_tidb_per_node_wired_as_the_seed() {
+        let p = Tidb.processes(&layout(), 1);
+        let names: Vec<&str> = p.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["pd", "tikv", "tidb"]);
+        assert_eq!(
+            p[0].args,
+            [
+                "--name=pd-n2",
+                "--data-dir=/x/n2/pd",
+                "--client-urls=http://198.18.1.2:2379",
+                "--advertise-client-urls=http://198.18.1.2:2379",
+                "--peer-urls=http://198.18.1.2:2380",
+                "--advertise-peer-urls=http://198.18.1.2:2380",
+                "--initial-cluster=pd-n1=http://198.18.1.1:2380,pd-n2=http://198.18.1.2:2380,pd-n3=http://198.18.1.3:2380",
+                "--config=/x/n2/pd.toml",
+            ]
+        );
+        assert_eq!(
+            p[1].args,
+            [
+                "--addr=198.18.1.2:20160",
+                "--advertise-addr=198.18.1.2:20160",
+                "--status-addr=198.18.1.2:20180",
+                "--pd=198.18.1.1:2379,198.18.1.2:2379,198.18.1.3:2379",
+                "--data-dir=/x/n2/tikv",
+                "--config=/x/n2/tikv.toml",
+            ]
+        );
+        assert_eq!(
+            p[2].args,
+            [
+                "--store=tikv",
+                "--path=198.18.1.1:2379,198.18.1.2:2379,198.18.1.3:2379",
+                "--host=198.18.1.2",
+                "-P=4000",
+                "--status=10080",
+                "--advertise-address=198.18.1.2",
+            ]
+        );
+    }
+
+    #[test]
+    fn config_fits_the_lab() {
+        assert_eq!(pd_config(&layout()), "[replication]\nmax-replicas = 3\n");
+        let mut one = layout();
+        one.nodes.truncate(1);
+        assert!(pd_config(&one).contains("max-replicas = 1"));
+        assert!(tikv_config().contains("capacity = \"256MB\""));
+    }
+
+    #[test]
+    fn binaries_come_from_bin_dir_then_path_then_the_newest_tiup_version() {
+        let root = std::env::temp_dir().join(format!("perseus-tidb-bins-{}", std::process::id()));
+        let mk = |p: &Path| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let bin = root.join("bin/pd-server");
+        mk(&bin);
+        assert_eq!(
+            locate("pd-server", "pd", Some(&root.join("bin"))),
+            Some(bin)
+        );
+        assert_eq!(
+            locate("tikv-server", "tikv", Some(&root.join("bin"))),
+            None,
+            "--bin-dir is the only place looked"
+        );
+        let old = root.join("tiup/components/tikv/v7.5.0/tikv-server");
+        let new = root.join("tiup/components/tikv/v7.10.1/tikv-server");
+        mk(&old);
+        mk(&new);
+        std::env::set_var("TIUP_HOME", root.join("tiup"));
+        assert_eq!(locate("tikv-server", "tikv", None), Some(new));
+        let err = Tidb
+            .check_installed(Some(&root.join("empty")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tiup install pd tikv tidb") && err.contains("--bin-dir"),
+            "{err}"
+        );
+        std::env::remove_var("TIUP_HOME");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

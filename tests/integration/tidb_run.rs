@@ -1,0 +1,50 @@
+//! `perseus run tidb`: needs TiDB's binaries, which no Debian package provides. The test is
+//! ignored (reported as skipped, never as passed) unless run on purpose:
+//! `PERSEUS_TIDB_BIN_DIR=DIR cargo nextest run --run-ignored all tidb`.
+
+use crate::support::*;
+
+/// The seed's isolation on a warmed-up TiDB: before, all serve; after the rejoin and a
+/// generous recovery, all serve again; the summary says the fault hit a warmed-up cluster.
+#[test]
+#[ignore = "needs TiDB binaries (pd-server, tikv-server, tidb-server): set PERSEUS_TIDB_BIN_DIR and pass --run-ignored all"]
+fn run_tidb_isolates_n2_on_a_warmed_up_cluster() {
+    let bin_dir = std::env::var("PERSEUS_TIDB_BIN_DIR").expect(
+        "PERSEUS_TIDB_BIN_DIR names the directory with pd-server, tikv-server and tidb-server",
+    );
+    require_lab("etcd", "etcd-server");
+    let r = run_scenario(
+        "tidb",
+        "tidb",
+        &[
+            "--bin-dir",
+            &bin_dir,
+            "--before",
+            "10s",
+            "--during",
+            "30s",
+            "--after",
+            "120s",
+        ],
+    );
+    let [iso, ..] = r.marks;
+    for row in r.rows_between(iso.saturating_sub(3), iso) {
+        assert_eq!(
+            serving(row),
+            [true, true, true],
+            "all serve before: {}",
+            row.render()
+        );
+    }
+    let last = r.last_second();
+    for row in r.rows_between(last - 4, last + 1) {
+        assert_eq!(
+            serving(row),
+            [true, true, true],
+            "all serve again: {}",
+            row.render()
+        );
+    }
+    assert_eq!(r.summary["fault"]["warmed_up"], true);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
