@@ -8,7 +8,7 @@ use perseus::fault::isolate;
 use perseus::lab::{self, process, LabState};
 use perseus::spec::{Spec, Target};
 use perseus::watch::Watch;
-use perseus::workload::Settings;
+use perseus::workload::{ReadFrom, Settings};
 use perseus::{analysis, report, Error};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -108,6 +108,30 @@ pub struct RunArgs {
     /// replicated), to see what a fault does to a cluster that is still warming up
     #[arg(long)]
     pub skip_warmup: bool,
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+}
+
+#[derive(Args)]
+pub struct ObserveArgs {
+    /// Add an observer per node: a read-only client that reads every node's key through
+    /// that node, so the correctness checks catch stale reads
+    #[arg(long)]
+    pub observers: bool,
+    /// How observers read: linearizable (the database's default read) or any (the
+    /// cheapest read a node answers alone, e.g. etcd's serializable read); any implies
+    /// --observers
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub read_from: Option<ReadFrom>,
+}
+
+/// The observers the flags ask for.
+fn observers(o: ObserveArgs) -> Option<ReadFrom> {
+    match (o.observers, o.read_from) {
+        (_, Some(how)) => Some(how),
+        (true, None) => Some(ReadFrom::Linearizable),
+        (false, None) => None,
+    }
 }
 
 #[derive(Args)]
@@ -157,6 +181,8 @@ pub struct WatchArgs {
     /// Results directory for the record and the table [default: runs/watch-LAB-YYYYmmdd-HHMMSS]
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub observe: ObserveArgs,
 }
 
 #[derive(Args)]
@@ -226,6 +252,9 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     if a.skip_warmup {
         spec.skip_warmup = true;
     }
+    if let Some(o) = observers(a.observe) {
+        spec.observers = Some(o);
+    }
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", spec.database, stamp())));
@@ -233,13 +262,22 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
         .lab
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
     let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say).await?;
-    print!(
-        "\n{}{}",
-        report::metrics_table(&outcome.analysis),
-        report::errors_table(&outcome.analysis)
-    );
-    println!("results: {}", outcome.dir.display());
-    Ok(())
+    conclude(
+        &outcome.analysis,
+        &outcome.dir,
+        &format!("results: {}", outcome.dir.display()),
+    )
+}
+
+/// Prints the end-of-run summary and the line after it; fails (with its own exit code) if
+/// the record shows correctness violations.
+fn conclude(analysis: &perseus::analysis::Analysis, dir: &Path, last: &str) -> Result<()> {
+    print!("\n{}", report::terminal_summary(analysis));
+    println!("{last}");
+    match analysis.correctness.violations {
+        0 => Ok(()),
+        n => Err(Error::Violations(n, dir.join(report::SUMMARY_FILE)).into()),
+    }
 }
 
 async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
@@ -435,6 +473,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
     let version = db.health(&state.layout()).await.version;
     let settings = Settings {
         timeout: a.timeout,
+        observers: observers(a.observe),
         ..Settings::default()
     };
     let w = Watch::start(db, &state, settings, &out, true, version)?;
@@ -442,13 +481,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
     w.stop().await?;
     let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
     report::write_results(&out, &analysis)?;
-    print!(
-        "\n{}{}",
-        report::metrics_table(&analysis),
-        report::errors_table(&analysis)
-    );
-    println!("results: {}", out.display());
-    Ok(())
+    conclude(&analysis, &out, &format!("results: {}", out.display()))
 }
 
 fn report_cmd(path: &Path) -> Result<()> {
@@ -500,16 +533,12 @@ fn report_cmd(path: &Path) -> Result<()> {
     }
     let analysis = analysis::analyse(&record)?;
     report::write_results(path, &analysis)?;
-    print!(
-        "{}{}",
-        report::metrics_table(&analysis),
-        report::errors_table(&analysis)
-    );
-    println!(
+    let rewrote = format!(
         "rewrote {} and {}",
         path.join("client.log").display(),
         path.join(report::SUMMARY_FILE).display()
     );
+    conclude(&analysis, path, &rewrote)?;
     Ok(())
 }
 

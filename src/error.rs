@@ -12,6 +12,9 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// The machine lacks something: root, a binary, a free address range.
     pub const ENVIRONMENT: i32 = 3;
+    /// The run completed, and its record shows correctness violations (stale reads, lost
+    /// writes): see `summary.json`.
+    pub const VIOLATIONS: i32 = 4;
     /// Stopped by Ctrl-C or SIGTERM (after cleaning up).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -91,6 +94,9 @@ pub enum Error {
 
     #[error("interrupted; the lab was torn down")]
     Interrupted,
+
+    #[error("{0} correctness violations in the record (stale reads or lost writes): see correctness in {1}")]
+    Violations(u64, PathBuf),
 }
 
 impl Error {
@@ -108,6 +114,7 @@ impl Error {
             | Error::SubnetInUse { .. }
             | Error::NoFreeSubnet => exit::ENVIRONMENT,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::Violations(..) => exit::VIOLATIONS,
             _ => exit::FAILURE,
         }
     }

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How many complete seconds every node must serve before the cluster counts as steady.
 pub const STEADY_SECONDS: usize = 2;
+/// How long the final reads (every key through every node, after the timeline) may retry.
+pub const FINAL_READS_WITHIN: Duration = Duration::from_secs(15);
 
 /// What a run leaves behind.
 pub struct RunOutcome {
@@ -40,7 +42,8 @@ impl Drop for LabGuard {
 ///    cluster is ready;
 /// 4. starts the workload and waits until every node serves it (steady);
 /// 5. plays the timeline: before, isolate, during, rejoin, after;
-/// 6. stops the workload (the record ends cleanly), copies the servers' logs into
+/// 6. reads every key through every node once (the final reads, for the correctness
+///    checks), stops the workload (the record ends cleanly), copies the servers' logs into
 ///    `dir/logs`, and tears the lab down;
 /// 7. analyses the record and writes `summary.json` and `client.log`.
 ///
@@ -139,6 +142,7 @@ async fn stages(
     ));
     let settings = Settings {
         timeout: spec.request_timeout,
+        observers: spec.observers,
         ..Settings::default()
     };
     let w = watch.insert(Watch::start(
@@ -174,7 +178,15 @@ async fn stages(
     if !spec.skip_warmup {
         wait_warm(spec, db, state, stop, say).await?;
     }
-    schedule::play(&spec.timeline, state, db, stop, say).await
+    schedule::play(&spec.timeline, state, db, stop, say).await?;
+    let missed = w.final_reads(FINAL_READS_WITHIN).await;
+    if missed > 0 {
+        say(format!(
+            "{missed} final reads did not succeed within {} s",
+            FINAL_READS_WITHIN.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 /// Waits, at most the steady timeout, until the database reports it has warmed up.

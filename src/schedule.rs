@@ -14,14 +14,21 @@ pub const NOT_WARM: &str = "not-warmed-up";
 
 /// Resolves a target to a node index now (`leader`: the node the database reports).
 pub async fn resolve(target: &Target, lab: &LabState, db: &dyn Database) -> Result<usize> {
-    match target {
-        Target::Node(n) => lab.node_index(n),
-        Target::Leader => db.health(&lab.layout()).await.leader.ok_or_else(|| {
+    let leader = || async {
+        db.health(&lab.layout()).await.leader.ok_or_else(|| {
             Error::Database(format!(
-                "{} reports no leader right now, so 'leader' names no node",
+                "{} reports no leader right now, so '{target}' names no node",
                 db.name()
             ))
-        }),
+        })
+    };
+    match target {
+        Target::Node(n) => lab.node_index(n),
+        Target::Leader => leader().await,
+        Target::Follower => {
+            let l = leader().await?;
+            Ok(if l == 0 { 1 } else { 0 }.min(lab.nodes.len() - 1))
+        }
     }
 }
 
@@ -51,10 +58,10 @@ pub async fn play(
         crate::lab::events::MARK,
         if warm { WARM } else { NOT_WARM },
     )?;
-    let how = if t.isolate == Target::Leader {
-        " (the leader)"
-    } else {
-        ""
+    let how = match t.isolate {
+        Target::Leader => " (the leader)",
+        Target::Follower => " (a follower)",
+        Target::Node(_) => "",
     };
     say(format!("isolating {name}{how}"));
     let (l, port) = (lab.clone(), db.client_port());

@@ -13,6 +13,8 @@ pub enum Target {
     Node(String),
     /// The node the database reports as leader when the fault starts.
     Leader,
+    /// The first node (in name order) that is not the leader when the fault starts.
+    Follower,
 }
 
 impl std::str::FromStr for Target {
@@ -20,7 +22,8 @@ impl std::str::FromStr for Target {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "leader" => Ok(Target::Leader),
-            "" => Err("a target is a node name (n1, n2, ...) or 'leader'".into()),
+            "follower" => Ok(Target::Follower),
+            "" => Err("a target is a node name (n1, n2, ...), 'leader' or 'follower'".into()),
             n => Ok(Target::Node(n.to_string())),
         }
     }
@@ -31,6 +34,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Node(n) => f.write_str(n),
             Target::Leader => f.write_str("leader"),
+            Target::Follower => f.write_str("follower"),
         }
     }
 }
@@ -106,6 +110,9 @@ pub struct Spec {
     /// Start the faults without waiting for the database to warm up (e.g. TiDB regions
     /// fully replicated): to reproduce what happens to a cluster hit while still warming up.
     pub skip_warmup: bool,
+    /// Observers (one per node, reading every key through that node) and how they read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observers: Option<crate::workload::ReadFrom>,
     /// Where the user keeps binaries that no package installs (e.g. TiDB's from TiUP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bin_dir: Option<std::path::PathBuf>,
@@ -121,6 +128,7 @@ impl Default for Spec {
             ready_timeout: Duration::from_secs(60),
             steady_timeout: Duration::from_secs(60),
             skip_warmup: false,
+            observers: None,
             bin_dir: None,
         }
     }
@@ -146,9 +154,10 @@ impl Spec {
     /// Checks what can be checked before anything is created.
     pub fn validate(&self) -> Result<()> {
         let db = crate::db::find(&self.database)?;
-        if self.timeline.isolate == Target::Leader && !db.has_leader() {
+        let t = &self.timeline.isolate;
+        if matches!(t, Target::Leader | Target::Follower) && !db.has_leader() {
             return Err(Error::Invalid(format!(
-                "--isolate leader: {} has no leader (every node takes writes); name a node, e.g. --isolate n2",
+                "--isolate {t}: {} has no leader (every node takes writes); name a node, e.g. --isolate n2",
                 self.database
             )));
         }

@@ -2,8 +2,9 @@
 //! seed's per-second table. Fault events that any process appends to the lab's event log
 //! land in the same record and table.
 
+use crate::analysis::correctness;
 use crate::clock::{monotonic_ns, unix_ms};
-use crate::db::Database;
+use crate::db::{Database, Layout};
 use crate::error::{Error, Result};
 use crate::lab::{events, LabState};
 use crate::record::table::{legend, Line, Row, Tabulator};
@@ -34,6 +35,12 @@ pub struct Watch {
     tail: JoinHandle<()>,
     recorder: JoinHandle<Result<()>>,
     recent: Arc<Mutex<VecDeque<Row>>>,
+    /// For the final reads; dropped when the watch stops, which ends the recorder.
+    tx: mpsc::Sender<Event>,
+    db: &'static dyn Database,
+    layout: Arc<Layout>,
+    settings: Settings,
+    t0_ns: u64,
     pub record_path: PathBuf,
 }
 
@@ -64,7 +71,7 @@ impl Watch {
         let stop_tail = CancellationToken::new();
         let recent = Arc::new(Mutex::new(VecDeque::new()));
         let layout = Arc::new(lab.layout());
-        let clients = (0..lab.nodes.len())
+        let mut clients: Vec<JoinHandle<()>> = (0..lab.nodes.len())
             .map(|i| {
                 tokio::spawn(workload::increment_loop(
                     db,
@@ -77,6 +84,20 @@ impl Watch {
                 ))
             })
             .collect();
+        if let Some(how) = settings.observers {
+            for i in 0..lab.nodes.len() {
+                clients.push(tokio::spawn(workload::observe_loop(
+                    db,
+                    layout.clone(),
+                    i,
+                    t0_ns,
+                    settings,
+                    how,
+                    tx.clone(),
+                    stop_clients.clone(),
+                )));
+            }
+        }
         let tail = {
             let tx = tx.clone();
             let stop = stop_tail.clone();
@@ -110,7 +131,6 @@ impl Watch {
                 }
             })
         };
-        drop(tx);
         let recorder = tokio::spawn(record_loop(header, writer, table, rx, echo, recent.clone()));
         Ok(Watch {
             stop_clients,
@@ -119,6 +139,11 @@ impl Watch {
             tail,
             recorder,
             recent,
+            tx,
+            db,
+            layout,
+            settings,
+            t0_ns,
             record_path,
         })
     }
@@ -150,6 +175,35 @@ impl Watch {
             .unwrap_or_default()
     }
 
+    /// Stops the writers and observers (each finishes and records its request in flight),
+    /// then reads every key once through every node, retrying for at most `within`: the
+    /// final reads, after a `final-reads` mark. Returns how many reads never succeeded.
+    pub async fn final_reads(&mut self, within: Duration) -> usize {
+        self.stop_clients.cancel();
+        for c in self.clients.drain(..) {
+            let _ = c.await;
+        }
+        let t_us = monotonic_ns().saturating_sub(self.t0_ns) / 1000;
+        let mark = Event::Mark {
+            t_us,
+            text: correctness::FINAL_READS_MARK.into(),
+        };
+        let _ = self.tx.send(mark).await;
+        let deadline = std::time::Instant::now() + within;
+        let reads = (0..self.layout.nodes.len()).map(|i| {
+            workload::final_reads(
+                self.db,
+                self.layout.clone(),
+                i,
+                self.t0_ns,
+                self.settings,
+                self.tx.clone(),
+                deadline,
+            )
+        });
+        futures::future::join_all(reads).await.into_iter().sum()
+    }
+
     /// Stops the clients (each finishes and records its request in flight), takes the last
     /// fault events, and ends the record.
     pub async fn stop(self) -> Result<()> {
@@ -157,6 +211,7 @@ impl Watch {
         for c in self.clients {
             let _ = c.await;
         }
+        drop(self.tx);
         self.stop_tail.cancel();
         let _ = self.tail.await;
         self.recorder

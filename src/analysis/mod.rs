@@ -26,6 +26,8 @@
 //!   over the recovery phase.
 
 use crate::error::Result;
+pub mod correctness;
+
 use crate::record::table::{Line, Table, Tabulator};
 use crate::record::{Event, FaultEvent, Header, Outcome, Reader};
 use serde::Serialize;
@@ -325,6 +327,7 @@ pub struct Analysis {
     pub precise: Option<Figures>,
     pub ops: Vec<NodeOps>,
     pub errors: ErrorsByPhase,
+    pub correctness: correctness::Correctness,
     /// The end of the record (its `E` line, or its last event).
     pub end_us: u64,
     /// False if the record has no `E` line (its writer was stopped abruptly).
@@ -346,11 +349,18 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     // (node, end, code index): classified into phases once the window is known.
     let mut codes: Vec<String> = Vec::new();
     let mut error_ops: Vec<(usize, u64, usize)> = Vec::new();
+    let mut checker = correctness::Checker::new(n);
+    // The fault window as known so far in the record (for the checker's phases).
+    let mut live_window: Option<FaultWindow> = None;
     for event in reader {
         let event = event?;
         end_us = end_us.max(crate::record::table::event_time(&event));
         match &event {
+            Event::Op(op) if !op.is_writer() => {
+                checker.op(op, Phase::of(op.end_us(), live_window.as_ref()))
+            }
             Event::Op(op) => {
+                checker.op(op, Phase::of(op.end_us(), live_window.as_ref()));
                 let o = &mut ops[op.node];
                 match op.outcome {
                     Outcome::Ok => o.ok += 1,
@@ -374,9 +384,17 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
                     error_ops.push((op.node, op.end_us(), idx));
                 }
             }
-            Event::Fault(f) => faults.push(f.clone()),
+            Event::Fault(f) => {
+                faults.push(f.clone());
+                live_window = fault_window(&header.nodes, &faults);
+            }
             Event::End { .. } => ended_cleanly = true,
-            Event::Mark { t_us, text } => marks.push((*t_us, text.clone())),
+            Event::Mark { t_us, text } => {
+                if text == correctness::FINAL_READS_MARK {
+                    checker.final_reads_begin();
+                }
+                marks.push((*t_us, text.clone()))
+            }
         }
         tab.add(&event);
     }
@@ -406,6 +424,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         precise,
         ops,
         errors,
+        correctness: checker.finish(),
         end_us,
         ended_cleanly,
     })

@@ -59,12 +59,15 @@ fn describe(e: &EtcdError) -> String {
 
 struct EtcdClient(etcd_client::Client);
 
-#[async_trait]
-impl Client for EtcdClient {
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+impl EtcdClient {
+    async fn get(
+        &mut self,
+        key: &str,
+        options: Option<etcd_client::GetOptions>,
+    ) -> Result<Option<i64>, ClientError> {
         let resp = self
             .0
-            .get(key, None)
+            .get(key, options)
             .await
             .map_err(|e| ClientError::definite(describe(&e)))?;
         match resp.kvs().first() {
@@ -78,6 +81,22 @@ impl Client for EtcdClient {
                 })
             }
         }
+    }
+}
+
+#[async_trait]
+impl Client for EtcdClient {
+    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+        self.get(key, None).await
+    }
+
+    /// A serializable read: answered from the node's own store, without asking the leader.
+    async fn read_any(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+        self.get(
+            key,
+            Some(etcd_client::GetOptions::new().with_serializable()),
+        )
+        .await
     }
 
     async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {

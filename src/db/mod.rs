@@ -107,6 +107,11 @@ pub trait Client: Send {
     async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError>;
     /// Sets `key` to `value`.
     async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError>;
+    /// Reads `key` the cheapest way the database offers, which may be stale (etcd: a
+    /// serializable read from the node's own store); by default the same as [`Client::read`].
+    async fn read_any(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+        self.read(key).await
+    }
 }
 
 /// A database Perseus can run in a lab.

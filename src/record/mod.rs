@@ -9,7 +9,8 @@
 //! |---|---|
 //! | `H {json}` | header, first line: format version, database, node names, `t0` as Unix ms and as monotonic ns |
 //! | `X <id> <text>` | defines error text number `id`; written once, before the first operation that uses it |
-//! | `<node> <r\|w> <start> <duration> <o\|f\|u> <value\|-> [<error id>]` | an operation: node index (0-based, into the header's nodes), read or write, start and duration, outcome ok / fail / unknown, the value read (`-`: key absent or no value) or written |
+//! | `<node> <r\|w> <start> <duration> <o\|f\|u> <value\|-> [<error id>]` | an operation of a node's writer: node index (0-based, into the header's nodes), read or write, start and duration, outcome ok / fail / unknown, the value read (`-`: key absent or no value) or written |
+//! | `<node>:<key> r …` | a read through `node` of node `key`'s key by a reader that is not the writer (an observer, or a final read); the rest as above |
 //! | `F <t> <verb> <target>` | a fault event, e.g. `F 30000412 isolating n2` (verbs: isolating, isolated, rejoining, rejoined) |
 //! | `M <t> <text>` | a free-form mark |
 //! | `E <t>` | the record ended cleanly at `t` (absent if the writer was killed) |
@@ -52,7 +53,12 @@ pub enum Outcome {
 /// One request of one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
+    /// The node the request went to.
     pub node: usize,
+    /// Whose key it read, for a read of another key than the node's own by a reader that
+    /// is not the node's writer (an observer, or the final reads); `None` for the node's
+    /// own read → increment → write client.
+    pub key: Option<usize>,
     pub kind: Kind,
     pub start_us: u64,
     pub duration_us: u64,
@@ -70,6 +76,16 @@ impl Op {
     /// A completed increment: the write of a read → increment → write cycle succeeded.
     pub fn is_success(&self) -> bool {
         self.kind == Kind::Write && self.outcome == Outcome::Ok
+    }
+
+    /// The index of the node whose key this request touched.
+    pub fn key_owner(&self) -> usize {
+        self.key.unwrap_or(self.node)
+    }
+
+    /// Whether the request came from the node's writer (the seed's client).
+    pub fn is_writer(&self) -> bool {
+        self.key.is_none()
     }
 
     pub fn is_error(&self) -> bool {
@@ -196,14 +212,15 @@ impl Writer {
             Outcome::Unknown => 'u',
         };
         let value = Value(op.value);
+        let who = Who(op.node, op.key);
         match error_id {
             None => self.line(format_args!(
-                "{} {kind} {} {} {outcome} {value}",
-                op.node, op.start_us, op.duration_us
+                "{who} {kind} {} {} {outcome} {value}",
+                op.start_us, op.duration_us
             )),
             Some(id) => self.line(format_args!(
-                "{} {kind} {} {} {outcome} {value} {id}",
-                op.node, op.start_us, op.duration_us
+                "{who} {kind} {} {} {outcome} {value} {id}",
+                op.start_us, op.duration_us
             )),
         }
     }
@@ -213,6 +230,17 @@ impl Writer {
         self.out
             .flush()
             .map_err(Error::io(format!("write {}", self.path.display())))
+    }
+}
+
+struct Who(usize, Option<usize>);
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(k) => write!(f, "{}:{k}", self.0),
+            None => write!(f, "{}", self.0),
+        }
     }
 }
 
@@ -330,9 +358,16 @@ impl Reader {
                 if f.len() < 6 || f.len() > 7 {
                     return Err(self.malformed("unknown line"));
                 }
-                let node = num(Some(f[0]), "node")? as usize;
-                if node >= self.header.nodes.len() {
-                    return Err(self.malformed(format!("node index {node} is not in the header")));
+                let (node, key) = match f[0].split_once(':') {
+                    Some((n, k)) => (
+                        num(Some(n), "node")? as usize,
+                        Some(num(Some(k), "key")? as usize),
+                    ),
+                    None => (num(Some(f[0]), "node")? as usize, None),
+                };
+                let n = self.header.nodes.len();
+                if node >= n || key.is_some_and(|k| k >= n) {
+                    return Err(self.malformed(format!("node index {} is not in the header", f[0])));
                 }
                 let kind = match f[1] {
                     "r" => Kind::Read,
@@ -363,6 +398,7 @@ impl Reader {
                 };
                 Ok(Some(Event::Op(Op {
                     node,
+                    key,
                     kind,
                     start_us: num(Some(f[2]), "start")?,
                     duration_us: num(Some(f[3]), "duration")?,
@@ -407,6 +443,7 @@ mod tests {
     ) -> Op {
         Op {
             node,
+            key: None,
             kind,
             start_us: 1_000 + node as u64,
             duration_us: 250,
@@ -444,6 +481,10 @@ mod tests {
                 None,
                 Some("timed out\nafter 1s"),
             )),
+            Event::Op(Op {
+                key: Some(0),
+                ..op(1, Kind::Read, Outcome::Ok, Some(7), None)
+            }),
             Event::Fault(FaultEvent {
                 t_us: 5,
                 verb: "isolating".into(),

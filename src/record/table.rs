@@ -223,7 +223,7 @@ impl Tabulator {
     }
 
     fn add_op(&mut self, op: &Op) {
-        if !op.is_success() && !op.is_error() {
+        if !op.is_writer() || (!op.is_success() && !op.is_error()) {
             return;
         }
         // An op that ends in a second already emitted (rare: it reached us late) counts in
@@ -313,6 +313,7 @@ mod tests {
     fn write(node: usize, end_us: u64, outcome: Outcome) -> Event {
         Event::Op(Op {
             node,
+            key: None,
             kind: Kind::Write,
             start_us: end_us - 10,
             duration_us: 10,

@@ -1,7 +1,7 @@
 //! What a run shows: the metrics table in the terminal, `summary.json`, and the per-second
 //! table rebuilt from the record.
 
-use crate::analysis::{Analysis, Figures};
+use crate::analysis::{correctness, Analysis, Figures};
 use crate::error::{Error, Result};
 use crate::schedule;
 use serde_json::{json, Map, Value};
@@ -110,6 +110,59 @@ pub fn errors_table(a: &Analysis) -> String {
     s
 }
 
+/// The correctness checks in a few lines: a count, and each example violation.
+pub fn correctness_lines(a: &Analysis) -> String {
+    let c = &a.correctness;
+    let mut s = format!(
+        "correctness: {} in {} reads checked and {} final reads\n",
+        match c.violations {
+            0 => "no violation".to_string(),
+            1 => "1 violation".to_string(),
+            n => format!("{n} violations"),
+        },
+        c.reads_checked,
+        c.final_reads
+    );
+    for v in &c.examples {
+        s.push_str(&format!(
+            "  {}\n",
+            correctness::describe(v, &a.header.nodes)
+        ));
+    }
+    if c.violations > c.examples.len() as u64 {
+        s.push_str(&format!(
+            "  … and {} more (summary.json)\n",
+            c.violations - c.examples.len() as u64
+        ));
+    }
+    s
+}
+
+/// The checks' outcome, with violations by reader keyed by node name.
+fn correctness_json(a: &Analysis) -> Value {
+    let mut v = serde_json::to_value(&a.correctness).expect("correctness serialises");
+    let by_reader: Map<String, Value> = a
+        .header
+        .nodes
+        .iter()
+        .zip(&a.correctness.by_reader)
+        .filter(|(_, phases)| !phases.is_empty())
+        .map(|(n, phases)| (n.clone(), json!(phases)))
+        .collect();
+    v["by_reader"] = Value::Object(by_reader);
+    v
+}
+
+/// Everything the terminal shows at the end of a run or watch.
+pub fn terminal_summary(a: &Analysis) -> String {
+    format!(
+        "{}{}{}",
+        metrics_table(a),
+        errors_table(a),
+        correctness_lines(a)
+    )
+}
+
 /// `summary.json`: the run at a glance; `metrics` has each of the seed's six in seconds
 /// (`_s`) and milliseconds (`_ms`); `null` where not applicable.
 pub fn summary(a: &Analysis) -> Value {
@@ -159,6 +212,7 @@ pub fn summary(a: &Analysis) -> Value {
         "fault": fault,
         "metrics": metrics,
         "operations": ops,
+        "correctness": correctness_json(a),
         "errors_by_phase": a.header.nodes.iter().zip(&a.errors).map(|(n, e)| (n.clone(), json!(e))).collect::<Map<String, Value>>(),
     })
 }

@@ -74,6 +74,15 @@ fn run_etcd_isolates_n2_and_measures_it() {
         .expect("etcd recovers within the run");
     assert!(recovery_ms < 10_000, "recovery took {recovery_ms} ms");
     assert_eq!(r.summary["fault"]["target"], "n2");
+    let c = &r.summary["correctness"];
+    assert_eq!(
+        c["violations"], 0,
+        "etcd loses nothing and serves no stale read: {c}"
+    );
+    assert_eq!(
+        c["final_reads"], 9,
+        "every key read through every node at the end: {c}"
+    );
     assert_eq!(r.summary["record_complete"], true);
     for f in ["logs/n1-etcd.log", "logs/n2-etcd.log", "logs/n3-etcd.log"] {
         assert!(r.out.join(f).exists(), "{f} in the results");

@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod etcd_lab;
+mod etcd_observers;
 mod etcd_run;
 mod galera_run;
 mod tidb_run;
