@@ -4,7 +4,7 @@
 
 use crate::analysis::correctness;
 use crate::clock::{monotonic_ns, unix_ms};
-use crate::db::{Database, Layout};
+use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::lab::{events, LabState};
 use crate::record::table::{legend, Line, Row, Tabulator};
@@ -35,12 +35,9 @@ pub struct Watch {
     tail: JoinHandle<()>,
     recorder: JoinHandle<Result<()>>,
     recent: Arc<Mutex<VecDeque<Row>>>,
-    /// For the final reads; dropped when the watch stops, which ends the recorder.
-    tx: mpsc::Sender<Event>,
-    db: &'static dyn Database,
-    layout: Arc<Layout>,
-    settings: Settings,
-    t0_ns: u64,
+    /// For the final reads; its sender is dropped when the watch stops, which ends the
+    /// recorder.
+    cx: workload::Context,
     pub record_path: PathBuf,
 }
 
@@ -70,16 +67,18 @@ impl Watch {
         let stop_clients = CancellationToken::new();
         let stop_tail = CancellationToken::new();
         let recent = Arc::new(Mutex::new(VecDeque::new()));
-        let layout = Arc::new(lab.layout());
+        let cx = workload::Context {
+            db,
+            layout: Arc::new(lab.layout()),
+            t0_ns,
+            settings,
+            events: tx.clone(),
+        };
         let mut clients: Vec<JoinHandle<()>> = (0..lab.nodes.len())
             .map(|i| {
                 tokio::spawn(workload::increment_loop(
-                    db,
-                    layout.clone(),
+                    cx.clone(),
                     i,
-                    t0_ns,
-                    settings,
-                    tx.clone(),
                     stop_clients.clone(),
                 ))
             })
@@ -87,13 +86,9 @@ impl Watch {
         if let Some(how) = settings.observers {
             for i in 0..lab.nodes.len() {
                 clients.push(tokio::spawn(workload::observe_loop(
-                    db,
-                    layout.clone(),
+                    cx.clone(),
                     i,
-                    t0_ns,
-                    settings,
                     how,
-                    tx.clone(),
                     stop_clients.clone(),
                 )));
             }
@@ -139,11 +134,7 @@ impl Watch {
             tail,
             recorder,
             recent,
-            tx,
-            db,
-            layout,
-            settings,
-            t0_ns,
+            cx,
             record_path,
         })
     }
@@ -183,24 +174,15 @@ impl Watch {
         for c in self.clients.drain(..) {
             let _ = c.await;
         }
-        let t_us = monotonic_ns().saturating_sub(self.t0_ns) / 1000;
+        let t_us = monotonic_ns().saturating_sub(self.cx.t0_ns) / 1000;
         let mark = Event::Mark {
             t_us,
             text: correctness::FINAL_READS_MARK.into(),
         };
-        let _ = self.tx.send(mark).await;
+        let _ = self.cx.events.send(mark).await;
         let deadline = std::time::Instant::now() + within;
-        let reads = (0..self.layout.nodes.len()).map(|i| {
-            workload::final_reads(
-                self.db,
-                self.layout.clone(),
-                i,
-                self.t0_ns,
-                self.settings,
-                self.tx.clone(),
-                deadline,
-            )
-        });
+        let reads = (0..self.cx.layout.nodes.len())
+            .map(|i| workload::final_reads(self.cx.clone(), i, deadline));
         futures::future::join_all(reads).await.into_iter().sum()
     }
 
@@ -211,7 +193,7 @@ impl Watch {
         for c in self.clients {
             let _ = c.await;
         }
-        drop(self.tx);
+        drop(self.cx);
         self.stop_tail.cancel();
         let _ = self.tail.await;
         self.recorder

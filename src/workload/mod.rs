@@ -90,140 +90,138 @@ fn outcome_of<T>(
     }
 }
 
-/// The client of a loop, connected on demand. A failed connection is recorded as a failed
-/// read (nothing was sent).
-async fn connected<'a>(
-    client: &'a mut Option<Box<dyn Client>>,
-    db: &'static dyn Database,
-    layout: &Layout,
-    stamp: Stamp,
-    settings: Settings,
-    events: &mpsc::Sender<Event>,
-) -> Option<&'a mut Box<dyn Client>> {
-    if client.is_none() {
+/// What every client of one watch shares.
+#[derive(Clone)]
+pub struct Context {
+    pub db: &'static dyn Database,
+    pub layout: Arc<Layout>,
+    /// The record's origin on the monotonic clock.
+    pub t0_ns: u64,
+    pub settings: Settings,
+    /// Where every request goes as it ends.
+    pub events: mpsc::Sender<Event>,
+}
+
+impl Context {
+    async fn send(&self, event: Event) {
+        // Only fails once the recorder is gone, at the very end: nothing left to record.
+        let _ = self.events.send(event).await;
+    }
+
+    /// The client of a loop, connected on demand. A failed connection is recorded as a
+    /// failed read (nothing was sent).
+    async fn connected<'a>(
+        &self,
+        client: &'a mut Option<Box<dyn Client>>,
+        stamp: Stamp,
+    ) -> Option<&'a mut Box<dyn Client>> {
+        if client.is_none() {
+            let start = monotonic_ns();
+            match self
+                .db
+                .connect(&self.layout, stamp.node, self.settings.timeout)
+                .await
+            {
+                Ok(c) => *client = Some(c),
+                Err(e) => {
+                    self.send(stamp.op(Kind::Read, start, Outcome::Fail, None, Some(e.text)))
+                        .await;
+                    return None;
+                }
+            }
+        }
+        client.as_mut()
+    }
+
+    /// One read, recorded; `Some(value)` if it succeeded.
+    async fn read(
+        &self,
+        c: &mut Box<dyn Client>,
+        key: &str,
+        any: bool,
+        stamp: Stamp,
+    ) -> Option<Option<i64>> {
+        let timeout = self.settings.timeout;
         let start = monotonic_ns();
-        match db.connect(layout, stamp.node, settings.timeout).await {
-            Ok(c) => *client = Some(c),
-            Err(e) => {
-                let _ = events
-                    .send(stamp.op(Kind::Read, start, Outcome::Fail, None, Some(e.text)))
+        let r = if any {
+            tokio::time::timeout(timeout, c.read_any(key)).await
+        } else {
+            tokio::time::timeout(timeout, c.read(key)).await
+        };
+        match outcome_of(r, timeout) {
+            Ok(v) => {
+                self.send(stamp.op(Kind::Read, start, Outcome::Ok, v, None))
                     .await;
-                return None;
+                Some(v)
+            }
+            Err((outcome, text)) => {
+                self.send(stamp.op(Kind::Read, start, outcome, None, Some(text)))
+                    .await;
+                None
             }
         }
     }
-    client.as_mut()
-}
 
-/// One read, recorded; `Some(value)` if it succeeded.
-async fn read(
-    c: &mut Box<dyn Client>,
-    key: &str,
-    any: bool,
-    stamp: Stamp,
-    settings: Settings,
-    events: &mpsc::Sender<Event>,
-) -> Option<Option<i64>> {
-    let start = monotonic_ns();
-    let r = if any {
-        tokio::time::timeout(settings.timeout, c.read_any(key)).await
-    } else {
-        tokio::time::timeout(settings.timeout, c.read(key)).await
-    };
-    match outcome_of(r, settings.timeout) {
-        Ok(v) => {
-            let _ = events
-                .send(stamp.op(Kind::Read, start, Outcome::Ok, v, None))
-                .await;
-            Some(v)
-        }
-        Err((outcome, text)) => {
-            let _ = events
-                .send(stamp.op(Kind::Read, start, outcome, None, Some(text)))
-                .await;
-            None
+    async fn pause(&self, stop: &CancellationToken) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.settings.backoff) => {}
+            _ = stop.cancelled() => {}
         }
     }
-}
 
-async fn pause(settings: Settings, stop: &CancellationToken) {
-    tokio::select! {
-        _ = tokio::time::sleep(settings.backoff) => {}
-        _ = stop.cancelled() => {}
+    fn stamp(&self, node: usize, key: Option<usize>) -> Stamp {
+        Stamp {
+            t0_ns: self.t0_ns,
+            node,
+            key,
+        }
     }
 }
 
 /// Runs node `node`'s client until `stop` fires: connects (again after any error), then
-/// reads its key, adds one and writes it back. Every request goes to `events` as an
-/// [`Op`] stamped against `t0_ns`. A request in flight when `stop` fires is finished (at
-/// most `settings.timeout`) and recorded, so no request is left out of the record.
-pub async fn increment_loop(
-    db: &'static dyn Database,
-    layout: Arc<Layout>,
-    node: usize,
-    t0_ns: u64,
-    settings: Settings,
-    events: mpsc::Sender<Event>,
-    stop: CancellationToken,
-) {
-    let key = db.key(&layout, node);
-    let stamp = Stamp {
-        t0_ns,
-        node,
-        key: None,
-    };
+/// reads its key, adds one and writes it back. Every request is recorded as it ends. A
+/// request in flight when `stop` fires is finished (at most the request timeout) and
+/// recorded, so no request is left out of the record.
+pub async fn increment_loop(cx: Context, node: usize, stop: CancellationToken) {
+    let key = cx.db.key(&cx.layout, node);
+    let stamp = cx.stamp(node, None);
+    let timeout = cx.settings.timeout;
     let mut client: Option<Box<dyn Client>> = None;
     while !stop.is_cancelled() {
         let ok = async {
-            let c = connected(&mut client, db, &layout, stamp, settings, &events).await?;
-            let value = read(c, &key, false, stamp, settings, &events)
-                .await?
-                .unwrap_or(0)
-                + 1;
+            let c = cx.connected(&mut client, stamp).await?;
+            let value = cx.read(c, &key, false, stamp).await?.unwrap_or(0) + 1;
             let start = monotonic_ns();
-            let write = tokio::time::timeout(settings.timeout, c.write(&key, value)).await;
-            let (outcome, error) = match outcome_of(write, settings.timeout) {
+            let write = tokio::time::timeout(timeout, c.write(&key, value)).await;
+            let (outcome, error) = match outcome_of(write, timeout) {
                 Ok(()) => (Outcome::Ok, None),
                 Err((outcome, text)) => (outcome, Some(text)),
             };
-            let _ = events
-                .send(stamp.op(Kind::Write, start, outcome, Some(value), error))
+            cx.send(stamp.op(Kind::Write, start, outcome, Some(value), error))
                 .await;
             (outcome == Outcome::Ok).then_some(())
         }
         .await;
         if ok.is_none() {
             client = None;
-            pause(settings, &stop).await;
+            cx.pause(&stop).await;
         }
     }
 }
 
 /// Runs node `node`'s observer until `stop` fires: reads every node's key through this
 /// node, in turn, the way `how` says; it never writes.
-pub async fn observe_loop(
-    db: &'static dyn Database,
-    layout: Arc<Layout>,
-    node: usize,
-    t0_ns: u64,
-    settings: Settings,
-    how: ReadFrom,
-    events: mpsc::Sender<Event>,
-    stop: CancellationToken,
-) {
-    let keys: Vec<String> = (0..layout.nodes.len())
-        .map(|k| db.key(&layout, k))
+pub async fn observe_loop(cx: Context, node: usize, how: ReadFrom, stop: CancellationToken) {
+    let keys: Vec<String> = (0..cx.layout.nodes.len())
+        .map(|k| cx.db.key(&cx.layout, k))
         .collect();
     let mut client: Option<Box<dyn Client>> = None;
     let mut k = 0;
     while !stop.is_cancelled() {
-        let stamp = Stamp {
-            t0_ns,
-            node,
-            key: Some(k),
-        };
-        let ok = match connected(&mut client, db, &layout, stamp, settings, &events).await {
-            Some(c) => read(c, &keys[k], how == ReadFrom::Any, stamp, settings, &events)
+        let stamp = cx.stamp(node, Some(k));
+        let ok = match cx.connected(&mut client, stamp).await {
+            Some(c) => cx
+                .read(c, &keys[k], how == ReadFrom::Any, stamp)
                 .await
                 .is_some(),
             None => false,
@@ -231,36 +229,22 @@ pub async fn observe_loop(
         k = (k + 1) % keys.len();
         if !ok {
             client = None;
-            pause(settings, &stop).await;
+            cx.pause(&stop).await;
         }
     }
 }
 
 /// Reads every key once through node `node` (the final reads), retrying each until it
 /// succeeds or `deadline` passes. Returns how many keys it could not read.
-pub async fn final_reads(
-    db: &'static dyn Database,
-    layout: Arc<Layout>,
-    node: usize,
-    t0_ns: u64,
-    settings: Settings,
-    events: mpsc::Sender<Event>,
-    deadline: Instant,
-) -> usize {
+pub async fn final_reads(cx: Context, node: usize, deadline: Instant) -> usize {
     let mut client: Option<Box<dyn Client>> = None;
     let mut missed = 0;
-    for k in 0..layout.nodes.len() {
-        let key = db.key(&layout, k);
-        let stamp = Stamp {
-            t0_ns,
-            node,
-            key: Some(k),
-        };
+    for k in 0..cx.layout.nodes.len() {
+        let key = cx.db.key(&cx.layout, k);
+        let stamp = cx.stamp(node, Some(k));
         loop {
-            let done = match connected(&mut client, db, &layout, stamp, settings, &events).await {
-                Some(c) => read(c, &key, false, stamp, settings, &events)
-                    .await
-                    .is_some(),
+            let done = match cx.connected(&mut client, stamp).await {
+                Some(c) => cx.read(c, &key, false, stamp).await.is_some(),
                 None => false,
             };
             if done {
@@ -271,7 +255,7 @@ pub async fn final_reads(
                 missed += 1;
                 break;
             }
-            tokio::time::sleep(settings.backoff).await;
+            tokio::time::sleep(cx.settings.backoff).await;
         }
     }
     missed
