@@ -59,8 +59,20 @@ pub enum Command {
     Watch(WatchArgs),
     /// Rebuild client.log, summary.json and the metrics of a results directory from its record
     Report(ReportArgs),
+    /// Put runs side by side: the seed's table (terminal and markdown) and compare.html
+    Compare(CompareArgs),
     /// List the databases Perseus can run, with the packages they need
     List,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Results directories of perseus run (each with record.txt)
+    #[arg(required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the comparison page; compare.md is written beside it
+    #[arg(long, default_value = "compare.html")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
@@ -209,6 +221,7 @@ pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
         Command::Rejoin(a) => fault(a, false).await,
         Command::Watch(a) => watch(a, stop).await,
         Command::Report(a) => report_cmd(&a.path),
+        Command::Compare(a) => compare(a),
         Command::List => list(),
     }
 }
@@ -560,5 +573,81 @@ fn list() -> Result<()> {
             d.about()
         );
     }
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    let mut runs = Vec::new();
+    for dir in &a.dirs {
+        let record = dir.join(perseus::record::FILE_NAME);
+        if !record.exists() {
+            return Err(Error::Invalid(format!(
+                "{} has no {}: give results directories of perseus run",
+                dir.display(),
+                perseus::record::FILE_NAME
+            ))
+            .into());
+        }
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        runs.push((name, analysis::analyse(&record)?));
+    }
+    let labels = [
+        "downtime on isolation",
+        "partial on isolation",
+        "disturbance",
+        "downtime on recovery",
+        "partial on recovery",
+        "recovery",
+    ];
+    let mut text = format!("{:<28}{:<10}", "run", "database");
+    for l in labels {
+        text.push_str(&format!("{l:>24}"));
+    }
+    text.push('\n');
+    let mut markdown = String::from(report::MARKDOWN_HEADER);
+    let mut html = String::from("<table><tr><th>run</th><th>database</th><th>version</th>");
+    for l in labels {
+        html.push_str(&format!("<th class=\"num\">{l} (s / ms)</th>"));
+    }
+    html.push_str("</tr>");
+    for (name, an) in &runs {
+        let cells: Vec<String> = match (an.seconds, an.precise) {
+            (Some(s), Some(m)) => report::rows_pub(&s)
+                .iter()
+                .zip(report::rows_pub(&m).iter())
+                .map(|(x, y)| match (x, y) {
+                    (Some(x), Some(y)) => format!("{} s / {} ms", x / 1_000_000, (y + 500) / 1000),
+                    _ => "n/a".into(),
+                })
+                .collect(),
+            _ => vec!["n/a".into(); 6],
+        };
+        text.push_str(&format!("{name:<28}{:<10}", an.header.database));
+        for c in &cells {
+            text.push_str(&format!("{c:>24}"));
+        }
+        text.push('\n');
+        markdown.push_str(&report::markdown_row(an));
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td>",
+            report::svg::esc(name),
+            report::svg::esc(&an.header.database),
+            report::svg::esc(&an.header.database_version.clone().unwrap_or_default())
+        ));
+        for c in &cells {
+            html.push_str(&format!("<td class=\"num\">{c}</td>"));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    print!("{text}\n{markdown}");
+    std::fs::write(&a.out, report::html::compare(&runs, &html))
+        .with_context(|| format!("write {}", a.out.display()))?;
+    let md = a.out.with_extension("md");
+    std::fs::write(&md, &markdown).with_context(|| format!("write {}", md.display()))?;
+    println!("wrote {} and {}", a.out.display(), md.display());
     Ok(())
 }

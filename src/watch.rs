@@ -56,6 +56,7 @@ impl Watch {
         let t0_ns = monotonic_ns();
         let mut header = Header::new(db.name(), lab.node_names(), unix_ms(), t0_ns);
         header.database_version = version;
+        header.addresses = lab.nodes.iter().map(|n| n.addr.to_string()).collect();
         let record_path = dir.join(record::FILE_NAME);
         let writer = record::Writer::create(&record_path, &header)?;
         let table_path = dir.join(TABLE_FILE);

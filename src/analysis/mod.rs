@@ -27,6 +27,7 @@
 
 use crate::error::Result;
 pub mod correctness;
+pub mod latency;
 
 use crate::record::table::{Line, Table, Tabulator};
 use crate::record::{Event, FaultEvent, Header, Outcome, Reader};
@@ -328,6 +329,8 @@ pub struct Analysis {
     pub ops: Vec<NodeOps>,
     pub errors: ErrorsByPhase,
     pub correctness: correctness::Correctness,
+    /// The writers' request latency per node per second.
+    pub latency: Vec<latency::LatencySecond>,
     /// The end of the record (its `E` line, or its last event).
     pub end_us: u64,
     /// False if the record has no `E` line (its writer was stopped abruptly).
@@ -350,6 +353,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let mut codes: Vec<String> = Vec::new();
     let mut error_ops: Vec<(usize, u64, usize)> = Vec::new();
     let mut checker = correctness::Checker::new(n);
+    let mut latency = latency::LatencyTracker::new(n);
     // The fault window as known so far in the record (for the checker's phases).
     let mut live_window: Option<FaultWindow> = None;
     for event in reader {
@@ -361,6 +365,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             }
             Event::Op(op) => {
                 checker.op(op, Phase::of(op.end_us(), live_window.as_ref()));
+                latency.op(op);
                 let o = &mut ops[op.node];
                 match op.outcome {
                     Outcome::Ok => o.ok += 1,
@@ -425,6 +430,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         ops,
         errors,
         correctness: checker.finish(),
+        latency: latency.finish(),
         end_us,
         ended_cleanly,
     })

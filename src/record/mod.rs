@@ -127,6 +127,9 @@ pub struct Header {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_version: Option<String>,
     pub nodes: Vec<String>,
+    /// The nodes' addresses, in the order of `nodes` (empty if unknown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// The origin `t0` on the wall clock.
     pub t0_unix_ms: i64,
     /// The origin `t0` on the monotonic clock.
@@ -141,6 +144,7 @@ impl Header {
             database: database.into(),
             database_version: None,
             nodes,
+            addresses: Vec::new(),
             t0_unix_ms,
             t0_monotonic_ns,
         }

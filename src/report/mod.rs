@@ -1,16 +1,22 @@
 //! What a run shows: the metrics table in the terminal, `summary.json`, and the per-second
 //! table rebuilt from the record.
 
+pub mod html;
+pub mod svg;
+
 use crate::analysis::{correctness, Analysis, Figures};
 use crate::error::{Error, Result};
 use crate::schedule;
+use crate::spec::Spec;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
 pub const SUMMARY_FILE: &str = "summary.json";
+pub const HTML_FILE: &str = "report.html";
+pub const MARKDOWN_FILE: &str = "report.md";
 
 /// The six metrics in the seed's order: (key, label, value in µs).
-fn rows(f: &Figures) -> [(&'static str, &'static str, Option<u64>); 6] {
+pub(crate) fn rows(f: &Figures) -> [(&'static str, &'static str, Option<u64>); 6] {
     [
         (
             "downtime_on_isolation",
@@ -68,6 +74,84 @@ pub fn fault_line(a: &Analysis) -> String {
             }
         }
     }
+}
+
+/// The six metrics of `f` in the seed's order (µs; `None`: n/a).
+pub fn rows_pub(f: &Figures) -> [Option<u64>; 6] {
+    rows(f).map(|(_, _, v)| v)
+}
+
+/// The run in one sentence, from the millisecond figures: what a person should take away.
+pub fn summary_sentence(a: &Analysis) -> String {
+    let (Some(w), Some(f)) = (a.window, a.precise) else {
+        return "No isolation in this record.".into();
+    };
+    let name = &a.header.nodes[w.target];
+    let s = |us: u64| format!("{:.1} s", us as f64 / 1e6);
+    let mut out = format!("{name} was cut off from its peers at {}", s(w.start_us));
+    out.push_str(&match (f.downtime_on_isolation, f.disturbance_time) {
+        (0, Some(0)) => "; the other nodes kept serving without a break".to_string(),
+        (0, Some(d)) => format!("; no stall for everyone, the other nodes served steadily again after {}", s(d)),
+        (down, Some(d)) => format!("; every client stalled {} in all, the other nodes served steadily again after {}", s(down), s(d)),
+        (down, None) => format!("; every client stalled {} in all, and the other nodes never served steadily until the rejoin", s(down)),
+    });
+    match (w.rejoin_us, f.downtime_on_recovery, f.recovery_time) {
+        (Some(r), Some(down), Some(rec)) => {
+            let stall = if down > 0 {
+                format!(", every client stalled {} after it", s(down))
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                ". It rejoined at {}{stall}; all nodes served steadily {} after the rejoin.",
+                s(r),
+                s(rec)
+            ));
+        }
+        (Some(r), _, None) => out.push_str(&format!(
+            ". It rejoined at {}; not every node was serving steadily by the end of the record.",
+            s(r)
+        )),
+        _ => out.push_str(". It never rejoined."),
+    }
+    out
+}
+
+/// The seed's table header in markdown.
+pub const MARKDOWN_HEADER: &str = "| Database | Downtime on isolation | Partial downtime on isolation | Disturbance time | Downtime on recovery | Partial downtime on recovery | Recovery time | Version |\n|---|---|---|---|---|---|---|---|\n";
+
+/// The run's row in the seed's table (whole seconds, milliseconds in parentheses).
+pub fn markdown_row(a: &Analysis) -> String {
+    let cell = |s: Option<u64>, m: Option<u64>| match (s, m) {
+        (Some(s), Some(m)) => format!("{} ({} ms)", s / 1_000_000, (m + 500) / 1000),
+        _ => "n/a".into(),
+    };
+    let mut row = format!("| {} ", a.header.database);
+    if let (Some(sec), Some(ms)) = (a.seconds, a.precise) {
+        for ((_, _, x), (_, _, y)) in rows(&sec).iter().zip(rows(&ms).iter()) {
+            row.push_str(&format!("| {} ", cell(*x, *y)));
+        }
+    } else {
+        row.push_str(&"| n/a ".repeat(6));
+    }
+    row.push_str(&format!(
+        "| {} |\n",
+        a.header.database_version.clone().unwrap_or_default()
+    ));
+    row
+}
+
+/// `report.md`: the row in the seed's table, and the run in a few lines.
+pub fn markdown(a: &Analysis) -> String {
+    let c = &a.correctness;
+    format!(
+        "{MARKDOWN_HEADER}{}\n{}\n\nCorrectness: {} violations in {} reads checked and {} final reads.\n",
+        markdown_row(a),
+        summary_sentence(a),
+        c.violations,
+        c.reads_checked,
+        c.final_reads
+    )
 }
 
 /// The metrics table for the terminal: whole seconds (from the per-second table) and
@@ -217,8 +301,16 @@ pub fn summary(a: &Analysis) -> Value {
     })
 }
 
-/// Writes `summary.json` and `client.log` (rebuilt from the record) into `dir`.
+/// Writes `summary.json`, `client.log` (rebuilt from the record), `report.html` and
+/// `report.md` into `dir` (with the run's `spec.json`, if it has one, in the report).
 pub fn write_results(dir: &Path, a: &Analysis) -> Result<()> {
+    let spec = Spec::load(&dir.join("spec.json")).ok();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(Error::io(format!("write {}", path.display())))
+    };
+    write(HTML_FILE, html::report(a, spec.as_ref()))?;
+    write(MARKDOWN_FILE, markdown(a))?;
     let path = dir.join(SUMMARY_FILE);
     let json = serde_json::to_string_pretty(&summary(a)).expect("summary serialises");
     std::fs::write(&path, json + "\n").map_err(Error::io(format!("write {}", path.display())))?;

@@ -9,4 +9,5 @@ mod etcd_lab;
 mod etcd_observers;
 mod etcd_run;
 mod galera_run;
+mod report_browser;
 mod tidb_run;

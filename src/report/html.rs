@@ -1,0 +1,400 @@
+//! `report.html` and `compare.html`: self-contained pages (inline CSS and SVG, no script,
+//! nothing fetched), readable at 1280 px.
+
+use super::svg::{esc, node_color, Band, Chart, Series, Style};
+use super::{rows, summary_sentence};
+use crate::analysis::{Analysis, Phase};
+use crate::spec::Spec;
+use std::fmt::Write;
+
+const CSS: &str = r#"
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1240px; color: #222; padding: 0 12px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
+p.lead { font-size: 16px; margin-top: 4px; }
+table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ccc; padding: 3px 10px; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.chart { display: block; margin: 6px 0 18px; background: #fff; }
+.chart .title { font-weight: 600; font-size: 13px; }
+.chart .tick, .chart .legend text, .chart .band text { font-size: 11px; fill: #444; }
+.chart .label { font-size: 12px; fill: #222; }
+.chart .grid { stroke: #e6e6e6; } .chart .axis { stroke: #888; }
+.chart .band rect { fill: #d62728; fill-opacity: 0.10; } .chart .band text { fill: #a01010; }
+.small { color: #666; font-size: 12px; }
+.bad { color: #b00; font-weight: 600; } .good { color: #060; }
+"#;
+
+/// Fault intervals of a record as shaded bands: each `isolating X` to the next
+/// `rejoining X` (or to the end of the record), in seconds minus `offset`.
+pub fn bands(a: &Analysis, offset: f64) -> Vec<Band> {
+    let mut out = Vec::new();
+    for (i, f) in a.faults.iter().enumerate() {
+        if f.verb != "isolating" {
+            continue;
+        }
+        let end = a.faults[i + 1..]
+            .iter()
+            .find(|g| g.verb == "rejoining" && g.target == f.target)
+            .map_or(a.end_us, |g| g.t_us);
+        out.push(Band {
+            from: f.t_us as f64 / 1e6 - offset,
+            to: end as f64 / 1e6 - offset,
+            label: format!("{} isolated", f.target),
+        });
+    }
+    out
+}
+
+fn x_range(a: &Analysis, offset: f64) -> (f64, f64) {
+    (-offset, a.end_us as f64 / 1e6 - offset)
+}
+
+/// Successes per second per node (`errors` false) or errors per second per node.
+pub fn per_second_chart(
+    a: &Analysis,
+    id: &str,
+    title: &str,
+    errors: bool,
+    offset: f64,
+    range: (f64, f64),
+    height: f64,
+) -> Chart {
+    let series = a
+        .header
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Series {
+            label: n.clone(),
+            node: n.clone(),
+            color: node_color(i),
+            style: Style::Line,
+            points: a
+                .table
+                .rows()
+                .map(|r| {
+                    let v = if errors { r.err[i] } else { r.ok[i] };
+                    (r.second as f64 - 0.5 - offset, Some(v as f64))
+                })
+                .collect(),
+        })
+        .collect();
+    Chart {
+        id: id.into(),
+        title: title.into(),
+        x_label: if offset == 0.0 {
+            "seconds since the start".into()
+        } else {
+            "seconds since the isolation".into()
+        },
+        y_label: if errors {
+            "errors / s".into()
+        } else {
+            "increments / s".into()
+        },
+        width: 1200.0,
+        height,
+        x_range: range,
+        series,
+        bands: bands(a, offset),
+    }
+}
+
+/// Latency of one node: median, 99th percentile and maximum per second (ms), and a dot
+/// for every second with requests that timed out or lost their connection (at the max).
+fn latency_chart(a: &Analysis, node: usize) -> Chart {
+    let name = &a.header.nodes[node];
+    let color = node_color(node);
+    let pick = |f: fn(&crate::analysis::latency::Stat) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
+        a.latency
+            .iter()
+            .map(|s| (s.second as f64 - 0.5, s.nodes[node].as_ref().and_then(f)))
+            .collect()
+    };
+    let series = vec![
+        Series {
+            label: "p50".into(),
+            node: name.clone(),
+            color,
+            style: Style::Line,
+            points: pick(|s| Some(s.p50_us as f64 / 1000.0)),
+        },
+        Series {
+            label: "p99".into(),
+            node: name.clone(),
+            color,
+            style: Style::Dashed,
+            points: pick(|s| Some(s.p99_us as f64 / 1000.0)),
+        },
+        Series {
+            label: "max".into(),
+            node: name.clone(),
+            color,
+            style: Style::Dotted,
+            points: pick(|s| Some(s.max_us as f64 / 1000.0)),
+        },
+        Series {
+            label: "timed out / unknown".into(),
+            node: name.clone(),
+            color: "#b00000",
+            style: Style::Dots,
+            points: pick(|s| (s.unknown > 0).then_some(s.max_us as f64 / 1000.0)),
+        },
+    ];
+    Chart {
+        id: format!("latency-{name}"),
+        title: format!("{name}: request latency per second"),
+        x_label: "seconds since the start".into(),
+        y_label: "ms".into(),
+        width: 1200.0,
+        height: 190.0,
+        x_range: x_range(a, 0.0),
+        series,
+        bands: bands(a, 0.0),
+    }
+}
+
+fn metrics_html(a: &Analysis) -> String {
+    let (Some(sec), Some(ms)) = (a.seconds, a.precise) else {
+        return "<p>No isolation in this record: no metrics.</p>".into();
+    };
+    let mut s = String::from(
+        r#"<table class="metrics"><tr><th>metric</th><th class="num">seconds</th><th class="num">milliseconds</th></tr>"#,
+    );
+    for ((_, label, x), (_, _, y)) in rows(&sec).iter().zip(rows(&ms).iter()) {
+        let secs = x.map_or("n/a".to_string(), |v| (v / 1_000_000).to_string());
+        let millis = y.map_or("n/a".to_string(), |v| ((v + 500) / 1000).to_string());
+        let _ = write!(
+            s,
+            r#"<tr><td>{label}</td><td class="num">{secs}</td><td class="num">{millis}</td></tr>"#
+        );
+    }
+    s.push_str("</table>");
+    s
+}
+
+fn errors_html(a: &Analysis) -> String {
+    let mut s = String::from(
+        r#"<table class="errors"><tr><th>node</th><th>phase</th><th>error (code)</th><th class="num">count</th></tr>"#,
+    );
+    let mut any = false;
+    for (i, (node, phases)) in a.header.nodes.iter().zip(&a.errors).enumerate() {
+        // A code's message: the first full error text that starts with it.
+        let text = |code: &str| -> String {
+            a.ops[i]
+                .errors
+                .keys()
+                .find(|t| t.starts_with(code))
+                .cloned()
+                .unwrap_or_else(|| code.to_string())
+        };
+        for (phase, codes) in phases {
+            let mut codes: Vec<_> = codes.iter().collect();
+            codes.sort_by(|x, y| y.1.cmp(x.1));
+            for (code, n) in codes {
+                any = true;
+                let phase = match phase {
+                    Phase::Before => "before",
+                    Phase::During => "during",
+                    Phase::After => "after",
+                };
+                let _ = write!(
+                    s,
+                    r#"<tr><td>{}</td><td>{phase}</td><td>{}</td><td class="num">{n}</td></tr>"#,
+                    esc(node),
+                    esc(&text(code))
+                );
+            }
+        }
+    }
+    s.push_str("</table>");
+    if any {
+        s
+    } else {
+        "<p>No request failed.</p>".into()
+    }
+}
+
+fn correctness_html(a: &Analysis) -> String {
+    let c = &a.correctness;
+    let mut s = if c.violations == 0 {
+        format!(
+            r#"<p class="good">No violation in {} reads checked and {} final reads.</p>"#,
+            c.reads_checked, c.final_reads
+        )
+    } else {
+        format!(
+            r#"<p class="bad">{} violations in {} reads checked and {} final reads.</p><ul>"#,
+            c.violations, c.reads_checked, c.final_reads
+        )
+    };
+    for v in &c.examples {
+        let _ = write!(
+            s,
+            "<li>{}</li>",
+            esc(&crate::analysis::correctness::describe(v, &a.header.nodes))
+        );
+    }
+    if c.violations > 0 {
+        s.push_str("</ul>");
+    }
+    s
+}
+
+fn spec_html(a: &Analysis, spec: Option<&Spec>) -> String {
+    let h = &a.header;
+    let mut rows: Vec<(String, String)> = vec![
+        (
+            "database".into(),
+            format!(
+                "{} {}",
+                h.database,
+                h.database_version.clone().unwrap_or_default()
+            ),
+        ),
+        (
+            "nodes".into(),
+            h.nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| match h.addresses.get(i) {
+                    Some(addr) => format!("{n} ({addr})"),
+                    None => n.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("started".into(), crate::clock::format_wall(h.t0_unix_ms)),
+        (
+            "record".into(),
+            format!(
+                "{:.1} s{}",
+                a.end_us as f64 / 1e6,
+                if a.ended_cleanly {
+                    ""
+                } else {
+                    " (ended abruptly)"
+                }
+            ),
+        ),
+    ];
+    if let Some(s) = spec {
+        let t = &s.timeline;
+        rows.push((
+            "timeline".into(),
+            format!(
+                "{} steady, isolate {}, {} isolated, rejoin, {} after",
+                crate::clock::format_duration(t.before),
+                t.isolate,
+                crate::clock::format_duration(t.during),
+                crate::clock::format_duration(t.after)
+            ),
+        ));
+        rows.push((
+            "request timeout".into(),
+            crate::clock::format_duration(s.request_timeout),
+        ));
+    }
+    rows.push(("perseus".into(), env!("CARGO_PKG_VERSION").into()));
+    let mut s = String::from("<table class=\"spec\">");
+    for (k, v) in rows {
+        let _ = write!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(&k), esc(&v));
+    }
+    s.push_str("</table>");
+    s
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>{body}</body></html>\n",
+        esc(title)
+    )
+}
+
+/// The report of one run.
+pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
+    let h = &a.header;
+    let title = format!(
+        "Perseus: {} {}",
+        h.database,
+        h.database_version.clone().unwrap_or_default()
+    );
+    let mut b = format!(
+        "<h1>{}</h1><p class=\"lead\">{}</p>",
+        esc(&title),
+        esc(&summary_sentence(a))
+    );
+    b.push_str("<h2>Metrics</h2>");
+    b.push_str(&metrics_html(a));
+    b.push_str(r#"<p class="small">Whole seconds: from the per-second table, as the original Perseus counted. Milliseconds: from every request, a node being dark between two completed increments more than 500 ms apart.</p>"#);
+    b.push_str("<h2>What the clients saw</h2>");
+    let range = x_range(a, 0.0);
+    b.push_str(
+        &per_second_chart(
+            a,
+            "throughput",
+            "Completed increments per second, per node",
+            false,
+            0.0,
+            range,
+            300.0,
+        )
+        .render(),
+    );
+    b.push_str(
+        &per_second_chart(
+            a,
+            "errors",
+            "Errors per second, per node (failed or timed out)",
+            true,
+            0.0,
+            range,
+            220.0,
+        )
+        .render(),
+    );
+    b.push_str("<h2>Latency</h2>");
+    for i in 0..h.nodes.len() {
+        b.push_str(&latency_chart(a, i).render());
+    }
+    b.push_str("<h2>Errors by node, phase and code</h2>");
+    b.push_str(&errors_html(a));
+    b.push_str("<h2>Correctness</h2>");
+    b.push_str(&correctness_html(a));
+    b.push_str("<h2>Run</h2>");
+    b.push_str(&spec_html(a, spec));
+    page(&title, &b)
+}
+
+/// Runs side by side: the seed's table, and each run's throughput on one time axis (seconds
+/// since its isolation).
+pub fn compare(runs: &[(String, Analysis)], table_html: &str) -> String {
+    let offset = |a: &Analysis| a.window.map_or(0.0, |w| w.start_us as f64 / 1e6);
+    let lo = runs.iter().map(|(_, a)| -offset(a)).fold(0.0f64, f64::min);
+    let hi = runs
+        .iter()
+        .map(|(_, a)| a.end_us as f64 / 1e6 - offset(a))
+        .fold(1.0f64, f64::max);
+    let mut b = String::from("<h1>Perseus: runs compared</h1>");
+    b.push_str(table_html);
+    b.push_str("<h2>Completed increments per second, aligned on the isolation</h2>");
+    for (i, (name, a)) in runs.iter().enumerate() {
+        let title = format!(
+            "{name}: {} {}",
+            a.header.database,
+            a.header.database_version.clone().unwrap_or_default()
+        );
+        b.push_str(
+            &per_second_chart(
+                a,
+                &format!("run-{i}"),
+                &title,
+                false,
+                offset(a),
+                (lo, hi),
+                200.0,
+            )
+            .render(),
+        );
+    }
+    page("Perseus: runs compared", &b)
+}

@@ -1,0 +1,150 @@
+//! The report in a real browser: headless Chromium (Debian `chromium`) loads report.html
+//! from a record, with no console error and one throughput series per node.
+
+use crate::support::*;
+use perseus::record::{Event, FaultEvent, Header, Kind, Op, Outcome, Writer};
+use std::path::Path;
+use std::process::Command;
+
+/// A 60 s record of 3 nodes, 100 increments a second each; n2 isolated from 20 s to 40 s
+/// (it times out once a second meanwhile) and everyone stalled for the first 2 s of it.
+fn write_record(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let header = Header::new(
+        "etcd",
+        vec!["n1".into(), "n2".into(), "n3".into()],
+        1_790_000_000_000,
+        0,
+    );
+    let mut w = Writer::create(&dir.join("record.txt"), &header).unwrap();
+    let fault = |t_us: u64, verb: &str| {
+        Event::Fault(FaultEvent {
+            t_us,
+            verb: verb.into(),
+            target: "n2".into(),
+        })
+    };
+    let mut value = [0i64; 3];
+    for tick in 0..6000u64 {
+        let t = tick * 10_000;
+        if t == 20_000_000 {
+            w.write(&fault(t, "isolating")).unwrap();
+        }
+        if t == 40_000_000 {
+            w.write(&fault(t, "rejoining")).unwrap();
+        }
+        for node in 0..3 {
+            let isolated = (20_000_000..40_000_000).contains(&t);
+            let stalled = (20_000_000..22_000_000).contains(&t);
+            if (node == 1 && isolated) || stalled {
+                if t % 1_000_000 == 0 {
+                    let op = Op {
+                        node,
+                        key: None,
+                        kind: Kind::Read,
+                        start_us: t,
+                        duration_us: 1_000_000,
+                        outcome: Outcome::Unknown,
+                        value: None,
+                        error: Some("timed out after 1s".into()),
+                    };
+                    w.write(&Event::Op(op)).unwrap();
+                }
+                continue;
+            }
+            value[node] += 1;
+            let op = Op {
+                node,
+                key: None,
+                kind: Kind::Write,
+                start_us: t,
+                duration_us: 2_000 + node as u64 * 500,
+                outcome: Outcome::Ok,
+                value: Some(value[node]),
+                error: None,
+            };
+            w.write(&Event::Op(op)).unwrap();
+        }
+    }
+    w.write(&Event::End { t_us: 60_000_000 }).unwrap();
+    w.flush().unwrap();
+}
+
+#[test]
+fn the_report_loads_in_chromium_with_a_series_per_node_and_no_console_error() {
+    let chromium = ["chromium", "chromium-browser"]
+        .iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium is missing: apt-get install chromium (or run .ci/run)");
+    let dir = out_dir("report");
+    write_record(&dir);
+    let (code, stdout, stderr) = run(&["report", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("downtime on isolation"), "{stdout}");
+    let profile = dir.join("chromium-profile");
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,2000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", dir.join("report.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed: {log}");
+    let console: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    for external in ["src=\"http", "href=\"http", "@import", "url(http"] {
+        assert!(
+            !page.contains(external),
+            "the page must open offline, but has {external}"
+        );
+    }
+    let throughput = dom
+        .split(r#"<svg id="throughput""#)
+        .nth(1)
+        .expect("the browser's DOM has the throughput chart")
+        .split("</svg>")
+        .next()
+        .unwrap();
+    for node in ["n1", "n2", "n3"] {
+        assert_eq!(
+            throughput
+                .matches(&format!(r#"class="series" data-node="{node}""#))
+                .count(),
+            1,
+            "one throughput series for {node}"
+        );
+    }
+    assert_eq!(throughput.matches(r#"class="series""#).count(), 3);
+    assert!(
+        throughput.contains("n2 isolated"),
+        "the isolation is shaded and labelled"
+    );
+    assert!(
+        dom.contains("n2 was cut off from its peers at 20.0 s"),
+        "the summary sentence"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
