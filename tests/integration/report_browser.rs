@@ -33,7 +33,7 @@ fn write_record(dir: &Path) {
         if t == 40_000_000 {
             w.write(&fault(t, "rejoining")).unwrap();
         }
-        for node in 0..3 {
+        for (node, value) in value.iter_mut().enumerate() {
             let isolated = (20_000_000..40_000_000).contains(&t);
             let stalled = (20_000_000..22_000_000).contains(&t);
             if (node == 1 && isolated) || stalled {
@@ -52,7 +52,7 @@ fn write_record(dir: &Path) {
                 }
                 continue;
             }
-            value[node] += 1;
+            *value += 1;
             let op = Op {
                 node,
                 key: None,
@@ -60,7 +60,7 @@ fn write_record(dir: &Path) {
                 start_us: t,
                 duration_us: 2_000 + node as u64 * 500,
                 outcome: Outcome::Ok,
-                value: Some(value[node]),
+                value: Some(*value),
                 error: None,
             };
             w.write(&Event::Op(op)).unwrap();
