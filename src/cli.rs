@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use perseus::clock::parse_duration;
 use perseus::db;
-use perseus::fault::isolate;
+use perseus::fault::Action;
 use perseus::lab::{self, process, LabState};
 use perseus::spec::{Spec, Target};
 use perseus::watch::Watch;
@@ -55,14 +55,67 @@ pub enum Command {
     Isolate(NodeArgs),
     /// Restore a node's traffic with its peers (the seed's rejoin.sh)
     Rejoin(NodeArgs),
+    /// Cut a node off from everyone, its clients included
+    IsolateAll(NodeArgs),
+    /// Undo isolate-all
+    RejoinAll(NodeArgs),
+    /// Split the nodes into groups that cannot reach each other: `n1|n2 n3`, or a shape:
+    /// halves, ring, bridge
+    Partition(PartitionArgs),
+    /// Lose everything a node sends to its peers (it still hears them)
+    OneWay(NodeArgs),
+    /// Lose a share of the packets between a node and its peers, at random
+    Loss(LossArgs),
+    /// Kill every process of a node with SIGKILL (its data stays)
+    Kill(NodeArgs),
+    /// Start a killed node again
+    Restart(NodeArgs),
+    /// Stop every process of a node with SIGSTOP
+    Pause(NodeArgs),
+    /// Continue a paused node
+    Resume(NodeArgs),
+    /// Undo every fault in force in the lab
+    Heal(LabArg),
     /// Run the seed's client against a lab and print the per-second table until Ctrl-C
     Watch(WatchArgs),
     /// Rebuild client.log, summary.json and the metrics of a results directory from its record
     Report(ReportArgs),
     /// Put runs side by side: the seed's table (terminal and markdown) and compare.html
     Compare(CompareArgs),
-    /// List the databases Perseus can run, with the packages they need
-    List,
+    /// List the databases Perseus can run (with the packages they need), or the scenarios
+    List(ListArgs),
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// What to list
+    #[arg(value_enum, default_value = "databases")]
+    pub what: ListWhat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ListWhat {
+    Databases,
+    Scenarios,
+}
+
+#[derive(Args)]
+pub struct PartitionArgs {
+    /// Groups (`n1|n2 n3`) or a shape: halves, ring, bridge
+    #[arg(required = true, num_args = 1..)]
+    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub lab: LabArg,
+}
+
+#[derive(Args)]
+pub struct LossArgs {
+    /// Node name, leader, follower, random or all
+    pub node: Target,
+    /// Share of packets lost, e.g. 30%
+    pub percent: String,
+    #[command(flatten)]
+    pub lab: LabArg,
 }
 
 #[derive(Args)]
@@ -122,6 +175,13 @@ pub struct RunArgs {
     pub skip_warmup: bool,
     #[command(flatten)]
     pub observe: ObserveArgs,
+    /// Faults and timing from a scenario: a built-in name (perseus list scenarios) or a
+    /// TOML file; replaces --isolate, --before, --during and --after
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["isolate", "before", "during", "after"])]
+    pub scenario: Option<String>,
+    /// Seed for `random` targets [default: a fresh one, saved in spec.json]
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 #[derive(Args)]
@@ -217,12 +277,22 @@ pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
         Command::Up(a) => up(a, stop).await,
         Command::Down(a) => down(a),
         Command::Status(a) => status(&a.lab).await,
-        Command::Isolate(a) => fault(a, true).await,
-        Command::Rejoin(a) => fault(a, false).await,
+        Command::Isolate(a) => fault(&a.lab, &format!("isolate {}", a.node)).await,
+        Command::Rejoin(a) => fault(&a.lab, &format!("rejoin {}", a.node)).await,
+        Command::IsolateAll(a) => fault(&a.lab, &format!("isolate-all {}", a.node)).await,
+        Command::RejoinAll(a) => fault(&a.lab, &format!("rejoin-all {}", a.node)).await,
+        Command::Partition(a) => fault(&a.lab, &format!("partition {}", a.groups.join(" "))).await,
+        Command::OneWay(a) => fault(&a.lab, &format!("one-way {}", a.node)).await,
+        Command::Loss(a) => fault(&a.lab, &format!("loss {} {}", a.node, a.percent)).await,
+        Command::Kill(a) => fault(&a.lab, &format!("kill {}", a.node)).await,
+        Command::Restart(a) => fault(&a.lab, &format!("restart {}", a.node)).await,
+        Command::Pause(a) => fault(&a.lab, &format!("pause {}", a.node)).await,
+        Command::Resume(a) => fault(&a.lab, &format!("resume {}", a.node)).await,
+        Command::Heal(a) => fault(&a, "heal").await,
         Command::Watch(a) => watch(a, stop).await,
         Command::Report(a) => report_cmd(&a.path),
         Command::Compare(a) => compare(a),
-        Command::List => list(),
+        Command::List(a) => list(a.what),
     }
 }
 
@@ -267,6 +337,14 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     }
     if let Some(o) = observers(a.observe) {
         spec.observers = Some(o);
+    }
+    if let Some(name) = &a.scenario {
+        spec.scenario = Some(perseus::scenario::Scenario::load(name, Some(spec.nodes))?);
+    }
+    if let Some(seed) = a.seed {
+        spec.seed = seed;
+    } else if a.spec.is_none() {
+        spec.seed = perseus::clock::monotonic_ns() ^ perseus::clock::unix_ms() as u64;
     }
     let out = a
         .out
@@ -398,6 +476,7 @@ async fn status(name: &str) -> Result<()> {
             "  {:<5}{:<15}{:<28}{:<24}faults",
             "node", "address", "namespace", "processes"
         );
+        let in_force = perseus::fault::in_force(&state);
         for (i, n) in state.nodes.iter().enumerate() {
             let procs: Vec<String> = n
                 .processes
@@ -411,9 +490,19 @@ async fn status(name: &str) -> Result<()> {
                     format!("{} {}{alive}", p.name, p.pid)
                 })
                 .collect();
-            let faults = match isolate::is_isolated(&state, i) {
-                Ok(true) => "isolated".to_string(),
-                Ok(false) => "-".to_string(),
+            let faults = match &in_force {
+                Ok(all) => {
+                    let here: Vec<String> = all
+                        .iter()
+                        .filter(|f| f.nodes.contains(&i))
+                        .map(|f| format!("{} {}", f.kind.started, f.target))
+                        .collect();
+                    if here.is_empty() {
+                        "-".to_string()
+                    } else {
+                        here.join("; ")
+                    }
+                }
                 Err(_) => "? (namespace missing)".to_string(),
             };
             let procs = if procs.is_empty() {
@@ -445,34 +534,40 @@ async fn status(name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn fault(a: NodeArgs, isolating: bool) -> Result<()> {
-    process::require_root(if isolating {
-        "perseus isolate"
-    } else {
-        "perseus rejoin"
-    })?;
-    let state = LabState::load(&a.lab.lab)?;
+/// Runs one fault action on a lab, from any terminal; the markers reach every watch.
+async fn fault(lab: &LabArg, text: &str) -> Result<()> {
+    let action: Action = text
+        .parse()
+        .map_err(|e: String| Error::Invalid(format!("{text}: {e}")))?;
+    process::require_root("changing faults")?;
+    let state = LabState::load(&lab.lab)?;
     let db = db::find(&state.database)?;
-    let node = perseus::schedule::resolve(&a.node, &state, db).await?;
-    let name = state.nodes[node].name.clone();
     let t = Instant::now();
-    if isolating {
-        let port = db.client_port();
-        let s = state.clone();
-        tokio::task::spawn_blocking(move || isolate::isolate(&s, node, port)).await??;
-        println!(
-            "isolated {name} ({}) from {} in {} ms: its traffic with every peer is dropped; the client still reaches it",
-            state.nodes[node].addr,
-            state.nodes.iter().filter(|n| n.name != name).map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
-            t.elapsed().as_millis()
-        );
-    } else if isolate::rejoin(&state, node)? {
-        println!(
-            "rejoined {name} in {} ms: no rule of perseus is left in its namespace",
-            t.elapsed().as_millis()
-        );
-    } else {
-        println!("{name} was not isolated; nothing to do");
+    let mut rng = perseus::fault::Rng::new(perseus::clock::monotonic_ns());
+    let done = perseus::fault::act(&action, &state, db, &mut rng).await?;
+    let ms = t.elapsed().as_millis();
+    match (&action, done.as_slice()) {
+        (Action::Start { .. }, [f]) if f.kind.name == "isolate" => {
+            let peers: Vec<&str> = (0..state.nodes.len())
+                .filter(|i| !f.nodes.contains(i))
+                .map(|i| state.nodes[i].name.as_str())
+                .collect();
+            println!(
+                "isolated {} from {} in {ms} ms: its traffic with every peer is dropped; the client still reaches it",
+                f.target,
+                peers.join(", ")
+            )
+        }
+        (Action::Start { .. }, [f]) => println!("{} {} in {ms} ms", f.kind.started, f.target),
+        (_, []) => println!("nothing to undo: no such fault in force ({text})"),
+        (_, undone) => {
+            for f in undone {
+                println!(
+                    "{} {} in {ms} ms: no rule or stopped process of that fault is left",
+                    f.kind.ended, f.target
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -504,12 +599,13 @@ fn report_cmd(path: &Path) -> Result<()> {
             std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         let table = perseus::record::table::Table::parse(&text, path)?;
         let Some((w, f)) = analysis::figures_from_table(&table) else {
-            println!("no isolation marker in {}: no metrics", path.display());
+            println!("no fault marker in {}: no metrics", path.display());
             return Ok(());
         };
         println!(
-            "{} isolated in row {}",
-            table.nodes[w.target],
+            "{} {} in row {}",
+            w.target,
+            w.kind.started,
             w.start_us / 1_000_000 + 1
         );
         let show = |v: Option<u64>| v.map_or("n/a".to_string(), |us| (us / 1_000_000).to_string());
@@ -555,7 +651,15 @@ fn report_cmd(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn list() -> Result<()> {
+fn list(what: ListWhat) -> Result<()> {
+    if let ListWhat::Scenarios = what {
+        for (name, _) in perseus::scenario::BUILT_IN {
+            let sc = perseus::scenario::Scenario::load(name, None)?;
+            println!("{name:<20}{}\n{:<20}{}", sc.description, "", sc.outline());
+        }
+        println!("\nperseus run DB --scenario NAME|FILE.toml; a scenario file is TOML: see scenarios/ and the README");
+        return Ok(());
+    }
     println!("{:<10}{:<40}{:<11}about", "database", "needs", "installed");
     for d in db::REGISTRY {
         let mut needs: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();

@@ -14,6 +14,7 @@ pub mod lab;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod scenario;
 pub mod schedule;
 pub mod spec;
 pub mod watch;

@@ -41,7 +41,8 @@ impl Drop for LabGuard {
 /// 3. brings a lab up (namespaces, bridge, the database on every node) and waits until the
 ///    cluster is ready;
 /// 4. starts the workload and waits until every node serves it (steady);
-/// 5. plays the timeline: before, isolate, during, rejoin, after;
+/// 5. plays the scenario (by default the seed's: before, isolate, during, rejoin, after),
+///    and heals whatever is still in force at its end;
 /// 6. reads every key through every node once (the final reads, for the correctness
 ///    checks), stops the workload (the record ends cleanly), copies the servers' logs into
 ///    `dir/logs`, and tears the lab down;
@@ -178,7 +179,8 @@ async fn stages(
     if !spec.skip_warmup {
         wait_warm(spec, db, state, stop, say).await?;
     }
-    schedule::play(&spec.timeline, state, db, stop, say).await?;
+    let mut rng = crate::fault::Rng::new(spec.seed);
+    schedule::play(&spec.scenario(), state, db, &mut rng, stop, say).await?;
     let missed = w.final_reads(FINAL_READS_WITHIN).await;
     if missed > 0 {
         say(format!(

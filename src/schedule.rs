@@ -1,36 +1,16 @@
-//! The timeline that applies faults while the workload runs.
+//! The timeline that applies faults while the workload runs: a scenario's phases, in order.
 
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::fault::isolate;
-use crate::lab::LabState;
-use crate::spec::{Target, Timeline};
+use crate::fault::{self, Action, InForce, Rng};
+use crate::lab::{events, LabState};
+use crate::scenario::Scenario;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The marks that say whether a fault hit a cluster that had finished warming up.
 pub const WARM: &str = "warmed-up";
 pub const NOT_WARM: &str = "not-warmed-up";
-
-/// Resolves a target to a node index now (`leader`: the node the database reports).
-pub async fn resolve(target: &Target, lab: &LabState, db: &dyn Database) -> Result<usize> {
-    let leader = || async {
-        db.health(&lab.layout()).await.leader.ok_or_else(|| {
-            Error::Database(format!(
-                "{} reports no leader right now, so '{target}' names no node",
-                db.name()
-            ))
-        })
-    };
-    match target {
-        Target::Node(n) => lab.node_index(n),
-        Target::Leader => leader().await,
-        Target::Follower => {
-            let l = leader().await?;
-            Ok(if l == 0 { 1 } else { 0 }.min(lab.nodes.len() - 1))
-        }
-    }
-}
 
 async fn wait(d: Duration, stop: &CancellationToken) -> Result<()> {
     tokio::select! {
@@ -39,40 +19,63 @@ async fn wait(d: Duration, stop: &CancellationToken) -> Result<()> {
     }
 }
 
-/// Plays the seed's timeline: `before`, isolate the target, `during`, rejoin, `after`.
-/// `say` hears each step. If `stop` fires, returns `Interrupted` at once; a fault in force
-/// stays until the lab is torn down (which removes its namespaces and rules).
+/// Plays `scenario`: each phase's actions at its start, then its duration. Before the first
+/// fault, marks whether the database had warmed up. When the last phase ends, whatever is
+/// still in force is healed. `say` hears each action. If `stop` fires, returns `Interrupted`
+/// at once; faults in force stay until the lab is torn down (which removes them).
 pub async fn play(
-    t: &Timeline,
+    scenario: &Scenario,
     lab: &LabState,
-    db: &dyn Database,
+    db: &'static dyn Database,
+    rng: &mut Rng,
     stop: &CancellationToken,
     say: impl Fn(String),
 ) -> Result<()> {
-    wait(t.before, stop).await?;
-    let node = resolve(&t.isolate, lab, db).await?;
-    let name = lab.nodes[node].name.clone();
-    let warm = db.warmed_up(&lab.layout()).await.is_ok();
-    crate::lab::events::append(
-        &lab.dir(),
-        crate::lab::events::MARK,
-        if warm { WARM } else { NOT_WARM },
-    )?;
-    let how = match t.isolate {
-        Target::Leader => " (the leader)",
-        Target::Follower => " (a follower)",
-        Target::Node(_) => "",
-    };
-    say(format!("isolating {name}{how}"));
-    let (l, port) = (lab.clone(), db.client_port());
-    tokio::task::spawn_blocking(move || isolate::isolate(&l, node, port))
-        .await
-        .map_err(|e| Error::Invalid(format!("isolate task failed: {e}")))??;
-    wait(t.during, stop).await?;
-    say(format!("rejoining {name}"));
-    let l = lab.clone();
-    tokio::task::spawn_blocking(move || isolate::rejoin(&l, node))
-        .await
-        .map_err(|e| Error::Invalid(format!("rejoin task failed: {e}")))??;
-    wait(t.after, stop).await
+    let mut in_force: Vec<InForce> = Vec::new();
+    let mut marked = false;
+    for phase in &scenario.phases {
+        for action in phase.actions() {
+            if !marked && matches!(action, Action::Start { .. }) {
+                let warm = db.warmed_up(&lab.layout()).await.is_ok();
+                events::append(&lab.dir(), events::MARK, if warm { WARM } else { NOT_WARM })?;
+                marked = true;
+            }
+            match &action {
+                Action::Start { .. } => {
+                    let f = fault::start(&action, lab, db, rng).await?;
+                    say(format!("{} {} ({})", f.kind.starting, f.target, phase.name));
+                    in_force.push(f);
+                }
+                Action::End { kind, target } => {
+                    let nodes = fault::resolve(target, lab, db, rng).await?;
+                    let (ending, kept): (Vec<InForce>, Vec<InForce>) =
+                        in_force.into_iter().partition(|f| {
+                            f.kind == *kind && f.nodes.iter().any(|n| nodes.contains(n))
+                        });
+                    in_force = kept;
+                    for f in ending {
+                        say(format!("{} {} ({})", f.kind.ending, f.target, phase.name));
+                        fault::end(&f, lab, db).await?;
+                    }
+                }
+                Action::Heal => heal(&mut in_force, lab, db, &say).await?,
+            }
+        }
+        wait(phase.duration, stop).await?;
+    }
+    heal(&mut in_force, lab, db, &say).await
+}
+
+/// Undoes every fault in `in_force`, the latest first.
+async fn heal(
+    in_force: &mut Vec<InForce>,
+    lab: &LabState,
+    db: &'static dyn Database,
+    say: &impl Fn(String),
+) -> Result<()> {
+    while let Some(f) = in_force.pop() {
+        say(format!("{} {}", f.kind.ending, f.target));
+        fault::end(&f, lab, db).await?;
+    }
+    Ok(())
 }

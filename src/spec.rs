@@ -15,6 +15,10 @@ pub enum Target {
     Leader,
     /// The first node (in name order) that is not the leader when the fault starts.
     Follower,
+    /// A node picked at random (from the spec's seed, so a run repeats exactly).
+    Random,
+    /// Every node.
+    All,
 }
 
 impl std::str::FromStr for Target {
@@ -23,7 +27,11 @@ impl std::str::FromStr for Target {
         match s {
             "leader" => Ok(Target::Leader),
             "follower" => Ok(Target::Follower),
-            "" => Err("a target is a node name (n1, n2, ...), 'leader' or 'follower'".into()),
+            "random" => Ok(Target::Random),
+            "all" => Ok(Target::All),
+            "" => {
+                Err("a target is a node name (n1, n2, ...), leader, follower, random or all".into())
+            }
             n => Ok(Target::Node(n.to_string())),
         }
     }
@@ -35,6 +43,8 @@ impl std::fmt::Display for Target {
             Target::Node(n) => f.write_str(n),
             Target::Leader => f.write_str("leader"),
             Target::Follower => f.write_str("follower"),
+            Target::Random => f.write_str("random"),
+            Target::All => f.write_str("all"),
         }
     }
 }
@@ -54,7 +64,7 @@ impl<'de> Deserialize<'de> for Target {
 }
 
 /// Durations as text (`30s`, `1m`), as the command line takes them.
-mod duration_text {
+pub(crate) mod duration_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -110,6 +120,11 @@ pub struct Spec {
     /// Start the faults without waiting for the database to warm up (e.g. TiDB regions
     /// fully replicated): to reproduce what happens to a cluster hit while still warming up.
     pub skip_warmup: bool,
+    /// The faults and their timing; `None`: the seed's, from `timeline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<crate::scenario::Scenario>,
+    /// Picks the `random` targets; saved, so the run repeats exactly.
+    pub seed: u64,
     /// Observers (one per node, reading every key through that node) and how they read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observers: Option<crate::workload::ReadFrom>,
@@ -128,6 +143,8 @@ impl Default for Spec {
             ready_timeout: Duration::from_secs(60),
             steady_timeout: Duration::from_secs(60),
             skip_warmup: false,
+            scenario: None,
+            seed: 0,
             observers: None,
             bin_dir: None,
         }
@@ -135,6 +152,13 @@ impl Default for Spec {
 }
 
 impl Spec {
+    /// The scenario this spec runs: its own, or the seed's built from `timeline`.
+    pub fn scenario(&self) -> crate::scenario::Scenario {
+        self.scenario
+            .clone()
+            .unwrap_or_else(|| crate::scenario::Scenario::from_timeline(&self.timeline))
+    }
+
     pub fn load(path: &Path) -> Result<Spec> {
         let text =
             std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
@@ -160,6 +184,14 @@ impl Spec {
                 "--isolate {t}: {} has no leader (every node takes writes); name a node, e.g. --isolate n2",
                 self.database
             )));
+        }
+        if let Some(s) = &self.scenario {
+            if s.needs_leader() && !db.has_leader() {
+                return Err(Error::Invalid(format!(
+                    "scenario {} names the leader, but {} has none (every node takes writes): name nodes instead",
+                    s.name, self.database
+                )));
+            }
         }
         if !(1..=crate::lab::MAX_NODES).contains(&self.nodes) {
             return Err(Error::Invalid(format!(

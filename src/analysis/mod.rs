@@ -29,6 +29,7 @@ use crate::error::Result;
 pub mod correctness;
 pub mod latency;
 
+use crate::record::faults::{self, FaultKind};
 use crate::record::table::{Line, Table, Tabulator};
 use crate::record::{Event, FaultEvent, Header, Outcome, Reader};
 use serde::Serialize;
@@ -58,12 +59,29 @@ pub struct Segment {
     pub serving: NodeSet,
 }
 
-/// An isolation of one node and, if it happened, its rejoin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A fault interval: from a fault's start marker (`isolating n2`) to its end marker
+/// (`rejoining n2`), if it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultWindow {
-    pub target: usize,
+    pub kind: &'static FaultKind,
+    /// The target text of its markers.
+    pub target: String,
+    /// The nodes it takes out of service; the others are expected to keep serving.
+    pub affected: NodeSet,
     pub start_us: u64,
-    pub rejoin_us: Option<u64>,
+    pub end_us: Option<u64>,
+    /// The start of the next fault after this one ended: where its recovery phase stops.
+    pub next_us: Option<u64>,
+}
+
+/// One fault interval with its figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interval {
+    pub window: FaultWindow,
+    /// Whole seconds, from the table.
+    pub seconds: Figures,
+    /// From the operation history.
+    pub precise: Figures,
 }
 
 /// The seed's six figures, in microseconds. `None`: not applicable (never steady, or no rejoin).
@@ -110,20 +128,35 @@ pub fn settle_time(segments: &[Segment], a: u64, b: u64, expected: NodeSet) -> O
     }
 }
 
-/// The seed's six figures for one fault window over a time line ending at `end_us`.
-pub fn seed_figures(segments: &[Segment], nodes: usize, w: &FaultWindow, end_us: u64) -> Figures {
+/// The seed's six figures for one fault window over a time line ending at `end_us`: the
+/// "isolation" phase is the fault's interval, the "recovery" phase runs from its end to
+/// the next fault (or the end of the time line). `margin_us`: how long before the next
+/// fault the time line can no longer tell serving from dark (a node is only known to be
+/// dark once its silence exceeds the dark gap), so the recovery phase stops that much
+/// earlier when a next fault cuts it.
+pub fn seed_figures(
+    segments: &[Segment],
+    nodes: usize,
+    w: &FaultWindow,
+    end_us: u64,
+    margin_us: u64,
+) -> Figures {
     let all = all_nodes(nodes);
-    let connected = all & !(1 << w.target);
+    let connected = all & !w.affected;
     let partial = |s: NodeSet| s != 0 && s & connected != connected;
-    let iso_end = w.rejoin_us.unwrap_or(end_us).max(w.start_us);
+    let iso_end = w.end_us.unwrap_or(end_us).max(w.start_us);
     let mut f = Figures {
         downtime_on_isolation: time_where(segments, w.start_us, iso_end, |s| s == 0),
         partial_downtime_on_isolation: time_where(segments, w.start_us, iso_end, partial),
         disturbance_time: settle_time(segments, w.start_us, iso_end, connected),
         ..Figures::default()
     };
-    if let Some(r) = w.rejoin_us {
-        let end = end_us.max(r);
+    if let Some(r) = w.end_us {
+        let end = w
+            .next_us
+            .map_or(end_us, |n| n.saturating_sub(margin_us))
+            .min(end_us)
+            .max(r);
         f.downtime_on_recovery = Some(time_where(segments, r, end, |s| s == 0));
         f.partial_downtime_on_recovery = Some(time_where(segments, r, end, partial));
         f.recovery_time = settle_time(segments, r, end, all);
@@ -143,29 +176,48 @@ pub fn segments_from_rows<'a>(
     .collect()
 }
 
-/// The first `isolating X` and the next `rejoining X`, with `X` resolved to a node index.
+/// Every fault interval of a record: each start marker paired with the next end marker
+/// of the same kind and target.
+pub fn fault_windows<'a>(
+    nodes: &[String],
+    events: impl IntoIterator<Item = &'a FaultEvent>,
+) -> Vec<FaultWindow> {
+    let events: Vec<&FaultEvent> = events.into_iter().collect();
+    let mut out: Vec<FaultWindow> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let Some(kind) = faults::by_starting(&e.verb) else {
+            continue;
+        };
+        let end_us = events[i + 1..]
+            .iter()
+            .find(|g| g.verb == kind.ending && g.target == e.target)
+            .map(|g| g.t_us);
+        out.push(FaultWindow {
+            kind,
+            target: e.target.clone(),
+            affected: faults::affected(kind, &e.target, nodes)
+                .iter()
+                .fold(0, |m, i| m | 1 << i),
+            start_us: e.t_us,
+            end_us,
+            next_us: None,
+        });
+    }
+    let starts: Vec<u64> = out.iter().map(|w| w.start_us).collect();
+    for w in &mut out {
+        w.next_us = w
+            .end_us
+            .and_then(|e| starts.iter().copied().filter(|s| *s >= e).min());
+    }
+    out
+}
+
+/// The first fault interval of a record, if any.
 pub fn fault_window<'a>(
     nodes: &[String],
     events: impl IntoIterator<Item = &'a FaultEvent>,
 ) -> Option<FaultWindow> {
-    let mut window: Option<FaultWindow> = None;
-    for e in events {
-        let idx = nodes.iter().position(|n| *n == e.target);
-        match (e.verb.as_str(), &mut window, idx) {
-            ("isolating", None, Some(i)) => {
-                window = Some(FaultWindow {
-                    target: i,
-                    start_us: e.t_us,
-                    rejoin_us: None,
-                })
-            }
-            ("rejoining", Some(w), Some(i)) if w.target == i && w.rejoin_us.is_none() => {
-                w.rejoin_us = Some(e.t_us)
-            }
-            _ => {}
-        }
-    }
-    window
+    fault_windows(nodes, events).into_iter().next()
 }
 
 /// Where each row of a table stands in time, with markers at the start of the row after them.
@@ -195,18 +247,25 @@ fn row_start(t_us: u64) -> u64 {
     t_us / 1_000_000 * 1_000_000
 }
 
-/// The seed's figures in whole seconds from a table (a live one, or a published log).
+/// A window with its times aligned down to the start of their rows.
+fn row_aligned(w: &FaultWindow) -> FaultWindow {
+    FaultWindow {
+        start_us: row_start(w.start_us),
+        end_us: w.end_us.map(row_start),
+        next_us: w.next_us.map(row_start),
+        ..w.clone()
+    }
+}
+
+/// The seed's figures in whole seconds from a table (a live one, or a published log), for
+/// its first fault.
 pub fn figures_from_table(table: &Table) -> Option<(FaultWindow, Figures)> {
     let events = table_fault_events(table);
-    let w = fault_window(&table.nodes, &events)?;
-    let w = FaultWindow {
-        target: w.target,
-        start_us: row_start(w.start_us),
-        rejoin_us: w.rejoin_us.map(row_start),
-    };
+    let w = row_aligned(&fault_window(&table.nodes, &events)?);
     let segments = segments_from_rows(table.rows());
     let end = segments.last().map_or(0, |s| s.end_us);
-    Some((w, seed_figures(&segments, table.nodes.len(), &w, end)))
+    let f = seed_figures(&segments, table.nodes.len(), &w, end, 0);
+    Some((w, f))
 }
 
 /// Follows each node's completed increments and collects the stretches in which it was dark.
@@ -292,7 +351,7 @@ pub enum Phase {
 impl Phase {
     pub fn of(t_us: u64, window: Option<&FaultWindow>) -> Phase {
         match window {
-            Some(w) if t_us >= w.start_us => match w.rejoin_us {
+            Some(w) if t_us >= w.start_us => match w.end_us {
                 Some(r) if t_us >= r => Phase::After,
                 _ => Phase::During,
             },
@@ -319,6 +378,8 @@ pub struct Analysis {
     pub header: Header,
     pub table: Table,
     pub faults: Vec<FaultEvent>,
+    /// Every fault interval with its figures, in order.
+    pub intervals: Vec<Interval>,
     /// Free-form marks: (time, text).
     pub marks: Vec<(u64, String)>,
     pub window: Option<FaultWindow>,
@@ -409,7 +470,8 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         nodes: header.nodes.clone(),
         lines,
     };
-    let window = fault_window(&header.nodes, &faults);
+    let windows = fault_windows(&header.nodes, &faults);
+    let window = windows.first().cloned();
     let mut errors: ErrorsByPhase = vec![BTreeMap::new(); n];
     for (node, t, code) in error_ops {
         let by_code = errors[node]
@@ -417,12 +479,24 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             .or_default();
         *by_code.entry(codes[code].clone()).or_default() += 1;
     }
-    let seconds = figures_from_table(&table).map(|(_, f)| f);
-    let precise = window.map(|w| seed_figures(&dark.segments(end_us), n, &w, end_us));
+    let rows = segments_from_rows(table.rows());
+    let rows_end = rows.last().map_or(0, |s| s.end_us);
+    let dark = dark.segments(end_us);
+    let intervals: Vec<Interval> = windows
+        .iter()
+        .map(|w| Interval {
+            window: w.clone(),
+            seconds: seed_figures(&rows, n, &row_aligned(w), rows_end, 0),
+            precise: seed_figures(&dark, n, w, end_us, DARK_GAP_US),
+        })
+        .collect();
+    let seconds = intervals.first().map(|i| i.seconds);
+    let precise = intervals.first().map(|i| i.precise);
     Ok(Analysis {
         header,
         table,
         faults,
+        intervals,
         marks,
         window,
         seconds,
@@ -459,15 +533,29 @@ mod tests {
     #[test]
     fn the_seed_excerpt_gives_the_figures_its_rows_show() {
         let (w, f) = figures_from_table(&seed_table()).unwrap();
-        assert_eq!(w.target, 1);
+        assert_eq!(
+            (w.kind.name, w.target.as_str(), w.affected),
+            ("isolate", "tidb2", 0b010)
+        );
         assert_eq!(w.start_us, 162 * S);
-        assert_eq!(w.rejoin_us, Some(261 * S));
+        assert_eq!(w.end_us, Some(261 * S));
         assert_eq!(f.downtime_on_isolation, 3 * S);
         assert_eq!(f.partial_downtime_on_isolation, 4 * S);
         assert_eq!(f.disturbance_time, Some(61 * S));
         assert_eq!(f.downtime_on_recovery, Some(7 * S));
         assert_eq!(f.partial_downtime_on_recovery, Some(S));
         assert_eq!(f.recovery_time, Some(62 * S));
+    }
+
+    fn isolation() -> FaultWindow {
+        FaultWindow {
+            kind: faults::by_name("isolate").unwrap(),
+            target: "n2".into(),
+            affected: 0b010,
+            start_us: 0,
+            end_us: None,
+            next_us: None,
+        }
     }
 
     fn seg(a: u64, b: u64, serving: NodeSet) -> Segment {
@@ -483,11 +571,12 @@ mod tests {
         // n2 (bit 1) dark from 10 s to 21 s, everybody else serving throughout.
         let segments = vec![seg(0, 10, 0b111), seg(10, 21, 0b101), seg(21, 40, 0b111)];
         let w = FaultWindow {
-            target: 1,
+            affected: 0b010,
             start_us: 10 * S,
-            rejoin_us: Some(20 * S),
+            end_us: Some(20 * S),
+            ..isolation()
         };
-        let f = seed_figures(&segments, 3, &w, 40 * S);
+        let f = seed_figures(&segments, 3, &w, 40 * S, 0);
         assert_eq!(f.downtime_on_isolation, 0);
         assert_eq!(f.partial_downtime_on_isolation, 0);
         assert_eq!(f.disturbance_time, Some(0));
@@ -507,11 +596,12 @@ mod tests {
             seg(25, 30, 0b111),
         ];
         let w = FaultWindow {
-            target: 1,
+            affected: 0b010,
             start_us: 10 * S,
-            rejoin_us: Some(20 * S),
+            end_us: Some(20 * S),
+            ..isolation()
         };
-        let f = seed_figures(&segments, 3, &w, 30 * S);
+        let f = seed_figures(&segments, 3, &w, 30 * S, 0);
         assert_eq!(f.downtime_on_isolation, 2 * S);
         assert_eq!(f.partial_downtime_on_isolation, S);
         assert_eq!(f.disturbance_time, Some(3 * S));
@@ -524,11 +614,12 @@ mod tests {
     fn never_steady_is_not_applicable_and_no_rejoin_has_no_recovery() {
         let segments = vec![seg(0, 10, 0b111), seg(10, 30, 0b100)];
         let w = FaultWindow {
-            target: 1,
+            affected: 0b010,
             start_us: 10 * S,
-            rejoin_us: None,
+            end_us: None,
+            ..isolation()
         };
-        let f = seed_figures(&segments, 3, &w, 30 * S);
+        let f = seed_figures(&segments, 3, &w, 30 * S, 0);
         assert_eq!(f.partial_downtime_on_isolation, 20 * S);
         assert_eq!(f.disturbance_time, None);
         assert_eq!(f.downtime_on_recovery, None);
@@ -580,9 +671,10 @@ mod tests {
             "Unavailable: etcdserver: no leader"
         );
         let w = FaultWindow {
-            target: 1,
+            affected: 0b010,
             start_us: 10,
-            rejoin_us: Some(20),
+            end_us: Some(20),
+            ..isolation()
         };
         assert_eq!(Phase::of(9, Some(&w)), Phase::Before);
         assert_eq!(Phase::of(10, Some(&w)), Phase::During);
@@ -606,7 +698,30 @@ mod tests {
             ev(12, "rejoining", "n3"),
         ];
         let w = fault_window(&nodes, &events).unwrap();
-        assert_eq!((w.target, w.start_us, w.rejoin_us), (2, 5, Some(10)));
-        assert_eq!(fault_window(&nodes, &[ev(1, "isolating", "n9")]), None);
+        assert_eq!(
+            (w.target.as_str(), w.affected, w.start_us, w.end_us),
+            ("n3", 0b100, 5, Some(10))
+        );
+        let windows = fault_windows(
+            &nodes,
+            &[
+                ev(1, "killing", "n1"),
+                ev(3, "restarting", "n1"),
+                ev(7, "partitioning", "n1|n2 n3"),
+            ],
+        );
+        assert_eq!(windows.len(), 2);
+        assert_eq!(
+            (
+                windows[0].kind.name,
+                windows[0].affected,
+                windows[0].next_us
+            ),
+            ("kill", 0b001, Some(7))
+        );
+        assert_eq!(
+            (windows[1].kind.name, windows[1].affected, windows[1].end_us),
+            ("partition", 0b001, None)
+        );
     }
 }

@@ -173,6 +173,16 @@ impl Database for Galera {
         }]
     }
 
+    /// A restarted node joins the running cluster: no bootstrap, whichever node it is.
+    fn restart_processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        let mut p = self.processes(layout, node);
+        for spec in &mut p {
+            spec.args
+                .retain(|a| a != "--wsrep-new-cluster" && !a.starts_with("--init-file"));
+        }
+        p
+    }
+
     fn one_at_a_time(&self) -> bool {
         true
     }

@@ -153,6 +153,11 @@ pub trait Database: Send + Sync {
     }
     /// The processes of node `node`.
     fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec>;
+    /// The processes that start node `node` again after it was killed (same data); by
+    /// default the same as [`Database::processes`].
+    fn restart_processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        self.processes(layout, node)
+    }
     /// Whether nodes must start one at a time, each ready (see [`Database::node_ready`])
     /// before the next starts, in node order.
     fn one_at_a_time(&self) -> bool {

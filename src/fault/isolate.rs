@@ -1,52 +1,67 @@
 //! Isolation, as the seed's `isolate.sh` / `rejoin.sh`: all traffic between a node and its
-//! peers is dropped; the client (on the host) still reaches the node.
+//! peers is dropped; the client (on the host) still reaches the node. `isolate-all` cuts the
+//! node off from everyone, its clients included.
 
-use super::partition::Grudge;
-use super::{nft, probe};
+use super::grudge::Grudge;
+use super::{nft, probe, table, InForce};
 use crate::error::{Error, Result};
-use crate::lab::{events, LabState};
+use crate::lab::LabState;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The nftables table that holds an isolation.
-pub const TABLE: &str = "perseus_isolate";
 
 /// How long a probe waits for a connection that must not happen.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Whether `node` is isolated now (its table is in its namespace).
-pub fn is_isolated(lab: &LabState, node: usize) -> Result<bool> {
-    Ok(nft::our_tables(&lab.nodes[node].netns)?
-        .iter()
-        .any(|t| t == TABLE))
-}
-
-/// Cuts `node` off from its peers. Writes `isolating` before and `isolated` once the rules
-/// are in force; then checks, with real connection attempts on `port`, that peers cannot
-/// reach the node nor the node its peers, while the host still can. If that check fails,
-/// the rules are removed again and the error says what got through.
-pub fn isolate(lab: &LabState, node: usize, port: u16) -> Result<()> {
-    let name = &lab.nodes[node].name;
-    let grudge = Grudge::isolate(node, lab.nodes.len());
-    let peers: Vec<_> = grudge.drops(node).map(|i| lab.nodes[i].addr).collect();
-    events::append(&lab.dir(), "isolating", name)?;
-    nft::apply(
-        &lab.nodes[node].netns,
-        &nft::drop_peers_rules(TABLE, &peers),
-    )?;
-    events::append(&lab.dir(), "isolated", name)?;
-    if let Err(e) = verify_cut(lab, node, &grudge, port) {
-        let _ = nft::remove(&lab.nodes[node].netns, TABLE);
-        return Err(e);
+/// Cuts each node of `f` off from its peers, then checks with real connection attempts on
+/// `port` that peers cannot reach it nor it its peers, while the host still can.
+pub fn isolate(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
+    for &node in &f.nodes {
+        let grudge = Grudge::isolate(node, lab.nodes.len());
+        let peers: Vec<_> = grudge.drops(node).map(|i| lab.nodes[i].addr).collect();
+        let rules = nft::peer_rules(
+            &table(f.kind),
+            &lab.nodes[node].name,
+            &peers,
+            nft::Drop::Both,
+        );
+        nft::apply(&lab.nodes[node].netns, &rules)?;
+    }
+    for &node in &f.nodes {
+        verify(lab, node, port, true)?;
     }
     Ok(())
 }
 
-fn verify_cut(lab: &LabState, node: usize, grudge: &Grudge, port: u16) -> Result<()> {
+/// Cuts each node of `f` off from everyone (loopback aside), then checks that neither the
+/// host nor the peers can connect to it.
+pub fn isolate_all(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
+    for &node in &f.nodes {
+        let rules = nft::everything_rules(&table(f.kind), &lab.nodes[node].name);
+        nft::apply(&lab.nodes[node].netns, &rules)?;
+    }
+    for &node in &f.nodes {
+        verify(lab, node, port, false)?;
+    }
+    Ok(())
+}
+
+/// Whether `node` is isolated from its peers now.
+pub fn is_isolated(lab: &LabState, node: usize) -> Result<bool> {
+    let t = table(crate::record::faults::by_name("isolate").expect("isolate is a kind"));
+    Ok(nft::our_tables(&lab.nodes[node].netns)?
+        .iter()
+        .any(|(name, _)| *name == t))
+}
+
+/// Connection attempts, in parallel: peers ⇄ node must fail; host → node must succeed if
+/// `client_reaches`, else fail.
+fn verify(lab: &LabState, node: usize, port: u16, client_reaches: bool) -> Result<()> {
     let me = &lab.nodes[node];
     let mut checks = Vec::new();
-    for peer in grudge.drops(node) {
-        let p = &lab.nodes[peer];
+    for (i, p) in lab.nodes.iter().enumerate() {
+        if i == node {
+            continue;
+        }
         checks.push((
             Some(me.netns.clone()),
             SocketAddr::from((p.addr, port)),
@@ -63,7 +78,7 @@ fn verify_cut(lab: &LabState, node: usize, grudge: &Grudge, port: u16) -> Result
     checks.push((
         None,
         SocketAddr::from((me.addr, port)),
-        true,
+        client_reaches,
         format!("client → {}", me.name),
     ));
     let results: Vec<_> = checks
@@ -86,30 +101,9 @@ fn verify_cut(lab: &LabState, node: usize, grudge: &Grudge, port: u16) -> Result
             return Err(Error::FaultNotInForce(if want {
                 format!("{what} cannot connect, but the client must still reach the isolated node")
             } else {
-                format!("{what} still connects after the isolation rules went in")
+                format!("{what} still connects after the rules went in")
             }));
         }
     }
     Ok(())
-}
-
-/// Restores `node`'s traffic with its peers: writes `rejoining`, removes the rules, checks
-/// that no rule of ours is left in its namespace, writes `rejoined`. Returns false (and
-/// writes nothing) if the node was not isolated.
-pub fn rejoin(lab: &LabState, node: usize) -> Result<bool> {
-    let me = &lab.nodes[node];
-    if !is_isolated(lab, node)? {
-        return Ok(false);
-    }
-    events::append(&lab.dir(), "rejoining", &me.name)?;
-    nft::remove(&me.netns, TABLE)?;
-    let left = nft::our_tables(&me.netns)?;
-    if left.iter().any(|t| t == TABLE) {
-        return Err(Error::FaultNotInForce(format!(
-            "table inet {TABLE} is still in {}'s namespace after the rejoin",
-            me.name
-        )));
-    }
-    events::append(&lab.dir(), "rejoined", &me.name)?;
-    Ok(true)
 }

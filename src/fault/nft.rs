@@ -1,29 +1,88 @@
 //! nftables rules inside a node's namespace. Every table Perseus makes is named
-//! `perseus_<fault>`, so what is ours can be found and removed.
+//! `perseus_<fault>` and carries, as its comment, the target text of the fault's markers,
+//! so the faults in force can be read back from the namespaces themselves.
 
 use crate::error::Result;
 use crate::lab::process::run_in;
 use std::net::Ipv4Addr;
 
-/// A ruleset (for `nft -f`) that drops every packet between this namespace and `peers`,
-/// in table `inet <table>`. Replaces an older table of that name in the same transaction.
-pub fn drop_peers_rules(table: &str, peers: &[Ipv4Addr]) -> String {
+/// Which packets between a node and some peers a rule set drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Everything, both ways.
+    Both,
+    /// Only what the node sends to them (it still hears them).
+    Outbound,
+}
+
+fn table_head(table: &str, comment: &str) -> String {
+    // Replaces an older table of the same name in the same transaction.
+    format!(
+        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n\tcomment \"{}\"\n",
+        comment.replace('"', "'")
+    )
+}
+
+fn chain(name: &str, rule: &str) -> String {
+    format!("\tchain {name} {{\n\t\ttype filter hook {name} priority filter; policy accept;\n\t\t{rule}\n\t}}\n")
+}
+
+/// A ruleset (for `nft -f`) in table `inet <table>` that drops packets between this
+/// namespace and `peers` as `what` says.
+pub fn peer_rules(table: &str, comment: &str, peers: &[Ipv4Addr], what: Drop) -> String {
     let set: Vec<String> = peers.iter().map(|a| a.to_string()).collect();
     let set = set.join(", ");
-    format!(
-        "table inet {table}\n\
-         delete table inet {table}\n\
-         table inet {table} {{\n\
-         \tchain input {{\n\
-         \t\ttype filter hook input priority filter; policy accept;\n\
-         \t\tip saddr {{ {set} }} drop\n\
-         \t}}\n\
-         \tchain output {{\n\
-         \t\ttype filter hook output priority filter; policy accept;\n\
-         \t\tip daddr {{ {set} }} drop\n\
-         \t}}\n\
-         }}\n"
-    )
+    let verdict = "drop";
+    let mut r = table_head(table, comment);
+    if what != Drop::Outbound {
+        r.push_str(&chain("input", &format!("ip saddr {{ {set} }} {verdict}")));
+    }
+    r.push_str(&chain("output", &format!("ip daddr {{ {set} }} {verdict}")));
+    r.push_str("}\n");
+    r
+}
+
+/// A ruleset that drops `percent`% of the packets sent to `to` and of those received from
+/// `from`, at random.
+pub fn loss_rules(
+    table: &str,
+    comment: &str,
+    to: &[Ipv4Addr],
+    from: &[Ipv4Addr],
+    percent: u8,
+) -> String {
+    let set = |a: &[Ipv4Addr]| {
+        a.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let verdict = format!("numgen random mod 100 < {percent} drop");
+    let mut r = table_head(table, comment);
+    if !from.is_empty() {
+        r.push_str(&chain(
+            "input",
+            &format!("ip saddr {{ {} }} {verdict}", set(from)),
+        ));
+    }
+    if !to.is_empty() {
+        r.push_str(&chain(
+            "output",
+            &format!("ip daddr {{ {} }} {verdict}", set(to)),
+        ));
+    }
+    r.push_str("}\n");
+    r
+}
+
+/// A ruleset that drops every packet in and out of the namespace but loopback: the node is
+/// cut off from its peers and from the clients.
+pub fn everything_rules(table: &str, comment: &str) -> String {
+    let mut r = table_head(table, comment);
+    r.push_str(&chain("input", "iifname != \"lo\" drop"));
+    r.push_str(&chain("output", "oifname != \"lo\" drop"));
+    r.push_str("}\n");
+    r
 }
 
 /// Loads a ruleset in `netns`; it is in force when this returns.
@@ -31,20 +90,39 @@ pub fn apply(netns: &str, ruleset: &str) -> Result<()> {
     run_in(netns, "nft", &["-f", "-"], Some(ruleset)).map(|_| ())
 }
 
-/// The inet tables in `netns` whose names start with `perseus`.
-pub fn our_tables(netns: &str) -> Result<Vec<String>> {
-    let out = run_in(netns, "nft", &["list", "tables"], None)?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.strip_prefix("table inet "))
-        .filter(|t| t.starts_with("perseus"))
-        .map(|t| t.trim().to_string())
-        .collect())
+/// The inet tables in `netns` whose names start with `perseus`, with their comments.
+pub fn our_tables(netns: &str) -> Result<Vec<(String, String)>> {
+    let out = run_in(netns, "nft", &["list", "ruleset"], None)?;
+    Ok(parse_tables(&out))
+}
+
+fn parse_tables(ruleset: &str) -> Vec<(String, String)> {
+    let mut tables = Vec::new();
+    let mut lines = ruleset.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(name) = line
+            .strip_prefix("table inet ")
+            .and_then(|l| l.strip_suffix(" {"))
+        else {
+            continue;
+        };
+        if !name.starts_with("perseus") {
+            continue;
+        }
+        let comment = lines
+            .peek()
+            .and_then(|l| l.trim().strip_prefix("comment \""))
+            .and_then(|c| c.strip_suffix('"'))
+            .unwrap_or("")
+            .to_string();
+        tables.push((name.to_string(), comment));
+    }
+    tables
 }
 
 /// Removes table `inet <table>` from `netns` if it is there.
 pub fn remove(netns: &str, table: &str) -> Result<()> {
-    if our_tables(netns)?.iter().any(|t| t == table) {
+    if our_tables(netns)?.iter().any(|(t, _)| t == table) {
         run_in(netns, "nft", &["delete", "table", "inet", table], None)?;
     }
     Ok(())
@@ -54,19 +132,50 @@ pub fn remove(netns: &str, table: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn peers() -> Vec<Ipv4Addr> {
+        vec!["198.18.1.1".parse().unwrap(), "198.18.1.3".parse().unwrap()]
+    }
+
     #[test]
-    fn the_isolation_rules_drop_both_directions_for_every_peer() {
-        let peers: Vec<Ipv4Addr> =
-            vec!["198.18.1.1".parse().unwrap(), "198.18.1.3".parse().unwrap()];
-        let r = drop_peers_rules("perseus_isolate", &peers);
+    fn isolation_drops_both_directions_for_every_peer() {
+        let r = peer_rules("perseus_isolate", "n2", &peers(), Drop::Both);
         assert!(r.starts_with("table inet perseus_isolate\ndelete table inet perseus_isolate\n"));
+        assert!(r.contains("comment \"n2\""));
         assert!(r.contains("type filter hook input priority filter; policy accept;"));
         assert!(r.contains("ip saddr { 198.18.1.1, 198.18.1.3 } drop"));
-        assert!(r.contains("type filter hook output priority filter; policy accept;"));
         assert!(r.contains("ip daddr { 198.18.1.1, 198.18.1.3 } drop"));
         assert!(
             !r.contains("198.18.1.2"),
             "the node itself and the host are untouched"
+        );
+    }
+
+    #[test]
+    fn one_way_drops_only_outbound_and_loss_drops_a_share() {
+        let r = peer_rules("perseus_one_way", "n2", &peers(), Drop::Outbound);
+        assert!(!r.contains("hook input"));
+        assert!(r.contains("ip daddr { 198.18.1.1, 198.18.1.3 } drop"));
+        let r = loss_rules("perseus_loss", "n2 30%", &peers(), &peers()[..1], 30);
+        assert!(r.contains("ip saddr { 198.18.1.1 } numgen random mod 100 < 30 drop"));
+        assert!(r.contains("ip daddr { 198.18.1.1, 198.18.1.3 } numgen random mod 100 < 30 drop"));
+        let all_targets = loss_rules("perseus_loss", "all 30%", &peers(), &[], 30);
+        assert!(
+            !all_targets.contains("hook input"),
+            "every peer judges its own packets"
+        );
+        let r = everything_rules("perseus_isolate_all", "n2");
+        assert!(r.contains("iifname != \"lo\" drop") && r.contains("oifname != \"lo\" drop"));
+    }
+
+    #[test]
+    fn tables_are_read_back_with_their_comments() {
+        let listing = "table inet perseus_loss {\n\tcomment \"n2 30%\"\n\tchain input {\n\t}\n}\ntable inet other {\n}\ntable inet perseus_isolate {\n\tchain input {\n\t}\n}\n";
+        assert_eq!(
+            parse_tables(listing),
+            vec![
+                ("perseus_loss".to_string(), "n2 30%".to_string()),
+                ("perseus_isolate".to_string(), String::new())
+            ]
         );
     }
 }

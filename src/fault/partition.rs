@@ -1,46 +1,31 @@
-//! Partition maths: which node drops traffic from which. Pure; no packets involved.
+//! A partition: groups of nodes that cannot reach each other (`n1|n2 n3`), or a named
+//! shape (`halves`, `ring`, `bridge`). Every node that has someone to drop gets a rule
+//! table; the clients still reach every node.
 
-use crate::analysis::NodeSet;
+use super::grudge::{parse_groups, Grudge, Shape};
+use super::{nft, table, InForce};
+use crate::error::{Error, Result};
+use crate::lab::LabState;
 
-/// For each node, the peers whose traffic it drops, in both directions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grudge(pub Vec<NodeSet>);
-
-impl Grudge {
-    /// Node `target` cut off from every other node; the others keep talking among
-    /// themselves. Only the target holds rules: it drops what comes from and goes to its
-    /// peers, which is the seed's `isolate.sh`.
-    pub fn isolate(target: usize, nodes: usize) -> Grudge {
-        let mut g = vec![0; nodes];
-        g[target] = crate::analysis::all_nodes(nodes) & !(1 << target);
-        Grudge(g)
-    }
-
-    /// The nodes `node` drops.
-    pub fn drops(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
-        let set = self.0[node];
-        (0..self.0.len()).filter(move |i| set & (1 << i) != 0)
-    }
-
-    /// Whether `a` and `b` can still exchange packets.
-    pub fn connected(&self, a: usize, b: usize) -> bool {
-        self.0[a] & (1 << b) == 0 && self.0[b] & (1 << a) == 0
+/// The grudge of a shape name or of groups over the lab's nodes.
+pub fn grudge(lab: &LabState, groups: &str) -> Result<Grudge> {
+    let n = lab.nodes.len();
+    match Shape::parse(groups.trim()) {
+        Some(shape) => Ok(Grudge::shape(shape, n)),
+        None => {
+            let groups = parse_groups(groups, &lab.node_names())
+                .map_err(|e| Error::Invalid(format!("partition: {e}")))?;
+            Ok(Grudge::groups(&groups, n))
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn isolating_one_node_cuts_it_from_every_peer_and_no_one_else() {
-        let g = Grudge::isolate(1, 3);
-        assert_eq!(g.drops(1).collect::<Vec<_>>(), vec![0, 2]);
-        assert_eq!(g.drops(0).count(), 0);
-        assert!(!g.connected(0, 1) && !g.connected(1, 2) && !g.connected(2, 1));
-        assert!(g.connected(0, 2));
-        let g5 = Grudge::isolate(4, 5);
-        assert!((0..4).all(|i| !g5.connected(i, 4)));
-        assert!((0..4).all(|i| (0..4).all(|j| g5.connected(i, j))));
+/// Puts the partition in force on every node of `f`.
+pub fn apply(lab: &LabState, f: &InForce, grudge: &Grudge) -> Result<()> {
+    for &node in &f.nodes {
+        let peers: Vec<_> = grudge.drops(node).map(|i| lab.nodes[i].addr).collect();
+        let rules = nft::peer_rules(&table(f.kind), &f.target, &peers, nft::Drop::Both);
+        nft::apply(&lab.nodes[node].netns, &rules)?;
     }
+    Ok(())
 }

@@ -346,11 +346,26 @@ pub async fn start_database(
     }
 }
 
-/// Starts one process on node `i`, in its namespace and directory, and records it.
+/// Starts node `i` again after its processes were killed: the database's restart command
+/// lines, the same data directories, logs appended to.
+pub fn restart_node(state: &mut LabState, db: &dyn Database, i: usize) -> Result<()> {
+    state.nodes[i].processes.clear();
+    for spec in db.restart_processes(&state.layout(), i) {
+        spawn(state, i, &spec)?;
+    }
+    Ok(())
+}
+
+/// Starts one process on node `i`, in its namespace and directory, and records it. Its
+/// output is appended to `<node dir>/<name>.log`.
 fn spawn(state: &mut LabState, i: usize, spec: &ProcessSpec) -> Result<()> {
     let node = &state.nodes[i];
     let log = node.dir.join(format!("{}.log", spec.name));
-    let out = File::create(&log).map_err(Error::io(format!("create {}", log.display())))?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(Error::io(format!("open {}", log.display())))?;
     let err = out
         .try_clone()
         .map_err(Error::io(format!("open {}", log.display())))?;

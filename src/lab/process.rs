@@ -134,6 +134,23 @@ pub fn start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// The state letter of a process (`R`, `S`, `T` stopped, `Z` zombie, …).
+pub fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Kills processes with SIGKILL and waits, at most `wait`, until they are gone.
+pub fn kill_all(pids: &[(i32, u64)], wait: Duration) {
+    for (pid, _) in pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + wait;
+    while pids.iter().any(|p| is_alive(p.0, p.1)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Whether `pid` is still the process that started at `started` (and not a zombie).
 pub fn is_alive(pid: i32, started: u64) -> bool {
     start_time(pid) == Some(started)

@@ -19,6 +19,7 @@
 //! was sent: it may or may not have taken effect. The writer flushes at least once a second,
 //! so a crash loses at most the last second.
 
+pub mod faults;
 pub mod table;
 
 use crate::error::{Error, Result};

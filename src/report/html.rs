@@ -23,25 +23,17 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .bad { color: #b00; font-weight: 600; } .good { color: #060; }
 "#;
 
-/// Fault intervals of a record as shaded bands: each `isolating X` to the next
-/// `rejoining X` (or to the end of the record), in seconds minus `offset`.
+/// Fault intervals of a record as shaded bands (to the end of the record if a fault never
+/// ended), in seconds minus `offset`.
 pub fn bands(a: &Analysis, offset: f64) -> Vec<Band> {
-    let mut out = Vec::new();
-    for (i, f) in a.faults.iter().enumerate() {
-        if f.verb != "isolating" {
-            continue;
-        }
-        let end = a.faults[i + 1..]
-            .iter()
-            .find(|g| g.verb == "rejoining" && g.target == f.target)
-            .map_or(a.end_us, |g| g.t_us);
-        out.push(Band {
-            from: f.t_us as f64 / 1e6 - offset,
-            to: end as f64 / 1e6 - offset,
-            label: format!("{} isolated", f.target),
-        });
-    }
-    out
+    a.intervals
+        .iter()
+        .map(|i| Band {
+            from: i.window.start_us as f64 / 1e6 - offset,
+            to: i.window.end_us.unwrap_or(a.end_us) as f64 / 1e6 - offset,
+            label: format!("{} {}", i.window.target, i.window.kind.started),
+        })
+        .collect()
 }
 
 fn x_range(a: &Analysis, offset: f64) -> (f64, f64) {
@@ -167,6 +159,29 @@ fn metrics_html(a: &Analysis) -> String {
             s,
             r#"<tr><td>{label}</td><td class="num">{secs}</td><td class="num">{millis}</td></tr>"#
         );
+    }
+    s.push_str("</table>");
+    s
+}
+
+fn intervals_html(a: &Analysis) -> String {
+    if a.intervals.len() < 2 {
+        return String::new();
+    }
+    let mut s = String::from(
+        r#"<h3>Each fault (milliseconds)</h3><table class="intervals"><tr><th>fault</th>"#,
+    );
+    for (_, label, _) in rows(&a.intervals[0].precise) {
+        let _ = write!(s, r#"<th class="num">{label}</th>"#);
+    }
+    s.push_str("</tr>");
+    for i in &a.intervals {
+        let _ = write!(s, "<tr><td>{}</td>", esc(&super::window_line(&i.window)));
+        for (_, _, v) in rows(&i.precise) {
+            let cell = v.map_or("n/a".to_string(), |v| ((v + 500) / 1000).to_string());
+            let _ = write!(s, r#"<td class="num">{cell}</td>"#);
+        }
+        s.push_str("</tr>");
     }
     s.push_str("</table>");
     s
@@ -325,6 +340,7 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     );
     b.push_str("<h2>Metrics</h2>");
     b.push_str(&metrics_html(a));
+    b.push_str(&intervals_html(a));
     b.push_str(r#"<p class="small">Whole seconds: from the per-second table, as the original Perseus counted. Milliseconds: from every request, a node being dark between two completed increments more than 500 ms apart.</p>"#);
     b.push_str("<h2>What the clients saw</h2>");
     let range = x_range(a, 0.0);
@@ -368,7 +384,7 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
 /// Runs side by side: the seed's table, and each run's throughput on one time axis (seconds
 /// since its isolation).
 pub fn compare(runs: &[(String, Analysis)], table_html: &str) -> String {
-    let offset = |a: &Analysis| a.window.map_or(0.0, |w| w.start_us as f64 / 1e6);
+    let offset = |a: &Analysis| a.window.as_ref().map_or(0.0, |w| w.start_us as f64 / 1e6);
     let lo = runs.iter().map(|(_, a)| -offset(a)).fold(0.0f64, f64::min);
     let hi = runs
         .iter()

@@ -4,7 +4,7 @@
 pub mod html;
 pub mod svg;
 
-use crate::analysis::{correctness, Analysis, Figures};
+use crate::analysis::{correctness, Analysis, FaultWindow, Figures};
 use crate::error::{Error, Result};
 use crate::schedule;
 use crate::spec::Spec;
@@ -58,21 +58,29 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// The fault the metrics are about, in words: `n2 isolated at 32.0 s, rejoined at 92.0 s`.
+/// A fault interval in words: `n2 isolated at 32.0 s, rejoined at 92.0 s`.
+pub fn window_line(w: &FaultWindow) -> String {
+    let at = w.start_us as f64 / 1e6;
+    match w.end_us {
+        Some(r) => format!(
+            "{} {} at {at:.1} s, {} at {:.1} s",
+            w.target,
+            w.kind.started,
+            w.kind.ended,
+            r as f64 / 1e6
+        ),
+        None => format!(
+            "{} {} at {at:.1} s, never {}",
+            w.target, w.kind.started, w.kind.ended
+        ),
+    }
+}
+
+/// The fault the metrics are about, in words.
 pub fn fault_line(a: &Analysis) -> String {
-    match a.window {
-        None => "no isolation in this record: no metrics".into(),
-        Some(w) => {
-            let name = &a.header.nodes[w.target];
-            let at = w.start_us as f64 / 1e6;
-            match w.rejoin_us {
-                Some(r) => format!(
-                    "{name} isolated at {at:.1} s, rejoined at {:.1} s",
-                    r as f64 / 1e6
-                ),
-                None => format!("{name} isolated at {at:.1} s, never rejoined"),
-            }
-        }
+    match &a.window {
+        None => "no fault in this record: no metrics".into(),
+        Some(w) => window_line(w),
     }
 }
 
@@ -83,19 +91,25 @@ pub fn rows_pub(f: &Figures) -> [Option<u64>; 6] {
 
 /// The run in one sentence, from the millisecond figures: what a person should take away.
 pub fn summary_sentence(a: &Analysis) -> String {
-    let (Some(w), Some(f)) = (a.window, a.precise) else {
-        return "No isolation in this record.".into();
+    let (Some(w), Some(f)) = (&a.window, a.precise) else {
+        return "No fault in this record.".into();
     };
-    let name = &a.header.nodes[w.target];
     let s = |us: u64| format!("{:.1} s", us as f64 / 1e6);
-    let mut out = format!("{name} was cut off from its peers at {}", s(w.start_us));
+    let mut out = match w.kind.name {
+        "isolate" => format!(
+            "{} was cut off from its peers at {}",
+            w.target,
+            s(w.start_us)
+        ),
+        _ => format!("{} {} at {}", w.target, w.kind.started, s(w.start_us)),
+    };
     out.push_str(&match (f.downtime_on_isolation, f.disturbance_time) {
         (0, Some(0)) => "; the other nodes kept serving without a break".to_string(),
         (0, Some(d)) => format!("; no stall for everyone, the other nodes served steadily again after {}", s(d)),
         (down, Some(d)) => format!("; every client stalled {} in all, the other nodes served steadily again after {}", s(down), s(d)),
         (down, None) => format!("; every client stalled {} in all, and the other nodes never served steadily until the rejoin", s(down)),
     });
-    match (w.rejoin_us, f.downtime_on_recovery, f.recovery_time) {
+    match (w.end_us, f.downtime_on_recovery, f.recovery_time) {
         (Some(r), Some(down), Some(rec)) => {
             let stall = if down > 0 {
                 format!(", every client stalled {} after it", s(down))
@@ -240,11 +254,39 @@ fn correctness_json(a: &Analysis) -> Value {
 /// Everything the terminal shows at the end of a run or watch.
 pub fn terminal_summary(a: &Analysis) -> String {
     format!(
-        "{}{}{}",
+        "{}{}{}{}",
         metrics_table(a),
+        intervals_table(a),
         errors_table(a),
         correctness_lines(a)
     )
+}
+
+/// With more than one fault: the six figures of each (milliseconds).
+pub fn intervals_table(a: &Analysis) -> String {
+    if a.intervals.len() < 2 {
+        return String::new();
+    }
+    let mut s = format!("{:<44}", "each fault (ms)");
+    for h in [
+        "down",
+        "partial",
+        "disturb",
+        "down after",
+        "partial aft",
+        "recovery",
+    ] {
+        s.push_str(&format!("{h:>12}"));
+    }
+    s.push('\n');
+    for i in &a.intervals {
+        s.push_str(&format!("{:<44}", window_line(&i.window)));
+        for v in rows_pub(&i.precise) {
+            s.push_str(&format!("{:>12}", text(&millis(v))));
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// `summary.json`: the run at a glance; `metrics` has each of the seed's six in seconds
@@ -257,7 +299,7 @@ pub fn summary(a: &Analysis) -> Value {
             metrics.insert(format!("{key}_ms"), millis(*m));
         }
     }
-    let fault = a.window.map(|w| {
+    let fault = a.window.as_ref().map(|w| {
         // The last warm-up mark at or before the fault: did it hit a warmed-up cluster?
         let warm = a
             .marks
@@ -266,13 +308,31 @@ pub fn summary(a: &Analysis) -> Value {
             .find(|(t, m)| *t <= w.start_us && (m == schedule::WARM || m == schedule::NOT_WARM))
             .map(|(_, m)| m == schedule::WARM);
         json!({
-            "kind": "isolate",
-            "target": a.header.nodes[w.target],
+            "kind": w.kind.name,
+            "target": w.target,
             "at_ms": w.start_us / 1000,
-            "rejoin_at_ms": w.rejoin_us.map(|r| r / 1000),
+            "end_at_ms": w.end_us.map(|r| r / 1000),
             "warmed_up": warm,
         })
     });
+    let intervals: Vec<Value> = a
+        .intervals
+        .iter()
+        .map(|i| {
+            let mut m = Map::new();
+            for ((key, _, s), (_, _, p)) in rows(&i.seconds).iter().zip(rows(&i.precise).iter()) {
+                m.insert(format!("{key}_s"), secs(*s));
+                m.insert(format!("{key}_ms"), millis(*p));
+            }
+            json!({
+                "kind": i.window.kind.name,
+                "target": i.window.target,
+                "at_ms": i.window.start_us / 1000,
+                "end_at_ms": i.window.end_us.map(|r| r / 1000),
+                "metrics": m,
+            })
+        })
+        .collect();
     let ops: Map<String, Value> = a
         .header
         .nodes
@@ -294,6 +354,7 @@ pub fn summary(a: &Analysis) -> Value {
         "duration_ms": a.end_us / 1000,
         "record_complete": a.ended_cleanly,
         "fault": fault,
+        "intervals": intervals,
         "metrics": metrics,
         "operations": ops,
         "correctness": correctness_json(a),

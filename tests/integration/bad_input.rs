@@ -149,3 +149,48 @@ fn an_address_range_in_use_is_refused_and_nothing_is_made() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_scenario_with_a_mistake_names_its_line_and_nothing_starts() {
+    let dir = out_dir("badscenario");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, line, what) in [
+        (
+            "[[phase]]\nname = \"a\"\nduration = \"5s\"\nfaults = [\"kill n7\"]\n",
+            "line 4",
+            "no node 'n7'",
+        ),
+        (
+            "[[phase]]\nname = \"a\"\nduration = \"-5s\"\n",
+            "line 3",
+            "not a duration",
+        ),
+        (
+            "[[phase]]\nname = \"a\"\nduration = \"5s\"\nfaults = [\"explode n1\"]\n",
+            "line 4",
+            "unknown fault 'explode'",
+        ),
+    ] {
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let (code, _, stderr) = run(&[
+            "run",
+            "etcd",
+            "--scenario",
+            file.to_str().unwrap(),
+            "--lab",
+            "it-badsc",
+        ]);
+        assert_eq!(code, 2, "{stderr}");
+        let e = one_line_error(&stderr);
+        assert!(e.contains(line) && e.contains(what), "{e}");
+        assert!(!lab_dir("it-badsc").exists());
+    }
+    let (code, _, stderr) = run(&["run", "etcd", "--scenario", "no-such-scenario"]);
+    assert_eq!(code, 2);
+    assert!(
+        one_line_error(&stderr).contains("split-halves"),
+        "lists the built-in scenarios: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

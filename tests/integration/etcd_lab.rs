@@ -147,6 +147,41 @@ fn up_watch_isolate_rejoin_down() {
         last.render()
     );
 
+    // The other faults from the command line, and `heal` undoing whatever is in force.
+    let (code, stdout, stderr) = run(&["kill", "n3", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("killed n3"), "{stdout}");
+    let (code, stdout, stderr) = run(&["partition", "n1|n2", "n3", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("partitioned n1|n2 n3"), "{stdout}");
+    let (_, stdout, _) = run(&["status", "--lab", &lab]);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" n3 ") && l.contains("killed n3")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" n1 ") && l.contains("partitioned n1|n2 n3")),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(&["heal", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("restarted n3") && stdout.contains("healed-partition n1|n2 n3"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = run(&["status", "--lab", &lab]);
+    assert!(
+        !stdout.contains("killed") && !stdout.contains("partitioned"),
+        "nothing in force after heal: {stdout}"
+    );
+    assert!(pids_of(&lab).len() == 3, "n3 runs again");
+    let (code, _, stderr) = run(&["loss", "n2", "300%", "--lab", &lab]);
+    assert_eq!(code, 2, "{stderr}");
+
     let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let left = leftovers(&lab, &links);

@@ -22,7 +22,7 @@ fn run_etcd_isolates_n2_and_measures_it() {
         "{}",
         r.stdout
     );
-    let [iso, isolated, rejoin, rejoined] = r.marks;
+    let [iso, isolated, rejoin, rejoined] = r.isolate_marks();
 
     let before = r.rows_between(iso.saturating_sub(5), iso);
     assert!(!before.is_empty());
@@ -155,7 +155,7 @@ fn down_cleans_up_after_a_killed_run() {
 
     let (code, stdout, stderr) = run(&["report", out.to_str().unwrap()]);
     assert_eq!(code, 0, "the partial record is readable: {stderr}");
-    assert!(stdout.contains("no isolation"), "{stdout}");
+    assert!(stdout.contains("no fault"), "{stdout}");
     let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
     assert!(summary.contains("\"record_complete\": false"), "{summary}");
     let _ = std::fs::remove_dir_all(&out);

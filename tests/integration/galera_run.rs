@@ -20,7 +20,7 @@ fn run_galera_isolates_n2_and_measures_it() {
         "galera",
         &["--before", "5s", "--during", "25s", "--after", "25s"],
     );
-    let [iso, isolated, rejoin, _] = r.marks;
+    let [iso, isolated, rejoin, _] = r.isolate_marks();
     for row in r.rows_between(iso.saturating_sub(3), iso) {
         assert_eq!(
             serving(row),

@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod etcd_faults;
 mod etcd_lab;
 mod etcd_observers;
 mod etcd_run;

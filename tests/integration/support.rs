@@ -181,11 +181,21 @@ pub struct RunResult {
     pub stdout: String,
     pub table: perseus::record::table::Table,
     pub summary: serde_json::Value,
-    /// Rows following the markers: isolating, isolated, rejoining, rejoined.
-    pub marks: [u64; 4],
 }
 
 impl RunResult {
+    /// Rows following the seed's markers: isolating, isolated, rejoining, rejoined (in
+    /// time order).
+    pub fn isolate_marks(&self) -> [u64; 4] {
+        let marks =
+            ["isolating", "isolated", "rejoining", "rejoined"].map(|m| marker_row(&self.table, m));
+        assert!(
+            marks.windows(2).all(|w| w[0] <= w[1]),
+            "markers in time order: {marks:?}"
+        );
+        marks
+    }
+
     /// Rows with `from <= second < to`.
     pub fn rows_between(&self, from: u64, to: u64) -> Vec<&perseus::record::table::Row> {
         self.table
@@ -234,11 +244,6 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], code: i32) -> 
         assert!(out.join(f).exists(), "{f} in the results");
     }
     let table = table(&out.join("client.log"));
-    let marks = ["isolating", "isolated", "rejoining", "rejoined"].map(|m| marker_row(&table, m));
-    assert!(
-        marks.windows(2).all(|w| w[0] <= w[1]),
-        "markers in time order: {marks:?}"
-    );
     let summary =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     RunResult {
@@ -246,6 +251,5 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], code: i32) -> 
         stdout,
         table,
         summary,
-        marks,
     }
 }

@@ -27,7 +27,7 @@ fn run_tidb_isolates_n2_on_a_warmed_up_cluster() {
             "120s",
         ],
     );
-    let [iso, ..] = r.marks;
+    let [iso, ..] = r.isolate_marks();
     for row in r.rows_between(iso.saturating_sub(3), iso) {
         assert_eq!(
             serving(row),

@@ -1,0 +1,42 @@
+//! Kill and restart: every process of a node killed with SIGKILL (no chance to clean up),
+//! then started again with the same data directory.
+
+use super::InForce;
+use crate::db::Database;
+use crate::error::Result;
+use crate::lab::{self, process, LabState};
+use std::time::Duration;
+
+/// Kills every process of the nodes of `f` and waits until they are gone.
+pub fn apply(lab: &LabState, f: &InForce) -> Result<()> {
+    for &node in &f.nodes {
+        let pids: Vec<(i32, u64)> = process::pids_in(&lab.nodes[node].netns)
+            .into_iter()
+            .filter_map(|p| process::start_time(p).map(|t| (p, t)))
+            .collect();
+        process::kill_all(&pids, Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+/// Starts the nodes of `f` again (their processes as the database restarts them).
+pub fn restart(lab_name: &str, f: &InForce, db: &dyn Database) -> Result<()> {
+    let mut state = LabState::load(lab_name)?;
+    for &node in &f.nodes {
+        lab::restart_node(&mut state, db, node)?;
+    }
+    Ok(())
+}
+
+/// The nodes whose processes have all gone.
+pub fn killed(lab: &LabState) -> Vec<usize> {
+    (0..lab.nodes.len())
+        .filter(|&i| {
+            let procs = &lab.nodes[i].processes;
+            !procs.is_empty()
+                && procs
+                    .iter()
+                    .all(|p| !process::is_alive(p.pid, p.start_time))
+        })
+        .collect()
+}

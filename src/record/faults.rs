@@ -1,0 +1,163 @@
+//! The vocabulary of fault events in a record: each kind of fault writes a marker when it
+//! starts (`isolating n2`), when it is in force (`isolated n2`), when it is being undone
+//! (`rejoining n2`) and when it is undone (`rejoined n2`). The seed's isolate / rejoin
+//! markers are the first kind.
+
+/// One kind of fault and its four marker verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultKind {
+    /// Its name in scenario files and commands (`isolate`, `kill`, …).
+    pub name: &'static str,
+    pub starting: &'static str,
+    pub started: &'static str,
+    pub ending: &'static str,
+    pub ended: &'static str,
+    /// Which nodes it takes out of service (the others are expected to keep serving).
+    pub affects: Affects,
+}
+
+/// Which nodes a fault takes out of service, from the target text of its markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affects {
+    /// The nodes named in the target (`n2`, `n1 n3`).
+    Named,
+    /// Every node outside the largest group of a partition (`n1|n2 n3` → n1).
+    OutsideLargestGroup,
+    /// None: every node is expected to keep serving (e.g. packet loss).
+    Nothing,
+}
+
+pub const KINDS: &[FaultKind] = &[
+    FaultKind {
+        name: "isolate",
+        starting: "isolating",
+        started: "isolated",
+        ending: "rejoining",
+        ended: "rejoined",
+        affects: Affects::Named,
+    },
+    FaultKind {
+        name: "isolate-all",
+        starting: "isolating-all",
+        started: "isolated-all",
+        ending: "rejoining-all",
+        ended: "rejoined-all",
+        affects: Affects::Named,
+    },
+    FaultKind {
+        name: "partition",
+        starting: "partitioning",
+        started: "partitioned",
+        ending: "healing-partition",
+        ended: "healed-partition",
+        affects: Affects::OutsideLargestGroup,
+    },
+    FaultKind {
+        name: "one-way",
+        starting: "cutting-outbound",
+        started: "cut-outbound",
+        ending: "restoring-outbound",
+        ended: "restored-outbound",
+        affects: Affects::Named,
+    },
+    FaultKind {
+        name: "loss",
+        starting: "degrading",
+        started: "degraded",
+        ending: "restoring",
+        ended: "restored",
+        affects: Affects::Nothing,
+    },
+    FaultKind {
+        name: "kill",
+        starting: "killing",
+        started: "killed",
+        ending: "restarting",
+        ended: "restarted",
+        affects: Affects::Named,
+    },
+    FaultKind {
+        name: "pause",
+        starting: "pausing",
+        started: "paused",
+        ending: "resuming",
+        ended: "resumed",
+        affects: Affects::Named,
+    },
+];
+
+/// The kind whose start marker is `verb`.
+pub fn by_starting(verb: &str) -> Option<&'static FaultKind> {
+    KINDS.iter().find(|k| k.starting == verb)
+}
+
+/// The kind called `name`.
+pub fn by_name(name: &str) -> Option<&'static FaultKind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The nodes (indices into `nodes`) a fault with this target takes out of service.
+pub fn affected(kind: &FaultKind, target: &str, nodes: &[String]) -> Vec<usize> {
+    let index = |name: &str| nodes.iter().position(|n| n == name);
+    match kind.affects {
+        Affects::Nothing => Vec::new(),
+        Affects::Named => target.split_whitespace().filter_map(index).collect(),
+        Affects::OutsideLargestGroup => {
+            let groups: Vec<Vec<usize>> = target
+                .split('|')
+                .map(|g| g.split_whitespace().filter_map(index).collect())
+                .collect();
+            let largest = groups.iter().map(Vec::len).max().unwrap_or(0);
+            // The first of the largest groups stays in service.
+            let keep = groups.iter().position(|g| g.len() == largest);
+            groups
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != keep)
+                .flat_map(|(_, g)| g.iter().copied())
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes() -> Vec<String> {
+        (1..=5).map(|i| format!("n{i}")).collect()
+    }
+
+    #[test]
+    fn the_seeds_markers_are_the_isolate_kind() {
+        let k = by_starting("isolating").unwrap();
+        assert_eq!(
+            (k.name, k.started, k.ending, k.ended),
+            ("isolate", "isolated", "rejoining", "rejoined")
+        );
+        let mut verbs: Vec<&str> = KINDS
+            .iter()
+            .flat_map(|k| [k.starting, k.started, k.ending, k.ended])
+            .collect();
+        let n = verbs.len();
+        verbs.sort();
+        verbs.dedup();
+        assert_eq!(verbs.len(), n, "every verb names one thing");
+    }
+
+    #[test]
+    fn affected_nodes_follow_the_kind() {
+        assert_eq!(
+            affected(by_name("kill").unwrap(), "n2 n4", &nodes()),
+            vec![1, 3]
+        );
+        assert_eq!(
+            affected(by_name("partition").unwrap(), "n1 n2|n3 n4 n5", &nodes()),
+            vec![0, 1]
+        );
+        assert_eq!(
+            affected(by_name("loss").unwrap(), "n2 30%", &nodes()),
+            Vec::<usize>::new()
+        );
+    }
+}

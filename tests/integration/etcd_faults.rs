@@ -1,0 +1,120 @@
+//! Every fault kind on a real etcd lab, from a scenario file, with its observable effect.
+
+use crate::support::*;
+use perseus::record::table::Row;
+
+fn mean_total(rows: &[&Row]) -> f64 {
+    rows.iter()
+        .map(|r| r.ok.iter().sum::<u32>() as f64)
+        .sum::<f64>()
+        / rows.len().max(1) as f64
+}
+
+/// `tests/fixtures/every-fault.toml` plays, on one lab: pause n2, kill n2 (then restart),
+/// one-way n2, 30 % loss everywhere, partition n1|n2 n3, isolate-all n3; each healed before
+/// the next. Each effect is checked in the rows after its marker, a few seconds in (time
+/// for etcd to elect a new leader where the fault hit it):
+/// - paused n2: its client completes nothing and times out; n1 and n3 serve;
+/// - killed n2: its client fails fast (refused connections, several errors a second); after
+///   the restart it serves again;
+/// - one-way n2: n2 hears its peers but cannot take part: nothing completes through it;
+/// - 30 % loss: every node still serves every second, at a lower rate than before;
+/// - partition n1|n2 n3: the minority n1 completes nothing, the majority serves;
+/// - isolate-all n3: its client cannot reach it at all; n1 and n2 serve;
+/// - at the end all serve; no correctness violation; one metrics interval per fault.
+#[test]
+fn every_fault_kind_has_its_effect_on_etcd() {
+    require_lab("etcd", "etcd-server");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/every-fault.toml"
+    );
+    let r = run_scenario_expecting("etcd", "faults", &["--scenario", scenario], 0);
+    let t = &r.table;
+    let row = |verb: &str| marker_row(t, verb);
+    let check = |from: u64, to: u64, what: &str, ok: &dyn Fn(&Row) -> bool| {
+        let rows = r.rows_between(from, to);
+        assert!(rows.len() >= 2, "{what}: only {} rows", rows.len());
+        for x in rows {
+            assert!(ok(x), "{what}: {}", x.render());
+        }
+    };
+    check(
+        row("paused") + 3,
+        row("resuming"),
+        "paused n2 hangs, others serve",
+        &|x| x.ok[1] == 0 && x.err[1] >= 1 && x.ok[0] > 0 && x.ok[2] > 0,
+    );
+    check(
+        row("killed") + 2,
+        row("restarting"),
+        "killed n2 fails fast, others serve",
+        &|x| x.ok[1] == 0 && x.err[1] >= 3 && x.ok[0] > 0 && x.ok[2] > 0,
+    );
+    check(
+        row("restarted") + 4,
+        row("cutting-outbound"),
+        "restarted n2 serves again",
+        &|x| x.ok.iter().all(|n| *n > 0),
+    );
+    check(
+        row("cut-outbound") + 4,
+        row("restoring-outbound"),
+        "one-way n2 cannot take part",
+        &|x| x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0,
+    );
+    check(
+        row("degraded"),
+        row("restoring"),
+        "30% loss does not stop anyone",
+        &|x| x.ok.iter().all(|n| *n > 0),
+    );
+    let lossy = r.rows_between(row("degraded"), row("restoring"));
+    let before = r.rows_between(2, row("pausing"));
+    assert!(
+        mean_total(&lossy) < 0.7 * mean_total(&before),
+        "loss lowers throughput: {:.0}/s under loss, {:.0}/s before",
+        mean_total(&lossy),
+        mean_total(&before)
+    );
+    check(
+        row("partitioned") + 4,
+        row("healing-partition"),
+        "minority n1 stops, majority serves",
+        &|x| x.ok[0] == 0 && x.ok[1] > 0 && x.ok[2] > 0,
+    );
+    check(
+        row("isolated-all") + 3,
+        row("rejoining-all"),
+        "n3 cut off from its client too",
+        &|x| x.ok[2] == 0 && x.err[2] >= 1 && x.ok[0] > 0 && x.ok[1] > 0,
+    );
+    let last = r.last_second();
+    check(last - 2, last + 1, "all serve at the end", &|x| {
+        x.ok.iter().all(|n| *n > 0)
+    });
+
+    let kinds: Vec<&str> = r.summary["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "pause",
+            "kill",
+            "one-way",
+            "loss",
+            "partition",
+            "isolate-all"
+        ]
+    );
+    assert_eq!(
+        r.summary["correctness"]["violations"], 0,
+        "{}",
+        r.summary["correctness"]
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
+}
