@@ -76,6 +76,10 @@ pub enum Command {
     Resume(NodeArgs),
     /// Undo every fault in force in the lab
     Heal(LabArg),
+    /// Put an event into every running watch of the lab, now: a fault marker if it starts
+    /// with a fault verb ("isolating n2", "rejoining n2"), else a free mark. For faults made
+    /// by your own scripts.
+    Mark(MarkArgs),
     /// Run the seed's client against a lab and print the per-second table until Ctrl-C
     Watch(WatchArgs),
     /// Rebuild client.log, summary.json and the metrics of a results directory from its record
@@ -84,6 +88,48 @@ pub enum Command {
     Compare(CompareArgs),
     /// List the databases Perseus can run (with the packages they need), or the scenarios
     List(ListArgs),
+    /// Measure Perseus itself (for BENCHMARKS.md): report speed, lab times, fault latency,
+    /// memory of a long watch
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Generate a record and time its report; bytes per operation, page size, peak memory
+    Report {
+        /// Length of the generated record
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        length: Duration,
+        /// Operations per second in the record
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+    },
+    /// Bring a lab up and down several times: time to ready, time to gone
+    Lab {
+        database: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
+    /// In a running lab: isolate → rules in force → first dropped peer packet
+    Fault {
+        #[command(flatten)]
+        lab: LabArg,
+        #[arg(long, default_value = "n2")]
+        node: String,
+        #[arg(long, default_value_t = 20)]
+        repeat: usize,
+    },
+    /// Watch a running lab for a while; print memory, operations and record bytes per
+    /// operation every minute
+    Watch {
+        #[command(flatten)]
+        lab: LabArg,
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        length: Duration,
+    },
 }
 
 #[derive(Args)]
@@ -97,6 +143,15 @@ pub struct ListArgs {
 pub enum ListWhat {
     Databases,
     Scenarios,
+}
+
+#[derive(Args)]
+pub struct MarkArgs {
+    /// The event: "VERB TARGET", e.g. "isolating n2"
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+    #[command(flatten)]
+    pub lab: LabArg,
 }
 
 #[derive(Args)]
@@ -289,10 +344,12 @@ pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
         Command::Pause(a) => fault(&a.lab, &format!("pause {}", a.node)).await,
         Command::Resume(a) => fault(&a.lab, &format!("resume {}", a.node)).await,
         Command::Heal(a) => fault(&a, "heal").await,
+        Command::Mark(a) => mark(&a),
         Command::Watch(a) => watch(a, stop).await,
         Command::Report(a) => report_cmd(&a.path),
         Command::Compare(a) => compare(a),
         Command::List(a) => list(a.what),
+        Command::Bench(b) => bench(b, stop).await,
     }
 }
 
@@ -753,5 +810,67 @@ fn compare(a: CompareArgs) -> Result<()> {
     let md = a.out.with_extension("md");
     std::fs::write(&md, &markdown).with_context(|| format!("write {}", md.display()))?;
     println!("wrote {} and {}", a.out.display(), md.display());
+    Ok(())
+}
+
+async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
+    use perseus::bench;
+    match b {
+        BenchCommand::Report { length, rate } => bench::report(length.as_secs(), rate)?,
+        BenchCommand::Lab {
+            database,
+            nodes,
+            repeat,
+        } => bench::lab(db::find(&database)?, nodes, repeat.max(1)).await?,
+        BenchCommand::Fault { lab, node, repeat } => {
+            let state = LabState::load(&lab.lab)?;
+            let db = db::find(&state.database)?;
+            let i = state.node_index(&node)?;
+            bench::fault_latency(&state, db, i, repeat.max(1)).await?
+        }
+        BenchCommand::Watch { lab, length } => {
+            let state = LabState::load(&lab.lab)?;
+            let db = db::find(&state.database)?;
+            let out =
+                std::env::temp_dir().join(format!("perseus-bench-watch-{}", std::process::id()));
+            let w = Watch::start(db, &state, Settings::default(), &out, false, None)?;
+            let t = Instant::now();
+            while t.elapsed() < length && !stop.is_cancelled() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = stop.cancelled() => {}
+                }
+                // Memory first: counting the operations below must not be measured.
+                let rss = bench::rss_kib(std::process::id());
+                let record = out.join(perseus::record::FILE_NAME);
+                let (ops, bytes) = bench::count_ops(&record)?;
+                println!(
+                    "{:>5.1} min: RSS {:.1} MiB, {ops} operations, {:.1} record bytes/op",
+                    t.elapsed().as_secs_f64() / 60.0,
+                    rss as f64 / 1024.0,
+                    bytes as f64 / ops.max(1) as f64
+                );
+            }
+            w.stop().await?;
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+    Ok(())
+}
+
+fn mark(a: &MarkArgs) -> Result<()> {
+    let state = LabState::load(&a.lab.lab)?;
+    let text = a.text.join(" ");
+    let (verb, target) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+    let is_fault = perseus::record::faults::KINDS
+        .iter()
+        .any(|k| [k.starting, k.started, k.ending, k.ended].contains(&verb));
+    if is_fault {
+        perseus::lab::events::append(&state.dir(), verb, target)?;
+        println!("marked: # {verb} {target}");
+    } else {
+        perseus::lab::events::append(&state.dir(), perseus::lab::events::MARK, &text)?;
+        println!("marked: {text}");
+    }
     Ok(())
 }

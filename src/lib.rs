@@ -6,6 +6,7 @@
 //! workload against a lab and records it.
 
 pub mod analysis;
+pub mod bench;
 pub mod clock;
 pub mod db;
 pub mod error;

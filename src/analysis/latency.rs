@@ -36,9 +36,10 @@ pub struct LatencyTracker {
     closed: Vec<LatencySecond>,
 }
 
-fn percentile(sorted: &[u32], p: f64) -> u64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as u64
+/// The `p` quantile (nearest rank) of `samples`, reordering them (linear time, no sort).
+fn percentile(samples: &mut [u32], p: f64) -> u64 {
+    let i = (((samples.len() as f64 - 1.0) * p).round() as usize).min(samples.len() - 1);
+    *samples.select_nth_unstable(i).1 as u64
 }
 
 impl LatencyTracker {
@@ -79,12 +80,12 @@ impl LatencyTracker {
                 if d.is_empty() {
                     return None;
                 }
-                d.sort_unstable();
+                let max_us = *d.iter().max().expect("not empty") as u64;
                 Some(Stat {
                     count: d.len() as u32,
-                    p50_us: percentile(&d, 0.5),
-                    p99_us: percentile(&d, 0.99),
-                    max_us: *d.last().expect("not empty") as u64,
+                    p50_us: percentile(&mut d, 0.5),
+                    p99_us: percentile(&mut d, 0.99),
+                    max_us,
                     unknown,
                 })
             })

@@ -231,21 +231,9 @@ impl Database for Etcd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::NodeLayout;
-    use std::path::PathBuf;
 
     fn layout() -> Layout {
-        Layout {
-            lab: "t".into(),
-            nodes: (1..=3)
-                .map(|i| NodeLayout {
-                    name: format!("n{i}"),
-                    addr: format!("198.18.1.{i}").parse().unwrap(),
-                    dir: PathBuf::from(format!("/x/n{i}")),
-                })
-                .collect(),
-            bin_dir: None,
-        }
+        Layout::for_tests(None)
     }
 
     #[test]

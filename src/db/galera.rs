@@ -3,7 +3,7 @@
 //! each receiving a full copy (rsync state transfer) from a synced node. `mariadbd` runs as
 //! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
 
-use super::mysql::{self, MysqlClient};
+use super::mysql;
 use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
 use crate::error::{Error, Result};
 use crate::lab::process::{run_host, user_ids};
@@ -16,6 +16,10 @@ const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
 const USER: &str = "mysql";
 /// The workload's account, made on the bootstrap node by `init.sql`.
 const CREDENTIALS: (&str, &str) = ("perseus", "perseus");
+const SERVER: mysql::Server = mysql::Server {
+    port: PORT,
+    credentials: CREDENTIALS,
+};
 
 pub struct Galera;
 
@@ -219,7 +223,12 @@ impl Database for Galera {
         let version = match version {
             Some(g) => Some(format!(
                 "{} (Galera {g})",
-                server_version(layout).await.unwrap_or_default()
+                SERVER
+                    .version(layout.nodes[0].addr)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
             )),
             None => None,
         };
@@ -233,15 +242,7 @@ impl Database for Galera {
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
-        let mut c = mysql::connect(
-            layout.nodes[0].addr,
-            PORT,
-            CREDENTIALS,
-            Duration::from_secs(5),
-        )
-        .await
-        .map_err(|e| Error::Database(e.text))?;
-        mysql::setup(&mut c).await.map_err(Error::Database)
+        SERVER.setup(layout.nodes[0].addr).await
     }
 
     async fn connect(
@@ -250,8 +251,7 @@ impl Database for Galera {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        let conn = mysql::connect(layout.nodes[node].addr, PORT, CREDENTIALS, timeout).await?;
-        Ok(Box::new(MysqlClient::new(conn)))
+        SERVER.client(layout.nodes[node].addr, timeout).await
     }
 
     fn has_leader(&self) -> bool {
@@ -259,38 +259,12 @@ impl Database for Galera {
     }
 }
 
-async fn server_version(layout: &Layout) -> Option<String> {
-    use mysql_async::prelude::Queryable;
-    let mut c = mysql::connect(
-        layout.nodes[0].addr,
-        PORT,
-        CREDENTIALS,
-        Duration::from_millis(800),
-    )
-    .await
-    .ok()?;
-    let v: Option<String> = c.query_first("SELECT VERSION()").await.ok()?;
-    let _ = c.disconnect().await;
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::NodeLayout;
 
     fn layout() -> Layout {
-        Layout {
-            lab: "t".into(),
-            nodes: (1..=3)
-                .map(|i| NodeLayout {
-                    name: format!("n{i}"),
-                    addr: format!("198.18.1.{i}").parse().unwrap(),
-                    dir: PathBuf::from(format!("/x/n{i}")),
-                })
-                .collect(),
-            bin_dir: None,
-        }
+        Layout::for_tests(None)
     }
 
     #[test]

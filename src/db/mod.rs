@@ -49,6 +49,24 @@ pub struct NodeLayout {
     pub dir: PathBuf,
 }
 
+impl Layout {
+    /// A 3-node lab at 198.18.1.1-3 with directories /x/n1-3, for tests of command lines.
+    #[cfg(test)]
+    pub fn for_tests(bin_dir: Option<&str>) -> Layout {
+        Layout {
+            lab: "t".into(),
+            nodes: (1..=3)
+                .map(|i| NodeLayout {
+                    name: format!("n{i}"),
+                    addr: format!("198.18.1.{i}").parse().expect("an address"),
+                    dir: PathBuf::from(format!("/x/n{i}")),
+                })
+                .collect(),
+            bin_dir: bin_dir.map(PathBuf::from),
+        }
+    }
+}
+
 /// A process to start on a node, inside its namespace, in its directory. Its standard
 /// output and error go to `<node dir>/<name>.log`.
 #[derive(Debug, Clone, PartialEq, Eq)]

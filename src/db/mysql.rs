@@ -56,12 +56,55 @@ fn write_error(e: mysql_async::Error) -> ClientError {
     }
 }
 
-/// Runs the seed's setup statements on one connection.
-pub async fn setup(conn: &mut Conn) -> Result<(), String> {
-    for sql in SETUP {
-        conn.query_drop(sql).await.map_err(|e| describe(&e))?;
+/// Where a MySQL-protocol server listens and how the workload logs in.
+#[derive(Debug, Clone, Copy)]
+pub struct Server {
+    pub port: u16,
+    pub credentials: (&'static str, &'static str),
+}
+
+impl Server {
+    /// A workload client to the server at `addr`.
+    pub async fn client(
+        &self,
+        addr: Ipv4Addr,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        Ok(Box::new(MysqlClient::new(
+            connect(addr, self.port, self.credentials, timeout).await?,
+        )))
     }
-    Ok(())
+
+    /// Creates the seed's table (idempotently) through the server at `addr`.
+    pub async fn setup(&self, addr: Ipv4Addr) -> crate::error::Result<()> {
+        let mut conn = connect(addr, self.port, self.credentials, Duration::from_secs(10))
+            .await
+            .map_err(|e| crate::error::Error::Database(e.text))?;
+        for sql in SETUP {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| crate::error::Error::Database(describe(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// The server's version, if it answers within a second.
+    pub async fn version(&self, addr: Ipv4Addr) -> Result<Option<String>, String> {
+        let mut c = connect(
+            addr,
+            self.port,
+            self.credentials,
+            Duration::from_millis(800),
+        )
+        .await
+        .map_err(|e| e.text)?;
+        let v: Option<String> = c
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| describe(&e))?;
+        let _ = c.disconnect().await;
+        Ok(v)
+    }
 }
 
 /// `SHOW STATUS LIKE pattern` as a map.

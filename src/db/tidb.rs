@@ -8,7 +8,7 @@
 //! `perseus run tidb --skip-warmup` starts the faults without waiting, to reproduce it.
 
 use super::http::get_json;
-use super::mysql::{self, MysqlClient};
+use super::mysql;
 use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
 use crate::error::{Error, Result};
 use crate::lab::process::find_program;
@@ -24,7 +24,10 @@ pub const TIKV_STATUS: u16 = 20180;
 pub const SQL: u16 = 4000;
 pub const SQL_STATUS: u16 = 10080;
 /// TiDB's initial account: root without a password.
-const CREDENTIALS: (&str, &str) = ("root", "");
+const SERVER: mysql::Server = mysql::Server {
+    port: SQL,
+    credentials: ("root", ""),
+};
 
 /// (binary, TiUP component).
 const BINARIES: [(&str, &str); 3] = [
@@ -114,24 +117,6 @@ async fn pd_get(layout: &Layout, path: &str) -> std::result::Result<serde_json::
         }
     }
     Err(last)
-}
-
-async fn sql_answers(layout: &Layout, node: usize) -> std::result::Result<Option<String>, String> {
-    use mysql_async::prelude::Queryable;
-    let mut c = mysql::connect(
-        layout.nodes[node].addr,
-        SQL,
-        CREDENTIALS,
-        Duration::from_millis(800),
-    )
-    .await
-    .map_err(|e| e.text)?;
-    let v: Option<String> = c
-        .query_first("SELECT VERSION()")
-        .await
-        .map_err(|e| mysql::describe(&e))?;
-    let _ = c.disconnect().await;
-    Ok(v)
 }
 
 #[async_trait]
@@ -264,7 +249,8 @@ impl Database for Tidb {
         if up < n {
             why.push(format!("PD reports {up} of {n} TiKV stores up"));
         }
-        let answers = futures::future::join_all((0..n).map(|i| sql_answers(layout, i))).await;
+        let answers =
+            futures::future::join_all((0..n).map(|i| SERVER.version(layout.nodes[i].addr))).await;
         let mut not_ready = Vec::new();
         for (i, a) in answers.iter().enumerate() {
             if let Err(e) = a {
@@ -292,15 +278,7 @@ impl Database for Tidb {
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
-        let mut c = mysql::connect(
-            layout.nodes[0].addr,
-            SQL,
-            CREDENTIALS,
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| Error::Database(e.text))?;
-        mysql::setup(&mut c).await.map_err(Error::Database)
+        SERVER.setup(layout.nodes[0].addr).await
     }
 
     async fn warmed_up(&self, layout: &Layout) -> std::result::Result<(), String> {
@@ -320,28 +298,16 @@ impl Database for Tidb {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        let conn = mysql::connect(layout.nodes[node].addr, SQL, CREDENTIALS, timeout).await?;
-        Ok(Box::new(MysqlClient::new(conn)))
+        SERVER.client(layout.nodes[node].addr, timeout).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::NodeLayout;
 
     fn layout() -> Layout {
-        Layout {
-            lab: "t".into(),
-            nodes: (1..=3)
-                .map(|i| NodeLayout {
-                    name: format!("n{i}"),
-                    addr: format!("198.18.1.{i}").parse().unwrap(),
-                    dir: PathBuf::from(format!("/x/n{i}")),
-                })
-                .collect(),
-            bin_dir: Some(PathBuf::from("/opt/tidb/bin")),
-        }
+        Layout::for_tests(Some("/opt/tidb/bin"))
     }
 
     #[test]

@@ -263,6 +263,15 @@ pub async fn start(
         target: text,
         nodes,
     };
+    let clash = in_force(lab)?
+        .into_iter()
+        .find(|o| o.kind == f.kind && o.nodes.iter().any(|n| f.nodes.contains(n)));
+    if let Some(old) = clash {
+        return Err(Error::Invalid(format!(
+            "{} {} is in force already: undo it first (perseus heal)",
+            old.target, old.kind.started
+        )));
+    }
     events::append(&lab.dir(), kind.starting, &f.target)?;
     let (l, f2, port, percent) = (lab.clone(), f.clone(), db.client_port(), *percent);
     let done = tokio::task::spawn_blocking(move || match f2.kind.name {

@@ -267,7 +267,9 @@ fn one_line(text: &str) -> String {
 /// Reads a record back, one event at a time (memory does not grow with the record).
 pub struct Reader {
     header: Header,
-    lines: std::io::Lines<BufReader<File>>,
+    input: BufReader<File>,
+    /// The current line, reused for every line (no allocation per event).
+    buf: Vec<u8>,
     errors: HashMap<u32, String>,
     path: PathBuf,
     line_no: usize,
@@ -276,17 +278,21 @@ pub struct Reader {
 impl Reader {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
-        let mut lines = BufReader::with_capacity(1 << 16, file).lines();
+        let mut input = BufReader::with_capacity(1 << 16, file);
         let malformed = |why: &str| Error::Malformed {
             what: "record".into(),
             path: path.to_path_buf(),
             line: 1,
             why: why.into(),
         };
-        let first = lines
-            .next()
-            .ok_or_else(|| malformed("empty file"))?
+        let mut first = String::new();
+        input
+            .read_line(&mut first)
             .map_err(Error::io(format!("read {}", path.display())))?;
+        if first.is_empty() {
+            return Err(malformed("empty file"));
+        }
+        let first = first.trim_end();
         let json = first
             .strip_prefix("H ")
             .ok_or_else(|| malformed("the first line is not a header (H {...})"))?;
@@ -300,7 +306,8 @@ impl Reader {
         }
         Ok(Reader {
             header,
-            lines,
+            input,
+            buf: Vec::with_capacity(128),
             errors: HashMap::new(),
             path: path.to_path_buf(),
             line_no: 1,
@@ -320,10 +327,9 @@ impl Reader {
         }
     }
 
-    fn parse(&mut self, line: &str) -> Result<Option<Event>> {
-        let mut fields = line.splitn(2, ' ');
-        let tag = fields.next().unwrap_or("");
-        let rest = fields.next().unwrap_or("");
+    /// Parses a line other than an operation.
+    fn parse_text(&mut self, line: &str) -> Result<Option<Event>> {
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
         let num = |s: Option<&str>, what: &str| -> Result<u64> {
             s.and_then(|s| s.parse().ok())
                 .ok_or_else(|| self.malformed(format!("bad {what}")))
@@ -358,61 +364,91 @@ impl Reader {
             "E" => Ok(Some(Event::End {
                 t_us: num(Some(rest), "time")?,
             })),
-            _ => {
-                let f: Vec<&str> = line.split(' ').collect();
-                if f.len() < 6 || f.len() > 7 {
-                    return Err(self.malformed("unknown line"));
-                }
-                let (node, key) = match f[0].split_once(':') {
-                    Some((n, k)) => (
-                        num(Some(n), "node")? as usize,
-                        Some(num(Some(k), "key")? as usize),
-                    ),
-                    None => (num(Some(f[0]), "node")? as usize, None),
-                };
-                let n = self.header.nodes.len();
-                if node >= n || key.is_some_and(|k| k >= n) {
-                    return Err(self.malformed(format!("node index {} is not in the header", f[0])));
-                }
-                let kind = match f[1] {
-                    "r" => Kind::Read,
-                    "w" => Kind::Write,
-                    _ => return Err(self.malformed("bad operation kind")),
-                };
-                let outcome = match f[4] {
-                    "o" => Outcome::Ok,
-                    "f" => Outcome::Fail,
-                    "u" => Outcome::Unknown,
-                    _ => return Err(self.malformed("bad outcome")),
-                };
-                let value = match f[5] {
-                    "-" => None,
-                    v => Some(v.parse().map_err(|_| self.malformed("bad value"))?),
-                };
-                let error = match f.get(6) {
-                    None => None,
-                    Some(id) => {
-                        let id = num(Some(id), "error id")? as u32;
-                        Some(
-                            self.errors
-                                .get(&id)
-                                .cloned()
-                                .ok_or_else(|| self.malformed("undefined error id"))?,
-                        )
-                    }
-                };
-                Ok(Some(Event::Op(Op {
-                    node,
-                    key,
-                    kind,
-                    start_us: num(Some(f[2]), "start")?,
-                    duration_us: num(Some(f[3]), "duration")?,
-                    outcome,
-                    value,
-                    error,
-                })))
-            }
+            _ => Err(self.malformed("unknown line")),
         }
+    }
+
+    /// Parses an operation line (ASCII only: no text but an error id).
+    fn parse_op(&self, line: &[u8]) -> Result<Event> {
+        let bad = |what: &str| self.malformed(format!("bad {what}"));
+        let mut f = line.split(|b| *b == b' ');
+        let mut field = |what: &str| f.next().filter(|x| !x.is_empty()).ok_or_else(|| bad(what));
+        let who = field("node")?;
+        let (node, key) = match who.iter().position(|b| *b == b':') {
+            Some(c) => (
+                number(&who[..c]).ok_or_else(|| bad("node"))?,
+                Some(number(&who[c + 1..]).ok_or_else(|| bad("key"))?),
+            ),
+            None => (number(who).ok_or_else(|| bad("node"))?, None),
+        };
+        let (node, key) = (node as usize, key.map(|k| k as usize));
+        let n = self.header.nodes.len();
+        if node >= n || key.is_some_and(|k| k >= n) {
+            return Err(self.malformed(format!(
+                "node index {} is not in the header",
+                String::from_utf8_lossy(who)
+            )));
+        }
+        let kind = match field("kind")? {
+            b"r" => Kind::Read,
+            b"w" => Kind::Write,
+            _ => return Err(bad("operation kind")),
+        };
+        let start_us = number(field("start")?).ok_or_else(|| bad("start"))?;
+        let duration_us = number(field("duration")?).ok_or_else(|| bad("duration"))?;
+        let outcome = match field("outcome")? {
+            b"o" => Outcome::Ok,
+            b"f" => Outcome::Fail,
+            b"u" => Outcome::Unknown,
+            _ => return Err(bad("outcome")),
+        };
+        let value = match field("value")? {
+            b"-" => None,
+            v => Some(signed(v).ok_or_else(|| bad("value"))?),
+        };
+        let error = match f.next() {
+            None => None,
+            Some(id) => {
+                let id = number(id).ok_or_else(|| bad("error id"))? as u32;
+                Some(
+                    self.errors
+                        .get(&id)
+                        .cloned()
+                        .ok_or_else(|| self.malformed("undefined error id"))?,
+                )
+            }
+        };
+        if f.next().is_some() {
+            return Err(self.malformed("unknown line"));
+        }
+        Ok(Event::Op(Op {
+            node,
+            key,
+            kind,
+            start_us,
+            duration_us,
+            outcome,
+            value,
+            error,
+        }))
+    }
+}
+
+/// A decimal number of ASCII digits.
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + (d - b'0') as u64)
+    })
+}
+
+/// A decimal number with an optional minus sign.
+fn signed(text: &[u8]) -> Option<i64> {
+    match text.split_first() {
+        Some((b'-', rest)) => number(rest).map(|n| -(n as i64)),
+        _ => number(text).map(|n| n as i64),
     }
 }
 
@@ -421,12 +457,27 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let line = match self.lines.next()? {
-                Ok(line) => line,
+            self.buf.clear();
+            match self.input.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
                 Err(e) => return Some(Err(Error::io(format!("read {}", self.path.display()))(e))),
-            };
+            }
             self.line_no += 1;
-            match self.parse(&line) {
+            let mut line = std::mem::take(&mut self.buf);
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            let parsed = if line.first().is_some_and(u8::is_ascii_digit) {
+                self.parse_op(&line).map(Some)
+            } else {
+                match std::str::from_utf8(&line) {
+                    Ok(text) => self.parse_text(text),
+                    Err(_) => Err(self.malformed("not UTF-8")),
+                }
+            };
+            self.buf = line;
+            match parsed {
                 Ok(Some(event)) => return Some(Ok(event)),
                 Ok(None) => continue,
                 Err(e) => return Some(Err(e)),

@@ -88,6 +88,8 @@ fn up_watch_isolate_rejoin_down() {
         "no rule of ours is left"
     );
     assert!(connects(Some(&ns(0)), &addr(1)), "n1 → n2 works again");
+    let (code, stdout, stderr) = run(&["mark", "checkpoint", "after", "rejoin", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
     std::thread::sleep(Duration::from_secs(6));
 
     nix::sys::signal::kill(
@@ -121,6 +123,13 @@ fn up_watch_isolate_rejoin_down() {
     assert_eq!(
         markers,
         ["isolating n2", "isolated n2", "rejoining n2", "rejoined n2"]
+    );
+    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    assert!(
+        record
+            .lines()
+            .any(|l| l.starts_with("M ") && l.ends_with(" checkpoint after rejoin")),
+        "perseus mark lands in the record"
     );
     let isolated = marker_row(&t, "isolated");
     let rejoin = marker_row(&t, "rejoining");
