@@ -43,7 +43,10 @@ pub async fn play(
             match &action {
                 Action::Start { .. } => {
                     let f = fault::start(&action, lab, db, rng).await?;
-                    say(format!("{} {} ({})", f.kind.starting, f.target, phase.name));
+                    say(format!(
+                        "{}: {action} → {} {}",
+                        phase.name, f.kind.started, f.target
+                    ));
                     in_force.push(f);
                 }
                 Action::End { kind, target } => {
@@ -54,7 +57,10 @@ pub async fn play(
                         });
                     in_force = kept;
                     for f in ending {
-                        say(format!("{} {} ({})", f.kind.ending, f.target, phase.name));
+                        say(format!(
+                            "{}: {action} → {} {}",
+                            phase.name, f.kind.ending, f.target
+                        ));
                         fault::end(&f, lab, db).await?;
                     }
                 }
@@ -74,7 +80,7 @@ async fn heal(
     say: &impl Fn(String),
 ) -> Result<()> {
     while let Some(f) = in_force.pop() {
-        say(format!("{} {}", f.kind.ending, f.target));
+        say(format!("heal → {} {}", f.kind.ending, f.target));
         fault::end(&f, lab, db).await?;
     }
     Ok(())
