@@ -70,6 +70,8 @@ pub struct Correctness {
     pub by_kind: BTreeMap<ViolationKind, u64>,
     /// Violations by the node the read went through, then by phase.
     pub by_reader: Vec<BTreeMap<Phase, u64>>,
+    /// Violations by the second (row of the table) in which the read ended.
+    pub by_second: BTreeMap<u64, u64>,
     /// The first [`EXAMPLES`] violations of each phase.
     pub examples: Vec<Violation>,
 }
@@ -191,6 +193,11 @@ impl Checker {
         self.result.violations += 1;
         *self.result.by_kind.entry(v.kind).or_default() += 1;
         *self.result.by_reader[v.reader].entry(v.phase).or_default() += 1;
+        *self
+            .result
+            .by_second
+            .entry(v.read_end_us / 1_000_000 + 1)
+            .or_default() += 1;
         if self
             .result
             .examples
@@ -312,6 +319,11 @@ mod tests {
             (ViolationKind::StaleRead, 0, 1, Some(1), Some((2, 30)))
         );
         assert_eq!(r.by_reader[1].get(&Phase::Before), Some(&1));
+        assert_eq!(
+            r.by_second.get(&1),
+            Some(&1),
+            "the read ended in the first second"
+        );
         assert!(describe(v, &["n1".into(), "n2".into(), "n3".into()])
             .starts_with("stale read before the fault: a reader read n1's key through n2"));
     }

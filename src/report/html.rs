@@ -145,6 +145,37 @@ fn latency_chart(a: &Analysis, node: usize) -> Chart {
     }
 }
 
+/// Correctness violations per second on the run's time line, faults shaded.
+fn violations_chart(a: &Analysis) -> Chart {
+    let by_second = &a.correctness.by_second;
+    let seconds = a.end_us / 1_000_000 + 1;
+    Chart {
+        id: "violations".into(),
+        title: "Correctness violations per second (stale reads, lost writes, phantom values)"
+            .into(),
+        x_label: "seconds since the start".into(),
+        y_label: "violations / s".into(),
+        width: 1200.0,
+        height: 200.0,
+        x_range: x_range(a, 0.0),
+        series: vec![Series {
+            label: "violations".into(),
+            node: "all".into(),
+            color: "#b00000",
+            style: Style::Line,
+            points: (1..=seconds)
+                .map(|s| {
+                    (
+                        s as f64 - 0.5,
+                        Some(*by_second.get(&s).unwrap_or(&0) as f64),
+                    )
+                })
+                .collect(),
+        }],
+        bands: bands(a, 0.0),
+    }
+}
+
 fn metrics_html(a: &Analysis) -> String {
     let (Some(sec), Some(ms)) = (a.seconds, a.precise) else {
         return "<p>No isolation in this record: no metrics.</p>".into();
@@ -375,6 +406,9 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     b.push_str("<h2>Errors by node, phase and code</h2>");
     b.push_str(&errors_html(a));
     b.push_str("<h2>Correctness</h2>");
+    if a.correctness.violations > 0 {
+        b.push_str(&violations_chart(a).render());
+    }
     b.push_str(&correctness_html(a));
     b.push_str("<h2>Run</h2>");
     b.push_str(&spec_html(a, spec));
