@@ -362,12 +362,14 @@ pub fn in_force(lab: &LabState) -> Result<Vec<InForce>> {
             }
         }
     }
+    // One per node: a process state cannot tell `kill n2` + `kill n3` from `kill all`, and
+    // the per-node commands are the common case (their end markers must pair with them).
     for (kind, nodes) in [("pause", pause::paused(lab)), ("kill", kill::killed(lab))] {
-        if !nodes.is_empty() {
+        for node in nodes {
             found.push(InForce {
                 kind: faults::by_name(kind).expect("known kind"),
-                target: names(lab, &nodes),
-                nodes,
+                target: lab.nodes[node].name.clone(),
+                nodes: vec![node],
             });
         }
     }

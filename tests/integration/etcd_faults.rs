@@ -3,6 +3,17 @@
 use crate::support::*;
 use perseus::record::table::Row;
 
+/// A node whose requests time out fails about once a second (1 s timeout, 100 ms pause), so
+/// an occasional second holds no error: count them over the stretch.
+fn times_out(rows: &[&Row], node: usize, what: &str) {
+    let errors: u32 = rows.iter().map(|r| r.err[node]).sum();
+    assert!(
+        errors as usize * 10 >= rows.len() * 7,
+        "{what}: {errors} errors in {} seconds",
+        rows.len()
+    );
+}
+
 fn mean_total(rows: &[&Row]) -> f64 {
     rows.iter()
         .map(|r| r.ok.iter().sum::<u32>() as f64)
@@ -43,7 +54,12 @@ fn every_fault_kind_has_its_effect_on_etcd() {
         row("paused") + 3,
         row("resuming"),
         "paused n2 hangs, others serve",
-        &|x| x.ok[1] == 0 && x.err[1] >= 1 && x.ok[0] > 0 && x.ok[2] > 0,
+        &|x| x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0,
+    );
+    times_out(
+        &r.rows_between(row("paused") + 3, row("resuming")),
+        1,
+        "paused n2",
     );
     check(
         row("killed") + 2,
@@ -87,7 +103,12 @@ fn every_fault_kind_has_its_effect_on_etcd() {
         row("isolated-all") + 3,
         row("rejoining-all"),
         "n3 cut off from its client too",
-        &|x| x.ok[2] == 0 && x.err[2] >= 1 && x.ok[0] > 0 && x.ok[1] > 0,
+        &|x| x.ok[2] == 0 && x.ok[0] > 0 && x.ok[1] > 0,
+    );
+    times_out(
+        &r.rows_between(row("isolated-all") + 3, row("rejoining-all")),
+        2,
+        "n3 cut off",
     );
     let last = r.last_second();
     check(last - 2, last + 1, "all serve at the end", &|x| {

@@ -133,16 +133,20 @@ fn up_watch_isolate_rejoin_down() {
     );
     let isolated = marker_row(&t, "isolated");
     let rejoin = marker_row(&t, "rejoining");
-    for r in t
+    let during: Vec<_> = t
         .rows()
         .filter(|r| r.second >= isolated + 4 && r.second < rejoin)
-    {
+        .collect();
+    // Its requests time out about once a second (1 s timeout, 100 ms pause between tries),
+    // so an occasional second holds no error: count them over the stretch.
+    let timeouts: u32 = during.iter().map(|r| r.err[1]).sum();
+    assert!(
+        timeouts as usize * 10 >= during.len() * 7,
+        "n2's client sees timeouts: {timeouts} in {} s",
+        during.len()
+    );
+    for r in during {
         assert_eq!(r.ok[1], 0, "isolated n2 completes nothing: {}", r.render());
-        assert!(
-            r.err[1] > 0,
-            "its client sees errors (timeouts): {}",
-            r.render()
-        );
         assert!(
             r.ok[0] > 0 && r.ok[2] > 0,
             "n1 and n3 serve: {}",
