@@ -22,7 +22,7 @@ fn serializable_reads_on_an_isolated_follower_are_caught_as_stale() {
         "--after",
         "5s",
     ];
-    let r = run_scenario_expecting("etcd", "stale", &args, exit::VIOLATIONS);
+    let r = run_scenario_expecting("etcd", "stale", &args, &[exit::VIOLATIONS]);
     let target = r.summary["fault"]["target"].as_str().unwrap().to_string();
     let c = &r.summary["correctness"];
     let during = c["by_reader"][&target]["during"].as_u64().unwrap_or(0);
