@@ -2,73 +2,7 @@
 //! from a record, with no console error and one throughput series per node.
 
 use crate::support::*;
-use perseus::record::{Event, FaultEvent, Header, Kind, Op, Outcome, Writer};
-use std::path::Path;
 use std::process::Command;
-
-/// A 60 s record of 3 nodes, 100 increments a second each; n2 isolated from 20 s to 40 s
-/// (it times out once a second meanwhile) and everyone stalled for the first 2 s of it.
-fn write_record(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let header = Header::new(
-        "etcd",
-        vec!["n1".into(), "n2".into(), "n3".into()],
-        1_790_000_000_000,
-        0,
-    );
-    let mut w = Writer::create(&dir.join("record.txt"), &header).unwrap();
-    let fault = |t_us: u64, verb: &str| {
-        Event::Fault(FaultEvent {
-            t_us,
-            verb: verb.into(),
-            target: "n2".into(),
-        })
-    };
-    let mut value = [0i64; 3];
-    for tick in 0..6000u64 {
-        let t = tick * 10_000;
-        if t == 20_000_000 {
-            w.write(&fault(t, "isolating")).unwrap();
-        }
-        if t == 40_000_000 {
-            w.write(&fault(t, "rejoining")).unwrap();
-        }
-        for (node, value) in value.iter_mut().enumerate() {
-            let isolated = (20_000_000..40_000_000).contains(&t);
-            let stalled = (20_000_000..22_000_000).contains(&t);
-            if (node == 1 && isolated) || stalled {
-                if t % 1_000_000 == 0 {
-                    let op = Op {
-                        node,
-                        key: None,
-                        kind: Kind::Read,
-                        start_us: t,
-                        duration_us: 1_000_000,
-                        outcome: Outcome::Unknown,
-                        value: None,
-                        error: Some("timed out after 1s".into()),
-                    };
-                    w.write(&Event::Op(op)).unwrap();
-                }
-                continue;
-            }
-            *value += 1;
-            let op = Op {
-                node,
-                key: None,
-                kind: Kind::Write,
-                start_us: t,
-                duration_us: 2_000 + node as u64 * 500,
-                outcome: Outcome::Ok,
-                value: Some(*value),
-                error: None,
-            };
-            w.write(&Event::Op(op)).unwrap();
-        }
-    }
-    w.write(&Event::End { t_us: 60_000_000 }).unwrap();
-    w.flush().unwrap();
-}
 
 #[test]
 fn the_report_loads_in_chromium_with_a_series_per_node_and_no_console_error() {
@@ -82,7 +16,8 @@ fn the_report_loads_in_chromium_with_a_series_per_node_and_no_console_error() {
         })
         .expect("chromium is missing: apt-get install chromium (or run .ci/run)");
     let dir = out_dir("report");
-    write_record(&dir);
+    // 60 s, 300 ops/s; n2 isolated from 20 s to 40 s (timing out once a second meanwhile).
+    perseus::bench::synthetic_record(&dir, 60, 300).unwrap();
     let (code, stdout, stderr) = run(&["report", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("downtime on isolation"), "{stdout}");
