@@ -24,36 +24,24 @@ fn run_etcd_isolates_n2_and_measures_it() {
     );
     let [iso, isolated, rejoin, rejoined] = r.isolate_marks();
 
-    let before = r.rows_between(iso.saturating_sub(5), iso);
-    assert!(!before.is_empty());
-    for row in before {
-        assert_eq!(
-            serving(row),
-            [true, true, true],
-            "all serve before the isolation: {}",
-            row.render()
-        );
-    }
+    const ALL: [bool; 3] = [true, true, true];
+    r.assert_serving(
+        iso.saturating_sub(5),
+        iso,
+        &ALL,
+        "all serve before the isolation",
+    );
     let during = r.rows_between(isolated + 4, rejoin);
     assert!(during.len() >= 8, "{} rows while isolated", during.len());
-    for row in during {
-        assert_eq!(
-            serving(row),
-            [true, false, true],
-            "only n1 and n3 serve while n2 is isolated: {}",
-            row.render()
-        );
-    }
+    r.assert_serving(
+        isolated + 4,
+        rejoin,
+        &[true, false, true],
+        "only n1 and n3 serve while n2 is isolated",
+    );
     let last = r.last_second();
     assert!(last >= rejoined + 10, "the run goes on after the rejoin");
-    for row in r.rows_between(last - 4, last + 1) {
-        assert_eq!(
-            serving(row),
-            [true, true, true],
-            "all serve again after the rejoin: {}",
-            row.render()
-        );
-    }
+    r.assert_serving(last - 4, last + 1, &ALL, "all serve again after the rejoin");
 
     let m = &r.summary["metrics"];
     for key in [

@@ -21,14 +21,12 @@ fn run_galera_isolates_n2_and_measures_it() {
         &["--before", "5s", "--during", "25s", "--after", "25s"],
     );
     let [iso, isolated, rejoin, _] = r.isolate_marks();
-    for row in r.rows_between(iso.saturating_sub(3), iso) {
-        assert_eq!(
-            serving(row),
-            [true, true, true],
-            "all serve before: {}",
-            row.render()
-        );
-    }
+    r.assert_serving(
+        iso.saturating_sub(3),
+        iso,
+        &[true, true, true],
+        "all serve before",
+    );
     let late = r.rows_between(isolated + 15, rejoin);
     assert!(late.len() >= 5, "{} rows late in the isolation", late.len());
     for row in &late {
@@ -46,14 +44,12 @@ fn run_galera_isolates_n2_and_measures_it() {
         "n2's errors while isolated: {n2_during}"
     );
     let last = r.last_second();
-    for row in r.rows_between(last - 4, last + 1) {
-        assert_eq!(
-            serving(row),
-            [true, true, true],
-            "all serve again after the rejoin: {}",
-            row.render()
-        );
-    }
+    r.assert_serving(
+        last - 4,
+        last + 1,
+        &[true, true, true],
+        "all serve again after the rejoin",
+    );
     assert!(r.summary["database_version"]
         .as_str()
         .unwrap_or("")

@@ -204,6 +204,16 @@ impl RunResult {
             .collect()
     }
 
+    /// Asserts that the rows with `from <= second < to` exist and that in each exactly
+    /// the nodes marked in `expected` completed an increment.
+    pub fn assert_serving(&self, from: u64, to: u64, expected: &[bool], what: &str) {
+        let rows = self.rows_between(from, to);
+        assert!(!rows.is_empty(), "{what}: no rows from {from} to {to}");
+        for row in rows {
+            assert_eq!(serving(row), expected, "{what}: {}", row.render());
+        }
+    }
+
     pub fn last_second(&self) -> u64 {
         self.table.rows().last().map_or(0, |r| r.second)
     }

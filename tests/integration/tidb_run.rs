@@ -28,23 +28,14 @@ fn run_tidb_isolates_n2_on_a_warmed_up_cluster() {
         ],
     );
     let [iso, ..] = r.isolate_marks();
-    for row in r.rows_between(iso.saturating_sub(3), iso) {
-        assert_eq!(
-            serving(row),
-            [true, true, true],
-            "all serve before: {}",
-            row.render()
-        );
-    }
+    r.assert_serving(
+        iso.saturating_sub(3),
+        iso,
+        &[true, true, true],
+        "all serve before",
+    );
     let last = r.last_second();
-    for row in r.rows_between(last - 4, last + 1) {
-        assert_eq!(
-            serving(row),
-            [true, true, true],
-            "all serve again: {}",
-            row.render()
-        );
-    }
+    r.assert_serving(last - 4, last + 1, &[true, true, true], "all serve again");
     assert_eq!(r.summary["fault"]["warmed_up"], true);
     let _ = std::fs::remove_dir_all(&r.out);
 }
