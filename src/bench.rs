@@ -2,7 +2,7 @@
 //! BENCHMARKS.md. Nothing here asserts a speed; it measures and prints.
 
 use crate::analysis;
-use crate::db::Database;
+use crate::db::{resp, Database, Layout};
 use crate::error::{Error, Result};
 use crate::fault::{self, nft, Action, Rng};
 use crate::lab::{self, process, LabState};
@@ -110,6 +110,7 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
                         outcome: Outcome::Unknown,
                         value: None,
                         error: Some("timed out after 1s".into()),
+                        served_by: None,
                     }))?;
                     ops += 1;
                 }
@@ -134,6 +135,7 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
                 outcome: Outcome::Ok,
                 value: v,
                 error: None,
+                served_by: None,
             }))?;
             ops += 1;
         }
@@ -172,6 +174,252 @@ pub fn report(seconds: u64, rate: u64) -> Result<()> {
         peak_rss_kib() / 1024
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A database of one Redis server on loopback, for [`client`]: not a lab database.
+struct LoopbackRedis(std::net::SocketAddr);
+
+#[async_trait::async_trait]
+impl Database for LoopbackRedis {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn about(&self) -> &'static str {
+        "one Redis server on loopback"
+    }
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("redis-server", "redis-server"),
+            ("redis-benchmark", "redis-tools"),
+        ]
+    }
+    fn client_port(&self) -> u16 {
+        self.0.port()
+    }
+    fn processes(&self, _: &Layout, _: usize) -> Vec<crate::db::ProcessSpec> {
+        Vec::new()
+    }
+    async fn health(&self, _: &Layout) -> crate::db::Health {
+        crate::db::Health::default()
+    }
+    async fn connect(
+        &self,
+        _: &Layout,
+        _: usize,
+        timeout: Duration,
+    ) -> std::result::Result<Box<dyn crate::db::Client>, crate::db::ClientError> {
+        let c = resp::Conn::connect(self.0, timeout)
+            .await
+            .map_err(crate::db::ClientError::definite)?;
+        Ok(Box::new(resp::PlainClient(c)))
+    }
+}
+
+/// A `redis-server` on loopback for the length of a benchmark; killed when dropped.
+struct LocalRedis {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+}
+
+impl LocalRedis {
+    async fn start() -> Result<LocalRedis> {
+        let dir = std::env::temp_dir().join(format!("perseus-bench-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        // A free port: the kernel's choice, released just before the server takes it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(Error::io("find a free port"))?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(Error::io("start redis-server"))?;
+        let server = LocalRedis {
+            child,
+            dir,
+            addr: ([127, 0, 0, 1], port).into(),
+        };
+        let t = Instant::now();
+        loop {
+            if let Ok(mut c) = resp::Conn::connect(server.addr, Duration::from_millis(200)).await {
+                if c.call(&[b"PING"]).await.is_ok() {
+                    return Ok(server);
+                }
+            }
+            if t.elapsed() > Duration::from_secs(5) {
+                return Err(Error::Invalid(
+                    "redis-server did not answer within 5 s".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `redis-benchmark -c 1 -P 1` for `requests` of each of SET and GET: requests a second.
+fn redis_benchmark(addr: std::net::SocketAddr, requests: u64) -> Result<(f64, f64)> {
+    let out = process::run_host(
+        "redis-benchmark",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+            "-c",
+            "1",
+            "-P",
+            "1",
+            "-t",
+            "set,get",
+            "-n",
+            &requests.to_string(),
+            "--csv",
+        ],
+    )?;
+    // "test","rps",…  then one line per test: "SET","41322.31",…
+    let rate = |test: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("\"{test}\"")))
+            .and_then(|l| l.split(',').nth(1))
+            .and_then(|v| v.trim_matches('"').parse::<f64>().ok())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "no {test} rate in redis-benchmark's output:\n{out}"
+                ))
+            })
+    };
+    Ok((rate("SET")?, rate("GET")?))
+}
+
+/// Perseus's own client loop (read → increment → write, every request recorded to a
+/// record file) against `addr` for `length`: requests a second.
+async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) -> Result<f64> {
+    use crate::workload::{self, Context, Settings};
+    let db: &'static dyn Database = Box::leak(Box::new(LoopbackRedis(addr)));
+    let layout = Layout {
+        lab: "bench".into(),
+        nodes: vec![crate::db::NodeLayout {
+            name: "n1".into(),
+            addr: std::net::Ipv4Addr::LOCALHOST,
+            dir: dir.to_path_buf(),
+        }],
+        bin_dir: None,
+    };
+    let t0_ns = crate::clock::monotonic_ns();
+    let header = Header::new("redis", vec!["n1".into()], crate::clock::unix_ms(), t0_ns);
+    let mut writer = Writer::create(&dir.join(crate::record::FILE_NAME), &header)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(1 << 16);
+    // The same batching as the watch's recorder (see `watch::record_loop`).
+    let recorder = tokio::spawn(async move {
+        let mut ops = 0u64;
+        let mut batch = Vec::with_capacity(4096);
+        loop {
+            tokio::time::sleep(crate::watch::DRAIN).await;
+            if rx.recv_many(&mut batch, usize::MAX).await == 0 {
+                break;
+            }
+            for e in batch.drain(..) {
+                writer.write(&e)?;
+                ops += 1;
+            }
+        }
+        writer.flush()?;
+        Ok::<u64, Error>(ops)
+    });
+    let cx = Context {
+        db,
+        layout: std::sync::Arc::new(layout),
+        t0_ns,
+        settings: Settings::default(),
+        events: tx,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let before = commands_processed(addr).await?;
+    let t = Instant::now();
+    let client = tokio::spawn(workload::increment_loop(cx, 0, stop.clone()));
+    tokio::time::sleep(length).await;
+    stop.cancel();
+    let _ = client.await;
+    let elapsed = t.elapsed();
+    let ops = recorder
+        .await
+        .map_err(|e| Error::Invalid(format!("recorder failed: {e}")))??;
+    // The server's own count, so the rate is not just ours to claim (its INFO adds one).
+    let served = commands_processed(addr).await? - before - 1;
+    if served.abs_diff(ops) > 2 {
+        return Err(Error::Invalid(format!(
+            "Perseus recorded {ops} requests but the server processed {served}"
+        )));
+    }
+    Ok(ops as f64 / elapsed.as_secs_f64())
+}
+
+/// The server's `total_commands_processed`.
+async fn commands_processed(addr: std::net::SocketAddr) -> Result<u64> {
+    let mut c = resp::Conn::connect(addr, Duration::from_secs(1))
+        .await
+        .map_err(Error::Invalid)?;
+    let info = c
+        .call(&[b"INFO", b"stats"])
+        .await
+        .map_err(|e| Error::Invalid(format!("INFO: {e}")))?;
+    info.text()
+        .and_then(|t| resp::info_fields(&t).remove("total_commands_processed"))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Invalid("no total_commands_processed in INFO".into()))
+}
+
+/// Client overhead: against one `redis-server` on loopback, `redis-benchmark -c 1 -P 1`
+/// (SET and GET, one connection, one request at a time) and Perseus's client loop (GET then
+/// SET, one connection, every request recorded), alternating, `rounds` times each.
+pub async fn client(length: Duration, rounds: usize) -> Result<()> {
+    for (binary, package) in LoopbackRedis(([127, 0, 0, 1], 0).into()).binaries() {
+        if process::find_program(binary).is_none() {
+            return Err(Error::MissingBinary {
+                binary: binary.to_string(),
+                how: format!("install it with: apt-get install {package}"),
+            });
+        }
+    }
+    let server = LocalRedis::start().await?;
+    let record_dir = server.dir.join("record");
+    std::fs::create_dir_all(&record_dir).map_err(Error::io("create the record directory"))?;
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        // About `length` of redis-benchmark too: its rate from a short first pass.
+        let (set, get) = redis_benchmark(server.addr, 20_000)?;
+        let per_test = ((set + get) / 2.0 * length.as_secs_f64() / 2.0) as u64;
+        let (set, get) = redis_benchmark(server.addr, per_test.max(10_000))?;
+        // The rate of alternating GET and SET requests at redis-benchmark's speeds.
+        let pair_rate = 2.0 / (1.0 / set + 1.0 / get);
+        let ours = perseus_rate(server.addr, length, &record_dir).await?;
+        let ratio = ours / pair_rate;
+        ratios.push(ratio);
+        println!(
+            "round {round}: redis-benchmark -c 1 -P 1: SET {set:.0}/s, GET {get:.0}/s (alternating: {pair_rate:.0}/s); perseus GET+SET: {ours:.0}/s = {:.1} %",
+            ratio * 100.0
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median of {rounds}: perseus reaches {:.1} % of redis-benchmark's rate",
+        ratios[ratios.len() / 2] * 100.0
+    );
     Ok(())
 }
 

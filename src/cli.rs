@@ -113,6 +113,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// Client overhead: Perseus's client loop against one local redis-server, side by side
+    /// with `redis-benchmark -c 1 -P 1` (needs redis-server and redis-tools)
+    Client {
+        /// How long each side runs per round
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        length: Duration,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// In a running lab: isolate → rules in force → first dropped peer packet
     Fault {
         #[command(flatten)]
@@ -717,7 +726,7 @@ fn list(what: ListWhat) -> Result<()> {
         println!("\nperseus run DB --scenario NAME|FILE.toml; a scenario file is TOML: see scenarios/ and the README");
         return Ok(());
     }
-    println!("{:<10}{:<40}{:<11}about", "database", "needs", "installed");
+    println!("{:<16}{:<40}{:<11}about", "database", "needs", "installed");
     for d in db::REGISTRY {
         let mut needs: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
         needs.dedup();
@@ -727,7 +736,7 @@ fn list(what: ListWhat) -> Result<()> {
             "no"
         };
         println!(
-            "{:<10}{:<40}{:<11}{}",
+            "{:<16}{:<40}{:<11}{}",
             d.name(),
             needs.join(" "),
             installed,
@@ -822,6 +831,7 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
             nodes,
             repeat,
         } => bench::lab(db::find(&database)?, nodes, repeat.max(1)).await?,
+        BenchCommand::Client { length, rounds } => bench::client(length, rounds.max(1)).await?,
         BenchCommand::Fault { lab, node, repeat } => {
             let state = LabState::load(&lab.lab)?;
             let db = db::find(&state.database)?;

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub const TABLE_FILE: &str = "client.log";
 /// How long after a second ends its row waits for late operations and markers.
 const GRACE: Duration = Duration::from_millis(200);
+/// How often the recorder takes the events queued by the clients.
+pub const DRAIN: Duration = Duration::from_millis(10);
 /// How often the lab's event log is read.
 const EVENT_POLL: Duration = Duration::from_millis(10);
 
@@ -244,21 +246,30 @@ async fn record_loop(
         print!("{legend}");
     }
     let mut second = 1u64;
-    loop {
+    let mut open = true;
+    while open {
+        // Events are taken in batches, not one by one as they come: a recorder waiting on
+        // the channel would be woken by every request, and those wake-ups cost the clients
+        // a good part of their rate (`perseus bench client`).
         let tick = t0 + Duration::from_secs(second) + GRACE;
-        tokio::select! {
-            event = rx.recv() => match event {
-                Some(e) => {
+        tokio::time::sleep_until((tokio::time::Instant::now() + DRAIN).min(tick)).await;
+        loop {
+            match rx.try_recv() {
+                Ok(e) => {
                     writer.write(&e)?;
                     tab.add(&e);
                 }
-                None => break,
-            },
-            _ = tokio::time::sleep_until(tick) => {
-                show(tab.emit_until(second * 1_000_000), &mut table)?;
-                writer.flush()?;
-                second += 1;
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
+        }
+        if open && tokio::time::Instant::now() >= tick {
+            show(tab.emit_until(second * 1_000_000), &mut table)?;
+            writer.flush()?;
+            second += 1;
         }
     }
     let end_us = header.relative_us(monotonic_ns());

@@ -279,6 +279,7 @@ mod tests {
             outcome,
             value,
             error: None,
+            served_by: None,
         }
     }
 

@@ -117,6 +117,7 @@ mod tests {
             outcome,
             value: None,
             error: None,
+            served_by: None,
         }
     }
 

@@ -5,7 +5,11 @@ pub mod etcd;
 pub mod galera;
 pub mod http;
 pub mod mysql;
+pub mod patroni;
+pub mod redis_sentinel;
+pub mod resp;
 pub mod tidb;
+pub mod zookeeper;
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -14,7 +18,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every database Perseus can run, in the order `perseus list` shows them.
-pub static REGISTRY: &[&dyn Database] = &[&etcd::Etcd, &galera::Galera, &tidb::Tidb];
+pub static REGISTRY: &[&dyn Database] = &[
+    &etcd::Etcd,
+    &galera::Galera,
+    &patroni::Patroni,
+    &redis_sentinel::RedisSentinel,
+    &zookeeper::Zookeeper,
+    &tidb::Tidb,
+];
 
 /// Looks a database up by name.
 pub fn find(name: &str) -> Result<&'static dyn Database> {
@@ -129,6 +140,11 @@ pub trait Client: Send {
     /// serializable read from the node's own store); by default the same as [`Client::read`].
     async fn read_any(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
         self.read(key).await
+    }
+    /// The server that answered (or was sent) the last request, for clients that are sent
+    /// on from the node they were opened to (e.g. to the primary); `None` otherwise.
+    fn server(&self) -> Option<Ipv4Addr> {
+        None
     }
 }
 

@@ -10,6 +10,7 @@
 //! | `H {json}` | header, first line: format version, database, node names, `t0` as Unix ms and as monotonic ns |
 //! | `X <id> <text>` | defines error text number `id`; written once, before the first operation that uses it |
 //! | `<node> <r\|w> <start> <duration> <o\|f\|u> <value\|-> [<error id>]` | an operation of a node's writer: node index (0-based, into the header's nodes), read or write, start and duration, outcome ok / fail / unknown, the value read (`-`: key absent or no value) or written |
+//! | `… @<node>` | optional last field of an operation: the node whose server answered, when the client was sent on from `node` to another (e.g. to the primary) |
 //! | `<node>:<key> r …` | a read through `node` of node `key`'s key by a reader that is not the writer (an observer, or a final read); the rest as above |
 //! | `F <t> <verb> <target>` | a fault event, e.g. `F 30000412 isolating n2` (verbs: isolating, isolated, rejoining, rejoined) |
 //! | `M <t> <text>` | a free-form mark |
@@ -67,6 +68,9 @@ pub struct Op {
     /// The value read (`None`: the key is absent) or the value written.
     pub value: Option<i64>,
     pub error: Option<String>,
+    /// The node whose server answered, where the client was sent on to another node than
+    /// `node` (e.g. to the primary); `None`: `node` itself, or not known.
+    pub served_by: Option<usize>,
 }
 
 impl Op {
@@ -218,13 +222,14 @@ impl Writer {
         };
         let value = Value(op.value);
         let who = Who(op.node, op.key);
+        let served = Served(op.served_by);
         match error_id {
             None => self.line(format_args!(
-                "{who} {kind} {} {} {outcome} {value}",
+                "{who} {kind} {} {} {outcome} {value}{served}",
                 op.start_us, op.duration_us
             )),
             Some(id) => self.line(format_args!(
-                "{who} {kind} {} {} {outcome} {value} {id}",
+                "{who} {kind} {} {} {outcome} {value} {id}{served}",
                 op.start_us, op.duration_us
             )),
         }
@@ -245,6 +250,18 @@ impl std::fmt::Display for Who {
         match self.1 {
             Some(k) => write!(f, "{}:{k}", self.0),
             None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// The optional serving-node field, with its leading space.
+struct Served(Option<usize>);
+
+impl std::fmt::Display for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(k) => write!(f, " @{k}"),
+            None => Ok(()),
         }
     }
 }
@@ -406,18 +423,29 @@ impl Reader {
             b"-" => None,
             v => Some(signed(v).ok_or_else(|| bad("value"))?),
         };
-        let error = match f.next() {
-            None => None,
-            Some(id) => {
-                let id = number(id).ok_or_else(|| bad("error id"))? as u32;
-                Some(
-                    self.errors
-                        .get(&id)
-                        .cloned()
-                        .ok_or_else(|| self.malformed("undefined error id"))?,
-                )
+        let mut last = f.next();
+        let mut served_by = None;
+        let mut error = None;
+        if let Some(id) = last.filter(|x| !x.starts_with(b"@")) {
+            let id = number(id).ok_or_else(|| bad("error id"))? as u32;
+            error = Some(
+                self.errors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| self.malformed("undefined error id"))?,
+            );
+            last = f.next();
+        }
+        if let Some(at) = last {
+            let k = at
+                .strip_prefix(b"@")
+                .and_then(number)
+                .ok_or_else(|| bad("serving node"))? as usize;
+            if k >= n {
+                return Err(self.malformed("serving node is not in the header"));
             }
-        };
+            served_by = Some(k);
+        }
         if f.next().is_some() {
             return Err(self.malformed("unknown line"));
         }
@@ -430,6 +458,7 @@ impl Reader {
             outcome,
             value,
             error,
+            served_by,
         }))
     }
 }
@@ -506,6 +535,7 @@ mod tests {
             outcome,
             value,
             error: error.map(String::from),
+            served_by: None,
         }
     }
 
@@ -541,6 +571,14 @@ mod tests {
                 key: Some(0),
                 ..op(1, Kind::Read, Outcome::Ok, Some(7), None)
             }),
+            Event::Op(Op {
+                served_by: Some(0),
+                ..op(1, Kind::Write, Outcome::Ok, Some(8), None)
+            }),
+            Event::Op(Op {
+                served_by: Some(1),
+                ..op(0, Kind::Write, Outcome::Fail, Some(9), Some("READONLY"))
+            }),
             Event::Fault(FaultEvent {
                 t_us: 5,
                 verb: "isolating".into(),
@@ -559,6 +597,8 @@ mod tests {
         w.flush().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.matches("X 0 timed out after 1s").count(), 1, "{text}");
+        assert!(text.contains(" w 1001 250 o 8 @0\n"), "{text}");
+        assert!(text.contains(" w 1000 250 f 9 1 @1\n"), "{text}");
         let r = Reader::open(&path).unwrap();
         assert_eq!(r.header(), &header);
         let back: Vec<Event> = r.map(|e| e.unwrap()).collect();

@@ -320,6 +320,7 @@ mod tests {
             outcome,
             value: Some(1),
             error: None,
+            served_by: None,
         })
     }
 

@@ -59,6 +59,7 @@ impl Stamp {
         outcome: Outcome,
         value: Option<i64>,
         error: Option<String>,
+        served_by: Option<usize>,
     ) -> Event {
         let end = monotonic_ns();
         Event::Op(Op {
@@ -70,6 +71,7 @@ impl Stamp {
             outcome,
             value,
             error,
+            served_by: served_by.filter(|s| *s != self.node),
         })
     }
 }
@@ -124,7 +126,7 @@ impl Context {
             {
                 Ok(c) => *client = Some(c),
                 Err(e) => {
-                    self.send(stamp.op(Kind::Read, start, Outcome::Fail, None, Some(e.text)))
+                    self.send(stamp.op(Kind::Read, start, Outcome::Fail, None, Some(e.text), None))
                         .await;
                     return None;
                 }
@@ -148,18 +150,25 @@ impl Context {
         } else {
             tokio::time::timeout(timeout, c.read(key)).await
         };
+        let served = self.served_by(c.as_ref());
         match outcome_of(r, timeout) {
             Ok(v) => {
-                self.send(stamp.op(Kind::Read, start, Outcome::Ok, v, None))
+                self.send(stamp.op(Kind::Read, start, Outcome::Ok, v, None, served))
                     .await;
                 Some(v)
             }
             Err((outcome, text)) => {
-                self.send(stamp.op(Kind::Read, start, outcome, None, Some(text)))
+                self.send(stamp.op(Kind::Read, start, outcome, None, Some(text), served))
                     .await;
                 None
             }
         }
+    }
+
+    /// The node whose server answered `c`'s last request, if the client says.
+    fn served_by(&self, c: &dyn Client) -> Option<usize> {
+        let addr = c.server()?;
+        self.layout.nodes.iter().position(|n| n.addr == addr)
     }
 
     async fn pause(&self, stop: &CancellationToken) {
@@ -197,7 +206,8 @@ pub async fn increment_loop(cx: Context, node: usize, stop: CancellationToken) {
                 Ok(()) => (Outcome::Ok, None),
                 Err((outcome, text)) => (outcome, Some(text)),
             };
-            cx.send(stamp.op(Kind::Write, start, outcome, Some(value), error))
+            let served = cx.served_by(c.as_ref());
+            cx.send(stamp.op(Kind::Write, start, outcome, Some(value), error, served))
                 .await;
             (outcome == Outcome::Ok).then_some(())
         }

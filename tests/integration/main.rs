@@ -10,5 +10,8 @@ mod etcd_lab;
 mod etcd_observers;
 mod etcd_run;
 mod galera_run;
+mod patroni_run;
+mod redis_sentinel_run;
 mod report_browser;
 mod tidb_run;
+mod zookeeper_run;

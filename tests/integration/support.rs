@@ -262,3 +262,30 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], codes: &[i32])
         summary,
     }
 }
+
+impl RunResult {
+    /// Which node's server answered each successful write of node `node`'s writer that
+    /// started within `[from_s, to_s)` seconds of the record's origin, as a set.
+    pub fn writes_served_by(&self, node: usize, from_s: u64, to_s: u64) -> Vec<usize> {
+        use perseus::record::{Event, Kind, Outcome, Reader};
+        let mut served: Vec<usize> = Reader::open(&self.out.join("record.txt"))
+            .expect("the record opens")
+            .filter_map(|e| match e.expect("the record parses") {
+                Event::Op(o)
+                    if o.node == node
+                        && o.key.is_none()
+                        && o.kind == Kind::Write
+                        && o.outcome == Outcome::Ok
+                        && o.start_us >= from_s * 1_000_000
+                        && o.start_us < to_s * 1_000_000 =>
+                {
+                    Some(o.served_by.unwrap_or(node))
+                }
+                _ => None,
+            })
+            .collect();
+        served.sort();
+        served.dedup();
+        served
+    }
+}

@@ -1,0 +1,351 @@
+//! PostgreSQL 15 managed by Patroni (Debian `postgresql patroni`), with an etcd cluster in
+//! the same lab (a member on every node) as Patroni's store. Patroni's defaults: `ttl` 30 s,
+//! `loop_wait` 10 s, `retry_timeout` 10 s, asynchronous replication.
+//!
+//! Only the primary takes writes, so each node's client connects the way PostgreSQL's own
+//! drivers fail over: a multi-host connection (this node first, then the others) with
+//! `target_session_attrs=read-write`, which settles on whichever server accepts writes. The
+//! record notes which server that was.
+
+use super::{etcd, http, Client, ClientError, Database, Health, Layout, ProcessSpec};
+use crate::error::{Error, Result};
+use crate::lab::process::user_ids;
+use async_trait::async_trait;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_postgres::config::TargetSessionAttrs;
+use tokio_postgres::NoTls;
+
+pub const PORT: u16 = 5432;
+pub const API_PORT: u16 = 8008;
+const USER: &str = "postgres";
+const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+/// The superuser's password; the workload connects as the superuser.
+const PASSWORD: &str = "perseus";
+const TABLE: &str = "perseus";
+const PROBE: Duration = Duration::from_millis(800);
+
+pub struct Patroni;
+
+/// The directory Patroni and PostgreSQL own on node `node` (data, socket, config).
+fn pg_dir(node_dir: &Path) -> PathBuf {
+    node_dir.join("pg")
+}
+
+/// `patroni.yml` of node `node`.
+pub fn config(layout: &Layout, node: usize) -> String {
+    let n = &layout.nodes[node];
+    let pg = pg_dir(&n.dir);
+    let etcd_hosts: Vec<String> = layout
+        .nodes
+        .iter()
+        .map(|m| format!("{}:{}", m.addr, etcd::CLIENT_PORT))
+        .collect();
+    format!(
+        "scope: perseus-{lab}\n\
+         name: {name}\n\
+         restapi:\n  listen: {addr}:{API_PORT}\n  connect_address: {addr}:{API_PORT}\n\
+         etcd3:\n  hosts: {hosts}\n\
+         bootstrap:\n\
+         \x20 dcs:\n    ttl: 30\n    loop_wait: 10\n    retry_timeout: 10\n    maximum_lag_on_failover: 1048576\n\
+         \x20   postgresql:\n      use_pg_rewind: true\n\
+         \x20 initdb:\n  - encoding: UTF8\n  - auth: scram-sha-256\n\
+         \x20 pg_hba:\n  - local all all trust\n  - host replication replicator 0.0.0.0/0 scram-sha-256\n  - host all all 0.0.0.0/0 scram-sha-256\n\
+         postgresql:\n\
+         \x20 listen: {addr}:{PORT}\n  connect_address: {addr}:{PORT}\n\
+         \x20 data_dir: {pg}/data\n  bin_dir: {BIN_DIR}\n  pgpass: {pg}/pgpass\n\
+         \x20 authentication:\n\
+         \x20   superuser:\n      username: {USER}\n      password: {PASSWORD}\n\
+         \x20   replication:\n      username: replicator\n      password: {PASSWORD}\n\
+         \x20 parameters:\n    unix_socket_directories: '{pg}'\n    shared_buffers: 32MB\n",
+        lab = layout.lab,
+        name = n.name,
+        addr = n.addr,
+        hosts = etcd_hosts.join(","),
+        pg = pg.display(),
+    )
+}
+
+/// The client's connection settings for node `node`: every server, this node's first,
+/// settling on the one that accepts writes.
+fn client_config(layout: &Layout, node: usize, timeout: Duration) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.user(USER)
+        .password(PASSWORD)
+        .dbname("postgres")
+        .connect_timeout(timeout)
+        .target_session_attrs(TargetSessionAttrs::ReadWrite);
+    let n = layout.nodes.len();
+    for i in (0..n).map(|k| (node + k) % n) {
+        c.host(layout.nodes[i].addr.to_string()).port(PORT);
+    }
+    c
+}
+
+async fn connect_rw(
+    layout: &Layout,
+    node: usize,
+    timeout: Duration,
+) -> Result<tokio_postgres::Client, ClientError> {
+    let config = client_config(layout, node, timeout);
+    let connect = config.connect(NoTls);
+    let (client, connection) = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| ClientError::definite("connect: timed out"))?
+        .map_err(|e| ClientError::definite(format!("connect: {}", describe(&e))))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// Whether a failed statement certainly did not take effect: the server refused it (an
+/// SQL error), as opposed to a connection that broke while it ran.
+fn client_error(e: tokio_postgres::Error) -> ClientError {
+    ClientError {
+        definite: e.as_db_error().is_some(),
+        text: describe(&e),
+    }
+}
+
+struct PatroniClient {
+    client: tokio_postgres::Client,
+    server: Option<Ipv4Addr>,
+}
+
+#[async_trait]
+impl Client for PatroniClient {
+    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT value FROM {TABLE} WHERE key = $1"),
+                &[&key],
+            )
+            .await
+            .map_err(client_error)?;
+        Ok(row.map(|r| r.get::<_, i64>(0)))
+    }
+
+    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO {TABLE} (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                ),
+                &[&key, &value],
+            )
+            .await
+            .map(|_| ())
+            .map_err(client_error)
+    }
+
+    fn server(&self) -> Option<Ipv4Addr> {
+        self.server
+    }
+}
+
+fn chown_postgres(path: &Path) -> Result<()> {
+    let (uid, gid) = user_ids(USER)?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(Error::io(format!("chown {}", path.display())))
+}
+
+/// What node `node`'s Patroni says of the cluster: member name → (role, state).
+async fn members(layout: &Layout, node: usize) -> Result<Vec<(String, String, String)>, String> {
+    let addr = SocketAddr::new(layout.nodes[node].addr.into(), API_PORT);
+    let v = http::get_json(addr, "/cluster", PROBE).await?;
+    let list = v["members"].as_array().cloned().unwrap_or_default();
+    Ok(list
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+            (s("name"), s("role"), s("state"))
+        })
+        .collect())
+}
+
+#[async_trait]
+impl Database for Patroni {
+    fn name(&self) -> &'static str {
+        "patroni"
+    }
+
+    fn about(&self) -> &'static str {
+        "PostgreSQL 15 + Patroni 3 (etcd in the lab); clients connect with target_session_attrs=read-write"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("patroni", "patroni"),
+            ("/usr/lib/postgresql/15/bin/postgres", "postgresql"),
+            ("etcd", "etcd-server"),
+        ]
+    }
+
+    fn client_port(&self) -> u16 {
+        PORT
+    }
+
+    fn prepare(&self, layout: &Layout) -> Result<()> {
+        for (i, n) in layout.nodes.iter().enumerate() {
+            let pg = pg_dir(&n.dir);
+            std::fs::create_dir_all(&pg).map_err(Error::io(format!("create {}", pg.display())))?;
+            let cfg = pg.join("patroni.yml");
+            std::fs::write(&cfg, config(layout, i))
+                .map_err(Error::io(format!("write {}", cfg.display())))?;
+            chown_postgres(&pg)?;
+            chown_postgres(&cfg)?;
+        }
+        Ok(())
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        let mut p = etcd::Etcd.processes(layout, node);
+        p.push(ProcessSpec {
+            name: "patroni".into(),
+            program: "patroni".into(),
+            args: vec![pg_dir(&layout.nodes[node].dir)
+                .join("patroni.yml")
+                .to_string_lossy()
+                .into_owned()],
+            env: vec![("PATH".into(), format!("{BIN_DIR}:/usr/bin:/bin"))],
+            user: Some(USER.into()),
+        });
+        p
+    }
+
+    async fn health(&self, layout: &Layout) -> Health {
+        let n = layout.nodes.len();
+        let views = futures::future::join_all((0..n).map(|i| members(layout, i))).await;
+        let mut not_ready = Vec::new();
+        let mut why = Vec::new();
+        let mut leader = None;
+        // One node's view of every member; the others only need to answer.
+        let view = views.iter().find_map(|v| v.as_ref().ok());
+        for (i, node) in layout.nodes.iter().enumerate() {
+            let problem = match (&views[i], view) {
+                (Err(e), _) => Some(e.clone()),
+                (Ok(_), None) => Some("no member list".into()),
+                (Ok(_), Some(members)) => match members.iter().find(|m| m.0 == node.name) {
+                    None => Some("not a member yet".into()),
+                    Some((_, role, state)) => {
+                        if role == "leader" {
+                            leader = Some(i);
+                        }
+                        let ok = matches!(state.as_str(), "running" | "streaming");
+                        (!ok).then(|| format!("{role} is {state}"))
+                    }
+                },
+            };
+            if let Some(p) = problem {
+                not_ready.push(i);
+                why.push(format!("{}: {p}", node.name));
+            }
+        }
+        let version = match leader {
+            None => None,
+            Some(l) => {
+                let addr = SocketAddr::new(layout.nodes[l].addr.into(), API_PORT);
+                http::get_json(addr, "/patroni", PROBE).await.ok().map(|v| {
+                    let pg = v["server_version"].as_u64().unwrap_or(0);
+                    format!(
+                        "PostgreSQL {}.{} (Patroni {})",
+                        pg / 10000,
+                        pg % 10000,
+                        v["patroni"]["version"].as_str().unwrap_or("?")
+                    )
+                })
+            }
+        };
+        if leader.is_none() {
+            why.push("no leader".into());
+        }
+        Health {
+            ready: not_ready.is_empty() && leader.is_some(),
+            not_ready,
+            why: why.join("; "),
+            leader,
+            version,
+        }
+    }
+
+    async fn setup(&self, layout: &Layout) -> Result<()> {
+        let c = connect_rw(layout, 0, Duration::from_secs(5))
+            .await
+            .map_err(|e| Error::Invalid(format!("patroni setup: {}", e.text)))?;
+        c.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {TABLE} (key text PRIMARY KEY, value bigint NOT NULL)"
+        ))
+        .await
+        .map_err(|e| Error::Invalid(format!("patroni setup: {}", describe(&e))))
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        let client = connect_rw(layout, node, timeout).await?;
+        let server = tokio::time::timeout(
+            timeout,
+            client.query_one("SELECT host(inet_server_addr())", &[]),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|row| row.get::<_, Option<String>>(0))
+        .and_then(|a| a.parse().ok());
+        Ok(Box::new(PatroniClient { client, server }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_patroni_binds_its_lab_address_and_uses_the_lab_etcd() {
+        let c = config(&Layout::for_tests(None), 1);
+        for line in [
+            "name: n2",
+            "  listen: 198.18.1.2:8008",
+            "  hosts: 198.18.1.1:2379,198.18.1.2:2379,198.18.1.3:2379",
+            "  listen: 198.18.1.2:5432",
+            "  data_dir: /x/n2/pg/data",
+            "  bin_dir: /usr/lib/postgresql/15/bin",
+            "    unix_socket_directories: '/x/n2/pg'",
+            "    retry_timeout: 10",
+        ] {
+            assert!(c.lines().any(|l| l == line), "missing {line:?} in\n{c}");
+        }
+        let yaml_ok = c
+            .lines()
+            .all(|l| !l.starts_with(' ') || l.starts_with("  "));
+        assert!(yaml_ok, "indentation by two spaces:\n{c}");
+    }
+
+    #[test]
+    fn a_client_tries_its_own_node_first_and_wants_a_writable_server() {
+        let c = client_config(&Layout::for_tests(None), 2, Duration::from_secs(1));
+        let hosts: Vec<String> = c
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                #[allow(unreachable_patterns)]
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(hosts, ["198.18.1.3", "198.18.1.1", "198.18.1.2"]);
+        assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+    }
+}

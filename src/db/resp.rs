@@ -1,0 +1,307 @@
+//! A minimal Redis (RESP2) client: one connection, one request at a time, as the seed's
+//! client holds. Used for Redis servers and Sentinels; small enough that the client's own
+//! cost is measurable against `redis-benchmark` (`perseus bench client`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+
+/// A reply, as RESP2 has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Simple(String),
+    /// An error reply (`-ERR …`, `-READONLY …`): the server refused the command.
+    Error(String),
+    Integer(i64),
+    /// A bulk string; `None` is the null bulk string (e.g. GET of an absent key).
+    Bulk(Option<Vec<u8>>),
+    /// An array; `None` is the null array.
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    /// The reply as text, for simple and bulk strings and integers.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Reply::Simple(s) => Some(s.clone()),
+            Reply::Integer(i) => Some(i.to_string()),
+            Reply::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// What went wrong with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RespError {
+    /// The connection broke or the reply made no sense: the command may have run.
+    Broken(String),
+    /// The server answered with an error: the command did not run.
+    Refused(String),
+}
+
+impl std::fmt::Display for RespError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RespError::Broken(e) | RespError::Refused(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One connection to a Redis server or Sentinel.
+pub struct Conn {
+    stream: BufStream<TcpStream>,
+    request: Vec<u8>,
+    pub addr: SocketAddr,
+}
+
+impl Conn {
+    /// Connects within `timeout`.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, String> {
+        let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("connect {addr}: timed out"))?
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_nodelay(true)
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        Ok(Conn {
+            stream: BufStream::new(s),
+            request: Vec::with_capacity(64),
+            addr,
+        })
+    }
+
+    /// Sends one command and reads its reply. An error reply is [`RespError::Refused`].
+    pub async fn call(&mut self, args: &[&[u8]]) -> Result<Reply, RespError> {
+        encode(&mut self.request, args);
+        let broken = |e: std::io::Error| RespError::Broken(e.to_string());
+        self.stream.write_all(&self.request).await.map_err(broken)?;
+        self.stream.flush().await.map_err(broken)?;
+        match read_reply(&mut self.stream).await? {
+            Reply::Error(e) => Err(RespError::Refused(e)),
+            r => Ok(r),
+        }
+    }
+
+    /// Like [`Conn::call`], all within `timeout` (a timeout is [`RespError::Broken`]).
+    pub async fn call_within(
+        &mut self,
+        args: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<Reply, RespError> {
+        tokio::time::timeout(timeout, self.call(args))
+            .await
+            .unwrap_or_else(|_| Err(RespError::Broken("timed out".into())))
+    }
+}
+
+impl Conn {
+    /// `GET key` as a number; `None` if the key is absent. A value that is not a number
+    /// is [`RespError::Refused`].
+    pub async fn get_i64(&mut self, key: &str) -> Result<Option<i64>, RespError> {
+        match self.call(&[b"GET", key.as_bytes()]).await? {
+            Reply::Bulk(None) => Ok(None),
+            r => {
+                let text = r.text().unwrap_or_default();
+                text.parse().map(Some).map_err(|_| {
+                    RespError::Refused(format!("value of {key} is not a number: {text:?}"))
+                })
+            }
+        }
+    }
+
+    /// `SET key value`.
+    pub async fn set_i64(&mut self, key: &str, value: i64) -> Result<(), RespError> {
+        self.call(&[b"SET", key.as_bytes(), value.to_string().as_bytes()])
+            .await
+            .map(|_| ())
+    }
+}
+
+impl From<RespError> for super::ClientError {
+    /// A refusal certainly did not take effect; a broken connection may have.
+    fn from(e: RespError) -> Self {
+        match e {
+            RespError::Refused(t) => super::ClientError::definite(t),
+            RespError::Broken(t) => super::ClientError::indefinite(t),
+        }
+    }
+}
+
+/// A client of one Redis server, for the workload: GET then SET on its key.
+pub struct PlainClient(pub Conn);
+
+#[async_trait::async_trait]
+impl super::Client for PlainClient {
+    async fn read(&mut self, key: &str) -> Result<Option<i64>, super::ClientError> {
+        Ok(self.0.get_i64(key).await?)
+    }
+
+    async fn write(&mut self, key: &str, value: i64) -> Result<(), super::ClientError> {
+        Ok(self.0.set_i64(key, value).await?)
+    }
+}
+
+/// Encodes a command as a RESP array of bulk strings into `out` (cleared first).
+pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    use std::io::Write;
+    out.clear();
+    let _ = write!(out, "*{}\r\n", args.len());
+    for a in args {
+        let _ = write!(out, "${}\r\n", a.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+async fn read_line<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, RespError> {
+    let mut line = Vec::with_capacity(32);
+    let n = r
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| RespError::Broken(e.to_string()))?;
+    if n == 0 {
+        return Err(RespError::Broken("connection closed".into()));
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err(RespError::Broken("reply line not ended by CRLF".into()));
+    }
+    line.truncate(line.len() - 2);
+    Ok(line)
+}
+
+fn int(bytes: &[u8]) -> Result<i64, RespError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            RespError::Broken(format!(
+                "bad number in reply: {:?}",
+                String::from_utf8_lossy(bytes)
+            ))
+        })
+}
+
+/// Reads one reply (arrays in full).
+pub async fn read_reply<R: AsyncBufReadExt + Unpin + Send>(r: &mut R) -> Result<Reply, RespError> {
+    // Arrays nest; an explicit stack keeps this an ordinary (non-recursive) async fn.
+    let mut stack: Vec<(Vec<Reply>, usize)> = Vec::new();
+    loop {
+        let line = read_line(r).await?;
+        let (tag, rest) = line
+            .split_first()
+            .ok_or_else(|| RespError::Broken("empty reply line".into()))?;
+        let mut reply = match tag {
+            b'+' => Reply::Simple(String::from_utf8_lossy(rest).into_owned()),
+            b'-' => Reply::Error(String::from_utf8_lossy(rest).into_owned()),
+            b':' => Reply::Integer(int(rest)?),
+            b'$' => match int(rest)? {
+                -1 => Reply::Bulk(None),
+                n if n >= 0 => {
+                    let mut buf = vec![0; n as usize + 2];
+                    r.read_exact(&mut buf)
+                        .await
+                        .map_err(|e| RespError::Broken(e.to_string()))?;
+                    buf.truncate(n as usize);
+                    Reply::Bulk(Some(buf))
+                }
+                _ => return Err(RespError::Broken("bad bulk length".into())),
+            },
+            b'*' => match int(rest)? {
+                -1 => Reply::Array(None),
+                0 => Reply::Array(Some(Vec::new())),
+                n if n > 0 => {
+                    stack.push((Vec::with_capacity(n as usize), n as usize));
+                    continue;
+                }
+                _ => return Err(RespError::Broken("bad array length".into())),
+            },
+            other => {
+                return Err(RespError::Broken(format!(
+                    "unknown reply type {:?}",
+                    *other as char
+                )))
+            }
+        };
+        // Fold finished arrays into their parents.
+        loop {
+            match stack.last_mut() {
+                None => return Ok(reply),
+                Some((items, want)) => {
+                    items.push(reply);
+                    if items.len() < *want {
+                        break;
+                    }
+                    let (items, _) = stack.pop().expect("an open array");
+                    reply = Reply::Array(Some(items));
+                }
+            }
+        }
+    }
+}
+
+/// The `key:value` lines of an `INFO` reply.
+pub fn info_fields(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim_end().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parse(bytes: &[u8]) -> Result<Reply, RespError> {
+        let mut r = tokio::io::BufReader::new(bytes);
+        read_reply(&mut r).await
+    }
+
+    #[test]
+    fn a_command_is_an_array_of_bulk_strings() {
+        let mut out = Vec::new();
+        encode(&mut out, &[b"SET", b"k", b"42"]);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n42\r\n");
+    }
+
+    #[tokio::test]
+    async fn replies_of_every_type_parse() {
+        assert_eq!(parse(b"+OK\r\n").await, Ok(Reply::Simple("OK".into())));
+        assert_eq!(parse(b":-7\r\n").await, Ok(Reply::Integer(-7)));
+        assert_eq!(parse(b"$-1\r\n").await, Ok(Reply::Bulk(None)));
+        assert_eq!(
+            parse(b"$4\r\na\r\nb\r\n").await,
+            Ok(Reply::Bulk(Some(b"a\r\nb".to_vec())))
+        );
+        assert_eq!(
+            parse(b"-READONLY You can't write against a read only replica.\r\n").await,
+            Ok(Reply::Error(
+                "READONLY You can't write against a read only replica.".into()
+            ))
+        );
+        assert_eq!(
+            parse(b"*2\r\n*2\r\n$1\r\na\r\n:1\r\n*0\r\n").await,
+            Ok(Reply::Array(Some(vec![
+                Reply::Array(Some(vec![
+                    Reply::Bulk(Some(b"a".to_vec())),
+                    Reply::Integer(1)
+                ])),
+                Reply::Array(Some(vec![])),
+            ])))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_reply_is_a_broken_connection() {
+        assert!(matches!(
+            parse(b"$5\r\nab").await,
+            Err(RespError::Broken(_))
+        ));
+        assert!(matches!(
+            parse(b"*2\r\n:1\r\n").await,
+            Err(RespError::Broken(_))
+        ));
+        assert!(matches!(parse(b"?x\r\n").await, Err(RespError::Broken(_))));
+    }
+}

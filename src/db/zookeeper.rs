@@ -1,0 +1,292 @@
+//! ZooKeeper (Debian `zookeeper`, 3.8): one JVM (`QuorumPeerMain`) per node with Debian's
+//! default timing (`tickTime=2000`, `syncLimit=5`). The client's loop is `sync` + get, then
+//! set, on a znode of its own (`/perseus-n1` …), through a session with its node only.
+//! Ready when every node answers `srvr` as leader or follower and exactly one leads.
+
+use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zookeeper_client as zk;
+
+pub const CLIENT_PORT: u16 = 2181;
+const JAR: &str = "/usr/share/java/zookeeper.jar";
+/// A logging backend for ZooKeeper's slf4j: plain lines on standard error, in the node's log.
+const LOGGER_JAR: &str = "/usr/share/java/slf4j-simple.jar";
+const PROBE: Duration = Duration::from_millis(800);
+
+pub struct Zookeeper;
+
+/// `zoo.cfg` of node `node`.
+pub fn config(layout: &Layout, node: usize) -> String {
+    let n = &layout.nodes[node];
+    let mut c = format!(
+        "tickTime=2000\n\
+         initLimit=10\n\
+         syncLimit=5\n\
+         dataDir={dir}/data\n\
+         clientPort={CLIENT_PORT}\n\
+         clientPortAddress={addr}\n\
+         admin.enableServer=false\n\
+         4lw.commands.whitelist=srvr,ruok\n",
+        dir = n.dir.display(),
+        addr = n.addr,
+    );
+    for (i, m) in layout.nodes.iter().enumerate() {
+        c.push_str(&format!("server.{}={}:2888:3888\n", i + 1, m.addr));
+    }
+    c
+}
+
+/// A four-letter-word command's answer from node `node`.
+async fn four_letters(layout: &Layout, node: usize, word: &str) -> Result<String, String> {
+    let addr = SocketAddr::new(layout.nodes[node].addr.into(), CLIENT_PORT);
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(word.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    };
+    tokio::time::timeout(PROBE, ask)
+        .await
+        .map_err(|_| format!("{word}: timed out"))?
+}
+
+/// The `Mode:` and `Zookeeper version:` of a `srvr` answer.
+fn mode_and_version(srvr: &str) -> (Option<&str>, Option<&str>) {
+    let field = |name: &str| {
+        srvr.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let version = field("Zookeeper version:").map(|v| v.split([',', '-']).next().unwrap_or(v));
+    (field("Mode:"), version)
+}
+
+/// Whether a failed request certainly did not take effect.
+fn is_definite(e: &zk::Error) -> bool {
+    !matches!(
+        e,
+        zk::Error::ConnectionLoss
+            | zk::Error::Timeout
+            | zk::Error::SessionExpired
+            | zk::Error::ClientClosed
+            | zk::Error::UnexpectedError(_)
+            | zk::Error::UnexpectedErrorCode(_)
+    )
+}
+
+fn client_error(e: zk::Error) -> ClientError {
+    ClientError {
+        definite: is_definite(&e),
+        text: e.to_string(),
+    }
+}
+
+struct ZkClient(zk::Client);
+
+#[async_trait]
+impl Client for ZkClient {
+    /// `sync` then get: the value as of the leader's latest commit.
+    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+        let path = format!("/{key}");
+        self.0
+            .sync(&path)
+            .await
+            .map_err(|e| ClientError::definite(format!("sync: {e}")))?;
+        self.read_any(key).await
+    }
+
+    /// A plain get, answered by the node from its own copy, which may be behind.
+    async fn read_any(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+        match self.0.get_data(&format!("/{key}")).await {
+            Ok((data, _)) => {
+                let text = String::from_utf8_lossy(&data);
+                text.parse().map(Some).map_err(|_| {
+                    ClientError::definite(format!("value of {key} is not a number: {text:?}"))
+                })
+            }
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(ClientError::definite(e.to_string())),
+        }
+    }
+
+    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
+        let path = format!("/{key}");
+        let data = value.to_string();
+        match self.0.set_data(&path, data.as_bytes(), None).await {
+            Ok(_) => Ok(()),
+            Err(zk::Error::NoNode) => {
+                let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                self.0
+                    .create(&path, data.as_bytes(), &options)
+                    .await
+                    .map(|_| ())
+                    .map_err(client_error)
+            }
+            Err(e) => Err(client_error(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Database for Zookeeper {
+    fn name(&self) -> &'static str {
+        "zookeeper"
+    }
+
+    fn about(&self) -> &'static str {
+        "ZooKeeper 3.8 ensemble (Zab); sync + get, then set, on a znode per node"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("java", "default-jre-headless"),
+            (JAR, "zookeeper"),
+            (LOGGER_JAR, "libslf4j-java"),
+        ]
+    }
+
+    fn client_port(&self) -> u16 {
+        CLIENT_PORT
+    }
+
+    fn prepare(&self, layout: &Layout) -> Result<()> {
+        for (i, n) in layout.nodes.iter().enumerate() {
+            let data = n.dir.join("data");
+            std::fs::create_dir_all(&data)
+                .map_err(Error::io(format!("create {}", data.display())))?;
+            std::fs::write(data.join("myid"), format!("{}\n", i + 1))
+                .map_err(Error::io("write myid"))?;
+            let cfg = n.dir.join("zoo.cfg");
+            std::fs::write(&cfg, config(layout, i))
+                .map_err(Error::io(format!("write {}", cfg.display())))?;
+        }
+        Ok(())
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        let dir = &layout.nodes[node].dir;
+        vec![ProcessSpec {
+            name: "zookeeper".into(),
+            program: "java".into(),
+            args: vec![
+                "-Xms64m".into(),
+                "-Xmx256m".into(),
+                "-XX:+UseSerialGC".into(),
+                "-cp".into(),
+                format!("{JAR}:{LOGGER_JAR}"),
+                "-Dorg.slf4j.simpleLogger.showDateTime=true".into(),
+                format!("-Dzookeeper.log.dir={}", dir.display()),
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain".into(),
+                dir.join("zoo.cfg").to_string_lossy().into_owned(),
+            ],
+            env: Vec::new(),
+            user: None,
+        }]
+    }
+
+    async fn health(&self, layout: &Layout) -> Health {
+        let n = layout.nodes.len();
+        let answers =
+            futures::future::join_all((0..n).map(|i| four_letters(layout, i, "srvr"))).await;
+        let mut not_ready = Vec::new();
+        let mut why = Vec::new();
+        let mut leaders = Vec::new();
+        let mut version = None;
+        for (i, a) in answers.iter().enumerate() {
+            let problem = match a {
+                Err(e) => Some(e.clone()),
+                Ok(text) => {
+                    let (mode, v) = mode_and_version(text);
+                    version = version.or(v.map(String::from));
+                    match mode {
+                        Some("leader") => {
+                            leaders.push(i);
+                            None
+                        }
+                        Some("follower") => None,
+                        _ => Some(format!(
+                            "not serving: {}",
+                            text.lines().next().unwrap_or("")
+                        )),
+                    }
+                }
+            };
+            if let Some(p) = problem {
+                not_ready.push(i);
+                why.push(format!("{}: {p}", layout.nodes[i].name));
+            }
+        }
+        if leaders.len() > 1 {
+            why.push(format!("{} nodes say they lead", leaders.len()));
+        }
+        Health {
+            ready: not_ready.is_empty() && leaders.len() == 1,
+            not_ready,
+            why: why.join("; "),
+            leader: (leaders.len() == 1).then(|| leaders[0]),
+            version,
+        }
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        let addr = format!("{}:{CLIENT_PORT}", layout.nodes[node].addr);
+        let connect = zk::Client::connector()
+            .with_connection_timeout(timeout)
+            .with_fail_eagerly()
+            .connect(&addr);
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(c)) => Ok(Box::new(ZkClient(c))),
+            Ok(Err(e)) => Err(ClientError::definite(format!("connect: {e}"))),
+            Err(_) => Err(ClientError::definite("connect: timed out")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_knows_the_ensemble_and_serves_clients_on_its_own_address() {
+        let c = config(&Layout::for_tests(None), 1);
+        for line in [
+            "dataDir=/x/n2/data",
+            "clientPortAddress=198.18.1.2",
+            "clientPort=2181",
+            "admin.enableServer=false",
+            "server.1=198.18.1.1:2888:3888",
+            "server.2=198.18.1.2:2888:3888",
+            "server.3=198.18.1.3:2888:3888",
+        ] {
+            assert!(c.lines().any(|l| l == line), "missing {line} in\n{c}");
+        }
+        assert!(c.contains("4lw.commands.whitelist=srvr"));
+    }
+
+    #[test]
+    fn srvr_gives_the_mode_and_version() {
+        let srvr = "Zookeeper version: 3.8.0-debian--1, built on 2023-01-01 00:00 UTC\n\
+                    Latency min/avg/max: 0/0.0/0\nMode: follower\nNode count: 5\n";
+        assert_eq!(mode_and_version(srvr), (Some("follower"), Some("3.8.0")));
+        assert_eq!(
+            mode_and_version("This ZooKeeper instance is not currently serving requests\n"),
+            (None, None)
+        );
+    }
+}

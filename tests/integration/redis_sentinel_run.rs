@@ -1,0 +1,81 @@
+//! `perseus run redis-sentinel`: Redis replication with Sentinel failover, clients that follow
+//! their own node's Sentinel to the primary.
+
+use crate::support::*;
+
+/// Redis Sentinel's observable behaviour when the primary (n1) is isolated (seen here: no
+/// client ever sees an error; n1's own Sentinel cannot reach the others, keeps naming n1,
+/// and n1 keeps acknowledging its client's writes; the other two Sentinels promote a
+/// replica after 2 s and their clients move to it; at the rejoin n1 is demoted, drops what
+/// it took alone, and its client moves too):
+/// - all three serve in every second, before, during and after the isolation;
+/// - in the last 5 s of the isolation n1's writes are answered by n1, and n2's and n3's by
+///   one other node, the new primary;
+/// - in the last 5 s of the run every write is answered by that new primary;
+/// - writes that n2's or n3's client made to n1 after it was cut off and before the
+///   failover are lost: the checker reports them as stale reads (exit 4).
+#[test]
+fn run_redis_sentinel_isolates_the_primary_and_measures_it() {
+    require_lab("redis-server", "redis-server");
+    require_lab("redis-sentinel", "redis-sentinel");
+    let r = run_scenario_expecting(
+        "redis-sentinel",
+        "redis",
+        &[
+            "--isolate",
+            "leader",
+            "--before",
+            "5s",
+            "--during",
+            "15s",
+            "--after",
+            "10s",
+        ],
+        &[4],
+    );
+    assert!(
+        r.stdout.contains("isolated n1"),
+        "the primary n1 is isolated:\n{}",
+        r.stdout
+    );
+    let [iso, _, rejoin, _] = r.isolate_marks();
+    let last = r.last_second();
+    r.assert_serving(
+        iso.saturating_sub(3),
+        last + 1,
+        &[true, true, true],
+        "all serve, also while n1 is cut off",
+    );
+    // Table rows are 1-based seconds: row s covers [s-1, s).
+    let late = (rejoin - 6, rejoin - 1);
+    assert_eq!(
+        r.writes_served_by(0, late.0, late.1),
+        [0],
+        "n1 keeps its own writes while isolated"
+    );
+    let new_primary = r.writes_served_by(1, late.0, late.1);
+    assert!(
+        new_primary.len() == 1 && new_primary[0] != 0,
+        "n2's writes go to one new primary: {new_primary:?}"
+    );
+    assert_eq!(r.writes_served_by(2, late.0, late.1), new_primary);
+    for node in 0..3 {
+        assert_eq!(
+            r.writes_served_by(node, last - 5, last),
+            new_primary,
+            "after the rejoin n{}'s writes go to the new primary",
+            node + 1
+        );
+    }
+    let c = &r.summary["correctness"];
+    let stale_during = ["n2", "n3"]
+        .iter()
+        .filter_map(|n| c["by_reader"][n]["during"].as_u64())
+        .sum::<u64>();
+    assert!(
+        stale_during >= 1 && c["by_kind"]["stale-read"].as_u64() >= Some(1),
+        "the writes n1 took from n2's and n3's clients are lost: {c}"
+    );
+    assert!(r.out.join("logs/n1-redis-sentinel.log").exists());
+    let _ = std::fs::remove_dir_all(&r.out);
+}
