@@ -172,6 +172,32 @@ async fn members(layout: &Layout, node: usize) -> Result<Vec<(String, String, St
         .collect())
 }
 
+/// How many replicas stream from node `node` (the primary), as `pg_stat_replication` says.
+async fn streaming_replicas(layout: &Layout, node: usize) -> Result<i64, String> {
+    let mut c = tokio_postgres::Config::new();
+    c.user(USER)
+        .password(PASSWORD)
+        .dbname("postgres")
+        .host(layout.nodes[node].addr.to_string())
+        .port(PORT)
+        .connect_timeout(PROBE);
+    let ask = async {
+        let (client, connection) = c.connect(NoTls).await.map_err(|e| describe(&e))?;
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                &[],
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(row.get::<_, i64>(0))
+    };
+    tokio::time::timeout(PROBE, ask)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
 #[async_trait]
 impl Database for Patroni {
     fn name(&self) -> &'static str {
@@ -265,8 +291,18 @@ impl Database for Patroni {
                 })
             }
         };
-        if leader.is_none() {
-            why.push("no leader".into());
+        match leader {
+            None => why.push("no leader".into()),
+            Some(l) if not_ready.is_empty() => {
+                // Patroni says "running" of a replica that is not replicating yet (its slot
+                // missing): ask the primary which replicas stream.
+                let streaming = streaming_replicas(layout, l).await;
+                if streaming != Ok(n as i64 - 1) {
+                    not_ready.extend((0..n).filter(|i| *i != l));
+                    why.push(format!("replicas streaming from the primary: {streaming:?}"));
+                }
+            }
+            Some(_) => {}
         }
         Health {
             ready: not_ready.is_empty() && leader.is_some(),
