@@ -317,8 +317,10 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
             name: "n1".into(),
             addr: std::net::Ipv4Addr::LOCALHOST,
             dir: dir.to_path_buf(),
+            port: None,
         }],
         bin_dir: None,
+        credentials: None,
     };
     let t0_ns = crate::clock::monotonic_ns();
     let header = Header::new("redis", vec!["n1".into()], crate::clock::unix_ms(), t0_ns);

@@ -161,6 +161,10 @@ pub struct MarkArgs {
     pub text: Vec<String>,
     #[command(flatten)]
     pub lab: LabArg,
+    /// Mark a running watch of a cluster Perseus did not start (its name: the cluster
+    /// file's `name`, or watch --name)
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Args)]
@@ -246,9 +250,14 @@ pub struct RunArgs {
     /// Seed for `random` targets [default: a fresh one, saved in spec.json]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run against a cluster Perseus did not start, described by a cluster file (nodes,
+    /// client, credentials, your own fault commands; see the README); --isolate names one
+    /// of its nodes [default: the second]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "scenario", "spec"])]
+    pub cluster: Option<PathBuf>,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ObserveArgs {
     /// Add an observer per node: a read-only client that reads every node's key through
     /// that node, so the correctness checks catch stale reads
@@ -311,6 +320,18 @@ pub struct NodeArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub lab: LabArg,
+    /// Watch a cluster Perseus did not start, described by a cluster file (see the README)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["db", "node"])]
+    pub cluster: Option<PathBuf>,
+    /// Watch a cluster Perseus did not start with this database's client (with --node)
+    #[arg(long, value_name = "DB", requires = "node")]
+    pub db: Option<String>,
+    /// A node of that cluster, as NAME=HOST:PORT; once per node
+    #[arg(long, value_name = "NAME=HOST:PORT", requires = "db")]
+    pub node: Vec<String>,
+    /// The name `perseus mark --cluster NAME` reaches this watch by (with --db)
+    #[arg(long, default_value = "external", requires = "db")]
+    pub name: String,
     /// Longest wait for one request; past it the request counts as unknown
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -363,6 +384,9 @@ pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
 }
 
 async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
+    if let Some(file) = &a.cluster {
+        return run_cluster(&a, file, stop).await;
+    }
     let mut spec = match &a.spec {
         Some(path) => Spec::load(path)?,
         None => Spec::default(),
@@ -419,6 +443,45 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
         .lab
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
     let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say).await?;
+    conclude(
+        &outcome.analysis,
+        &outcome.dir,
+        &format!("results: {}", outcome.dir.display()),
+    )
+}
+
+/// `perseus run --cluster FILE`: the seed's timeline on a cluster Perseus did not start.
+async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Result<()> {
+    let cluster = perseus::cluster::Cluster::load(file)?;
+    let mut spec = Spec {
+        database: cluster.database.clone(),
+        nodes: cluster.nodes.len(),
+        ..Spec::default()
+    };
+    spec.timeline.isolate = match &a.isolate {
+        Some(t) => t.clone(),
+        None => {
+            perseus::spec::Target::Node(cluster.nodes[1.min(cluster.nodes.len() - 1)].name.clone())
+        }
+    };
+    for (field, value) in [
+        (&mut spec.timeline.before, a.before),
+        (&mut spec.timeline.during, a.during),
+        (&mut spec.timeline.after, a.after),
+        (&mut spec.request_timeout, a.timeout),
+    ] {
+        if let Some(v) = value {
+            *field = v;
+        }
+    }
+    if let Some(o) = observers(a.observe.clone()) {
+        spec.observers = Some(o);
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cluster.name, stamp())));
+    let outcome = perseus::run::run_cluster(&spec, &cluster, &out, stop, say).await?;
     conclude(
         &outcome.analysis,
         &outcome.dir,
@@ -639,6 +702,14 @@ async fn fault(lab: &LabArg, text: &str) -> Result<()> {
 }
 
 async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
+    let cluster = match (&a.cluster, &a.db) {
+        (Some(file), _) => Some(perseus::cluster::Cluster::load(file)?),
+        (None, Some(db)) => Some(perseus::cluster::Cluster::from_args(&a.name, db, &a.node)?),
+        (None, None) => None,
+    };
+    if let Some(c) = cluster {
+        return watch_cluster(a, c, stop).await;
+    }
     let state = LabState::load(&a.lab.lab)?;
     let db = db::find(&state.database)?;
     let out = a
@@ -650,9 +721,70 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
         observers: observers(a.observe),
         ..Settings::default()
     };
-    let w = Watch::start(db, &state, settings, &out, true, version)?;
+    let w = Watch::start(
+        db,
+        state.layout(),
+        &state.dir(),
+        settings,
+        &out,
+        true,
+        version,
+    )?;
     stop.cancelled().await;
     w.stop().await?;
+    let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
+    report::write_results(&out, &analysis)?;
+    conclude(&analysis, &out, &format!("results: {}", out.display()))
+}
+
+/// `perseus watch --cluster FILE` / `--db DB --node …`: the seed's client against a
+/// cluster Perseus did not start, until Ctrl-C; `perseus mark --cluster NAME` reaches it.
+async fn watch_cluster(
+    a: WatchArgs,
+    cluster: perseus::cluster::Cluster,
+    stop: CancellationToken,
+) -> Result<()> {
+    let db = db::find(&cluster.database)?;
+    let events = cluster.dir();
+    if events.exists() {
+        return Err(Error::Invalid(format!(
+            "a watch of cluster '{}' is running already (or was killed: remove {})",
+            cluster.name,
+            events.display()
+        ))
+        .into());
+    }
+    cluster.check_reachable(Duration::from_secs(2)).await?;
+    let layout = cluster.layout();
+    db.setup(&layout).await?;
+    let version = tokio::time::timeout(Duration::from_secs(2), db.health(&layout))
+        .await
+        .ok()
+        .and_then(|h| h.version);
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("watch-{}-{}", cluster.name, stamp()))
+    });
+    let settings = Settings {
+        timeout: a.timeout,
+        observers: observers(a.observe),
+        ..Settings::default()
+    };
+    std::fs::create_dir_all(&events).with_context(|| format!("create {}", events.display()))?;
+    say(format!(
+        "watching {} ({}); mark faults from another terminal with: perseus mark --cluster {} \"isolating {}\"",
+        cluster.name,
+        cluster.database,
+        cluster.name,
+        cluster.nodes[0].name
+    ));
+    let result = async {
+        let w = Watch::start(db, layout, &events, settings, &out, true, version)?;
+        stop.cancelled().await;
+        w.stop().await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&events);
+    result?;
     let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
     report::write_results(&out, &analysis)?;
     conclude(&analysis, &out, &format!("results: {}", out.display()))
@@ -843,7 +975,15 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
             let db = db::find(&state.database)?;
             let out =
                 std::env::temp_dir().join(format!("perseus-bench-watch-{}", std::process::id()));
-            let w = Watch::start(db, &state, Settings::default(), &out, false, None)?;
+            let w = Watch::start(
+                db,
+                state.layout(),
+                &state.dir(),
+                Settings::default(),
+                &out,
+                false,
+                None,
+            )?;
             let t = Instant::now();
             while t.elapsed() < length && !stop.is_cancelled() {
                 tokio::select! {
@@ -869,17 +1009,29 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
 }
 
 fn mark(a: &MarkArgs) -> Result<()> {
-    let state = LabState::load(&a.lab.lab)?;
+    let dir = match &a.cluster {
+        Some(name) => {
+            let dir = perseus::cluster::clusters_dir().join(name);
+            if !dir.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "no watch of cluster '{name}' is running (start one with perseus watch --cluster FILE)"
+                ))
+                .into());
+            }
+            dir
+        }
+        None => LabState::load(&a.lab.lab)?.dir(),
+    };
     let text = a.text.join(" ");
     let (verb, target) = text.split_once(' ').unwrap_or((text.as_str(), ""));
     let is_fault = perseus::record::faults::KINDS
         .iter()
         .any(|k| [k.starting, k.started, k.ending, k.ended].contains(&verb));
     if is_fault {
-        perseus::lab::events::append(&state.dir(), verb, target)?;
+        perseus::lab::events::append(&dir, verb, target)?;
         println!("marked: # {verb} {target}");
     } else {
-        perseus::lab::events::append(&state.dir(), perseus::lab::events::MARK, &text)?;
+        perseus::lab::events::append(&dir, perseus::lab::events::MARK, &text)?;
         println!("marked: {text}");
     }
     Ok(())

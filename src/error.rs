@@ -92,6 +92,12 @@ pub enum Error {
         why: String,
     },
 
+    #[error("not reachable: {0}; check the addresses and that the cluster is up")]
+    Unreachable(String),
+
+    #[error("fault command failed, the run stopped: {0}")]
+    FaultCommand(String),
+
     #[error("interrupted; the lab was torn down")]
     Interrupted,
 
@@ -112,7 +118,8 @@ impl Error {
             Error::MissingBinary { .. }
             | Error::NotRoot { .. }
             | Error::SubnetInUse { .. }
-            | Error::NoFreeSubnet => exit::ENVIRONMENT,
+            | Error::NoFreeSubnet
+            | Error::Unreachable(_) => exit::ENVIRONMENT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Violations(..) => exit::VIOLATIONS,
             _ => exit::FAILURE,

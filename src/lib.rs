@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod bench;
 pub mod clock;
+pub mod cluster;
 pub mod db;
 pub mod error;
 pub mod fault;

@@ -1,6 +1,7 @@
 //! `perseus run`: one experiment, unattended.
 
 use crate::analysis::{self, Analysis};
+use crate::cluster::Cluster;
 use crate::db::{self, Database};
 use crate::error::{Error, Result};
 use crate::lab::{self, process, LabState};
@@ -148,34 +149,14 @@ async fn stages(
     };
     let w = watch.insert(Watch::start(
         db,
-        state,
+        state.layout(),
+        &state.dir(),
         settings,
         dir,
         true,
         health.version,
     )?);
-    let t = Instant::now();
-    while !w.is_steady(STEADY_SECONDS) {
-        if t.elapsed() > spec.steady_timeout {
-            let silent: Vec<&str> = w
-                .silent_nodes()
-                .iter()
-                .map(|i| state.nodes[*i].name.as_str())
-                .collect();
-            return Err(Error::NotSteady {
-                secs: spec.steady_timeout.as_secs(),
-                why: format!("no increment in the last second from {}", silent.join(", ")),
-            });
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.cancelled() => return Err(Error::Interrupted),
-        }
-    }
-    say(format!(
-        "every node serves; steady after {:.1} s",
-        t.elapsed().as_secs_f64()
-    ));
+    wait_steady(w, &state.layout(), spec.steady_timeout, stop, say).await?;
     if !spec.skip_warmup {
         wait_warm(spec, db, state, stop, say).await?;
     }
@@ -189,6 +170,123 @@ async fn stages(
         ));
     }
     Ok(())
+}
+
+/// Waits, at most `within`, until every node has served the workload for
+/// [`STEADY_SECONDS`] complete seconds.
+async fn wait_steady(
+    w: &Watch,
+    layout: &crate::db::Layout,
+    within: Duration,
+    stop: &CancellationToken,
+    say: impl Fn(String),
+) -> Result<()> {
+    let t = Instant::now();
+    while !w.is_steady(STEADY_SECONDS) {
+        if t.elapsed() > within {
+            let silent: Vec<&str> = w
+                .silent_nodes()
+                .iter()
+                .map(|i| layout.nodes[*i].name.as_str())
+                .collect();
+            return Err(Error::NotSteady {
+                secs: within.as_secs(),
+                why: format!("no increment in the last second from {}", silent.join(", ")),
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.cancelled() => return Err(Error::Interrupted),
+        }
+    }
+    say(format!(
+        "every node serves; steady after {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Runs one experiment on a cluster Perseus did not start, with the user's own fault
+/// commands: checks the scenario against the cluster file and every node's reachability
+/// before anything starts; creates the table where the database needs one; starts the
+/// workload, waits until every node serves, plays the scenario (undoing what is in force
+/// at its end, or when a command fails or `stop` fires), reads every key through every
+/// node, and writes the results into `dir`. The cluster's event log is removed at the end.
+pub async fn run_cluster(
+    spec: &Spec,
+    cluster: &Cluster,
+    dir: &Path,
+    stop: CancellationToken,
+    say: impl Fn(String) + Copy,
+) -> Result<RunOutcome> {
+    let db = db::find(&cluster.database)?;
+    let scenario = spec.scenario();
+    crate::cluster::check_scenario(cluster, &scenario)?;
+    let events_dir = cluster.dir();
+    if events_dir.exists() {
+        return Err(Error::Invalid(format!(
+            "a watch of cluster '{}' is running already (or was killed: remove {})",
+            cluster.name,
+            events_dir.display()
+        )));
+    }
+    cluster.check_reachable(Duration::from_secs(2)).await?;
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    spec.save(&dir.join("spec.json"))?;
+    std::fs::create_dir_all(&events_dir)
+        .map_err(Error::io(format!("create {}", events_dir.display())))?;
+    let layout = cluster.layout();
+    let mut watch = None;
+    let result = async {
+        db.setup(&layout).await?;
+        let version = tokio::time::timeout(Duration::from_secs(2), db.health(&layout))
+            .await
+            .ok()
+            .and_then(|h| h.version);
+        let settings = Settings {
+            timeout: spec.request_timeout,
+            observers: spec.observers,
+            ..Settings::default()
+        };
+        let w = watch.insert(Watch::start(
+            db,
+            layout.clone(),
+            &events_dir,
+            settings,
+            dir,
+            true,
+            version,
+        )?);
+        wait_steady(w, &layout, spec.steady_timeout, &stop, say).await?;
+        crate::cluster::play(cluster, &scenario, &stop, say).await?;
+        let missed = w.final_reads(FINAL_READS_WITHIN).await;
+        if missed > 0 {
+            say(format!(
+                "{missed} final reads did not succeed within {} s",
+                FINAL_READS_WITHIN.as_secs()
+            ));
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    let stopped = match watch {
+        Some(w) => w.stop().await,
+        None => Ok(()),
+    };
+    let _ = std::fs::remove_dir_all(&events_dir);
+    let analysis = if dir.join(crate::record::FILE_NAME).exists() {
+        let a = analysis::analyse(&dir.join(crate::record::FILE_NAME))?;
+        report::write_results(dir, &a)?;
+        Some(a)
+    } else {
+        None
+    };
+    result?;
+    stopped?;
+    Ok(RunOutcome {
+        dir: dir.to_path_buf(),
+        analysis: analysis.expect("a run that got this far has a record"),
+    })
 }
 
 /// Waits, at most the steady timeout, until the database reports it has warmed up.

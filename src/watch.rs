@@ -5,8 +5,9 @@
 use crate::analysis::correctness;
 use crate::clock::{monotonic_ns, unix_ms};
 use crate::db::Database;
+use crate::db::Layout;
 use crate::error::{Error, Result};
-use crate::lab::{events, LabState};
+use crate::lab::events;
 use crate::record::table::{legend, Line, Row, Tabulator};
 use crate::record::{self, Event, FaultEvent, Header};
 use crate::workload::{self, Settings};
@@ -44,11 +45,14 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts one client per node of `lab`, writing `record.txt` and `client.log` into
-    /// `dir` (created if needed). With `echo`, the table also goes to standard output.
+    /// Starts one client per node of `layout` (a lab's, or a cluster's that Perseus did not
+    /// start), writing `record.txt` and `client.log` into `dir` (created if needed). Fault
+    /// events and marks appended to the event log in `events_dir` go into the record as
+    /// they come. With `echo`, the table also goes to standard output.
     pub fn start(
         db: &'static dyn Database,
-        lab: &LabState,
+        layout: Layout,
+        events_dir: &Path,
         settings: Settings,
         dir: &Path,
         echo: bool,
@@ -56,15 +60,18 @@ impl Watch {
     ) -> Result<Watch> {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
         let t0_ns = monotonic_ns();
-        let mut header = Header::new(db.name(), lab.node_names(), unix_ms(), t0_ns);
+        let names = layout.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut header = Header::new(db.name(), names, unix_ms(), t0_ns);
         header.database_version = version;
-        header.addresses = lab.nodes.iter().map(|n| n.addr.to_string()).collect();
+        header.addresses = (0..layout.nodes.len())
+            .map(|i| layout.client_addr(i, db.client_port()).to_string())
+            .collect();
         let record_path = dir.join(record::FILE_NAME);
         let writer = record::Writer::create(&record_path, &header)?;
         let table_path = dir.join(TABLE_FILE);
         let table = File::create(&table_path)
             .map_err(Error::io(format!("create {}", table_path.display())))?;
-        let mut tail = events::Tail::open(&lab.dir())?;
+        let mut tail = events::Tail::open(events_dir)?;
 
         let (tx, rx) = mpsc::channel::<Event>(1 << 16);
         let stop_clients = CancellationToken::new();
@@ -72,12 +79,13 @@ impl Watch {
         let recent = Arc::new(Mutex::new(VecDeque::new()));
         let cx = workload::Context {
             db,
-            layout: Arc::new(lab.layout()),
+            layout: Arc::new(layout),
             t0_ns,
             settings,
             events: tx.clone(),
         };
-        let mut clients: Vec<JoinHandle<()>> = (0..lab.nodes.len())
+        let n = cx.layout.nodes.len();
+        let mut clients: Vec<JoinHandle<()>> = (0..n)
             .map(|i| {
                 tokio::spawn(workload::increment_loop(
                     cx.clone(),
@@ -87,7 +95,7 @@ impl Watch {
             })
             .collect();
         if let Some(how) = settings.observers {
-            for i in 0..lab.nodes.len() {
+            for i in 0..n {
                 clients.push(tokio::spawn(workload::observe_loop(
                     cx.clone(),
                     i,

@@ -13,7 +13,7 @@ pub const PEER_PORT: u16 = 2380;
 pub struct Etcd;
 
 fn client_url(layout: &Layout, node: usize) -> String {
-    format!("http://{}:{CLIENT_PORT}", layout.nodes[node].addr)
+    format!("http://{}", layout.client_addr(node, CLIENT_PORT))
 }
 
 async fn connect(

@@ -224,7 +224,7 @@ impl Database for Galera {
             Some(g) => Some(format!(
                 "{} (Galera {g})",
                 SERVER
-                    .version(layout.nodes[0].addr)
+                    .version(layout, 0)
                     .await
                     .ok()
                     .flatten()
@@ -242,7 +242,7 @@ impl Database for Galera {
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
-        SERVER.setup(layout.nodes[0].addr).await
+        SERVER.setup(layout, 0).await
     }
 
     async fn connect(
@@ -251,7 +251,7 @@ impl Database for Galera {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        SERVER.client(layout.nodes[node].addr, timeout).await
+        SERVER.client(layout, node, timeout).await
     }
 
     fn has_leader(&self) -> bool {

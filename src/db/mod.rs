@@ -50,6 +50,9 @@ pub struct Layout {
     pub nodes: Vec<NodeLayout>,
     /// Where the user keeps binaries no package installs (`--bin-dir`).
     pub bin_dir: Option<PathBuf>,
+    /// The client's user and password, for a cluster Perseus did not start; `None`: the
+    /// account the database's preset makes.
+    pub credentials: Option<(String, String)>,
 }
 
 /// One node: its name, its address, and a directory of its own for data and logs.
@@ -58,6 +61,9 @@ pub struct NodeLayout {
     pub name: String,
     pub addr: Ipv4Addr,
     pub dir: PathBuf,
+    /// The port clients connect to, for a cluster Perseus did not start; `None`: the
+    /// database's own.
+    pub port: Option<u16>,
 }
 
 impl Layout {
@@ -71,9 +77,29 @@ impl Layout {
                     name: format!("n{i}"),
                     addr: format!("198.18.1.{i}").parse().expect("an address"),
                     dir: PathBuf::from(format!("/x/n{i}")),
+                    port: None,
                 })
                 .collect(),
             bin_dir: bin_dir.map(PathBuf::from),
+            credentials: None,
+        }
+    }
+
+    /// The port clients of node `node` connect to: its own if given, else `default`.
+    pub fn port(&self, node: usize, default: u16) -> u16 {
+        self.nodes[node].port.unwrap_or(default)
+    }
+
+    /// The address and port clients of node `node` connect to.
+    pub fn client_addr(&self, node: usize, default_port: u16) -> std::net::SocketAddr {
+        (self.nodes[node].addr, self.port(node, default_port)).into()
+    }
+
+    /// The client's user and password: the given ones if any, else `default`.
+    pub fn credentials<'a>(&'a self, default: (&'a str, &'a str)) -> (&'a str, &'a str) {
+        match &self.credentials {
+            Some((u, p)) => (u, p),
+            None => default,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Server errors keep their code first in the text (`1047 WSREP has not yet prepared node
 //! for application use`); a broken connection is `2013 lost connection: …`.
 
-use super::{Client, ClientError};
+use super::{Client, ClientError, Layout};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
@@ -64,20 +64,39 @@ pub struct Server {
 }
 
 impl Server {
-    /// A workload client to the server at `addr`.
+    /// A connection to node `node` of `layout`, at its own port and with the layout's
+    /// credentials where given.
+    async fn open(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Conn, ClientError> {
+        connect(
+            layout.nodes[node].addr,
+            layout.port(node, self.port),
+            layout.credentials(self.credentials),
+            timeout,
+        )
+        .await
+    }
+
+    /// A workload client to node `node`.
     pub async fn client(
         &self,
-        addr: Ipv4Addr,
+        layout: &Layout,
+        node: usize,
         timeout: Duration,
     ) -> Result<Box<dyn Client>, ClientError> {
         Ok(Box::new(MysqlClient::new(
-            connect(addr, self.port, self.credentials, timeout).await?,
+            self.open(layout, node, timeout).await?,
         )))
     }
 
-    /// Creates the seed's table (idempotently) through the server at `addr`.
-    pub async fn setup(&self, addr: Ipv4Addr) -> crate::error::Result<()> {
-        let mut conn = connect(addr, self.port, self.credentials, Duration::from_secs(10))
+    /// Creates the seed's table (idempotently) through node `node`.
+    pub async fn setup(&self, layout: &Layout, node: usize) -> crate::error::Result<()> {
+        let mut conn = self
+            .open(layout, node, Duration::from_secs(10))
             .await
             .map_err(|e| crate::error::Error::Database(e.text))?;
         for sql in SETUP {
@@ -89,15 +108,11 @@ impl Server {
     }
 
     /// The server's version, if it answers within a second.
-    pub async fn version(&self, addr: Ipv4Addr) -> Result<Option<String>, String> {
-        let mut c = connect(
-            addr,
-            self.port,
-            self.credentials,
-            Duration::from_millis(800),
-        )
-        .await
-        .map_err(|e| e.text)?;
+    pub async fn version(&self, layout: &Layout, node: usize) -> Result<Option<String>, String> {
+        let mut c = self
+            .open(layout, node, Duration::from_millis(800))
+            .await
+            .map_err(|e| e.text)?;
         let v: Option<String> = c
             .query_first("SELECT VERSION()")
             .await

@@ -71,14 +71,16 @@ pub fn config(layout: &Layout, node: usize) -> String {
 /// settling on the one that accepts writes.
 fn client_config(layout: &Layout, node: usize, timeout: Duration) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
-    c.user(USER)
-        .password(PASSWORD)
+    let (user, password) = layout.credentials((USER, PASSWORD));
+    c.user(user)
+        .password(password)
         .dbname("postgres")
         .connect_timeout(timeout)
         .target_session_attrs(TargetSessionAttrs::ReadWrite);
     let n = layout.nodes.len();
     for i in (0..n).map(|k| (node + k) % n) {
-        c.host(layout.nodes[i].addr.to_string()).port(PORT);
+        c.host(layout.nodes[i].addr.to_string())
+            .port(layout.port(i, PORT));
     }
     c
 }
@@ -299,7 +301,9 @@ impl Database for Patroni {
                 let streaming = streaming_replicas(layout, l).await;
                 if streaming != Ok(n as i64 - 1) {
                     not_ready.extend((0..n).filter(|i| *i != l));
-                    why.push(format!("replicas streaming from the primary: {streaming:?}"));
+                    why.push(format!(
+                        "replicas streaming from the primary: {streaming:?}"
+                    ));
                 }
             }
             Some(_) => {}

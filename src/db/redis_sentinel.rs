@@ -102,8 +102,10 @@ pub fn sentinel_config(layout: &Layout, node: usize) -> String {
     )
 }
 
+/// Node `node`'s Sentinel (for a cluster Perseus did not start: the node's address is its
+/// Sentinel's).
 fn sentinel_addr(layout: &Layout, node: usize) -> SocketAddr {
-    SocketAddr::new(layout.nodes[node].addr.into(), SENTINEL_PORT)
+    layout.client_addr(node, SENTINEL_PORT)
 }
 
 fn redis_addr(layout: &Layout, node: usize) -> SocketAddr {

@@ -249,8 +249,7 @@ impl Database for Tidb {
         if up < n {
             why.push(format!("PD reports {up} of {n} TiKV stores up"));
         }
-        let answers =
-            futures::future::join_all((0..n).map(|i| SERVER.version(layout.nodes[i].addr))).await;
+        let answers = futures::future::join_all((0..n).map(|i| SERVER.version(layout, i))).await;
         let mut not_ready = Vec::new();
         for (i, a) in answers.iter().enumerate() {
             if let Err(e) = a {
@@ -278,7 +277,7 @@ impl Database for Tidb {
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
-        SERVER.setup(layout.nodes[0].addr).await
+        SERVER.setup(layout, 0).await
     }
 
     async fn warmed_up(&self, layout: &Layout) -> std::result::Result<(), String> {
@@ -298,7 +297,7 @@ impl Database for Tidb {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        SERVER.client(layout.nodes[node].addr, timeout).await
+        SERVER.client(layout, node, timeout).await
     }
 }
 

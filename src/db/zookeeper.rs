@@ -245,7 +245,7 @@ impl Database for Zookeeper {
         node: usize,
         timeout: Duration,
     ) -> Result<Box<dyn Client>, ClientError> {
-        let addr = format!("{}:{CLIENT_PORT}", layout.nodes[node].addr);
+        let addr = layout.client_addr(node, CLIENT_PORT).to_string();
         let connect = zk::Client::connector()
             .with_connection_timeout(timeout)
             .with_fail_eagerly()

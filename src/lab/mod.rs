@@ -139,9 +139,11 @@ impl LabState {
                     name: n.name.clone(),
                     addr: n.addr,
                     dir: n.dir.clone(),
+                    port: None,
                 })
                 .collect(),
             bin_dir: self.bin_dir.clone(),
+            credentials: None,
         }
     }
 

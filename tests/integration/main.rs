@@ -9,6 +9,7 @@ mod etcd_faults;
 mod etcd_lab;
 mod etcd_observers;
 mod etcd_run;
+mod external_cluster;
 mod galera_run;
 mod patroni_run;
 mod redis_sentinel_run;

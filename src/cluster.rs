@@ -1,0 +1,674 @@
+//! A cluster Perseus did not start (in containers, on other machines, from TiUP): its nodes'
+//! endpoints, the client's credentials, and the user's own commands for faults. Perseus
+//! measures it exactly as a lab, and owns nothing of it but an event log under
+//! `$PERSEUS_HOME/clusters/NAME/` (where `perseus mark --cluster NAME` writes).
+//!
+//! # Cluster file (TOML)
+//! ```toml
+//! name = "tidb"                    # optional; default: the file's name without .toml
+//! database = "tidb"                # the client to use: perseus list shows them
+//! user = "root"                    # where the database needs credentials
+//! password_env = "TIDB_PASSWORD"   # the password is read from this variable, never the file
+//!
+//! [[node]]
+//! name = "tidb1"
+//! address = "10.0.0.1:4000"        # host or IPv4 address, and the client port
+//!
+//! [faults]                         # commands for `perseus run --cluster`, run with sh -c
+//! isolate = "docker exec {node} /tidb/isolate.sh"
+//! rejoin = "docker exec {node} /tidb/rejoin.sh"
+//! ```
+//! Templates: `{node}` (the node's name), `{host}`, `{port}`, `{address}` (host:port).
+
+use crate::db::{Layout, NodeLayout};
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The actions a cluster file may give commands for: each fault kind's start and end.
+pub const ACTIONS: &[&str] = &[
+    "isolate",
+    "rejoin",
+    "isolate-all",
+    "rejoin-all",
+    "one-way",
+    "kill",
+    "restart",
+    "pause",
+    "resume",
+    "heal",
+];
+
+/// Longest time a fault command may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Option<String>,
+    database: toml::Spanned<String>,
+    user: Option<String>,
+    password_env: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    node: Vec<RawNode>,
+    #[serde(default)]
+    faults: BTreeMap<toml::Spanned<String>, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: toml::Spanned<String>,
+    address: toml::Spanned<String>,
+}
+
+/// One node of a cluster: its name, and the address and port its client connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    /// As the user wrote it (a host name or an address).
+    pub host: String,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+}
+
+/// A cluster Perseus did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub database: String,
+    pub nodes: Vec<Endpoint>,
+    /// User and password, where given.
+    pub credentials: Option<(String, String)>,
+    /// Action name → command template.
+    pub commands: BTreeMap<String, String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Resolves `host:port` to an IPv4 address and port.
+fn resolve(address: &str) -> std::result::Result<(String, Ipv4Addr, u16), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{address}' has no port (HOST:PORT)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{port}' in '{address}' is not a port"))?;
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .find_map(|a| match a {
+            SocketAddr::V4(v4) => Some(*v4.ip()),
+            SocketAddr::V6(_) => None,
+        })
+        .ok_or_else(|| format!("'{host}' has no IPv4 address"))?;
+    Ok((host.to_string(), addr, port))
+}
+
+/// A node name is used in markers and file names: letters, digits, '-', '_', '.'.
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    if !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "node name '{name}': use up to 32 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+impl Cluster {
+    /// Reads a cluster file; every mistake is reported with its line. The password is read
+    /// from the variable `password_env` names.
+    pub fn load(path: &Path) -> Result<Cluster> {
+        let text = std::fs::read_to_string(path)
+            .map_err(Error::io(format!("read cluster file {}", path.display())))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cluster".into());
+        Cluster::parse(&text, path, &stem, |v| std::env::var(v).ok())
+    }
+
+    /// Parses a cluster file's text; `env` looks variables up.
+    pub fn parse(
+        text: &str,
+        origin: &Path,
+        default_name: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Cluster> {
+        let malformed = |line: usize, why: String| Error::Malformed {
+            what: "cluster file".into(),
+            path: origin.to_path_buf(),
+            line,
+            why,
+        };
+        let raw: RawCluster = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| line_of(text, s.start));
+            malformed(line, e.message().to_string())
+        })?;
+        let at = |s: std::ops::Range<usize>| line_of(text, s.start);
+        crate::db::find(raw.database.get_ref())
+            .map_err(|e| malformed(at(raw.database.span()), e.to_string()))?;
+        if raw.node.is_empty() {
+            return Err(malformed(
+                1,
+                "no [[node]]: list every node with its address".into(),
+            ));
+        }
+        let mut nodes = Vec::new();
+        for n in &raw.node {
+            check_name(n.name.get_ref()).map_err(|e| malformed(at(n.name.span()), e))?;
+            if nodes.iter().any(|m: &Endpoint| m.name == *n.name.get_ref()) {
+                return Err(malformed(
+                    at(n.name.span()),
+                    format!("node '{}' is listed twice", n.name.get_ref()),
+                ));
+            }
+            let (host, addr, port) =
+                resolve(n.address.get_ref()).map_err(|e| malformed(at(n.address.span()), e))?;
+            nodes.push(Endpoint {
+                name: n.name.get_ref().clone(),
+                host,
+                addr,
+                port,
+            });
+        }
+        let credentials = match (&raw.user, &raw.password_env) {
+            (None, None) => None,
+            (Some(user), None) => Some((user.clone(), String::new())),
+            (user, Some(var)) => {
+                let password = env(var.get_ref()).ok_or_else(|| {
+                    malformed(
+                        at(var.span()),
+                        format!(
+                            "the password variable {} is not set; export it first",
+                            var.get_ref()
+                        ),
+                    )
+                })?;
+                Some((user.clone().unwrap_or_else(|| "root".into()), password))
+            }
+        };
+        let mut commands = BTreeMap::new();
+        for (action, command) in raw.faults {
+            if !ACTIONS.contains(&action.get_ref().as_str()) {
+                return Err(malformed(
+                    at(action.span()),
+                    format!(
+                        "unknown fault action '{}'; known: {}",
+                        action.get_ref(),
+                        ACTIONS.join(", ")
+                    ),
+                ));
+            }
+            commands.insert(action.into_inner(), command);
+        }
+        let name = raw.name.unwrap_or_else(|| default_name.to_string());
+        crate::lab::validate_name(&name)?;
+        Ok(Cluster {
+            name,
+            database: raw.database.into_inner(),
+            nodes,
+            credentials,
+            commands,
+        })
+    }
+
+    /// A cluster from the command line: `NAME=HOST:PORT` per node, no fault commands.
+    pub fn from_args(name: &str, database: &str, nodes: &[String]) -> Result<Cluster> {
+        crate::db::find(database)?;
+        crate::lab::validate_name(name)?;
+        if nodes.is_empty() {
+            return Err(Error::Invalid(
+                "no --node: give every node as --node NAME=HOST:PORT".into(),
+            ));
+        }
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        for n in nodes {
+            let (node, address) = n
+                .split_once('=')
+                .ok_or_else(|| Error::Invalid(format!("--node {n}: expected NAME=HOST:PORT")))?;
+            check_name(node).map_err(|e| Error::Invalid(format!("--node {n}: {e}")))?;
+            if endpoints.iter().any(|e| e.name == node) {
+                return Err(Error::Invalid(format!("node '{node}' is given twice")));
+            }
+            let (host, addr, port) =
+                resolve(address).map_err(|e| Error::Invalid(format!("--node {n}: {e}")))?;
+            endpoints.push(Endpoint {
+                name: node.to_string(),
+                host,
+                addr,
+                port,
+            });
+        }
+        Ok(Cluster {
+            name: name.to_string(),
+            database: database.to_string(),
+            nodes: endpoints,
+            credentials: None,
+            commands: BTreeMap::new(),
+        })
+    }
+
+    /// Where the cluster's event log lives: `$PERSEUS_HOME/clusters/NAME`.
+    pub fn dir(&self) -> PathBuf {
+        clusters_dir().join(&self.name)
+    }
+
+    /// What the database's client needs to know: every node's address and port.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            lab: self.name.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeLayout {
+                    name: n.name.clone(),
+                    addr: n.addr,
+                    dir: self.dir(),
+                    port: Some(n.port),
+                })
+                .collect(),
+            bin_dir: None,
+            credentials: self.credentials.clone(),
+        }
+    }
+
+    pub fn node_index(&self, name: &str) -> Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| Error::NoSuchNode {
+                node: name.to_string(),
+                lab: self.name.clone(),
+                nodes: self
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Fails, naming the first node that does not accept a TCP connection within `timeout`.
+    pub async fn check_reachable(&self, timeout: Duration) -> Result<()> {
+        let probes = self.nodes.iter().map(|n| async move {
+            let to = SocketAddr::from((n.addr, n.port));
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(to)).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("{} ({}:{}): {e}", n.name, n.host, n.port)),
+                Err(_) => Some(format!(
+                    "{} ({}:{}): no answer within {} s",
+                    n.name,
+                    n.host,
+                    n.port,
+                    timeout.as_secs()
+                )),
+            }
+        });
+        let failed: Vec<String> = futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        match failed.first() {
+            None => Ok(()),
+            Some(_) => Err(Error::Unreachable(failed.join("; "))),
+        }
+    }
+
+    /// The command for `action` on node `node`, templated; `None` if the file gives none.
+    pub fn command(&self, action: &str, node: usize) -> Option<String> {
+        let n = &self.nodes[node];
+        self.commands.get(action).map(|t| {
+            t.replace("{node}", &n.name)
+                .replace("{host}", &n.host)
+                .replace("{port}", &n.port.to_string())
+                .replace("{address}", &format!("{}:{}", n.host, n.port))
+        })
+    }
+}
+
+/// Where external clusters keep their event logs.
+pub fn clusters_dir() -> PathBuf {
+    crate::lab::home().join("clusters")
+}
+
+/// What a fault command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub command: String,
+    /// Its exit status (`None`: killed by a signal, or timed out).
+    pub status: Option<i32>,
+    /// Its standard output and error, trimmed.
+    pub output: String,
+    pub took: Duration,
+}
+
+impl CommandOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// One line for the record: the command, its status, the start of its output.
+    pub fn summary(&self) -> String {
+        let status = match self.status {
+            Some(s) => format!("exit {s}"),
+            None => "no exit status (killed or timed out)".into(),
+        };
+        let output: String = self
+            .output
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(200)
+            .collect();
+        format!(
+            "command `{}` → {status} after {} ms{}",
+            self.command,
+            self.took.as_millis(),
+            if output.is_empty() {
+                String::new()
+            } else {
+                format!(": {output}")
+            }
+        )
+    }
+}
+
+/// Runs `command` with `sh -c`, at most `timeout`; its output is captured.
+pub async fn run_command(command: &str, timeout: Duration) -> Result<CommandOutcome> {
+    let t = Instant::now();
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(Error::io(format!("start `{command}`")))?;
+    let (status, output) = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            (out.status.code(), text.trim().to_string())
+        }
+        Ok(Err(e)) => return Err(Error::io(format!("run `{command}`"))(e)),
+        Err(_) => (None, format!("timed out after {} s", timeout.as_secs())),
+    };
+    Ok(CommandOutcome {
+        command: command.to_string(),
+        status,
+        output,
+        took: t.elapsed(),
+    })
+}
+
+/// The action that undoes a fault of kind `kind` (`isolate` → `rejoin`).
+pub fn end_action(kind: &crate::record::faults::FaultKind) -> &'static str {
+    match kind.name {
+        "isolate" => "rejoin",
+        "isolate-all" => "rejoin-all",
+        "kill" => "restart",
+        "pause" => "resume",
+        _ => "heal",
+    }
+}
+
+/// The node a scenario's target names; the user's commands take node names only.
+fn target_node(cluster: &Cluster, target: &crate::spec::Target) -> Result<usize> {
+    match target {
+        crate::spec::Target::Node(name) => cluster.node_index(name),
+        other => Err(Error::Invalid(format!(
+            "a cluster Perseus did not start takes faults on named nodes only, not '{other}'"
+        ))),
+    }
+}
+
+/// Checks, before anything starts, that `scenario` names only nodes of the cluster and that
+/// the cluster file gives a command for each of its actions.
+pub fn check_scenario(cluster: &Cluster, scenario: &crate::scenario::Scenario) -> Result<()> {
+    use crate::fault::Action;
+    let mut needed = Vec::new();
+    for phase in &scenario.phases {
+        for action in phase.actions() {
+            match &action {
+                Action::Start { kind, target, .. } => {
+                    target_node(cluster, target)?;
+                    needed.push(kind.name);
+                    needed.push(end_action(kind));
+                }
+                Action::End { kind, target } => {
+                    target_node(cluster, target)?;
+                    needed.push(end_action(kind));
+                }
+                Action::Heal => {}
+            }
+        }
+    }
+    for action in needed {
+        if !cluster.commands.contains_key(action) {
+            return Err(Error::Invalid(format!(
+                "the cluster file gives no command for '{action}'; add it under [faults], e.g. {action} = \"ssh {{host}} sudo /usr/local/bin/{action}.sh\""
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the command for `action` on node `node`, between the markers `before` and `after`
+/// (e.g. `isolating` / `isolated`) in the cluster's event log; its outcome goes into the
+/// record as a mark. A command that fails (non-zero, killed, timed out) is an error, and
+/// `after` is not written.
+async fn act(
+    cluster: &Cluster,
+    action: &str,
+    node: usize,
+    before: &str,
+    after: &str,
+    say: &impl Fn(String),
+) -> Result<()> {
+    use crate::lab::events;
+    let dir = cluster.dir();
+    let name = &cluster.nodes[node].name;
+    let command = cluster
+        .command(action, node)
+        .ok_or_else(|| Error::Invalid(format!("no command for '{action}'")))?;
+    events::append(&dir, before, name)?;
+    let outcome = run_command(&command, COMMAND_TIMEOUT).await?;
+    events::append(&dir, events::MARK, &outcome.summary())?;
+    say(outcome.summary());
+    if !outcome.succeeded() {
+        return Err(Error::FaultCommand(outcome.summary()));
+    }
+    events::append(&dir, after, name)?;
+    Ok(())
+}
+
+/// Plays `scenario` with the user's commands: each phase's actions at its start, then its
+/// duration; at the end, whatever is still in force is undone. On an error or when `stop`
+/// fires, tries to undo what is in force before returning.
+pub async fn play(
+    cluster: &Cluster,
+    scenario: &crate::scenario::Scenario,
+    stop: &tokio_util::sync::CancellationToken,
+    say: impl Fn(String),
+) -> Result<()> {
+    let mut in_force: Vec<(&'static crate::record::faults::FaultKind, usize)> = Vec::new();
+    let result = play_phases(cluster, scenario, stop, &say, &mut in_force).await;
+    let undo = undo_all(cluster, &mut in_force, &say).await;
+    result.and(undo)
+}
+
+async fn play_phases(
+    cluster: &Cluster,
+    scenario: &crate::scenario::Scenario,
+    stop: &tokio_util::sync::CancellationToken,
+    say: &impl Fn(String),
+    in_force: &mut Vec<(&'static crate::record::faults::FaultKind, usize)>,
+) -> Result<()> {
+    use crate::fault::Action;
+    for phase in &scenario.phases {
+        for action in phase.actions() {
+            match &action {
+                Action::Start { kind, target, .. } => {
+                    let node = target_node(cluster, target)?;
+                    act(cluster, kind.name, node, kind.starting, kind.started, say).await?;
+                    in_force.push((kind, node));
+                }
+                Action::End { kind, target } => {
+                    let node = target_node(cluster, target)?;
+                    in_force.retain(|(k, n)| !(k.name == kind.name && *n == node));
+                    act(
+                        cluster,
+                        end_action(kind),
+                        node,
+                        kind.ending,
+                        kind.ended,
+                        say,
+                    )
+                    .await?;
+                }
+                Action::Heal => undo_all(cluster, in_force, say).await?,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(phase.duration) => {}
+            _ = stop.cancelled() => return Err(Error::Interrupted),
+        }
+    }
+    Ok(())
+}
+
+async fn undo_all(
+    cluster: &Cluster,
+    in_force: &mut Vec<(&'static crate::record::faults::FaultKind, usize)>,
+    say: &impl Fn(String),
+) -> Result<()> {
+    while let Some((kind, node)) = in_force.pop() {
+        act(
+            cluster,
+            end_action(kind),
+            node,
+            kind.ending,
+            kind.ended,
+            say,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Cluster> {
+        Cluster::parse(text, Path::new("c.toml"), "c", |v| {
+            (v == "PW").then(|| "secret".to_string())
+        })
+    }
+
+    const GOOD: &str = r#"
+name = "tidb"
+database = "tidb"
+user = "root"
+password_env = "PW"
+
+[[node]]
+name = "tidb1"
+address = "127.0.0.1:4000"
+
+[[node]]
+name = "tidb2"
+address = "localhost:4001"
+
+[faults]
+isolate = "docker exec {node} /tidb/isolate.sh {host} {port}"
+rejoin = "ssh {address} rejoin"
+"#;
+
+    #[test]
+    fn a_cluster_file_gives_endpoints_credentials_and_templated_commands() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.name, "tidb");
+        assert_eq!(c.nodes[1].addr, Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            (c.nodes[1].host.as_str(), c.nodes[1].port),
+            ("localhost", 4001)
+        );
+        assert_eq!(c.credentials, Some(("root".into(), "secret".into())));
+        assert_eq!(
+            c.command("isolate", 0).unwrap(),
+            "docker exec tidb1 /tidb/isolate.sh 127.0.0.1 4000"
+        );
+        assert_eq!(c.command("rejoin", 1).unwrap(), "ssh localhost:4001 rejoin");
+        assert_eq!(c.command("kill", 0), None);
+        let l = c.layout();
+        assert_eq!(l.client_addr(1, 1), "127.0.0.1:4001".parse().unwrap());
+        assert_eq!(l.credentials(("a", "b")), ("root", "secret"));
+    }
+
+    #[test]
+    fn mistakes_in_a_cluster_file_are_reported_with_their_line() {
+        let line = |text: &str| match parse(text) {
+            Err(Error::Malformed { line, why, .. }) => (line, why),
+            other => panic!("expected a malformed file, got {other:?}"),
+        };
+        let (l, why) =
+            line("database = \"nosuch\"\n[[node]]\nname=\"a\"\naddress=\"127.0.0.1:1\"\n");
+        assert_eq!(l, 1);
+        assert!(why.contains("unknown database"), "{why}");
+        let (l, why) =
+            line("database = \"etcd\"\n[[node]]\nname = \"a\"\naddress = \"127.0.0.1\"\n");
+        assert_eq!(l, 4);
+        assert!(why.contains("no port"), "{why}");
+        let (l, why) = line(&GOOD.replace("isolate =", "isolat ="));
+        assert!(why.contains("unknown fault action 'isolat'"), "{why}");
+        assert_eq!(l, 16);
+        let (_, why) = line(&GOOD.replace("\"PW\"", "\"NOPE\""));
+        assert!(why.contains("NOPE is not set"), "{why}");
+        let (_, why) = line("database = \"etcd\"\n");
+        assert!(why.contains("no [[node]]"), "{why}");
+        let (l, why) = line("database = \"etcd\"\nport = 3\n");
+        assert_eq!(l, 2);
+        assert!(why.contains("unknown field"), "{why}");
+    }
+
+    #[test]
+    fn nodes_on_the_command_line_are_name_equals_host_colon_port() {
+        let c = Cluster::from_args("x", "etcd", &["a=127.0.0.1:2379".into()]).unwrap();
+        assert_eq!(c.nodes[0].port, 2379);
+        assert!(Cluster::from_args("x", "etcd", &["a:127.0.0.1:2379".into()]).is_err());
+        assert!(Cluster::from_args("x", "etcd", &[]).is_err());
+        assert!(Cluster::from_args("x", "nosuch", &["a=127.0.0.1:1".into()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_command_reports_its_status_and_output() {
+        let ok = run_command("echo hello; echo oops >&2", COMMAND_TIMEOUT)
+            .await
+            .unwrap();
+        assert!(ok.succeeded());
+        assert_eq!(ok.output, "hello\noops");
+        let bad = run_command("exit 3", COMMAND_TIMEOUT).await.unwrap();
+        assert_eq!(bad.status, Some(3));
+        assert!(bad.summary().contains("exit 3"), "{}", bad.summary());
+        let slow = run_command("sleep 5", Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(slow.status, None);
+    }
+}

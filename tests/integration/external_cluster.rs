@@ -1,0 +1,177 @@
+//! A cluster Perseus did not start: a lab brought up with `perseus up`, described to
+//! `perseus run --cluster` by a cluster file whose fault commands call `perseus isolate`.
+
+use crate::support::*;
+
+/// The cluster file for lab `lab` (its nodes n1..n3 at their client addresses), with
+/// `isolate` and `rejoin` as given.
+fn cluster_file(lab: &str, name: &str, isolate: &str, rejoin: &str) -> std::path::PathBuf {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab_dir(lab).join("state.json")).unwrap())
+            .unwrap();
+    let mut text = format!("name = \"{name}\"\ndatabase = \"etcd\"\n");
+    for i in 0..3 {
+        text.push_str(&format!(
+            "[[node]]\nname = \"n{}\"\naddress = \"{}:2379\"\n",
+            i + 1,
+            state["nodes"][i]["addr"].as_str().unwrap()
+        ));
+    }
+    text.push_str(&format!(
+        "[faults]\nisolate = \"{isolate}\"\nrejoin = \"{rejoin}\"\n"
+    ));
+    let path = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn run_on_an_existing_cluster_with_the_users_fault_commands() {
+    require_lab("etcd", "etcd-server");
+    let lab = lab_name("external");
+    let _guard = LabGuard(lab.clone());
+    let (code, stdout, stderr) = run(&["up", "etcd", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let me = env!("CARGO_BIN_EXE_perseus");
+    let name = format!("ext-{}", std::process::id());
+    let file = cluster_file(
+        &lab,
+        &name,
+        &format!("{me} isolate {{node}} --lab {lab}"),
+        &format!("{me} rejoin {{node}} --lab {lab}"),
+    );
+    let timeline = ["--before", "5s", "--during", "10s", "--after", "10s"];
+
+    // The user's commands drive the seed's timeline, on the leader (as the lab run below
+    // does: a follower's and the leader's isolation differ).
+    let (_, status, _) = run(&["status", "--lab", &lab]);
+    let leader = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("leader: "))
+        .and_then(|l| l.split(';').next())
+        .expect("status names the leader")
+        .to_string();
+    let out = out_dir("external");
+    let mut args = vec![
+        "run",
+        "--cluster",
+        file.to_str().unwrap(),
+        "--isolate",
+        &leader,
+    ];
+    args.extend_from_slice(&timeline);
+    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    for verb in ["isolating", "isolated", "rejoining", "rejoined"] {
+        assert!(
+            record.contains(&format!(" {verb} {leader}\n")),
+            "{verb} {leader} in the record"
+        );
+    }
+    assert!(
+        record.contains(&format!(
+            "command `{me} isolate {leader} --lab {lab}` → exit 0"
+        )),
+        "the command and its status are in the record"
+    );
+    let external: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        !perseus::cluster::clusters_dir().join(&name).exists(),
+        "the cluster's event log is removed"
+    );
+
+    // The same timeline in a lab Perseus runs itself gives the same picture: the leader's
+    // isolation stops every client for about the same time (the election), and both
+    // recover. Whole-second figures are not compared one by one: whether a second's row
+    // holds a zero for one node differs between two runs of the same real cluster, and
+    // etcd's recovery varies by up to 2 s (whether the returning node forces an election).
+    let mut lab_args = vec!["--isolate", "leader"];
+    lab_args.extend_from_slice(&timeline);
+    let lab_run = run_scenario("etcd", "external-lab", &lab_args);
+    let ms = |s: &serde_json::Value, k: &str| s["metrics"][k].as_u64();
+    let (a, b) = (&external, &lab_run.summary);
+    let (x, y) = (
+        ms(a, "downtime_on_isolation_ms").expect("external downtime"),
+        ms(b, "downtime_on_isolation_ms").expect("lab downtime"),
+    );
+    assert!(
+        x.abs_diff(y) <= 1000,
+        "downtime on isolation: external {x} ms, lab {y} ms"
+    );
+    let (x, y) = (
+        ms(a, "recovery_time_ms").expect("the external run recovers"),
+        ms(b, "recovery_time_ms").expect("the lab run recovers"),
+    );
+    assert!(
+        x.abs_diff(y) <= 3000,
+        "recovery: external {x} ms, lab {y} ms"
+    );
+
+    // A fault command that fails stops the run cleanly and says why.
+    let failing = cluster_file(
+        &lab,
+        &format!("{name}-f"),
+        "echo no such container >&2; exit 7",
+        "true",
+    );
+    let (code, stdout, stderr) = run(&[
+        "run",
+        "--cluster",
+        failing.to_str().unwrap(),
+        "--before",
+        "1s",
+        "--during",
+        "2s",
+        "--after",
+        "1s",
+        "--out",
+        out_dir("external-fail").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("fault command failed")
+            && stderr.contains("exit 7 after")
+            && stderr.contains(": no such container"),
+        "{stderr}"
+    );
+    assert!(!perseus::cluster::clusters_dir()
+        .join(format!("{name}-f"))
+        .exists());
+
+    // A node that cannot be reached at start: nothing starts.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let unreachable = std::env::temp_dir().join(format!("{name}-u.toml"));
+    let n3 = text
+        .lines()
+        .filter(|l| l.starts_with("address"))
+        .nth(2)
+        .unwrap()
+        .to_string();
+    std::fs::write(&unreachable, text.replace(&n3, "address = \"127.0.0.1:1\"")).unwrap();
+    let (code, stdout, stderr) = run(&["run", "--cluster", unreachable.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("not reachable: n3 (127.0.0.1:1)") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+
+    // A malformed cluster file: its line, before anything starts.
+    let malformed = std::env::temp_dir().join(format!("{name}-m.toml"));
+    std::fs::write(&malformed, text.replace("address =", "adress =")).unwrap();
+    let (code, _, stderr) = run(&["run", "--cluster", malformed.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("line 5: unknown field `adress`"),
+        "{stderr}"
+    );
+
+    for f in [&file, &failing, &unreachable, &malformed] {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(out_dir("external-fail"));
+    let _ = std::fs::remove_dir_all(&lab_run.out);
+}
