@@ -531,15 +531,7 @@ async fn play_phases(
                 Action::End { kind, target } => {
                     let node = target_node(cluster, target)?;
                     in_force.retain(|(k, n)| !(k.name == kind.name && *n == node));
-                    act(
-                        cluster,
-                        end_action(kind),
-                        node,
-                        kind.ending,
-                        kind.ended,
-                        say,
-                    )
-                    .await?;
+                    undo(cluster, kind, node, say).await?;
                 }
                 Action::Heal => undo_all(cluster, in_force, say).await?,
             }
@@ -552,21 +544,31 @@ async fn play_phases(
     Ok(())
 }
 
+/// Runs the command that undoes a fault of `kind` on `node`, between its ending markers.
+async fn undo(
+    cluster: &Cluster,
+    kind: &crate::record::faults::FaultKind,
+    node: usize,
+    say: &impl Fn(String),
+) -> Result<()> {
+    act(
+        cluster,
+        end_action(kind),
+        node,
+        kind.ending,
+        kind.ended,
+        say,
+    )
+    .await
+}
+
 async fn undo_all(
     cluster: &Cluster,
     in_force: &mut Vec<(&'static crate::record::faults::FaultKind, usize)>,
     say: &impl Fn(String),
 ) -> Result<()> {
     while let Some((kind, node)) = in_force.pop() {
-        act(
-            cluster,
-            end_action(kind),
-            node,
-            kind.ending,
-            kind.ended,
-            say,
-        )
-        .await?;
+        undo(cluster, kind, node, say).await?;
     }
     Ok(())
 }

@@ -9,7 +9,6 @@ use crate::report;
 use crate::schedule;
 use crate::spec::Spec;
 use crate::watch::Watch;
-use crate::workload::Settings;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -142,16 +141,11 @@ async fn stages(
             .map(|v| format!(", version {v}"))
             .unwrap_or_default()
     ));
-    let settings = Settings {
-        timeout: spec.request_timeout,
-        observers: spec.observers,
-        ..Settings::default()
-    };
     let w = watch.insert(Watch::start(
         db,
         state.layout(),
         &state.dir(),
-        settings,
+        spec.settings(),
         dir,
         true,
         health.version,
@@ -243,16 +237,11 @@ pub async fn run_cluster(
             .await
             .ok()
             .and_then(|h| h.version);
-        let settings = Settings {
-            timeout: spec.request_timeout,
-            observers: spec.observers,
-            ..Settings::default()
-        };
         let w = watch.insert(Watch::start(
             db,
             layout.clone(),
             &events_dir,
-            settings,
+            spec.settings(),
             dir,
             true,
             version,

@@ -153,6 +153,15 @@ impl Default for Spec {
 
 impl Spec {
     /// The scenario this spec runs: its own, or the seed's built from `timeline`.
+    /// How the workload's clients behave in a run of this spec.
+    pub fn settings(&self) -> crate::workload::Settings {
+        crate::workload::Settings {
+            timeout: self.request_timeout,
+            observers: self.observers,
+            ..crate::workload::Settings::default()
+        }
+    }
+
     pub fn scenario(&self) -> crate::scenario::Scenario {
         self.scenario
             .clone()
