@@ -252,8 +252,8 @@ pub struct RunArgs {
     pub seed: Option<u64>,
     /// Run against a cluster Perseus did not start, described by a cluster file (nodes,
     /// client, credentials, your own fault commands; see the README); --isolate names one
-    /// of its nodes [default: the second]
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "scenario", "spec"])]
+    /// of its nodes [default: the second]; a --scenario names its nodes too
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec"])]
     pub cluster: Option<PathBuf>,
 }
 
@@ -476,6 +476,10 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
     }
     if let Some(o) = observers(a.observe.clone()) {
         spec.observers = Some(o);
+    }
+    if let Some(name) = &a.scenario {
+        // Node names are the cluster's: checked against it before anything starts.
+        spec.scenario = Some(perseus::scenario::Scenario::load(name, None)?);
     }
     let out = a
         .out

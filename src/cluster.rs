@@ -658,6 +658,22 @@ rejoin = "ssh {address} rejoin"
         assert!(Cluster::from_args("x", "nosuch", &["a=127.0.0.1:1".into()]).is_err());
     }
 
+    #[test]
+    fn a_scenario_must_name_the_clusters_nodes_and_have_a_command_for_each_action() {
+        let c = parse(GOOD).unwrap();
+        let scenario = |faults: &str| {
+            let text = format!("[[phase]]\nname = \"a\"\nduration = \"1s\"\nfaults = [{faults}]\n");
+            crate::scenario::Scenario::parse("s", &text, Path::new("s.toml"), None).unwrap()
+        };
+        assert!(check_scenario(&c, &scenario("\"isolate tidb2\", \"heal\"")).is_ok());
+        let e = check_scenario(&c, &scenario("\"kill tidb2\"")).unwrap_err();
+        assert!(e.to_string().contains("no command for 'kill'"), "{e}");
+        let e = check_scenario(&c, &scenario("\"isolate n2\"")).unwrap_err();
+        assert!(e.to_string().contains("no node 'n2'"), "{e}");
+        let e = check_scenario(&c, &scenario("\"isolate leader\"")).unwrap_err();
+        assert!(e.to_string().contains("named nodes only"), "{e}");
+    }
+
     #[tokio::test]
     async fn a_command_reports_its_status_and_output() {
         let ok = run_command("echo hello; echo oops >&2", COMMAND_TIMEOUT)
