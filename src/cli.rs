@@ -80,7 +80,8 @@ pub enum Command {
     /// with a fault verb ("isolating n2", "rejoining n2"), else a free mark. For faults made
     /// by your own scripts.
     Mark(MarkArgs),
-    /// Run the seed's client against a lab and print the per-second table until Ctrl-C
+    /// Run the seed's client against a lab (or a cluster Perseus did not start: --cluster,
+    /// --db/--node) and print the per-second table until Ctrl-C
     Watch(WatchArgs),
     /// Rebuild client.log, summary.json and the metrics of a results directory from its record
     Report(ReportArgs),
