@@ -750,22 +750,7 @@ async fn watch_cluster(
     stop: CancellationToken,
 ) -> Result<()> {
     let db = db::find(&cluster.database)?;
-    let events = cluster.dir();
-    if events.exists() {
-        return Err(Error::Invalid(format!(
-            "a watch of cluster '{}' is running already (or was killed: remove {})",
-            cluster.name,
-            events.display()
-        ))
-        .into());
-    }
-    cluster.check_reachable(Duration::from_secs(2)).await?;
-    let layout = cluster.layout();
-    db.setup(&layout).await?;
-    let version = tokio::time::timeout(Duration::from_secs(2), db.health(&layout))
-        .await
-        .ok()
-        .and_then(|h| h.version);
+    let (events, version) = cluster.attach(db).await?;
     let out = a.out.unwrap_or_else(|| {
         PathBuf::from("runs").join(format!("watch-{}-{}", cluster.name, stamp()))
     });
@@ -774,7 +759,6 @@ async fn watch_cluster(
         observers: observers(a.observe),
         ..Settings::default()
     };
-    std::fs::create_dir_all(&events).with_context(|| format!("create {}", events.display()))?;
     say(format!(
         "watching {} ({}); mark faults from another terminal with: perseus mark --cluster {} \"isolating {}\"",
         cluster.name,
@@ -783,12 +767,20 @@ async fn watch_cluster(
         cluster.nodes[0].name
     ));
     let result = async {
-        let w = Watch::start(db, layout, &events, settings, &out, true, version)?;
+        let w = Watch::start(
+            db,
+            cluster.layout(),
+            events.dir(),
+            settings,
+            &out,
+            true,
+            version,
+        )?;
         stop.cancelled().await;
         w.stop().await
     }
     .await;
-    let _ = std::fs::remove_dir_all(&events);
+    drop(events);
     result?;
     let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
     report::write_results(&out, &analysis)?;

@@ -339,6 +339,52 @@ impl Cluster {
     }
 }
 
+/// A cluster's event log directory, held by the one watch of the cluster that runs; removed
+/// when dropped.
+pub struct EventLog(PathBuf);
+
+impl EventLog {
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Cluster {
+    /// Gets the cluster ready to be watched with `db`'s client: claims its event log (refused
+    /// while another watch holds it), checks that every node is reachable, and creates the
+    /// table where the database needs one. Returns the log and the server version, if the
+    /// database reports one within 2 s.
+    pub async fn attach(
+        &self,
+        db: &'static dyn crate::db::Database,
+    ) -> Result<(EventLog, Option<String>)> {
+        let dir = self.dir();
+        if dir.exists() {
+            return Err(Error::Invalid(format!(
+                "a watch of cluster '{}' is running already (or was killed: remove {})",
+                self.name,
+                dir.display()
+            )));
+        }
+        self.check_reachable(Duration::from_secs(2)).await?;
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        let log = EventLog(dir);
+        let layout = self.layout();
+        db.setup(&layout).await?;
+        let version = tokio::time::timeout(Duration::from_secs(2), db.health(&layout))
+            .await
+            .ok()
+            .and_then(|h| h.version);
+        Ok((log, version))
+    }
+}
+
 /// Where external clusters keep their event logs.
 pub fn clusters_dir() -> PathBuf {
     crate::lab::home().join("clusters")

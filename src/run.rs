@@ -93,13 +93,7 @@ pub async fn run(
     }
     drop(guard);
     say(format!("lab torn down in {} ms", t.elapsed().as_millis()));
-    let analysis = if dir.join(crate::record::FILE_NAME).exists() {
-        let a = analysis::analyse(&dir.join(crate::record::FILE_NAME))?;
-        report::write_results(dir, &a)?;
-        Some(a)
-    } else {
-        None
-    };
+    let analysis = results(dir)?;
     result?;
     if let Some(e) = teardown.into_iter().next() {
         return Err(e);
@@ -166,6 +160,18 @@ async fn stages(
     Ok(())
 }
 
+/// Analyses the record in `dir`, if the run got as far as writing one, and writes the
+/// results beside it.
+fn results(dir: &Path) -> Result<Option<Analysis>> {
+    let record = dir.join(crate::record::FILE_NAME);
+    if !record.exists() {
+        return Ok(None);
+    }
+    let a = analysis::analyse(&record)?;
+    report::write_results(dir, &a)?;
+    Ok(Some(a))
+}
+
 /// Waits, at most `within`, until every node has served the workload for
 /// [`STEADY_SECONDS`] complete seconds.
 async fn wait_steady(
@@ -216,31 +222,16 @@ pub async fn run_cluster(
     let db = db::find(&cluster.database)?;
     let scenario = spec.scenario();
     crate::cluster::check_scenario(cluster, &scenario)?;
-    let events_dir = cluster.dir();
-    if events_dir.exists() {
-        return Err(Error::Invalid(format!(
-            "a watch of cluster '{}' is running already (or was killed: remove {})",
-            cluster.name,
-            events_dir.display()
-        )));
-    }
-    cluster.check_reachable(Duration::from_secs(2)).await?;
+    let (events, version) = cluster.attach(db).await?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     spec.save(&dir.join("spec.json"))?;
-    std::fs::create_dir_all(&events_dir)
-        .map_err(Error::io(format!("create {}", events_dir.display())))?;
     let layout = cluster.layout();
     let mut watch = None;
     let result = async {
-        db.setup(&layout).await?;
-        let version = tokio::time::timeout(Duration::from_secs(2), db.health(&layout))
-            .await
-            .ok()
-            .and_then(|h| h.version);
         let w = watch.insert(Watch::start(
             db,
             layout.clone(),
-            &events_dir,
+            events.dir(),
             spec.settings(),
             dir,
             true,
@@ -262,14 +253,8 @@ pub async fn run_cluster(
         Some(w) => w.stop().await,
         None => Ok(()),
     };
-    let _ = std::fs::remove_dir_all(&events_dir);
-    let analysis = if dir.join(crate::record::FILE_NAME).exists() {
-        let a = analysis::analyse(&dir.join(crate::record::FILE_NAME))?;
-        report::write_results(dir, &a)?;
-        Some(a)
-    } else {
-        None
-    };
+    drop(events);
+    let analysis = results(dir)?;
     result?;
     stopped?;
     Ok(RunOutcome {

@@ -288,4 +288,19 @@ impl RunResult {
         served.dedup();
         served
     }
+
+    /// Asserts that in the run's last 5 s every node's writes were answered by `primary`.
+    pub fn assert_all_end_on(&self, primary: &[usize]) {
+        let last = self.last_second();
+        let nodes = self.table.rows().next().map_or(0, |r| r.ok.len());
+        assert!(nodes > 0, "the run has rows");
+        for node in 0..nodes {
+            assert_eq!(
+                self.writes_served_by(node, last - 5, last),
+                primary,
+                "n{}'s writes at the end go to the new primary",
+                node + 1
+            );
+        }
+    }
 }
