@@ -49,10 +49,28 @@ fn a_lab_that_does_not_exist_is_named() {
     }
 }
 
+/// The binary is copied to a directory anyone may enter: the checkout may sit under one only
+/// root can (as `mktemp -d` makes, and as a CI system may), and the test must not depend on
+/// where it lives.
 #[test]
 fn without_root_the_error_says_so() {
-    let out = perseus()
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("perseus-noroot-{}", std::process::id()));
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _remove = Remove(dir.clone());
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.join("perseus");
+    std::fs::copy(env!("CARGO_BIN_EXE_perseus"), &binary).unwrap();
+    let out = std::process::Command::new(&binary)
         .args(["up", "etcd", "--lab", "it-noroot"])
+        .current_dir(&dir)
         .uid(65534)
         .gid(65534)
         .output()

@@ -12,6 +12,7 @@ mod etcd_run;
 mod external_cluster;
 mod galera_run;
 mod patroni_run;
+mod readme;
 mod redis_sentinel_run;
 mod report_browser;
 mod tidb_run;
