@@ -1,7 +1,7 @@
 //! The command line: flags → a spec or a lab action. No logic of its own.
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use perseus::clock::parse_duration;
 use perseus::db;
 use perseus::fault::Action;
@@ -13,6 +13,23 @@ use perseus::{analysis, report, Error};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// Writes a line to standard output. A closed pipe (`perseus list | head -1`) ends the
+/// output, never the command: a run goes on recording and tears its lab down.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 const ABOUT: &str = "What do your clients see when a database node is cut off from its peers, and when it comes back?";
 
@@ -34,8 +51,35 @@ By hand, in two terminals:
   perseus isolate n2 / perseus rejoin n2
   perseus down                          removes everything the lab made";
 
+const AFTER_LONG_HELP: &str = "\
+Arguments:
+  DURATION  30s, 1m30s, 500ms, 2h, or a number of seconds (at most a year)
+  NODE      a node name (n1, n2, ...), leader or follower (as the database names them when
+            the fault starts), random (from the run's seed), or all
+
+Environment:
+  PERSEUS_HOME  where labs keep their state (labs/NAME) and watches of clusters Perseus did
+                not start their event logs (clusters/NAME) [default: /var/lib/perseus]
+  PERSEUS_LAB   the lab commands act on when --lab is not given [default: default]
+
+Exit codes:
+  0    done
+  1    failed while running (a node did not come up, a fault command failed)
+  2    bad input (unknown database, node or lab; a malformed file or flag)
+  3    the machine lacks something (root, a binary, a free address range)
+  4    the run completed, and its record shows correctness violations
+  130  interrupted (after cleaning up; a second Ctrl-C aborts at once)
+
+More: the README, and perseus help COMMAND.";
+
 #[derive(Parser)]
-#[command(name = "perseus", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(
+    name = "perseus",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -93,43 +137,58 @@ pub enum Command {
     /// memory of a long watch
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script, e.g. perseus completions bash >
+    /// /etc/bash_completion.d/perseus
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. perseus man > /usr/local/share/man/man1/perseus.1
+    Man,
 }
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Generate a record and time its report; bytes per operation, page size, peak memory
     Report {
-        /// Length of the generated record
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        /// Length of the generated record (of its time line, not of the generation)
+        #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
         length: Duration,
         /// Operations per second in the record
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = 5000, value_name = "OPS")]
         rate: u64,
     },
     /// Bring a lab up and down several times: time to ready, time to gone
     Lab {
+        /// The database to bring up (perseus list shows them)
         database: String,
-        #[arg(long, default_value_t = 3)]
+        /// Nodes per lab
+        #[arg(long, default_value_t = 3, value_name = "N")]
         nodes: usize,
-        #[arg(long, default_value_t = 5)]
+        /// How many times to bring the lab up and down
+        #[arg(long, default_value_t = 5, value_name = "N")]
         repeat: usize,
     },
     /// Client overhead: Perseus's client loop against one local redis-server, side by side
     /// with `redis-benchmark -c 1 -P 1` (needs redis-server and redis-tools)
     Client {
         /// How long each side runs per round
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
         length: Duration,
-        #[arg(long, default_value_t = 3)]
+        /// Rounds of both sides, alternating (the report gives the median)
+        #[arg(long, default_value_t = 3, value_name = "N")]
         rounds: usize,
     },
     /// In a running lab: isolate → rules in force → first dropped peer packet
     Fault {
         #[command(flatten)]
         lab: LabArg,
-        #[arg(long, default_value = "n2")]
+        /// The node to isolate and rejoin each time
+        #[arg(long, default_value = "n2", value_name = "NODE")]
         node: String,
-        #[arg(long, default_value_t = 20)]
+        /// How many isolations to time
+        #[arg(long, default_value_t = 20, value_name = "N")]
         repeat: usize,
     },
     /// Watch a running lab for a while; print memory, operations and record bytes per
@@ -137,7 +196,8 @@ pub enum BenchCommand {
     Watch {
         #[command(flatten)]
         lab: LabArg,
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        /// How long to watch
+        #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
         length: Duration,
     },
 }
@@ -179,7 +239,8 @@ pub struct PartitionArgs {
 
 #[derive(Args)]
 pub struct LossArgs {
-    /// Node name, leader, follower, random or all
+    /// The target: n1, n2, …, leader, follower, random, or all
+    #[arg(value_name = "NODE")]
     pub node: Target,
     /// Share of packets lost, e.g. 30%
     pub percent: String,
@@ -208,23 +269,24 @@ pub struct LabArg {
 pub struct RunArgs {
     /// Database to test (perseus list shows them); optional with --spec
     pub database: Option<String>,
-    /// Number of nodes
-    #[arg(long)]
+    /// Number of nodes [default: 3]
+    #[arg(long, value_name = "N")]
     pub nodes: Option<usize>,
-    /// Node to isolate: a name (n1, n2, ...) or 'leader' (the leader when the fault starts)
-    #[arg(long, value_name = "NODE|leader")]
+    /// Node to isolate: n1, n2, …, leader or follower (as the database names them when the
+    /// fault starts), random (from --seed) [default: n2, as the seed]
+    #[arg(long, value_name = "NODE")]
     pub isolate: Option<Target>,
     /// Time from steady workload to the isolation [default: 30s]
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub before: Option<Duration>,
     /// Time the node stays isolated [default: 60s]
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub during: Option<Duration>,
     /// Time after the rejoin [default: 60s]
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub after: Option<Duration>,
     /// Longest wait for one request; past it the request counts as unknown [default: 1s]
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Results directory [default: runs/DATABASE-YYYYmmdd-HHMMSS]
     #[arg(long)]
@@ -293,7 +355,7 @@ pub struct UpArgs {
     #[arg(long, value_name = "CIDR")]
     pub subnet: Option<String>,
     /// Longest wait for the cluster to be ready
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub ready_timeout: Duration,
     /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
     #[arg(long, value_name = "DIR")]
@@ -311,7 +373,9 @@ pub struct DownArgs {
 
 #[derive(Args)]
 pub struct NodeArgs {
-    /// Node name (n1, n2, ...) or 'leader'
+    /// The target: n1, n2, …, leader or follower (as the database names them now), random,
+    /// or all
+    #[arg(value_name = "NODE")]
     pub node: Target,
     #[command(flatten)]
     pub lab: LabArg,
@@ -334,7 +398,7 @@ pub struct WatchArgs {
     #[arg(long, default_value = "external", requires = "db")]
     pub name: String,
     /// Longest wait for one request; past it the request counts as unknown
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Results directory for the record and the table [default: runs/watch-LAB-YYYYmmdd-HHMMSS]
     #[arg(long)]
@@ -353,8 +417,10 @@ fn stamp() -> String {
     chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
 }
 
-fn say(line: String) {
-    eprintln!("perseus: {line}");
+/// Progress and errors, on standard error; a closed stream never stops the command.
+pub fn say(line: String) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "perseus: {line}");
 }
 
 pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
@@ -381,6 +447,20 @@ pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
         Command::Compare(a) => compare(a),
         Command::List(a) => list(a.what),
         Command::Bench(b) => bench(b, stop).await,
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "perseus", &mut text);
+            out!("{}", String::from_utf8_lossy(&text));
+            Ok(())
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut text)
+                .context("render the man page")?;
+            out!("{}", String::from_utf8_lossy(&text));
+            Ok(())
+        }
     }
 }
 
@@ -497,8 +577,8 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
 /// Prints the end-of-run summary and the line after it; fails (with its own exit code) if
 /// the record shows correctness violations.
 fn conclude(analysis: &perseus::analysis::Analysis, dir: &Path, last: &str) -> Result<()> {
-    print!("\n{}", report::terminal_summary(analysis));
-    println!("{last}");
+    out!("\n{}", report::terminal_summary(analysis));
+    outln!("{last}");
     match analysis.correctness.violations {
         0 => Ok(()),
         n => Err(Error::Violations(n, dir.join(report::SUMMARY_FILE)).into()),
@@ -515,6 +595,13 @@ async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
         .map(lab::net::Subnet::parse)
         .transpose()?;
     let mut state = lab::create(&a.lab.lab, db.name(), a.nodes, subnet, a.bin_dir.as_deref())?;
+    say(format!(
+        "starting {} {} nodes in lab {} ({}) …",
+        state.nodes.len(),
+        db.name(),
+        state.name,
+        state.subnet
+    ));
     let started = tokio::select! {
         r = lab::start_database(&mut state, db, a.ready_timeout) => r,
         _ = stop.cancelled() => Err(Error::Interrupted),
@@ -527,7 +614,7 @@ async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
         }
     };
     let health = db.health(&state.layout()).await;
-    println!(
+    outln!(
         "lab {}: {} {} nodes ready in {:.1} s{}",
         state.name,
         state.nodes.len(),
@@ -544,15 +631,15 @@ async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
         } else {
             ""
         };
-        println!("  {}  {}:{}{lead}", n.name, n.addr, db.client_port());
+        outln!("  {}  {}:{}{lead}", n.name, n.addr, db.client_port());
     }
     let flag = if state.name == lab::DEFAULT_LAB {
         String::new()
     } else {
         format!(" --lab {}", state.name)
     };
-    println!("next: perseus watch{flag}   (and in another terminal: perseus isolate n2{flag}, perseus rejoin n2{flag})");
-    println!("done: perseus down{flag}");
+    outln!("next: perseus watch{flag}   (and in another terminal: perseus isolate n2{flag}, perseus rejoin n2{flag})");
+    outln!("done: perseus down{flag}");
     Ok(())
 }
 
@@ -563,13 +650,13 @@ fn down(a: DownArgs) -> Result<()> {
         vec![a.lab.lab.clone()]
     };
     if a.all && names.is_empty() {
-        println!("no labs");
+        outln!("no labs");
         return Ok(());
     }
     for name in names {
         let t = Instant::now();
         let state = lab::down(&name)?;
-        println!(
+        outln!(
             "lab {name} removed ({} nodes, their processes, namespaces and rules, bridge {}) in {} ms",
             state.nodes.len(),
             state.bridge,
@@ -582,7 +669,7 @@ fn down(a: DownArgs) -> Result<()> {
 async fn status(name: &str) -> Result<()> {
     let names = lab::list();
     if names.is_empty() {
-        println!("no labs (start one with: perseus up etcd)");
+        outln!("no labs (start one with: perseus up etcd)");
         return Ok(());
     }
     let names: Vec<String> = if names.iter().any(|n| n == name) {
@@ -593,7 +680,7 @@ async fn status(name: &str) -> Result<()> {
     for name in names {
         let state = LabState::load(&name)?;
         let up_for = (perseus::clock::unix_ms() - state.created_unix_ms).max(0) as u64 / 1000;
-        println!(
+        outln!(
             "lab {}: {}, {} nodes, {}, up {}",
             state.name,
             state.database,
@@ -606,9 +693,12 @@ async fn status(name: &str) -> Result<()> {
             Some(db) => Some(db.health(&state.layout()).await),
             None => None,
         };
-        println!(
+        outln!(
             "  {:<5}{:<15}{:<28}{:<24}faults",
-            "node", "address", "namespace", "processes"
+            "node",
+            "address",
+            "namespace",
+            "processes"
         );
         let in_force = perseus::fault::in_force(&state);
         for (i, n) in state.nodes.iter().enumerate() {
@@ -644,7 +734,7 @@ async fn status(name: &str) -> Result<()> {
             } else {
                 procs.join(", ")
             };
-            println!(
+            outln!(
                 "  {:<5}{:<15}{:<28}{:<24}{faults}",
                 n.name,
                 n.addr.to_string(),
@@ -662,7 +752,7 @@ async fn status(name: &str) -> Result<()> {
             } else {
                 format!("not ready: {}", h.why)
             };
-            println!("  leader: {leader}; {ready}");
+            outln!("  leader: {leader}; {ready}");
         }
     }
     Ok(())
@@ -686,19 +776,20 @@ async fn fault(lab: &LabArg, text: &str) -> Result<()> {
                 .filter(|i| !f.nodes.contains(i))
                 .map(|i| state.nodes[i].name.as_str())
                 .collect();
-            println!(
+            outln!(
                 "isolated {} from {} in {ms} ms: its traffic with every peer is dropped; the client still reaches it",
                 f.target,
                 peers.join(", ")
             )
         }
-        (Action::Start { .. }, [f]) => println!("{} {} in {ms} ms", f.kind.started, f.target),
-        (_, []) => println!("nothing to undo: no such fault in force ({text})"),
+        (Action::Start { .. }, [f]) => outln!("{} {} in {ms} ms", f.kind.started, f.target),
+        (_, []) => outln!("nothing to undo: no such fault in force ({text})"),
         (_, undone) => {
             for f in undone {
-                println!(
+                outln!(
                     "{} {} in {ms} ms: no rule or stopped process of that fault is left",
-                    f.kind.ended, f.target
+                    f.kind.ended,
+                    f.target
                 );
             }
         }
@@ -794,17 +885,17 @@ fn report_cmd(path: &Path) -> Result<()> {
             std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         let table = perseus::record::table::Table::parse(&text, path)?;
         let Some((w, f)) = analysis::figures_from_table(&table) else {
-            println!("no fault marker in {}: no metrics", path.display());
+            outln!("no fault marker in {}: no metrics", path.display());
             return Ok(());
         };
-        println!(
+        outln!(
             "{} {} in row {}",
             w.target,
             w.kind.started,
             w.start_us / 1_000_000 + 1
         );
         let show = |v: Option<u64>| v.map_or("n/a".to_string(), |us| (us / 1_000_000).to_string());
-        println!("{:<32}{:>9}", "metric", "seconds");
+        outln!("{:<32}{:>9}", "metric", "seconds");
         for (label, v) in [
             ("downtime on isolation", Some(f.downtime_on_isolation)),
             (
@@ -819,10 +910,10 @@ fn report_cmd(path: &Path) -> Result<()> {
             ),
             ("recovery time", f.recovery_time),
         ] {
-            println!("{label:<32}{:>9}", show(v));
+            outln!("{label:<32}{:>9}", show(v));
         }
         if table.lines.contains(&perseus::record::table::Line::Gap) {
-            println!("(rows left out of the log, '...', count for nothing)");
+            outln!("(rows left out of the log, '...', count for nothing)");
         }
         return Ok(());
     }
@@ -850,32 +941,71 @@ fn list(what: ListWhat) -> Result<()> {
     if let ListWhat::Scenarios = what {
         for (name, _) in perseus::scenario::BUILT_IN {
             let sc = perseus::scenario::Scenario::load(name, None)?;
-            println!("{name:<20}{}\n{:<20}{}", sc.description, "", sc.outline());
+            outln!("{name:<20}{}\n{:<20}{}", sc.description, "", sc.outline());
         }
-        println!("\nperseus run DB --scenario NAME|FILE.toml; a scenario file is TOML: see scenarios/ and the README");
+        outln!("\nperseus run DB --scenario NAME|FILE.toml; a scenario file is TOML: see scenarios/ and the README");
         return Ok(());
     }
-    println!("{:<16}{:<40}{:<11}about", "database", "needs", "installed");
-    for d in db::REGISTRY {
-        let mut needs: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
-        needs.dedup();
-        let installed = if d.check_installed(None).is_ok() {
-            "yes"
-        } else {
-            "no"
-        };
-        println!(
-            "{:<16}{:<40}{:<11}{}",
-            d.name(),
-            needs.join(" "),
-            installed,
-            d.about()
-        );
-    }
+    let rows: Vec<[String; 4]> = db::REGISTRY
+        .iter()
+        .map(|d| {
+            let mut needs: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
+            needs.dedup();
+            let installed = if d.check_installed(None).is_ok() {
+                "yes"
+            } else {
+                "no"
+            };
+            [
+                d.name().to_string(),
+                needs.join(" "),
+                installed.to_string(),
+                d.about().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["database", "needs", "installed", "about"].map(String::from);
+    outln!("{}", columns(std::iter::once(&header).chain(&rows)));
     Ok(())
 }
 
+/// Rows as text columns, each as wide as its widest cell plus two spaces (the last column
+/// is not padded).
+fn columns<'a, const N: usize>(rows: impl Iterator<Item = &'a [String; N]> + Clone) -> String {
+    let mut widths = [0; N];
+    for row in rows.clone() {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let lines: Vec<String> = rows
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                }
+            }
+            line
+        })
+        .collect();
+    lines.join("\n")
+}
+
 fn compare(a: CompareArgs) -> Result<()> {
+    // Checked before any analysis or output, so nothing is printed for a page that cannot
+    // be written.
+    let parent = a.out.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+        return Err(Error::Invalid(format!(
+            "--out {}: no directory {}; create it first or choose another path",
+            a.out.display(),
+            dir.display()
+        ))
+        .into());
+    }
     let mut runs = Vec::new();
     for dir in &a.dirs {
         let record = dir.join(perseus::record::FILE_NAME);
@@ -942,12 +1072,12 @@ fn compare(a: CompareArgs) -> Result<()> {
         html.push_str("</tr>");
     }
     html.push_str("</table>");
-    print!("{text}\n{markdown}");
+    out!("{text}\n{markdown}");
     std::fs::write(&a.out, report::html::compare(&runs, &html))
         .with_context(|| format!("write {}", a.out.display()))?;
     let md = a.out.with_extension("md");
     std::fs::write(&md, &markdown).with_context(|| format!("write {}", md.display()))?;
-    println!("wrote {} and {}", a.out.display(), md.display());
+    outln!("wrote {} and {}", a.out.display(), md.display());
     Ok(())
 }
 
@@ -991,7 +1121,7 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
                 let rss = bench::rss_kib(std::process::id());
                 let record = out.join(perseus::record::FILE_NAME);
                 let (ops, bytes) = bench::count_ops(&record)?;
-                println!(
+                outln!(
                     "{:>5.1} min: RSS {:.1} MiB, {ops} operations, {:.1} record bytes/op",
                     t.elapsed().as_secs_f64() / 60.0,
                     rss as f64 / 1024.0,
@@ -1026,10 +1156,10 @@ fn mark(a: &MarkArgs) -> Result<()> {
         .any(|k| [k.starting, k.started, k.ending, k.ended].contains(&verb));
     if is_fault {
         perseus::lab::events::append(&dir, verb, target)?;
-        println!("marked: # {verb} {target}");
+        outln!("marked: # {verb} {target}");
     } else {
         perseus::lab::events::append(&dir, perseus::lab::events::MARK, &text)?;
-        println!("marked: {text}");
+        outln!("marked: {text}");
     }
     Ok(())
 }

@@ -29,17 +29,31 @@ pub fn format_wall(unix_ms: i64) -> String {
     }
 }
 
-/// Parses `30s`, `1m30s`, `500ms`, or a bare number of seconds.
+/// The longest duration Perseus takes anywhere (a year): longer ones are mistakes, and
+/// would overflow the clock's arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// The forms [`parse_duration`] accepts, for help texts.
+pub const DURATION_FORMS: &str = "30s, 1m30s, 500ms, 2h, or a number of seconds";
+
+/// Parses `30s`, `1m30s`, `500ms`, or a bare number of seconds, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+    let bad = || format!("'{text}' is not a duration (e.g. 30s, 1m, 500ms)");
+    let d = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::try_from_secs_f64(secs).map_err(|_| bad())?
         }
-        return Err(format!("'{text}' is not a duration (e.g. 30s, 1m, 500ms)"));
+        Ok(_) => return Err(bad()),
+        Err(_) => humantime::parse_duration(text).map_err(|_| bad())?,
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "'{text}' is longer than {}: give a shorter duration",
+            format_duration(MAX_DURATION)
+        ));
     }
-    humantime::parse_duration(text)
-        .map_err(|_| format!("'{text}' is not a duration (e.g. 30s, 1m, 500ms)"))
+    Ok(d)
 }
 
 /// Formats a duration the way `parse_duration` reads it.
@@ -59,6 +73,10 @@ mod tests {
         assert_eq!(parse_duration("2.5").unwrap(), Duration::from_millis(2500));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
+        // Huge values are errors, not panics or overflowing deadlines.
+        assert!(parse_duration("1e20").is_err());
+        assert!(parse_duration("400d").unwrap_err().contains("longer than"));
+        assert!(parse_duration("1000000000000y").is_err());
     }
 
     #[test]

@@ -19,11 +19,26 @@ fn main() {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("SIGTERM handler");
+            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .expect("SIGINT handler");
+            // The first signal stops the command, which cleans up after itself; a second one
+            // aborts at once, leaving whatever was not removed yet to `perseus down`.
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
+            cli::say(
+                "interrupted: stopping and tearing down …; Ctrl-C again aborts at once \
+                 (then remove what is left with perseus down --lab NAME; perseus status lists the labs)"
+                    .into(),
+            );
             on_signal.cancel();
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            cli::say("aborted: some of the lab may be left; perseus status shows it, perseus down --lab NAME removes it".into());
+            std::process::exit(exit::INTERRUPTED);
         });
         match cli::dispatch(cli, stop.clone()).await {
             Ok(()) => exit::OK,
@@ -31,7 +46,7 @@ fn main() {
                 let code = e
                     .downcast_ref::<perseus::Error>()
                     .map_or(exit::FAILURE, |e| e.exit_code());
-                eprintln!("perseus: {e:#}");
+                cli::say(format!("{e:#}"));
                 code
             }
         }

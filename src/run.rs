@@ -113,6 +113,13 @@ async fn stages(
     watch: &mut Option<Watch>,
     say: impl Fn(String) + Copy,
 ) -> Result<()> {
+    say(format!(
+        "starting {} {} nodes in lab {} ({}) …",
+        spec.nodes,
+        db.name(),
+        state.name,
+        state.subnet
+    ));
     let took = tokio::select! {
         r = lab::start_database(state, db, spec.ready_timeout) => r?,
         _ = stop.cancelled() => return Err(Error::Interrupted),

@@ -224,7 +224,10 @@ async fn record_loop(
     let mut tab = Tabulator::new(header.nodes.len(), header.t0_unix_ms);
     let t0 = tokio::time::Instant::now()
         - Duration::from_nanos(monotonic_ns().saturating_sub(header.t0_monotonic_ns));
-    let show = |lines: Vec<Line>, table: &mut File| -> Result<()> {
+    // The table is echoed to standard output until that fails (a closed pipe: `perseus run
+    // etcd | head`); the record and client.log go on regardless.
+    let mut echo = echo;
+    let show = |lines: Vec<Line>, table: &mut File, echo: &mut bool| -> Result<()> {
         let mut text = String::new();
         for l in &lines {
             text.push_str(&l.render());
@@ -240,9 +243,12 @@ async fn record_loop(
         table
             .write_all(text.as_bytes())
             .map_err(Error::io("write client.log"))?;
-        if echo {
-            print!("{text}");
-            let _ = std::io::stdout().flush();
+        if *echo {
+            let mut out = std::io::stdout().lock();
+            *echo = out
+                .write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .is_ok();
         }
         Ok(())
     };
@@ -251,7 +257,7 @@ async fn record_loop(
         .write_all(legend.as_bytes())
         .map_err(Error::io("write client.log"))?;
     if echo {
-        print!("{legend}");
+        echo = std::io::stdout().write_all(legend.as_bytes()).is_ok();
     }
     let mut second = 1u64;
     let mut open = true;
@@ -275,7 +281,7 @@ async fn record_loop(
             }
         }
         if open && tokio::time::Instant::now() >= tick {
-            show(tab.emit_until(second * 1_000_000), &mut table)?;
+            show(tab.emit_until(second * 1_000_000), &mut table, &mut echo)?;
             writer.flush()?;
             second += 1;
         }
@@ -285,5 +291,5 @@ async fn record_loop(
     writer.flush()?;
     let mut lines = tab.emit_until(end_us);
     lines.extend(tab.flush_markers());
-    show(lines, &mut table)
+    show(lines, &mut table, &mut echo)
 }

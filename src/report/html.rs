@@ -324,17 +324,15 @@ fn spec_html(a: &Analysis, spec: Option<&Spec>) -> String {
         ),
     ];
     if let Some(s) = spec {
-        let t = &s.timeline;
-        rows.push((
-            "timeline".into(),
-            format!(
-                "{} steady, isolate {}, {} isolated, rejoin, {} after",
-                crate::clock::format_duration(t.before),
-                t.isolate,
-                crate::clock::format_duration(t.during),
-                crate::clock::format_duration(t.after)
-            ),
-        ));
+        // What was played: the scenario of the run, or the seed's timeline as one.
+        let scenario = s.scenario();
+        let name = if scenario.name.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", scenario.name)
+        };
+        rows.push(("scenario".into(), format!("{name}{}", scenario.outline())));
+        rows.push(("seed".into(), s.seed.to_string()));
         rows.push((
             "request timeout".into(),
             crate::clock::format_duration(s.request_timeout),
@@ -447,4 +445,37 @@ pub fn compare(runs: &[(String, Analysis)], table_html: &str) -> String {
         );
     }
     page("Perseus: runs compared", &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The "Run" table names what was played: the scenario's phases and actions, and the seed.
+    #[test]
+    fn the_run_table_shows_the_scenario_played_and_the_seed() {
+        let dir = std::env::temp_dir().join(format!("perseus-html-test-{}", std::process::id()));
+        crate::bench::synthetic_record(&dir, 30, 50).unwrap();
+        let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let mut spec = Spec {
+            seed: 4242,
+            ..Spec::default()
+        };
+        spec.scenario = Some(crate::scenario::Scenario::load("kill-leader", Some(3)).unwrap());
+        let page = report(&a, Some(&spec));
+        let run = &page[page.find("<h2>Run</h2>").unwrap()..];
+        assert!(run.contains("kill-leader: "), "the scenario's name");
+        assert!(run.contains("[kill leader]"), "its actions");
+        assert!(!run.contains("isolate n2"), "not the default timeline");
+        assert!(run.contains("<th>seed</th><td>4242</td>"), "the seed");
+
+        let page = report(&a, Some(&Spec::default()));
+        let run = &page[page.find("<h2>Run</h2>").unwrap()..];
+        assert!(
+            run.contains("[isolate n2]"),
+            "the seed's timeline, as played"
+        );
+    }
 }
