@@ -67,7 +67,8 @@ Exit codes:
   1    failed while running (a node did not come up, a fault command failed)
   2    bad input (unknown database, node or lab; a malformed file or flag)
   3    the machine lacks something (root, a binary, a free address range)
-  4    the run completed, and its record shows correctness violations
+  4    the run completed, and its record shows lost acknowledged writes or correctness
+       violations
   130  interrupted (after cleaning up; a second Ctrl-C aborts at once)
 
 More: the README, and perseus help COMMAND.";
@@ -575,14 +576,20 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
 }
 
 /// Prints the end-of-run summary and the line after it; fails (with its own exit code) if
-/// the record shows correctness violations.
+/// the record shows lost acknowledged writes or correctness violations.
 fn conclude(analysis: &perseus::analysis::Analysis, dir: &Path, last: &str) -> Result<()> {
     out!("\n{}", report::terminal_summary(analysis));
     outln!("{last}");
-    match analysis.correctness.violations {
-        0 => Ok(()),
-        n => Err(Error::Violations(n, dir.join(report::SUMMARY_FILE)).into()),
+    let c = &analysis.correctness;
+    if c.violations == 0 && c.lost_acknowledged_writes == 0 {
+        return Ok(());
     }
+    Err(Error::Violations {
+        lost: c.lost_acknowledged_writes,
+        violations: c.violations,
+        summary: dir.join(report::SUMMARY_FILE),
+    }
+    .into())
 }
 
 async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
@@ -1030,6 +1037,7 @@ fn compare(a: CompareArgs) -> Result<()> {
         "downtime on recovery",
         "partial on recovery",
         "recovery",
+        "lost ack. writes",
     ];
     let mut text = format!("{:<28}{:<10}", "run", "database");
     for l in labels {
@@ -1038,12 +1046,13 @@ fn compare(a: CompareArgs) -> Result<()> {
     text.push('\n');
     let mut markdown = String::from(report::MARKDOWN_HEADER);
     let mut html = String::from("<table><tr><th>run</th><th>database</th><th>version</th>");
-    for l in labels {
+    for l in &labels[..6] {
         html.push_str(&format!("<th class=\"num\">{l} (s / ms)</th>"));
     }
+    html.push_str("<th class=\"num\">lost acknowledged writes</th>");
     html.push_str("</tr>");
     for (name, an) in &runs {
-        let cells: Vec<String> = match (an.seconds, an.precise) {
+        let mut cells: Vec<String> = match (an.seconds, an.precise) {
             (Some(s), Some(m)) => report::rows_pub(&s)
                 .iter()
                 .zip(report::rows_pub(&m).iter())
@@ -1054,6 +1063,9 @@ fn compare(a: CompareArgs) -> Result<()> {
                 .collect(),
             _ => vec!["n/a".into(); 6],
         };
+        cells.push(report::thousands(
+            an.correctness.lost_acknowledged_writes,
+        ));
         text.push_str(&format!("{name:<28}{:<10}", an.header.database));
         for c in &cells {
             text.push_str(&format!("{c:>24}"));

@@ -101,8 +101,12 @@ pub enum Error {
     #[error("interrupted; the lab was torn down")]
     Interrupted,
 
-    #[error("{0} correctness violations in the record (stale reads or lost writes): see correctness in {1}")]
-    Violations(u64, PathBuf),
+    #[error("{lost} acknowledged writes lost and {violations} correctness violations (stale reads, lost writes, phantom values) in the record: see correctness in {summary}")]
+    Violations {
+        lost: u64,
+        violations: u64,
+        summary: PathBuf,
+    },
 }
 
 impl Error {
@@ -121,7 +125,7 @@ impl Error {
             | Error::NoFreeSubnet
             | Error::Unreachable(_) => exit::ENVIRONMENT,
             Error::Interrupted => exit::INTERRUPTED,
-            Error::Violations(..) => exit::VIOLATIONS,
+            Error::Violations { .. } => exit::VIOLATIONS,
             _ => exit::FAILURE,
         }
     }

@@ -11,6 +11,12 @@
 //!   - **phantom value**: a final value above the highest value any write tried to set
 //!     (acknowledged or unknown) — a value nobody wrote.
 //!
+//! **Lost acknowledged writes** are counted, not only flagged: every time the key's writer
+//! (or a final read) sees the value drop below acknowledged values, each acknowledged
+//! increment above what it saw is lost, once. The writer then goes on from the lower value,
+//! re-writing the same numbers; those count afresh and do not hide the loss. Observers'
+//! reads count as stale reads, not as losses: a later read may still see the value.
+//!
 //! An unknown write (timed out) may or may not have happened: it never makes a read stale
 //! and it raises the upper bound of the final value. Reads that failed or timed out check
 //! nothing. Not checked: reads that took longer than [`HORIZON_US`], ordering between
@@ -61,12 +67,34 @@ pub struct Violation {
     pub highest_attempted: Option<i64>,
 }
 
+/// Acknowledged writes found gone: a read by the key's writer (or a final read) returned
+/// less than values whose writes had been acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Loss {
+    pub phase: Phase,
+    /// The node whose key it is.
+    pub key: usize,
+    /// The node the read went through.
+    pub reader: usize,
+    /// Whether it was a final read (else the key's writer's own read).
+    pub final_read: bool,
+    pub read_start_us: u64,
+    pub read_end_us: u64,
+    /// What the read returned (an absent key counts as 0).
+    pub read_value: i64,
+    /// The highest acknowledged value still believed present before the read.
+    pub highest_acknowledged: i64,
+    /// How many acknowledged increments above `read_value` vanished.
+    pub lost: u64,
+}
+
 /// The outcome of the checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Correctness {
     pub reads_checked: u64,
     pub final_reads: u64,
     pub violations: u64,
+    /// Every kind, zeros included.
     pub by_kind: BTreeMap<ViolationKind, u64>,
     /// Violations by the node the read went through, then by phase.
     pub by_reader: Vec<BTreeMap<Phase, u64>>,
@@ -74,6 +102,58 @@ pub struct Correctness {
     pub by_second: BTreeMap<u64, u64>,
     /// The first [`EXAMPLES`] violations of each phase.
     pub examples: Vec<Violation>,
+    /// Acknowledged writes lost, in all (see [`Loss`]).
+    pub lost_acknowledged_writes: u64,
+    /// The same by key (the node whose key it is).
+    pub lost_by_key: Vec<u64>,
+    /// The same by phase, every phase included.
+    pub lost_by_phase: BTreeMap<Phase, u64>,
+    /// The same by the second (row of the table) in which the read that found it ended.
+    pub lost_by_second: BTreeMap<u64, u64>,
+    /// The first [`EXAMPLES`] losses of each phase.
+    pub losses: Vec<Loss>,
+}
+
+/// The acknowledged values of a key believed to be in the database: sorted, disjoint runs of
+/// consecutive values. A writer's increments extend one run; a value that was attempted but
+/// never acknowledged leaves a gap. Its size grows with the gaps, not with the run's length.
+#[derive(Debug, Default, Clone)]
+struct Present(Vec<(i64, i64)>);
+
+impl Present {
+    /// `v` was acknowledged: it (and nothing above it) is present now. Returns how many
+    /// acknowledged values at or above `v` that overwrote.
+    fn acknowledge(&mut self, v: i64) -> u64 {
+        let lost = self.keep_up_to(v.saturating_sub(1));
+        match self.0.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(v) => *end = v,
+            _ => self.0.push((v, v)),
+        }
+        lost
+    }
+
+    /// The value is `g` now: every value above it is gone. Returns how many there were.
+    fn keep_up_to(&mut self, g: i64) -> u64 {
+        let mut lost = 0u64;
+        while let Some(&(start, end)) = self.0.last() {
+            if end <= g {
+                break;
+            }
+            if start > g {
+                lost = lost.saturating_add(end.abs_diff(start).saturating_add(1));
+                self.0.pop();
+            } else {
+                lost = lost.saturating_add(end.abs_diff(g));
+                self.0.last_mut().expect("a run").1 = g;
+                break;
+            }
+        }
+        lost
+    }
+
+    fn highest(&self) -> Option<i64> {
+        self.0.last().map(|r| r.1)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -83,6 +163,7 @@ struct KeyState {
     /// The last acknowledged write older than the horizon.
     baseline: Option<(u64, i64)>,
     highest_attempted: Option<i64>,
+    present: Present,
 }
 
 impl KeyState {
@@ -121,11 +202,21 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(nodes: usize) -> Self {
+        use ViolationKind::*;
         Checker {
             keys: vec![KeyState::default(); nodes],
             finals: false,
             result: Correctness {
+                by_kind: [StaleRead, LostWrite, PhantomValue]
+                    .into_iter()
+                    .map(|k| (k, 0))
+                    .collect(),
                 by_reader: vec![BTreeMap::new(); nodes],
+                lost_by_key: vec![0; nodes],
+                lost_by_phase: [Phase::Before, Phase::During, Phase::After]
+                    .into_iter()
+                    .map(|p| (p, 0))
+                    .collect(),
                 ..Correctness::default()
             },
         }
@@ -145,11 +236,63 @@ impl Checker {
                 if let Some(v) = op.value {
                     key.recent.push_back((op.end_us(), v));
                     key.highest_attempted = key.highest_attempted.max(Some(v));
+                    let highest = key.present.highest();
+                    let lost = key.present.acknowledge(v);
+                    if lost > 0 {
+                        // A blind write below acknowledged values: they are overwritten.
+                        let got = v.saturating_sub(1);
+                        self.loss(op, phase, got, highest.unwrap_or(got), lost);
+                    }
                 }
+            }
+            (Kind::Read, Outcome::Ok) if op.is_writer() || self.finals => {
+                let got = op.value.unwrap_or(0);
+                let highest = key.present.highest();
+                let lost = key.present.keep_up_to(got);
+                if lost > 0 {
+                    self.loss(op, phase, got, highest.unwrap_or(got), lost);
+                }
+                self.judge_read(op, phase);
             }
             (Kind::Write, Outcome::Unknown) => {
                 key.highest_attempted = key.highest_attempted.max(op.value);
             }
+            (Kind::Read, Outcome::Ok) => self.judge_read(op, phase),
+            _ => {}
+        }
+        self.keys[k].prune(op.end_us());
+    }
+
+    /// Records acknowledged increments found gone by `op`, which saw `got`.
+    fn loss(&mut self, op: &Op, phase: Phase, got: i64, highest: i64, lost: u64) {
+        let r = &mut self.result;
+        r.lost_acknowledged_writes = r.lost_acknowledged_writes.saturating_add(lost);
+        let k = op.key_owner();
+        r.lost_by_key[k] = r.lost_by_key[k].saturating_add(lost);
+        *r.lost_by_phase.entry(phase).or_default() += lost;
+        *r.lost_by_second
+            .entry(op.end_us() / 1_000_000 + 1)
+            .or_default() += lost;
+        if r.losses.iter().filter(|l| l.phase == phase).count() < EXAMPLES {
+            r.losses.push(Loss {
+                phase,
+                key: k,
+                reader: op.node,
+                final_read: self.finals,
+                read_start_us: op.start_us,
+                read_end_us: op.end_us(),
+                read_value: got,
+                highest_acknowledged: highest,
+                lost,
+            });
+        }
+    }
+
+    /// Judges a successful read for stale reads, lost writes and phantom values.
+    fn judge_read(&mut self, op: &Op, phase: Phase) {
+        let k = op.key_owner();
+        let key = &self.keys[k];
+        match (op.kind, op.outcome) {
             (Kind::Read, Outcome::Ok) if op.duration_us <= HORIZON_US => {
                 let got = op.value.unwrap_or(0);
                 let mut found = Vec::new();
@@ -186,7 +329,6 @@ impl Checker {
             }
             _ => {}
         }
-        self.keys[k].prune(op.end_us());
     }
 
     fn violation(&mut self, v: Violation) {
@@ -414,5 +556,104 @@ mod tests {
         );
         let r = c.finish();
         assert_eq!((r.violations, r.reads_checked), (0, 1));
+    }
+    fn own_read(t: u64, v: i64) -> Op {
+        op(0, None, Kind::Read, t, t + 5, Outcome::Ok, Some(v))
+    }
+
+    /// The writer's loop from `from` to `to` inclusive, every write acknowledged, starting at
+    /// time `t` (each step 100 µs).
+    fn increments(from: i64, to: i64, t: u64) -> Vec<Op> {
+        (from..=to)
+            .flat_map(|v| {
+                let at = t + (v - from) as u64 * 100;
+                [own_read(at, v - 1), w(at + 10, at + 20, Outcome::Ok, v)]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_drop_seen_by_the_writer_counts_every_acknowledged_increment_above_it_once() {
+        // Redis-like: 1..=100 acknowledged; the writer then reads 40 (a failover lost the
+        // rest) and goes on from there, re-writing 41..=120.
+        let mut ops = increments(1, 100, 0);
+        ops.extend(increments(41, 120, 1_000_000));
+        let r = check(&ops, &[observe(1, 9_000_000, 9_000_010, Some(120))]);
+        assert_eq!(r.lost_acknowledged_writes, 60);
+        assert_eq!(r.lost_by_key, vec![60, 0, 0]);
+        assert_eq!(r.lost_by_phase.get(&Phase::Before), Some(&60));
+        assert_eq!(r.lost_by_phase.get(&Phase::During), Some(&0));
+        assert_eq!(r.losses.len(), 1);
+        let l = &r.losses[0];
+        assert_eq!(
+            (l.read_value, l.highest_acknowledged, l.lost, l.final_read),
+            (40, 100, 60, false)
+        );
+        assert_eq!(
+            r.by_kind.get(&ViolationKind::StaleRead),
+            Some(&1),
+            "the same read is a stale read"
+        );
+    }
+
+    #[test]
+    fn a_timed_out_write_landing_late_overwrites_the_acknowledged_ones_above_it() {
+        // etcd-like: 1456 timed out, was retried and acknowledged, the writer went on to
+        // 3730; then the first attempt of 1456 was applied, and the writer read 1456.
+        let mut ops = increments(1, 1455, 0);
+        ops.push(w(200_000, 1_200_000, Outcome::Unknown, 1456));
+        ops.extend(increments(1456, 3730, 1_300_000));
+        ops.push(own_read(9_000_000, 1456));
+        let r = check(&ops, &[]);
+        assert_eq!(r.lost_acknowledged_writes, 3730 - 1456);
+    }
+
+    #[test]
+    fn a_stale_read_by_an_observer_is_not_a_loss() {
+        let ops = [increments(1, 100, 0), vec![observe(1, 50_000, 50_010, Some(40))]].concat();
+        let r = check(&ops, &[observe(2, 9_000_000, 9_000_010, Some(100))]);
+        assert_eq!(r.by_kind.get(&ViolationKind::StaleRead), Some(&1));
+        assert_eq!(r.lost_acknowledged_writes, 0);
+        assert_eq!(
+            r.by_kind.get(&ViolationKind::PhantomValue),
+            Some(&0),
+            "every kind is listed, zeros included"
+        );
+    }
+
+    #[test]
+    fn final_reads_below_the_acknowledged_count_the_loss_once() {
+        let ops = increments(1, 10, 0);
+        let low = |n| observe(n, 9_000_000, 9_000_010, Some(7));
+        let r = check(&ops, &[low(0), low(1), low(2)]);
+        assert_eq!(r.lost_acknowledged_writes, 3);
+        assert_eq!(r.by_kind.get(&ViolationKind::LostWrite), Some(&3));
+        assert!(r.losses[0].final_read);
+    }
+
+    #[test]
+    fn values_attempted_but_never_acknowledged_are_not_counted_as_lost() {
+        // 6 timed out (it did happen: the writer read 6), 7 and 8 acknowledged, then the
+        // value is 5 again: 7 and 8 were lost, 6 was never acknowledged.
+        let mut ops = increments(1, 5, 0);
+        ops.push(w(10_000, 1_010_000, Outcome::Unknown, 6));
+        ops.push(own_read(1_020_000, 6));
+        ops.push(w(1_020_010, 1_020_020, Outcome::Ok, 7));
+        ops.push(own_read(1_020_030, 7));
+        ops.push(w(1_020_040, 1_020_050, Outcome::Ok, 8));
+        ops.push(own_read(1_020_060, 5));
+        let r = check(&ops, &[]);
+        assert_eq!(r.lost_acknowledged_writes, 2);
+    }
+
+    #[test]
+    fn hostile_values_count_without_overflow() {
+        let ops = [
+            w(0, 10, Outcome::Ok, i64::MIN),
+            w(20, 30, Outcome::Ok, i64::MAX),
+            own_read(40, i64::MIN),
+        ];
+        let r = check(&ops, &[]);
+        assert_eq!(r.lost_acknowledged_writes, 1);
     }
 }

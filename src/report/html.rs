@@ -145,21 +145,25 @@ fn latency_chart(a: &Analysis, node: usize) -> Chart {
     }
 }
 
-/// Correctness violations per second on the run's time line, faults shaded.
-fn violations_chart(a: &Analysis) -> Chart {
-    let by_second = &a.correctness.by_second;
+/// A per-second count on the run's time line, faults shaded.
+fn count_chart(
+    a: &Analysis,
+    id: &str,
+    title: &str,
+    y_label: &str,
+    by_second: &std::collections::BTreeMap<u64, u64>,
+) -> Chart {
     let seconds = a.end_us / 1_000_000 + 1;
     Chart {
-        id: "violations".into(),
-        title: "Correctness violations per second (stale reads, lost writes, phantom values)"
-            .into(),
+        id: id.into(),
+        title: title.into(),
         x_label: "seconds since the start".into(),
-        y_label: "violations / s".into(),
+        y_label: y_label.into(),
         width: 1200.0,
         height: 200.0,
         x_range: x_range(a, 0.0),
         series: vec![Series {
-            label: "violations".into(),
+            label: y_label.split(' ').next().unwrap_or(id).into(),
             node: "all".into(),
             color: "#b00000",
             style: Style::Line,
@@ -192,7 +196,18 @@ fn metrics_html(a: &Analysis) -> String {
         );
     }
     s.push_str("</table>");
+    s.push_str(&loss_html(a));
     s
+}
+
+/// The data lost, right under the six metrics: red with its breakdown if any, else green.
+fn loss_html(a: &Analysis) -> String {
+    let line = esc(&super::loss_line(a));
+    if a.correctness.lost_acknowledged_writes == 0 {
+        format!(r#"<p class="good" id="loss">{line}</p>"#)
+    } else {
+        format!(r#"<p class="bad" id="loss">{line}</p>"#)
+    }
 }
 
 fn intervals_html(a: &Analysis) -> String {
@@ -262,7 +277,19 @@ fn errors_html(a: &Analysis) -> String {
 
 fn correctness_html(a: &Analysis) -> String {
     let c = &a.correctness;
-    let mut s = if c.violations == 0 {
+    let mut s = loss_html(a);
+    if !c.losses.is_empty() {
+        s.push_str("<ul>");
+        for l in &c.losses {
+            let _ = write!(
+                s,
+                "<li>{}</li>",
+                esc(&super::describe_loss(l, &a.header.nodes))
+            );
+        }
+        s.push_str("</ul>");
+    }
+    s.push_str(&if c.violations == 0 {
         format!(
             r#"<p class="good">No violation in {} reads checked and {} final reads.</p>"#,
             c.reads_checked, c.final_reads
@@ -272,7 +299,7 @@ fn correctness_html(a: &Analysis) -> String {
             r#"<p class="bad">{} violations in {} reads checked and {} final reads.</p><ul>"#,
             c.violations, c.reads_checked, c.final_reads
         )
-    };
+    });
     for v in &c.examples {
         let _ = write!(
             s,
@@ -404,8 +431,29 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     b.push_str("<h2>Errors by node, phase and code</h2>");
     b.push_str(&errors_html(a));
     b.push_str("<h2>Correctness</h2>");
+    if a.correctness.lost_acknowledged_writes > 0 {
+        b.push_str(
+            &count_chart(
+                a,
+                "lost",
+                "Acknowledged writes found lost, per second",
+                "lost writes / s",
+                &a.correctness.lost_by_second,
+            )
+            .render(),
+        );
+    }
     if a.correctness.violations > 0 {
-        b.push_str(&violations_chart(a).render());
+        b.push_str(
+            &count_chart(
+                a,
+                "violations",
+                "Correctness violations per second (stale reads, lost writes, phantom values)",
+                "violations / s",
+                &a.correctness.by_second,
+            )
+            .render(),
+        );
     }
     b.push_str(&correctness_html(a));
     b.push_str("<h2>Run</h2>");

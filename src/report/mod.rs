@@ -84,6 +84,45 @@ pub fn fault_line(a: &Analysis) -> String {
     }
 }
 
+/// `179789` → `179,789`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The data lost, in one line: `lost acknowledged writes: 179,789 (n1's key 152,158 · n2's
+/// 13,166 · n3's 14,465)`, or `lost acknowledged writes: none`.
+pub fn loss_line(a: &Analysis) -> String {
+    let c = &a.correctness;
+    if c.lost_acknowledged_writes == 0 {
+        return "lost acknowledged writes: none".into();
+    }
+    let by_key: Vec<String> = a
+        .header
+        .nodes
+        .iter()
+        .zip(&c.lost_by_key)
+        .filter(|(_, n)| **n > 0)
+        .enumerate()
+        .map(|(i, (node, n))| {
+            let whose = if i == 0 { "'s key" } else { "'s" };
+            format!("{node}{whose} {}", thousands(*n))
+        })
+        .collect();
+    format!(
+        "lost acknowledged writes: {} ({})",
+        thousands(c.lost_acknowledged_writes),
+        by_key.join(" · ")
+    )
+}
+
 /// The six metrics of `f` in the seed's order (µs; `None`: n/a).
 pub fn rows_pub(f: &Figures) -> [Option<u64>; 6] {
     rows(f).map(|(_, _, v)| v)
@@ -91,8 +130,16 @@ pub fn rows_pub(f: &Figures) -> [Option<u64>; 6] {
 
 /// The run in one sentence, from the millisecond figures: what a person should take away.
 pub fn summary_sentence(a: &Analysis) -> String {
+    let lost = a.correctness.lost_acknowledged_writes;
+    let loss = if lost > 0 {
+        let mut line = loss_line(a);
+        line.replace_range(..1, "L");
+        format!("{line}: the database acknowledged these increments and then lost them. ")
+    } else {
+        String::new()
+    };
     let (Some(w), Some(f)) = (&a.window, a.precise) else {
-        return "No fault in this record.".into();
+        return format!("{loss}No fault in this record.");
     };
     let s = |us: u64| format!("{:.1} s", us as f64 / 1e6);
     let mut out = match w.kind.name {
@@ -128,11 +175,11 @@ pub fn summary_sentence(a: &Analysis) -> String {
         )),
         _ => out.push_str(". It never rejoined."),
     }
-    out
+    format!("{loss}{out}")
 }
 
 /// The seed's table header in markdown.
-pub const MARKDOWN_HEADER: &str = "| Database | Downtime on isolation | Partial downtime on isolation | Disturbance time | Downtime on recovery | Partial downtime on recovery | Recovery time | Version |\n|---|---|---|---|---|---|---|---|\n";
+pub const MARKDOWN_HEADER: &str = "| Database | Downtime on isolation | Partial downtime on isolation | Disturbance time | Downtime on recovery | Partial downtime on recovery | Recovery time | Lost acknowledged writes | Version |\n|---|---|---|---|---|---|---|---|---|\n";
 
 /// The run's row in the seed's table (whole seconds, milliseconds in parentheses).
 pub fn markdown_row(a: &Analysis) -> String {
@@ -149,7 +196,8 @@ pub fn markdown_row(a: &Analysis) -> String {
         row.push_str(&"| n/a ".repeat(6));
     }
     row.push_str(&format!(
-        "| {} |\n",
+        "| {} | {} |\n",
+        thousands(a.correctness.lost_acknowledged_writes),
         a.header.database_version.clone().unwrap_or_default()
     ));
     row
@@ -159,9 +207,14 @@ pub fn markdown_row(a: &Analysis) -> String {
 pub fn markdown(a: &Analysis) -> String {
     let c = &a.correctness;
     format!(
-        "{MARKDOWN_HEADER}{}\n{}\n\nCorrectness: {} violations in {} reads checked and {} final reads.\n",
+        "{MARKDOWN_HEADER}{}\n{}\n\n{}. Correctness: {} violations in {} reads checked and {} final reads.\n",
         markdown_row(a),
         summary_sentence(a),
+        {
+            let mut line = loss_line(a);
+            line.replace_range(..1, "L");
+            line
+        },
         c.violations,
         c.reads_checked,
         c.final_reads
@@ -208,10 +261,34 @@ pub fn errors_table(a: &Analysis) -> String {
     s
 }
 
-/// The correctness checks in a few lines: a count, and each example violation.
+/// A loss in words: `n2's writer read 94259 through n2 [31.204 s – 31.210 s]: 152158
+/// acknowledged increments above it, up to 246417, were gone`.
+pub fn describe_loss(l: &correctness::Loss, nodes: &[String]) -> String {
+    let at = |us: u64| format!("{:.3} s", us as f64 / 1e6);
+    let who = if l.final_read {
+        format!("a final read of {}'s key", nodes[l.key])
+    } else {
+        format!("{}'s writer", nodes[l.key])
+    };
+    format!(
+        "{who} read {} through {} [{} – {}]: {} acknowledged increments above it, up to {}, were gone",
+        l.read_value,
+        nodes[l.reader],
+        at(l.read_start_us),
+        at(l.read_end_us),
+        thousands(l.lost),
+        l.highest_acknowledged
+    )
+}
+
+/// The correctness checks in a few lines: the data lost, the violations, and examples.
 pub fn correctness_lines(a: &Analysis) -> String {
     let c = &a.correctness;
-    let mut s = format!(
+    let mut s = format!("{}\n", loss_line(a));
+    for l in &c.losses {
+        s.push_str(&format!("  {}\n", describe_loss(l, &a.header.nodes)));
+    }
+    s.push_str(&format!(
         "correctness: {} in {} reads checked and {} final reads\n",
         match c.violations {
             0 => "no violation".to_string(),
@@ -220,7 +297,7 @@ pub fn correctness_lines(a: &Analysis) -> String {
         },
         c.reads_checked,
         c.final_reads
-    );
+    ));
     for v in &c.examples {
         s.push_str(&format!(
             "  {}\n",
@@ -248,13 +325,26 @@ fn correctness_json(a: &Analysis) -> Value {
         .map(|(n, phases)| (n.clone(), json!(phases)))
         .collect();
     v["by_reader"] = Value::Object(by_reader);
+    v["lost_by_key"] = Value::Object(
+        a.header
+            .nodes
+            .iter()
+            .zip(&a.correctness.lost_by_key)
+            .map(|(n, lost)| (n.clone(), json!(lost)))
+            .collect(),
+    );
     v
 }
 
-/// Everything the terminal shows at the end of a run or watch.
+/// Everything the terminal shows at the end of a run or watch; data loss first, if any.
 pub fn terminal_summary(a: &Analysis) -> String {
+    let headline = if a.correctness.lost_acknowledged_writes > 0 {
+        format!("DATA LOSS: {}\n", loss_line(a))
+    } else {
+        String::new()
+    };
     format!(
-        "{}{}{}{}",
+        "{headline}{}{}{}{}",
         metrics_table(a),
         intervals_table(a),
         errors_table(a),
@@ -353,6 +443,7 @@ pub fn summary(a: &Analysis) -> Value {
         "started_unix_ms": a.header.t0_unix_ms,
         "duration_ms": a.end_us / 1000,
         "record_complete": a.ended_cleanly,
+        "lost_acknowledged_writes": a.correctness.lost_acknowledged_writes,
         "fault": fault,
         "intervals": intervals,
         "metrics": metrics,
@@ -377,4 +468,58 @@ pub fn write_results(dir: &Path, a: &Analysis) -> Result<()> {
     std::fs::write(&path, json + "\n").map_err(Error::io(format!("write {}", path.display())))?;
     let path = dir.join(crate::watch::TABLE_FILE);
     std::fs::write(&path, a.table.render()).map_err(Error::io(format!("write {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn analysis() -> Analysis {
+        let dir = std::env::temp_dir().join(format!("perseus-report-test-{}", std::process::id()));
+        crate::bench::synthetic_record(&dir, 30, 50).unwrap();
+        let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        a
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(179_789), "179,789");
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    /// Data loss leads every verdict: the terminal, the report's first sentence, report.md,
+    /// and summary.json has the number whether or not anything was lost.
+    #[test]
+    fn data_loss_leads_the_verdict_everywhere() {
+        let mut a = analysis();
+        assert_eq!(a.correctness.lost_acknowledged_writes, 0);
+        assert_eq!(summary(&a)["lost_acknowledged_writes"], json!(0));
+        assert!(correctness_lines(&a).starts_with("lost acknowledged writes: none"));
+        assert!(!terminal_summary(&a).contains("DATA LOSS"));
+
+        a.correctness.lost_acknowledged_writes = 179_789;
+        a.correctness.lost_by_key = vec![152_158, 13_166, 14_465];
+        let line = "lost acknowledged writes: 179,789 (n1's key 152,158 · n2's 13,166 · n3's 14,465)";
+        assert_eq!(loss_line(&a), line);
+        assert!(terminal_summary(&a).starts_with(&format!("DATA LOSS: {line}\n")));
+        assert!(summary_sentence(&a).starts_with("Lost acknowledged writes: 179,789"));
+        let md = markdown(&a);
+        assert!(md.contains("| Lost acknowledged writes |"), "{md}");
+        assert!(md.contains("| 179,789 |"), "{md}");
+        let json = summary(&a);
+        assert_eq!(json["lost_acknowledged_writes"], json!(179_789));
+        assert_eq!(json["correctness"]["lost_by_key"]["n2"], json!(13_166));
+        assert_eq!(
+            json["correctness"]["by_kind"],
+            json!({"stale-read": 0, "lost-write": 0, "phantom-value": 0})
+        );
+        let page = html::report(&a, None);
+        let lead = page.split("<p class=\"lead\">").nth(1).unwrap();
+        assert!(lead.starts_with("Lost acknowledged writes: 179,789"), "{lead}");
+        assert!(page.contains(r#"<p class="bad" id="loss">"#));
+    }
 }

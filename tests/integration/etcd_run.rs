@@ -68,6 +68,15 @@ fn run_etcd_isolates_n2_and_measures_it() {
         "etcd loses nothing and serves no stale read: {c}"
     );
     assert_eq!(
+        r.summary["lost_acknowledged_writes"], 0,
+        "no acknowledged write is lost: {c}"
+    );
+    assert!(
+        r.stdout.contains("lost acknowledged writes: none"),
+        "the verdict says so: {}",
+        r.stdout
+    );
+    assert_eq!(
         c["final_reads"], 9,
         "every key read through every node at the end: {c}"
     );

@@ -76,38 +76,81 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
         )),
         "the command and its status are in the record"
     );
-    let external: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let external = RunResult {
+        table: table(&out.join("client.log")),
+        summary: serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+            .unwrap(),
+        stdout,
+        out: out.clone(),
+    };
     assert!(
         !perseus::cluster::clusters_dir().join(&name).exists(),
         "the cluster's event log is removed"
     );
 
     // The same timeline in a lab Perseus runs itself gives the same picture: the leader's
-    // isolation stops every client for about the same time (the election), and both
-    // recover. Whole-second figures are not compared one by one: whether a second's row
-    // holds a zero for one node differs between two runs of the same real cluster, and
-    // etcd's recovery varies by up to 2 s (whether the returning node forces an election).
+    // isolation stalls every client while the two others elect a new leader, then those two
+    // serve and the isolated one does not, and everyone recovers after the rejoin. The
+    // figures themselves are etcd's elections, not the path the fault took: over 4 pairs of
+    // runs here (on a busy machine), downtime on isolation was 1.1–2.8 s on either path, and
+    // recovery 1.5–6.4 s, the external run sometimes the shorter, sometimes the longer (an
+    // earlier session saw 5.3 s once). So each run is held to bounds that any of those
+    // satisfy and a broken path would not, rather than to the other run's figures.
     let mut lab_args = vec!["--isolate", "leader"];
     lab_args.extend_from_slice(&timeline);
     let lab_run = run_scenario("etcd", "external-lab", &lab_args);
-    let ms = |s: &serde_json::Value, k: &str| s["metrics"][k].as_u64();
-    let (a, b) = (&external, &lab_run.summary);
-    let (x, y) = (
-        ms(a, "downtime_on_isolation_ms").expect("external downtime"),
-        ms(b, "downtime_on_isolation_ms").expect("lab downtime"),
-    );
+    let lab_leader = lab_run
+        .table
+        .lines
+        .iter()
+        .find_map(|l| match l {
+            perseus::record::table::Line::Marker { verb, target } if verb == "isolating" => {
+                Some(target.clone())
+            }
+            _ => None,
+        })
+        .expect("the lab run isolates someone");
+    for (what, r, isolated_node) in [
+        ("external", &external, &leader),
+        ("lab", &lab_run, &lab_leader),
+    ] {
+        let ms = |k: &str| r.summary["metrics"][k].as_u64();
+        let down = ms("downtime_on_isolation_ms").expect("downtime on isolation");
+        assert!(
+            (300..=10_000).contains(&down),
+            "{what}: downtime on isolation {down} ms: isolating the leader stalls every client \
+             for an election (etcd's election timeout is 1 s)"
+        );
+        let recovery = ms("recovery_time_ms").expect("the run recovers");
+        assert!(recovery <= 9_000, "{what}: recovery {recovery} ms");
+        let [_, isolated, rejoining, _] = r.isolate_marks();
+        assert!(rejoining >= isolated + 8, "{what}: the isolation lasts 10 s");
+        let expected: Vec<bool> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| n != isolated_node)
+            .collect();
+        r.assert_serving(
+            rejoining - 4,
+            rejoining,
+            &expected,
+            &format!("{what}: the two others serve, the isolated leader does not"),
+        );
+    }
+    // The markers of the external run are placed as precisely as the user's command allows:
+    // it is in force between `isolating` and `isolated`.
+    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    let at = |verb: &str| -> u64 {
+        record
+            .lines()
+            .find(|l| l.starts_with("F ") && l.ends_with(&format!(" {verb} {leader}")))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{verb} in the record"))
+    };
+    let took = at("isolated") - at("isolating");
     assert!(
-        x.abs_diff(y) <= 1000,
-        "downtime on isolation: external {x} ms, lab {y} ms"
-    );
-    let (x, y) = (
-        ms(a, "recovery_time_ms").expect("the external run recovers"),
-        ms(b, "recovery_time_ms").expect("the lab run recovers"),
-    );
-    assert!(
-        x.abs_diff(y) <= 3000,
-        "recovery: external {x} ms, lab {y} ms"
+        took < 2_000_000,
+        "the user's command runs between the markers: {took} µs"
     );
 
     // A fault command that fails stops the run cleanly and says why.

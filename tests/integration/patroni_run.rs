@@ -73,6 +73,11 @@ fn run_patroni_isolates_the_primary_and_measures_it() {
         c["by_kind"]["stale-read"].as_u64() >= Some(1),
         "the writes the isolated primary took are lost: {c}"
     );
+    let lost = r.summary["lost_acknowledged_writes"].as_u64().unwrap();
+    assert!(
+        lost >= 100,
+        "the isolated primary acknowledged writes for about 12 s, all lost: {lost}"
+    );
     assert!(r.summary["database_version"]
         .as_str()
         .unwrap_or("")

@@ -13,7 +13,9 @@ use crate::support::*;
 ///   one other node, the new primary;
 /// - in the last 5 s of the run every write is answered by that new primary;
 /// - writes that n2's or n3's client made to n1 after it was cut off and before the
-///   failover are lost: the checker reports them as stale reads (exit 4).
+///   failover are lost: the checker reports them as stale reads (exit 4);
+/// - the six whole-second metrics are all 0, and the acknowledged writes lost number in the
+///   thousands (n1's client wrote to n1 alone for the whole isolation).
 #[test]
 fn run_redis_sentinel_isolates_the_primary_and_measures_it() {
     require_lab("redis-server", "redis-server");
@@ -68,6 +70,29 @@ fn run_redis_sentinel_isolates_the_primary_and_measures_it() {
     assert!(
         stale_during >= 1 && c["by_kind"]["stale-read"].as_u64() >= Some(1),
         "the writes n1 took from n2's and n3's clients are lost: {c}"
+    );
+    // The finding that matters: the table looks perfect, and thousands of acknowledged
+    // writes are gone (n1's client's, from the whole isolation, when n1 is demoted).
+    for key in [
+        "downtime_on_isolation_s",
+        "partial_downtime_on_isolation_s",
+        "disturbance_time_s",
+        "downtime_on_recovery_s",
+        "partial_downtime_on_recovery_s",
+        "recovery_time_s",
+    ] {
+        assert_eq!(r.summary["metrics"][key], 0, "{key}");
+    }
+    let lost = r.summary["lost_acknowledged_writes"].as_u64().unwrap();
+    assert!(lost >= 1000, "lost acknowledged writes: {lost}");
+    assert!(
+        c["lost_by_key"]["n1"].as_u64() >= Some(1),
+        "n1's writes to the isolated primary are lost: {c}"
+    );
+    assert!(
+        r.stdout.contains("DATA LOSS: lost acknowledged writes: "),
+        "the verdict leads with the loss:\n{}",
+        r.stdout
     );
     assert!(r.out.join("logs/n1-redis-sentinel.log").exists());
     let _ = std::fs::remove_dir_all(&r.out);

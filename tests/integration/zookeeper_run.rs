@@ -55,6 +55,7 @@ fn run_zookeeper_isolates_the_leader_and_measures_it() {
     let last = r.last_second();
     r.assert_serving(last - 4, last + 1, &[true; 3], "all serve again");
     assert_eq!(r.summary["correctness"]["violations"], 0);
+    assert_eq!(r.summary["lost_acknowledged_writes"], 0);
     assert!(r.summary["database_version"]
         .as_str()
         .unwrap_or("")
