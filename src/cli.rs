@@ -660,17 +660,35 @@ fn down(a: DownArgs) -> Result<()> {
         outln!("no labs");
         return Ok(());
     }
-    for name in names {
+    // With --all, one lab that cannot be removed does not keep the others.
+    let mut failed = Vec::new();
+    for name in &names {
         let t = Instant::now();
-        let state = lab::down(&name)?;
-        outln!(
-            "lab {name} removed ({} nodes, their processes, namespaces and rules, bridge {}) in {} ms",
-            state.nodes.len(),
-            state.bridge,
-            t.elapsed().as_millis()
-        );
+        match lab::down(name) {
+            Ok(Some(state)) => outln!(
+                "lab {name} removed ({} nodes, their processes, namespaces and rules, bridge {}) in {} ms",
+                state.nodes.len(),
+                state.bridge,
+                t.elapsed().as_millis()
+            ),
+            Ok(None) => outln!("lab {name} removed (it had no state yet: nothing else was made)"),
+            Err(e) if !a.all => return Err(e.into()),
+            Err(e) => {
+                say(format!("lab {name} not removed: {e}"));
+                failed.push(name.clone());
+            }
+        }
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} of {} labs not removed: {} (see above)",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        ))
+    }
 }
 
 async fn status(name: &str) -> Result<()> {
@@ -1063,9 +1081,7 @@ fn compare(a: CompareArgs) -> Result<()> {
                 .collect(),
             _ => vec!["n/a".into(); 6],
         };
-        cells.push(report::thousands(
-            an.correctness.lost_acknowledged_writes,
-        ));
+        cells.push(report::thousands(an.correctness.lost_acknowledged_writes));
         text.push_str(&format!("{name:<28}{:<10}", an.header.database));
         for c in &cells {
             text.push_str(&format!("{c:>24}"));
@@ -1112,8 +1128,9 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
         BenchCommand::Watch { lab, length } => {
             let state = LabState::load(&lab.lab)?;
             let db = db::find(&state.database)?;
-            let out =
-                std::env::temp_dir().join(format!("perseus-bench-watch-{}", std::process::id()));
+            // A private directory: this runs as root, and /tmp is everyone's.
+            let scratch = perseus::scratch::Scratch::new("bench-watch")?;
+            let out = scratch.path().join("run");
             let w = Watch::start(
                 db,
                 state.layout(),
@@ -1141,7 +1158,6 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
                 );
             }
             w.stop().await?;
-            let _ = std::fs::remove_dir_all(&out);
         }
     }
     Ok(())
@@ -1150,6 +1166,7 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
 fn mark(a: &MarkArgs) -> Result<()> {
     let dir = match &a.cluster {
         Some(name) => {
+            lab::validate_name(name)?;
             let dir = perseus::cluster::clusters_dir().join(name);
             if !dir.is_dir() {
                 return Err(Error::Invalid(format!(

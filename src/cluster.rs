@@ -418,11 +418,12 @@ impl CommandOutcome {
             .collect::<Vec<_>>()
             .join(" ")
             .chars()
+            .filter(|c| !c.is_control())
             .take(200)
             .collect();
         format!(
             "command `{}` → {status} after {} ms{}",
-            self.command,
+            self.command.replace(|c: char| c.is_control(), " "),
             self.took.as_millis(),
             if output.is_empty() {
                 String::new()

@@ -18,6 +18,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+pub mod scratch;
 pub mod spec;
 pub mod watch;
 pub mod workload;

@@ -610,7 +610,11 @@ mod tests {
 
     #[test]
     fn a_stale_read_by_an_observer_is_not_a_loss() {
-        let ops = [increments(1, 100, 0), vec![observe(1, 50_000, 50_010, Some(40))]].concat();
+        let ops = [
+            increments(1, 100, 0),
+            vec![observe(1, 50_000, 50_010, Some(40))],
+        ]
+        .concat();
         let r = check(&ops, &[observe(2, 9_000_000, 9_000_010, Some(100))]);
         assert_eq!(r.by_kind.get(&ViolationKind::StaleRead), Some(&1));
         assert_eq!(r.lost_acknowledged_writes, 0);

@@ -155,9 +155,20 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// The longest reply line read (a status, an error, a length): a server cannot make the
+/// client buffer without end.
+const MAX_LINE: u64 = 64 * 1024;
+/// The longest bulk string read: Perseus's values are numbers, INFO replies a few KiB.
+const MAX_BULK: i64 = 1 << 20;
+/// The most elements of one array, and the deepest nesting, read.
+const MAX_ARRAY: i64 = 4096;
+const MAX_DEPTH: usize = 8;
+
 async fn read_line<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, RespError> {
+    use tokio::io::AsyncReadExt;
     let mut line = Vec::with_capacity(32);
-    let n = r
+    let n = (&mut *r)
+        .take(MAX_LINE)
         .read_until(b'\n', &mut line)
         .await
         .map_err(|e| RespError::Broken(e.to_string()))?;
@@ -165,7 +176,9 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, Res
         return Err(RespError::Broken("connection closed".into()));
     }
     if !line.ends_with(b"\r\n") {
-        return Err(RespError::Broken("reply line not ended by CRLF".into()));
+        return Err(RespError::Broken(format!(
+            "reply line not ended by CRLF within {MAX_LINE} bytes"
+        )));
     }
     line.truncate(line.len() - 2);
     Ok(line)
@@ -198,6 +211,11 @@ pub async fn read_reply<R: AsyncBufReadExt + Unpin + Send>(r: &mut R) -> Result<
             b':' => Reply::Integer(int(rest)?),
             b'$' => match int(rest)? {
                 -1 => Reply::Bulk(None),
+                n if n > MAX_BULK => {
+                    return Err(RespError::Broken(format!(
+                        "a bulk string of {n} bytes (more than {MAX_BULK}) in a reply"
+                    )))
+                }
                 n if n >= 0 => {
                     let mut buf = vec![0; n as usize + 2];
                     r.read_exact(&mut buf)
@@ -211,6 +229,12 @@ pub async fn read_reply<R: AsyncBufReadExt + Unpin + Send>(r: &mut R) -> Result<
             b'*' => match int(rest)? {
                 -1 => Reply::Array(None),
                 0 => Reply::Array(Some(Vec::new())),
+                n if n > MAX_ARRAY || stack.len() >= MAX_DEPTH => {
+                    return Err(RespError::Broken(format!(
+                        "an array of {n} elements at depth {} (at most {MAX_ARRAY}, {MAX_DEPTH} deep) in a reply",
+                        stack.len() + 1
+                    )))
+                }
                 n if n > 0 => {
                     stack.push((Vec::with_capacity(n as usize), n as usize));
                     continue;
@@ -303,5 +327,30 @@ mod tests {
             Err(RespError::Broken(_))
         ));
         assert!(matches!(parse(b"?x\r\n").await, Err(RespError::Broken(_))));
+    }
+
+    /// A server's declared lengths are capped: a huge bulk string, a huge or deep array or
+    /// an endless line is an error, not an allocation.
+    #[tokio::test]
+    async fn hostile_lengths_are_errors_not_allocations() {
+        for bytes in [
+            &b"$9000000000000000000\r\n"[..],
+            b"*9000000000000000000\r\n",
+            b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+            b"$-5\r\n",
+        ] {
+            assert!(
+                parse(bytes).await.is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let endless = vec![b'+'; 200_000];
+        let e = parse(&endless).await.unwrap_err();
+        assert!(
+            matches!(e, RespError::Broken(ref m) if m.contains("within")),
+            "{e:?}"
+        );
+        assert!(parse(b"$3\r\nabc\r\n").await.is_ok());
     }
 }

@@ -23,8 +23,19 @@ pub struct LabEvent {
     pub target: String,
 }
 
-/// Appends an event stamped now; returns the stamp.
+/// Appends an event stamped now; returns the stamp. An event is one line: text with a
+/// line break or another control character is refused (it could forge other events).
 pub fn append(lab_dir: &Path, verb: &str, target: &str) -> Result<u64> {
+    if let Some(c) = verb.chars().chain(target.chars()).find(|c| c.is_control()) {
+        return Err(Error::Invalid(format!(
+            "an event is one line of text: {c:?} is not allowed in '{verb} {target}'",
+        )));
+    }
+    if verb.is_empty() || verb.contains(' ') {
+        return Err(Error::Invalid(format!(
+            "an event starts with one word: '{verb}'"
+        )));
+    }
     let p = path(lab_dir);
     let mut f = OpenOptions::new()
         .create(true)
@@ -88,6 +99,25 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_one_line_and_cannot_forge_another() {
+        let dir = std::env::temp_dir().join(format!("perseus-events-forge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (verb, target) in [
+            ("mark", "ok\n123 isolating n2"),
+            ("isolating", "n2\r"),
+            ("mark", "bell\u{7}"),
+            ("two words", "n2"),
+            ("", "n2"),
+        ] {
+            assert!(append(&dir, verb, target).is_err(), "{verb:?} {target:?}");
+        }
+        append(&dir, "mark", "a free mark with spaces").unwrap();
+        let text = std::fs::read_to_string(path(&dir)).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_tail_sees_only_events_appended_after_it_opened() {

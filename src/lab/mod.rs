@@ -82,8 +82,10 @@ impl LabState {
         dir.join("state.json")
     }
 
-    /// Loads a lab by name.
+    /// Loads a lab by name. The name is checked first (so no name reaches outside
+    /// `$PERSEUS_HOME/labs`), and the state must carry that same name.
     pub fn load(name: &str) -> Result<LabState> {
+        validate_name(name)?;
         let dir = labs_dir().join(name);
         let text = std::fs::read_to_string(Self::state_file(&dir)).map_err(|_| {
             let labs = list();
@@ -96,12 +98,25 @@ impl LabState {
                 },
             }
         })?;
-        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+        let state: LabState = serde_json::from_str(&text).map_err(|e| Error::Malformed {
             what: "lab state".into(),
             path: Self::state_file(&dir),
             line: e.line(),
             why: e.to_string(),
-        })
+        })?;
+        if state.name != name {
+            return Err(Error::Malformed {
+                what: "lab state".into(),
+                path: Self::state_file(&dir),
+                line: 1,
+                why: format!(
+                    "it names lab '{}', not '{name}'; remove {} by hand if it is not a lab",
+                    state.name,
+                    dir.display()
+                ),
+            });
+        }
+        Ok(state)
     }
 
     fn save(&self) -> Result<()> {
@@ -473,10 +488,19 @@ fn destroy_locked(state: &LabState) -> Result<()> {
     Ok(())
 }
 
-/// Removes the lab called `name`, whatever state it is in.
-pub fn down(name: &str) -> Result<LabState> {
+/// Removes the lab called `name`, whatever state it is in. A lab directory without a state
+/// file (a crash before the state was first saved, when nothing else had been made yet) is
+/// removed too; then there is no state to return.
+pub fn down(name: &str) -> Result<Option<LabState>> {
+    validate_name(name)?;
     process::require_root("removing a lab")?;
+    let dir = labs_dir().join(name);
+    if dir.is_dir() && !LabState::state_file(&dir).exists() {
+        let _lock = lock()?;
+        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))?;
+        return Ok(None);
+    }
     let state = LabState::load(name)?;
     destroy(&state)?;
-    Ok(state)
+    Ok(Some(state))
 }

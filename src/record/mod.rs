@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -162,31 +162,45 @@ impl Header {
 }
 
 /// Streams events to a record file.
+/// Writes a record. Only whole lines ever reach the file: a process killed at any moment
+/// leaves a record that reads back to its last flush (or to its last whole line).
 pub struct Writer {
-    out: BufWriter<File>,
+    file: File,
+    /// Whole lines not yet in the file.
+    buf: Vec<u8>,
     errors: HashMap<String, u32>,
     path: PathBuf,
 }
 
+/// How much the writer buffers before it writes, between flushes.
+const WRITE_CHUNK: usize = 1 << 16;
+
 impl Writer {
-    /// Creates the file (truncating an old one) and writes the header.
+    /// Creates the file (truncating an old one) and writes the header, at once: a record
+    /// whose writer dies in its first second still has its header.
     pub fn create(path: &Path, header: &Header) -> Result<Self> {
         let file = File::create(path).map_err(Error::io(format!("create {}", path.display())))?;
         let mut w = Writer {
-            out: BufWriter::with_capacity(1 << 16, file),
+            file,
+            buf: Vec::with_capacity(WRITE_CHUNK + 256),
             errors: HashMap::new(),
             path: path.to_path_buf(),
         };
         let json = serde_json::to_string(header).expect("header serialises");
         w.line(format_args!("H {json}"))?;
+        w.flush()?;
         Ok(w)
     }
 
     fn line(&mut self, args: std::fmt::Arguments) -> Result<()> {
-        self.out
+        self.buf
             .write_fmt(args)
-            .and_then(|_| self.out.write_all(b"\n"))
-            .map_err(Error::io(format!("write {}", self.path.display())))
+            .expect("writing into memory cannot fail");
+        self.buf.push(b'\n');
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     pub fn write(&mut self, event: &Event) -> Result<()> {
@@ -237,9 +251,12 @@ impl Writer {
 
     /// Pushes buffered events to the file.
     pub fn flush(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(Error::io(format!("write {}", self.path.display())))
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.buf);
+        self.buf.clear();
+        written.map_err(Error::io(format!("write {}", self.path.display())))
     }
 }
 
@@ -290,6 +307,7 @@ pub struct Reader {
     errors: HashMap<u32, String>,
     path: PathBuf,
     line_no: usize,
+    cut_line: bool,
 }
 
 impl Reader {
@@ -328,11 +346,17 @@ impl Reader {
             errors: HashMap::new(),
             path: path.to_path_buf(),
             line_no: 1,
+            cut_line: false,
         })
     }
 
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// Whether the record's last line was cut short (and dropped): its writer was killed.
+    pub fn cut_line(&self) -> bool {
+        self.cut_line
     }
 
     fn malformed(&self, why: impl Into<String>) -> Error {
@@ -476,8 +500,8 @@ fn number(digits: &[u8]) -> Option<u64> {
 /// A decimal number with an optional minus sign.
 fn signed(text: &[u8]) -> Option<i64> {
     match text.split_first() {
-        Some((b'-', rest)) => number(rest).map(|n| -(n as i64)),
-        _ => number(text).map(|n| n as i64),
+        Some((b'-', rest)) => number(rest).and_then(|n| 0i64.checked_sub_unsigned(n)),
+        _ => number(text).and_then(|n| i64::try_from(n).ok()),
     }
 }
 
@@ -493,6 +517,12 @@ impl Iterator for Reader {
                 Err(e) => return Some(Err(Error::io(format!("read {}", self.path.display()))(e))),
             }
             self.line_no += 1;
+            if self.buf.last() != Some(&b'\n') {
+                // A last line without its end: the writer was stopped while writing it. It
+                // is dropped; the record then has no end line, and reads as ended abruptly.
+                self.cut_line = true;
+                return None;
+            }
             let mut line = std::mem::take(&mut self.buf);
             while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 line.pop();
@@ -646,5 +676,81 @@ mod tests {
         let err = results[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+    fn temp_record(tag: &str) -> (PathBuf, Header) {
+        let dir = std::env::temp_dir().join(format!("perseus-record-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let header = Header::new(
+            "etcd",
+            vec!["n1".into(), "n2".into()],
+            1_700_000_000_000,
+            42,
+        );
+        (dir.join(FILE_NAME), header)
+    }
+
+    /// A writer killed at any moment (here: dropped without a flush) leaves its header and
+    /// whole lines only, and the record reads back to its last whole line.
+    #[test]
+    fn a_killed_writer_leaves_the_header_and_whole_lines_only() {
+        let (path, header) = temp_record("killed");
+        let mut w = Writer::create(&path, &header).unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(
+            on_disk.starts_with(b"H {") && on_disk.ends_with(b"\n"),
+            "the header is on disk at once"
+        );
+        for i in 0..20_000 {
+            let mut o = op(i % 2, Kind::Write, Outcome::Ok, Some(i as i64), None);
+            o.start_us = i as u64 * 100;
+            w.write(&Event::Op(o)).unwrap();
+        }
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk.len() > 100_000, "whole chunks were written");
+        assert!(on_disk.ends_with(b"\n"), "only whole lines reach the file");
+        drop(w);
+        let events = Reader::open(&path)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap();
+        assert!(
+            events.len() > 1000 && events.len() < 20_000,
+            "{}",
+            events.len()
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_last_line_cut_short_is_dropped_and_the_record_reads() {
+        let (path, header) = temp_record("cut");
+        let mut w = Writer::create(&path, &header).unwrap();
+        w.write(&Event::Op(op(0, Kind::Write, Outcome::Ok, Some(1), None)))
+            .unwrap();
+        w.flush().unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"1 w 12204411 10").unwrap();
+        let mut r = Reader::open(&path).unwrap();
+        let events: Vec<Event> = r.by_ref().collect::<Result<_>>().unwrap();
+        assert_eq!(events.len(), 1);
+        assert!(r.cut_line());
+        // A malformed line that is not the last is still an error.
+        f.write_all(b"\n0 r 5 5 o 1\n").unwrap();
+        assert!(Reader::open(&path)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .is_err());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn values_at_the_ends_of_i64_parse_and_beyond_them_are_errors() {
+        assert_eq!(signed(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(signed(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(signed(b"9223372036854775808"), None);
+        assert_eq!(signed(b"-9999999999999999999"), None);
     }
 }

@@ -503,7 +503,8 @@ mod tests {
 
         a.correctness.lost_acknowledged_writes = 179_789;
         a.correctness.lost_by_key = vec![152_158, 13_166, 14_465];
-        let line = "lost acknowledged writes: 179,789 (n1's key 152,158 · n2's 13,166 · n3's 14,465)";
+        let line =
+            "lost acknowledged writes: 179,789 (n1's key 152,158 · n2's 13,166 · n3's 14,465)";
         assert_eq!(loss_line(&a), line);
         assert!(terminal_summary(&a).starts_with(&format!("DATA LOSS: {line}\n")));
         assert!(summary_sentence(&a).starts_with("Lost acknowledged writes: 179,789"));
@@ -519,7 +520,10 @@ mod tests {
         );
         let page = html::report(&a, None);
         let lead = page.split("<p class=\"lead\">").nth(1).unwrap();
-        assert!(lead.starts_with("Lost acknowledged writes: 179,789"), "{lead}");
+        assert!(
+            lead.starts_with("Lost acknowledged writes: 179,789"),
+            "{lead}"
+        );
         assert!(page.contains(r#"<p class="bad" id="loss">"#));
     }
 }

@@ -212,3 +212,167 @@ fn a_scenario_with_a_mistake_names_its_line_and_nothing_starts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A private `PERSEUS_HOME` for a test, removed when dropped.
+struct Home(std::path::PathBuf);
+
+impl Home {
+    fn new(tag: &str) -> Home {
+        let dir =
+            std::env::temp_dir().join(format!("perseus-it-home-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("labs")).unwrap();
+        Home(dir)
+    }
+
+    fn run(&self, args: &[&str], lab_env: Option<&str>) -> (i32, String, String) {
+        let mut cmd = perseus();
+        cmd.args(args)
+            .env("PERSEUS_HOME", &self.0)
+            .env_remove("PERSEUS_LAB");
+        if let Some(lab) = lab_env {
+            cmd.env("PERSEUS_LAB", lab);
+        }
+        split(cmd.output().unwrap())
+    }
+
+    /// A lab state that `down` could act on: no nodes, a bridge that does not exist.
+    fn state(&self, dir: &std::path::Path, name: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        let state = serde_json::json!({
+            "name": name, "database": "etcd", "subnet": "198.19.251.0/24",
+            "bridge": "it-nosuch-br", "host_addr": "198.19.251.254", "nodes": [],
+            "created_unix_ms": 0, "perseus_version": "0"
+        });
+        std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `../` in a lab or cluster name never reaches outside `$PERSEUS_HOME/labs`: every command
+/// that takes a name refuses it before reading or removing anything.
+#[test]
+fn lab_and_cluster_names_cannot_reach_outside_the_labs() {
+    require_lab("etcd", "etcd-server");
+    let home = Home::new("traversal");
+    // A directory beside labs/ that looks like a lab whose state names itself by the path.
+    let decoy = home.0.join("decoy");
+    home.state(&decoy, "../decoy");
+    for (args, env) in [
+        (vec!["down", "--lab", "../decoy"], None),
+        (vec!["down"], Some("../decoy")),
+        (vec!["status", "--lab", "../decoy"], None),
+        (vec!["isolate", "n2", "--lab", "../decoy"], None),
+        (vec!["watch", "--lab", "../decoy"], None),
+        (vec!["mark", "isolating", "n2", "--lab", "../decoy"], None),
+        (
+            vec!["mark", "isolating", "n2", "--cluster", "../decoy"],
+            None,
+        ),
+    ] {
+        let (code, stdout, stderr) = home.run(&args, env);
+        if args[0] == "status" {
+            // status lists the labs there are; an unknown name only narrows nothing.
+            assert_eq!(code, 0, "{args:?}: {stderr}");
+            assert!(!stdout.contains("decoy"), "{stdout}");
+            continue;
+        }
+        assert_eq!(code, 2, "{args:?} {env:?}: {stdout}{stderr}");
+        assert!(
+            one_line_error(&stderr).contains("lab name '../decoy'"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        decoy.join("state.json").exists(),
+        "nothing outside labs/ was touched"
+    );
+}
+
+/// A lab whose state names another lab is refused, with what to do.
+#[test]
+fn a_state_that_names_another_lab_is_refused() {
+    require_lab("etcd", "etcd-server");
+    let home = Home::new("mismatch");
+    home.state(&home.0.join("labs/it-mismatch"), "it-other");
+    let (code, _, stderr) = home.run(&["down", "--lab", "it-mismatch"], None);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        one_line_error(&stderr).contains("names lab 'it-other', not 'it-mismatch'"),
+        "{stderr}"
+    );
+    assert!(home.0.join("labs/it-mismatch/state.json").exists());
+}
+
+/// An empty lab directory (a crash before the state was first saved) is removed by `down`,
+/// and `down --all` carries on past a lab it cannot remove, naming it, with exit 1.
+#[test]
+fn down_removes_a_lab_without_state_and_all_carries_on_past_a_failure() {
+    require_lab("etcd", "etcd-server");
+    let home = Home::new("wedge");
+    std::fs::create_dir_all(home.0.join("labs/it-empty")).unwrap();
+    let (code, stdout, stderr) = home.run(&["down", "--lab", "it-empty"], None);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("lab it-empty removed"), "{stdout}");
+    assert!(!home.0.join("labs/it-empty").exists());
+
+    std::fs::create_dir_all(home.0.join("labs/it-a-empty")).unwrap();
+    home.state(&home.0.join("labs/it-b-bad"), "it-other");
+    std::fs::create_dir_all(home.0.join("labs/it-c-empty")).unwrap();
+    let (code, stdout, stderr) = home.run(&["down", "--all"], None);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        !home.0.join("labs/it-a-empty").exists() && !home.0.join("labs/it-c-empty").exists(),
+        "the labs before and after the failure are removed: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("lab it-b-bad not removed") && stderr.contains("1 of 3 labs not removed"),
+        "{stderr}"
+    );
+}
+
+/// Durations too long to mean anything are errors, never panics, and nothing starts.
+#[test]
+fn huge_durations_are_refused_before_anything_starts() {
+    for args in [
+        vec!["run", "etcd", "--before", "1e20", "--lab", "it-huge"],
+        vec!["up", "etcd", "--ready-timeout", "1e19", "--lab", "it-huge"],
+        vec![
+            "run",
+            "etcd",
+            "--timeout",
+            "100000000000y",
+            "--lab",
+            "it-huge",
+        ],
+    ] {
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            stderr.contains("not a duration") || stderr.contains("longer than"),
+            "{stderr}"
+        );
+    }
+    let dir = out_dir("hugescenario");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("huge.toml");
+    std::fs::write(&file, "[[phase]]\nname = \"a\"\nduration = \"1e20\"\n").unwrap();
+    let (code, _, stderr) = run(&[
+        "run",
+        "etcd",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--lab",
+        "it-huge",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(one_line_error(&stderr).contains("line 3"), "{stderr}");
+    assert!(!lab_dir("it-huge").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -124,7 +124,10 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
         let recovery = ms("recovery_time_ms").expect("the run recovers");
         assert!(recovery <= 9_000, "{what}: recovery {recovery} ms");
         let [_, isolated, rejoining, _] = r.isolate_marks();
-        assert!(rejoining >= isolated + 8, "{what}: the isolation lasts 10 s");
+        assert!(
+            rejoining >= isolated + 8,
+            "{what}: the isolation lasts 10 s"
+        );
         let expected: Vec<bool> = ["n1", "n2", "n3"]
             .iter()
             .map(|n| n != isolated_node)
