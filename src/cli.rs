@@ -149,6 +149,22 @@ pub enum Command {
     Man,
 }
 
+impl Command {
+    /// Whether the command has nothing to clean up: then the first Ctrl-C (or SIGTERM) ends
+    /// it at once. The others stop, tear down what they made, and then end.
+    pub fn stops_at_once(&self) -> bool {
+        matches!(
+            self,
+            Command::Report(_)
+                | Command::Compare(_)
+                | Command::List(_)
+                | Command::Status(_)
+                | Command::Completions { .. }
+                | Command::Man
+        )
+    }
+}
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Generate a record and time its report; bytes per operation, page size, peak memory

@@ -12,6 +12,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let at_once = cli.command.stops_at_once();
     let code = runtime.block_on(async {
         let stop = CancellationToken::new();
         let on_signal = stop.clone();
@@ -26,6 +27,10 @@ fn main() {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+            }
+            if at_once {
+                cli::say("interrupted".into());
+                std::process::exit(exit::INTERRUPTED);
             }
             cli::say(
                 "interrupted: stopping and tearing down …; Ctrl-C again aborts at once \

@@ -75,7 +75,7 @@ pub struct Op {
 
 impl Op {
     pub fn end_us(&self) -> u64 {
-        self.start_us + self.duration_us
+        self.start_us.saturating_add(self.duration_us)
     }
 
     /// A completed increment: the write of a read → increment → write cycle succeeded.
@@ -308,7 +308,12 @@ pub struct Reader {
     path: PathBuf,
     line_no: usize,
     cut_line: bool,
+    /// The latest time of any event so far.
+    latest_us: u64,
 }
+
+/// How far an event may lie beyond every event before it (see [`Reader`]).
+pub const MAX_JUMP_US: u64 = 24 * 3_600_000_000;
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Self> {
@@ -347,6 +352,7 @@ impl Reader {
             path: path.to_path_buf(),
             line_no: 1,
             cut_line: false,
+            latest_us: 0,
         })
     }
 
@@ -437,6 +443,9 @@ impl Reader {
         };
         let start_us = number(field("start")?).ok_or_else(|| bad("start"))?;
         let duration_us = number(field("duration")?).ok_or_else(|| bad("duration"))?;
+        if start_us.checked_add(duration_us).is_none() {
+            return Err(bad("duration"));
+        }
         let outcome = match field("outcome")? {
             b"o" => Outcome::Ok,
             b"f" => Outcome::Fail,
@@ -537,7 +546,21 @@ impl Iterator for Reader {
             };
             self.buf = line;
             match parsed {
-                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(Some(event)) => {
+                    // Times move on by seconds between lines (clients complete or time out
+                    // all the time): a line a day ahead of everything before it is corrupt,
+                    // and taking it would stretch every per-second series over its bogus
+                    // length.
+                    let t = crate::record::table::event_time(&event);
+                    if t > self.latest_us.saturating_add(MAX_JUMP_US) {
+                        return Some(Err(self.malformed(format!(
+                            "time {t} µs is more than {} s after anything before it",
+                            MAX_JUMP_US / 1_000_000
+                        ))));
+                    }
+                    self.latest_us = self.latest_us.max(t);
+                    return Some(Ok(event));
+                }
                 Ok(None) => continue,
                 Err(e) => return Some(Err(e)),
             }
@@ -752,5 +775,29 @@ mod tests {
         assert_eq!(signed(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(signed(b"9223372036854775808"), None);
         assert_eq!(signed(b"-9999999999999999999"), None);
+    }
+
+    /// One bogus time far ahead of the rest (which would stretch every per-second series
+    /// over it) or an operation ending past the clock's range is a malformed record.
+    #[test]
+    fn a_time_far_beyond_the_record_is_malformed_not_a_runaway() {
+        let (path, header) = temp_record("jump");
+        let mut w = Writer::create(&path, &header).unwrap();
+        w.write(&Event::Op(op(0, Kind::Write, Outcome::Ok, Some(1), None)))
+            .unwrap();
+        w.flush().unwrap();
+        for bogus in ["M 10000000000000 x\n", "0 w 18446744073709551615 5 o 1\n"] {
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str(bogus);
+            let bad = path.with_extension("bad");
+            std::fs::write(&bad, text).unwrap();
+            let e = Reader::open(&bad)
+                .unwrap()
+                .collect::<Result<Vec<_>>>()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("line 3"), "{bogus}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -300,3 +300,52 @@ fn compare_into_a_missing_directory_fails_before_printing() {
     assert!(stderr.contains("no-such-dir"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A command with nothing to clean up ends at the first Ctrl-C or SIGTERM, even while it
+/// waits on its input (here a record that is a FIFO nobody writes to).
+#[test]
+fn a_signal_ends_a_command_that_has_nothing_to_clean_up() {
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let dir = out_dir("fifo");
+        std::fs::create_dir_all(&dir).unwrap();
+        nix::unistd::mkfifo(&dir.join("record.txt"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut child = perseus()
+            .args(["report", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "report waits on the FIFO"
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let code = wait_exit(&mut child, Duration::from_secs(5));
+        assert_eq!(code, 130, "{signal}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A record with one bogus time far ahead is an error at once, not a report that grows
+/// without bound.
+#[test]
+fn a_bogus_time_in_a_record_is_reported_not_followed() {
+    let dir = out_dir("bogus-time");
+    perseus::bench::synthetic_record(&dir, 10, 50).unwrap();
+    let record = dir.join("record.txt");
+    let mut text = std::fs::read_to_string(&record).unwrap();
+    let end = text.rfind("\nE ").unwrap();
+    text.insert_str(end + 1, "M 10000000000000 bogus\n");
+    std::fs::write(&record, text).unwrap();
+    let (code, _, stderr) = run(&["report", dir.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("malformed record") && stderr.contains("after anything before it"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
