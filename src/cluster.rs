@@ -434,7 +434,9 @@ impl CommandOutcome {
     }
 }
 
-/// Runs `command` with `sh -c`, at most `timeout`; its output is captured.
+/// Runs `command` with `sh -c`, at most `timeout`; its output is captured. The command
+/// runs in a process group of its own: past the timeout the whole group is killed, so
+/// nothing it started acts after Perseus has given up on it.
 pub async fn run_command(command: &str, timeout: Duration) -> Result<CommandOutcome> {
     let t = Instant::now();
     let child = tokio::process::Command::new("sh")
@@ -443,9 +445,13 @@ pub async fn run_command(command: &str, timeout: Duration) -> Result<CommandOutc
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(Error::io(format!("start `{command}`")))?;
+    let group = child
+        .id()
+        .map(|pid| nix::unistd::Pid::from_raw(-(pid as i32)));
     let (status, output) = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -453,7 +459,12 @@ pub async fn run_command(command: &str, timeout: Duration) -> Result<CommandOutc
             (out.status.code(), text.trim().to_string())
         }
         Ok(Err(e)) => return Err(Error::io(format!("run `{command}`"))(e)),
-        Err(_) => (None, format!("timed out after {} s", timeout.as_secs())),
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            (None, format!("timed out after {} s", timeout.as_secs_f64()))
+        }
     };
     Ok(CommandOutcome {
         command: command.to_string(),
@@ -538,6 +549,21 @@ async fn act(
     events::append(&dir, events::MARK, &outcome.summary())?;
     say(outcome.summary());
     if !outcome.succeeded() {
+        if crate::record::faults::by_starting(before).is_some() {
+            // A start that failed may have done part of its work: undo it, as well as the
+            // user's command can, and withdraw the fault from the record.
+            let end = crate::record::faults::by_starting(before).expect("a starting verb");
+            if let Some(undo) = cluster.command(end_action(end), node) {
+                let undone = run_command(&undo, COMMAND_TIMEOUT).await?;
+                events::append(&dir, events::MARK, &undone.summary())?;
+                say(undone.summary());
+            }
+            events::append(
+                &dir,
+                crate::record::faults::ABORTED,
+                &format!("{before} {name}"),
+            )?;
+        }
         return Err(Error::FaultCommand(outcome.summary()));
     }
     events::append(&dir, after, name)?;
@@ -735,5 +761,28 @@ rejoin = "ssh {address} rejoin"
             .await
             .unwrap();
         assert_eq!(slow.status, None);
+    }
+
+    /// Past the timeout, everything the command started is killed, not only its shell.
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed_with_everything_it_started() {
+        let tag = format!("31.{}", std::process::id());
+        let o = run_command(
+            &format!("sleep {tag} & sleep {tag}"),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+        assert_eq!(o.status, None);
+        assert!(o.output.contains("timed out"), "{}", o.output);
+        std::thread::sleep(Duration::from_millis(200));
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&format!("sleep {tag}")))
+            .collect();
+        assert!(left.is_empty(), "still running: {left:?}");
     }
 }

@@ -42,6 +42,8 @@ pub struct Watch {
     /// recorder.
     cx: workload::Context,
     pub record_path: PathBuf,
+    /// Held while the watch runs (see [`Watch::start`]).
+    _claim: crate::lab::Lock,
 }
 
 impl Watch {
@@ -58,6 +60,15 @@ impl Watch {
         echo: bool,
         version: Option<String>,
     ) -> Result<Watch> {
+        // One watch per lab (or cluster): two would write the same keys, and each would
+        // read the other's writes as lost updates.
+        let claim =
+            crate::lab::lock_file(&events_dir.join("watch.lock"), false)?.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "a watch of this lab is running already ({}): stop it first",
+                    events_dir.display()
+                ))
+            })?;
         std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
         let t0_ns = monotonic_ns();
         let names = layout.nodes.iter().map(|n| n.name.clone()).collect();
@@ -147,6 +158,7 @@ impl Watch {
             recent,
             cx,
             record_path,
+            _claim: claim,
         })
     }
 

@@ -188,10 +188,15 @@ pub fn fault_windows<'a>(
         let Some(kind) = faults::by_starting(&e.verb) else {
             continue;
         };
-        let end_us = events[i + 1..]
-            .iter()
-            .find(|g| g.verb == kind.ending && g.target == e.target)
-            .map(|g| g.t_us);
+        let end = events[i + 1..].iter().find(|g| {
+            (g.verb == kind.ending && g.target == e.target)
+                || (g.verb == faults::ABORTED
+                    && g.target.split_once(' ') == Some((e.verb.as_str(), e.target.as_str())))
+        });
+        if end.is_some_and(|g| g.verb == faults::ABORTED) {
+            continue; // its start failed: it never was in force
+        }
+        let end_us = end.map(|g| g.t_us);
         out.push(FaultWindow {
             kind,
             target: e.target.clone(),
@@ -680,6 +685,27 @@ mod tests {
         assert_eq!(Phase::of(10, Some(&w)), Phase::During);
         assert_eq!(Phase::of(20, Some(&w)), Phase::After);
         assert_eq!(Phase::of(99, None), Phase::Before);
+    }
+
+    /// A fault whose start failed and was withdrawn (`aborted isolating n2`) is no interval.
+    #[test]
+    fn an_aborted_start_is_no_fault() {
+        let nodes: Vec<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        let ev = |t, verb: &str, target: &str| FaultEvent {
+            t_us: t,
+            verb: verb.into(),
+            target: target.into(),
+        };
+        let events = [
+            ev(5, "isolating", "n2"),
+            ev(6, "aborted", "isolating n2"),
+            ev(8, "isolating", "n3"),
+            ev(9, "isolated", "n3"),
+            ev(12, "rejoining", "n3"),
+        ];
+        let windows = fault_windows(&nodes, &events);
+        assert_eq!(windows.len(), 1);
+        assert_eq!((windows[0].target.as_str(), windows[0].start_us), ("n3", 8));
     }
 
     #[test]

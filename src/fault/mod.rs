@@ -237,6 +237,10 @@ pub async fn start(
     db: &dyn Database,
     rng: &mut Rng,
 ) -> Result<InForce> {
+    // Under the lab's lock, from the lab as it is on disk now (another command, or an
+    // earlier restart, may have changed its processes since `lab` was read).
+    let _lock = lab.lock()?;
+    let lab = &LabState::load(&lab.name)?;
     let Action::Start {
         kind,
         target,
@@ -290,6 +294,12 @@ pub async fn start(
     .map_err(|e| Error::Invalid(format!("fault task failed: {e}")))?;
     if let Err(e) = done {
         let _ = undo(&f, lab, db).await;
+        // The starting marker is in the record: say the fault never was.
+        let _ = events::append(
+            &lab.dir(),
+            faults::ABORTED,
+            &format!("{} {}", kind.starting, f.target),
+        );
         return Err(e);
     }
     events::append(&lab.dir(), kind.started, &f.target)?;
@@ -298,6 +308,11 @@ pub async fn start(
 
 /// Undoes a fault in force: writes its ending marker, undoes it, writes its ended marker.
 pub async fn end(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Result<()> {
+    let _lock = lab.lock()?;
+    let lab = &LabState::load(&lab.name)?;
+    if !in_force(lab)?.contains(f) {
+        return Ok(()); // another command undid it meanwhile
+    }
     events::append(&lab.dir(), f.kind.ending, &f.target)?;
     undo(f, lab, db).await?;
     events::append(&lab.dir(), f.kind.ended, &f.target)?;

@@ -119,6 +119,12 @@ impl LabState {
         Ok(state)
     }
 
+    /// Takes this lab's lock, which every change to its faults and processes holds from
+    /// reading the lab to writing it back: commands from several terminals take turns.
+    pub fn lock(&self) -> Result<Lock> {
+        Ok(lock_file(&self.dir().join("lock"), true)?.expect("a waiting lock is taken"))
+    }
+
     fn save(&self) -> Result<()> {
         let path = Self::state_file(&self.dir());
         let tmp = path.with_extension("json.tmp");
@@ -209,17 +215,35 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// Holds the machine-wide lock that makes creating and removing labs one at a time.
-struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+/// An exclusive lock on a file (flock), held until dropped.
+pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
+/// Takes the exclusive lock on `path` (created if missing), waiting for it if `wait`, else
+/// returning `None` when another process holds it.
+pub fn lock_file(path: &Path, wait: bool) -> Result<Option<Lock>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(Error::io(format!("open {}", path.display())))?;
+    let how = if wait {
+        nix::fcntl::FlockArg::LockExclusive
+    } else {
+        nix::fcntl::FlockArg::LockExclusiveNonblock
+    };
+    match nix::fcntl::Flock::lock(file, how) {
+        Ok(l) => Ok(Some(Lock(l))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) if !wait => Ok(None),
+        Err((_, e)) => Err(Error::io(format!("lock {}", path.display()))(e.into())),
+    }
+}
+
+/// Holds the machine-wide lock that makes creating and removing labs one at a time.
 fn lock() -> Result<Lock> {
     let dir = labs_dir();
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
-    let path = dir.join(".lock");
-    let file = File::create(&path).map_err(Error::io(format!("open {}", path.display())))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(Lock)
-        .map_err(|(_, e)| Error::io(format!("lock {}", path.display()))(e.into()))
+    Ok(lock_file(&dir.join(".lock"), true)?.expect("a waiting lock is taken"))
 }
 
 fn subnets_of_labs() -> Vec<String> {

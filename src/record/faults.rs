@@ -27,6 +27,10 @@ pub enum Affects {
     Nothing,
 }
 
+/// The verb of the event that withdraws a fault whose start failed: its target is the
+/// starting marker it withdraws (`aborted isolating n2`). The analysis drops that fault.
+pub const ABORTED: &str = "aborted";
+
 pub const KINDS: &[FaultKind] = &[
     FaultKind {
         name: "isolate",

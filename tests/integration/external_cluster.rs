@@ -156,13 +156,18 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
         "the user's command runs between the markers: {took} µs"
     );
 
-    // A fault command that fails stops the run cleanly and says why.
+    // A fault command that fails stops the run cleanly, says why, undoes what the failed
+    // start may have done (with the user's undo command), and withdraws the fault from the
+    // record.
+    let undone = std::env::temp_dir().join(format!("{name}-undone"));
+    let _ = std::fs::remove_file(&undone);
     let failing = cluster_file(
         &lab,
         &format!("{name}-f"),
         "echo no such container >&2; exit 7",
-        "true",
+        &format!("touch {}", undone.display()),
     );
+    let fail_out = out_dir("external-fail");
     let (code, stdout, stderr) = run(&[
         "run",
         "--cluster",
@@ -174,7 +179,7 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
         "--after",
         "1s",
         "--out",
-        out_dir("external-fail").to_str().unwrap(),
+        fail_out.to_str().unwrap(),
     ]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
@@ -186,6 +191,19 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
     assert!(!perseus::cluster::clusters_dir()
         .join(format!("{name}-f"))
         .exists());
+    assert!(undone.exists(), "the failed start was undone");
+    let _ = std::fs::remove_file(&undone);
+    let record = std::fs::read_to_string(fail_out.join("record.txt")).unwrap();
+    assert!(
+        record.contains(" aborted isolating n2\n"),
+        "the fault is withdrawn from the record"
+    );
+    let (code, stdout, stderr) = run(&["report", fail_out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("no fault in this record"),
+        "no metrics of a fault that never was: {stdout}"
+    );
 
     // A node that cannot be reached at start: nothing starts.
     let text = std::fs::read_to_string(&file).unwrap();
@@ -218,6 +236,6 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
         let _ = std::fs::remove_file(f);
     }
     let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_dir_all(out_dir("external-fail"));
+    let _ = std::fs::remove_dir_all(&fail_out);
     let _ = std::fs::remove_dir_all(&lab_run.out);
 }

@@ -11,6 +11,7 @@ mod etcd_observers;
 mod etcd_run;
 mod external_cluster;
 mod galera_run;
+mod lab_concurrency;
 mod newcomer;
 mod patroni_run;
 mod readme;

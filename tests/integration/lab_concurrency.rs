@@ -1,0 +1,168 @@
+//! Several commands on one lab at once: they take turns on the lab's lock, so its state and
+//! its faults stay what the lab really holds; one watch per lab.
+
+use crate::support::*;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+fn spawn(args: &[&str]) -> Child {
+    perseus()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Whether every process the lab's state lists for `node` (n1 = 0) is alive.
+fn node_alive(lab: &str, node: usize) -> bool {
+    let text = std::fs::read_to_string(lab_dir(lab).join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let procs = v["nodes"][node]["processes"].as_array().unwrap().clone();
+    !procs.is_empty()
+        && procs.iter().all(|p| {
+            let pid = p["pid"].as_i64().unwrap();
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        })
+}
+
+/// - two `isolate n3` at once: one puts the fault in force, the other is refused;
+/// - `kill n1` and `kill n3` at once, then `restart n1` and `restart n3` at once: both nodes
+///   run again and the state lists their live processes (no lost update), status shows no
+///   fault, heal finds nothing to do;
+/// - a second watch of the same lab is refused while the first runs;
+/// - nothing of the lab is left afterwards.
+#[test]
+fn concurrent_commands_on_one_lab_take_turns() {
+    require_lab("etcd", "etcd-server");
+    let lab = lab_name("concurrent");
+    let _guard = LabGuard(lab.clone());
+    let (code, stdout, stderr) = run(&["up", "etcd", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let links = links_of(&lab);
+
+    let a = spawn(&["isolate", "n3", "--lab", &lab]);
+    let b = spawn(&["isolate", "n3", "--lab", &lab]);
+    let mut results = [finish(a), finish(b)];
+    results.sort();
+    assert_eq!(results[0].0, 0, "one isolates: {results:?}");
+    assert_ne!(results[1].0, 0, "the other is refused: {results:?}");
+    assert!(results[1].1.contains("in force already"), "{results:?}");
+    let (code, out, err) = run(&["heal", "--lab", &lab]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    for verb in ["kill", "restart"] {
+        let a = spawn(&[verb, "n1", "--lab", &lab]);
+        let b = spawn(&[verb, "n3", "--lab", &lab]);
+        for (code, out) in [finish(a), finish(b)] {
+            assert_eq!(code, 0, "{verb}: {out}");
+        }
+    }
+    assert!(
+        node_alive(&lab, 0) && node_alive(&lab, 2),
+        "both restarted, both recorded"
+    );
+    let (_, status, _) = run(&["status", "--lab", &lab]);
+    assert!(!status.contains("killed"), "no phantom fault: {status}");
+    let (code, out, _) = run(&["heal", "--lab", &lab]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to undo"), "{out}");
+
+    let out = out_dir("concurrent");
+    let mut first = perseus()
+        .args(["watch", "--lab", &lab, "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, _, stderr) = run(&[
+        "watch",
+        "--lab",
+        &lab,
+        "--out",
+        out.join("second").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("a watch of this lab is running already"),
+        "{stderr}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(first.wait().unwrap().success());
+
+    let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let left = leftovers(&lab, &links);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A scenario that kills the same node twice (restarting it in between) plays to the end:
+/// each fault is judged against the lab as it is then, not as it was at the start.
+#[test]
+fn a_node_can_be_killed_twice_in_one_scenario() {
+    require_lab("etcd", "etcd-server");
+    let dir = out_dir("killtwice-scenario");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kill-twice.toml");
+    std::fs::write(
+        &file,
+        r#"[[phase]]
+name = "before"
+duration = "3s"
+[[phase]]
+name = "killed"
+duration = "3s"
+faults = ["kill n2"]
+[[phase]]
+name = "back"
+duration = "4s"
+faults = ["restart n2"]
+[[phase]]
+name = "killed again"
+duration = "3s"
+faults = ["kill n2"]
+[[phase]]
+name = "after"
+duration = "4s"
+faults = ["heal"]
+"#,
+    )
+    .unwrap();
+    let r = run_scenario("etcd", "killtwice", &["--scenario", file.to_str().unwrap()]);
+    let record = std::fs::read_to_string(r.out.join("record.txt")).unwrap();
+    let killed = record
+        .lines()
+        .filter(|l| l.starts_with("F ") && l.ends_with(" killed n2"))
+        .count();
+    let restarted = record
+        .lines()
+        .filter(|l| l.starts_with("F ") && l.ends_with(" restarted n2"))
+        .count();
+    assert_eq!((killed, restarted), (2, 2), "both kills and both restarts");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
