@@ -480,7 +480,10 @@ pub async fn fault_latency(
             .filter(|i| *i != node)
             .map(|i| state.nodes[i].addr)
             .collect();
-        let rules = nft::peer_rules("perseus_bench", "bench", &peers, nft::Drop::Both)
+        // The table of an ordinary isolation of this node (with counters): if this bench is
+        // killed midway, `perseus status` shows the isolation and `perseus heal` undoes it.
+        let table = fault::table(crate::record::faults::by_name("isolate").expect("a kind"));
+        let rules = nft::peer_rules(&table, &me.name, &peers, nft::Drop::Both)
             .replace("} drop", "} counter drop");
         let t = Instant::now();
         nft::apply(&me.netns, &rules)?;
@@ -494,12 +497,7 @@ pub async fn fault_latency(
             fault::probe::can_connect(Some(&ns), to, Duration::from_millis(200))
         });
         loop {
-            let out = process::run_in(
-                &me.netns,
-                "nft",
-                &["list", "table", "inet", "perseus_bench"],
-                None,
-            )?;
+            let out = process::run_in(&me.netns, "nft", &["list", "table", "inet", &table], None)?;
             if out
                 .lines()
                 .any(|l| l.contains("counter packets") && !l.contains("counter packets 0 "))
@@ -513,7 +511,7 @@ pub async fn fault_latency(
             }
         }
         let dropped = t.elapsed();
-        nft::remove(&me.netns, "perseus_bench")?;
+        nft::remove(&me.netns, &table)?;
         in_force.push(applied);
         first_drop.push(dropped);
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -159,6 +159,16 @@ impl Cluster {
         let at = |s: std::ops::Range<usize>| line_of(text, s.start);
         crate::db::find(raw.database.get_ref())
             .map_err(|e| malformed(at(raw.database.span()), e.to_string()))?;
+        if raw.node.len() > crate::record::MAX_NODES {
+            return Err(malformed(
+                1,
+                format!(
+                    "{} nodes: at most {} are supported",
+                    raw.node.len(),
+                    crate::record::MAX_NODES
+                ),
+            ));
+        }
         if raw.node.is_empty() {
             return Err(malformed(
                 1,
@@ -232,6 +242,13 @@ impl Cluster {
             return Err(Error::Invalid(
                 "no --node: give every node as --node NAME=HOST:PORT".into(),
             ));
+        }
+        if nodes.len() > crate::record::MAX_NODES {
+            return Err(Error::Invalid(format!(
+                "{} nodes: at most {} are supported",
+                nodes.len(),
+                crate::record::MAX_NODES
+            )));
         }
         let mut endpoints: Vec<Endpoint> = Vec::new();
         for n in nodes {

@@ -312,6 +312,10 @@ pub struct Reader {
     latest_us: u64,
 }
 
+/// The most nodes a record (and so a lab, a cluster, a client log) may have: node sets are
+/// 64-bit masks.
+pub const MAX_NODES: usize = 64;
+
 /// How far an event may lie beyond every event before it (see [`Reader`]).
 pub const MAX_JUMP_US: u64 = 24 * 3_600_000_000;
 
@@ -338,6 +342,12 @@ impl Reader {
             .ok_or_else(|| malformed("the first line is not a header (H {...})"))?;
         let header: Header =
             serde_json::from_str(json).map_err(|e| malformed(&format!("bad header: {e}")))?;
+        if header.nodes.is_empty() || header.nodes.len() > MAX_NODES {
+            return Err(malformed(&format!(
+                "{} nodes: a record has 1 to {MAX_NODES}",
+                header.nodes.len()
+            )));
+        }
         if header.format != "perseus-record" || header.version != FORMAT_VERSION {
             return Err(malformed(&format!(
                 "format {} version {} is not one this perseus reads (perseus-record {FORMAT_VERSION})",

@@ -128,6 +128,12 @@ impl Table {
                     return Err(malformed(no, "legend is not time|nodes...|node:err..."));
                 }
                 let n = (cols.len() - 1) / 2;
+                if n > super::MAX_NODES {
+                    return Err(malformed(
+                        no,
+                        &format!("{n} nodes: at most {} are supported", super::MAX_NODES),
+                    ));
+                }
                 nodes = Some(cols[1..=n].iter().map(|s| s.to_string()).collect());
                 continue;
             }
@@ -159,6 +165,12 @@ impl Table {
                     .trim()
                     .parse::<u64>()
                     .map_err(|_| malformed(no, "time is not a number"))?;
+                if second == 0 || second > crate::clock::MAX_DURATION.as_secs() {
+                    return Err(malformed(
+                        no,
+                        "time must count seconds from 1, up to a year",
+                    ));
+                }
                 let ok = cols[1..=n]
                     .iter()
                     .map(|s| num(s))

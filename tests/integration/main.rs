@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod crash;
 mod etcd_faults;
 mod etcd_lab;
 mod etcd_observers;

@@ -1,0 +1,206 @@
+//! Property tests over everything Perseus reads from outside: records, client logs, scenario
+//! and cluster files, spec files, durations and Redis replies. Whatever the input, the answer
+//! is a value or an error, never a panic; and what Perseus writes, it reads back.
+//!
+//! proptest drives these on the stable toolchain (coverage-guided fuzzers need nightly
+//! here). Each property runs its cases on every `cargo nextest run`; set PROPTEST_CASES to
+//! run more. Failing inputs are kept in `tests/properties.proptest-regressions`.
+
+use perseus::record::{Event, Header, Kind, Op, Outcome, Reader, Writer};
+use proptest::prelude::*;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// A file of its own per case.
+fn scratch(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("perseus-prop-{}-{tag}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn header() -> Header {
+    Header::new(
+        "etcd",
+        vec!["n1".into(), "n2".into(), "n3".into()],
+        1_700_000_000_000,
+        42,
+    )
+}
+
+/// Record lines that look like the real ones, with fields drawn wide (huge, negative,
+/// missing, out of range), mixed with arbitrary text.
+fn record_line() -> impl Strategy<Value = String> {
+    let node = prop_oneof![
+        Just("0".to_string()),
+        Just("2:1".to_string()),
+        "[0-9:]{1,6}"
+    ];
+    let num = prop_oneof![any::<u64>().prop_map(|n| n.to_string()), "[0-9-]{0,22}"];
+    prop_oneof![
+        (
+            node,
+            "[rwx]",
+            num.clone(),
+            num.clone(),
+            "[ofuz]",
+            num.clone(),
+            "( [0-9]{1,3})?( @[0-9]{1,2})?"
+        )
+            .prop_map(|(n, k, s, d, o, v, rest)| format!("{n} {k} {s} {d} {o} {v}{rest}")),
+        (num.clone(), "[a-z-]{0,12}", "[ -~]{0,20}").prop_map(|(t, v, x)| format!("F {t} {v} {x}")),
+        (num.clone(), "[ -~]{0,30}").prop_map(|(t, x)| format!("M {t} {x}")),
+        num.clone().prop_map(|t| format!("E {t}")),
+        ("[0-9]{1,12}", "[ -~]{0,30}").prop_map(|(i, x)| format!("X {i} {x}")),
+        "[ -~]{0,40}",
+        proptest::collection::vec(any::<u8>(), 0..40)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_record_reads_to_values_or_an_error(lines in proptest::collection::vec(record_line(), 0..40), cut in any::<bool>()) {
+        let dir = scratch("record");
+        let path = dir.join("record.txt");
+        let mut w = Writer::create(&path, &header()).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut text = lines.join("\n");
+        if !cut { text.push('\n'); }
+        f.write_all(text.as_bytes()).unwrap();
+        drop(f);
+        for event in Reader::open(&path).unwrap() {
+            if event.is_err() { break; }
+        }
+        // The analysis of whatever reads is a value or an error too.
+        let _ = perseus::analysis::analyse(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn operations_written_read_back_as_they_were(ops in proptest::collection::vec(
+        (0usize..3, proptest::option::of(0usize..3), any::<bool>(), 0u64..u64::MAX / 4, 0u64..u64::MAX / 4, 0u8..3, proptest::option::of(any::<i64>()), proptest::option::of("[ -~]{1,20}"), proptest::option::of(0usize..3)),
+        1..30,
+    )) {
+        let dir = scratch("roundtrip");
+        let path = dir.join("record.txt");
+        let mut w = Writer::create(&path, &header()).unwrap();
+        let mut written = Vec::new();
+        // Start times in order, each within a second of the one before (as a record's are).
+        let mut t = 0u64;
+        for (node, key, write, step, duration, outcome, value, error, served_by) in ops {
+            t += step % 1_000_000;
+            let op = Op {
+                node,
+                key,
+                kind: if write { Kind::Write } else { Kind::Read },
+                start_us: t,
+                duration_us: duration % 1_000_000,
+                outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][outcome as usize],
+                value,
+                error: error.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()),
+                served_by,
+            };
+            w.write(&Event::Op(op.clone())).unwrap();
+            written.push(Event::Op(op));
+        }
+        w.flush().unwrap();
+        let read: Vec<Event> = Reader::open(&path).unwrap().collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(read, written);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn any_client_log_parses_to_a_table_or_an_error(text in "(#legend: time\\|n1\\|n2\\|n1:err\\|n2:err\n)?([0-9\t -~]{0,40}\n){0,30}") {
+        if let Ok(t) = perseus::record::table::Table::parse(&text, Path::new("client.log")) {
+            let _ = perseus::analysis::figures_from_table(&t);
+        }
+    }
+
+    #[test]
+    fn any_scenario_file_parses_or_names_its_mistake(text in "(\\[\\[phase\\]\\]\nname = \"[a-z ]{0,8}\"\nduration = \"[0-9a-z.e-]{0,8}\"\n(faults = \\[(\"[a-z0-9|% -]{0,16}\",? ?){0,3}\\]\n)?){0,4}[ -~\n]{0,20}", nodes in proptest::option::of(0usize..70)) {
+        let _ = perseus::scenario::Scenario::parse("prop", &text, Path::new("prop.toml"), nodes);
+    }
+
+    #[test]
+    fn any_cluster_file_parses_or_names_its_mistake(text in "(name = \"[a-z./-]{0,10}\"\n)?(database = \"[a-z-]{0,14}\"\n)?(\\[\\[node\\]\\]\nname = \"[a-z0-9./-]{0,8}\"\naddress = \"[0-9a-z.:]{0,24}\"\n){0,4}(\\[faults\\]\n([a-z-]{1,10} = \"[ -~]{0,20}\"\n){0,3})?") {
+        let _ = perseus::cluster::Cluster::parse(&text, Path::new("c.toml"), "c", |_| None);
+    }
+
+    #[test]
+    fn any_spec_file_loads_or_names_its_mistake(text in "\\{[ -~\n]{0,120}\\}") {
+        let dir = scratch("spec");
+        let path = dir.join("spec.json");
+        std::fs::write(&path, &text).unwrap();
+        if let Ok(spec) = perseus::spec::Spec::load(&path) {
+            let _ = spec.validate();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn any_duration_text_is_a_bounded_duration_or_an_error(text in "[0-9a-z. e+-]{0,24}") {
+        if let Ok(d) = perseus::clock::parse_duration(&text) {
+            prop_assert!(d <= perseus::clock::MAX_DURATION);
+        }
+    }
+
+    #[test]
+    fn any_redis_reply_reads_to_a_value_or_an_error(bytes in proptest::collection::vec(
+        prop_oneof![
+            Just(b"\r\n".to_vec()),
+            "[+:$*-][0-9-]{0,20}".prop_map(|s| s.into_bytes()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ],
+        0..20,
+    )) {
+        let bytes = bytes.concat();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _ = rt.block_on(async {
+            let mut r = tokio::io::BufReader::new(bytes.as_slice());
+            perseus::db::resp::read_reply(&mut r).await
+        });
+    }
+}
+
+/// Inputs that made debug builds panic before: a client log row at second 0, a record of
+/// more nodes than a node set holds, a value of i64::MIN.
+#[test]
+fn inputs_that_once_panicked_are_errors_or_values() {
+    let log = "#legend: time|n1|n2|n1:err|n2:err\n# isolating n2\n0\t1\t1\t0\t0\n# rejoining n2\n2\t1\t1\t0\t0\n";
+    let e = perseus::record::table::Table::parse(log, Path::new("client.log")).unwrap_err();
+    assert!(e.to_string().contains("line 3"), "{e}");
+
+    let dir = scratch("regressions");
+    let nodes: Vec<String> = (1..=70).map(|i| format!("n{i}")).collect();
+    let path = dir.join("record.txt");
+    let h = Header::new("etcd", nodes.clone(), 0, 0);
+    Writer::create(&path, &h).unwrap();
+    let e = Reader::open(&path).err().expect("70 nodes are refused");
+    assert!(e.to_string().contains("70 nodes"), "{e}");
+
+    let mut w = Writer::create(&path, &header()).unwrap();
+    for (i, v) in [i64::MIN, i64::MAX, i64::MIN].into_iter().enumerate() {
+        w.write(&Event::Op(Op {
+            node: 0,
+            key: None,
+            kind: if i == 2 { Kind::Read } else { Kind::Write },
+            start_us: 10 * i as u64,
+            duration_us: 5,
+            outcome: Outcome::Ok,
+            value: Some(v),
+            error: None,
+            served_by: None,
+        }))
+        .unwrap();
+    }
+    w.flush().unwrap();
+    let a = perseus::analysis::analyse(&path).unwrap();
+    assert_eq!(a.correctness.lost_acknowledged_writes, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
