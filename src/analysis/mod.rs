@@ -28,6 +28,7 @@
 use crate::error::Result;
 pub mod correctness;
 pub mod latency;
+pub mod servers;
 
 use crate::record::faults::{self, FaultKind};
 use crate::record::table::{Line, Table, Tabulator};
@@ -397,6 +398,9 @@ pub struct Analysis {
     pub correctness: correctness::Correctness,
     /// The writers' request latency per node per second.
     pub latency: Vec<latency::LatencySecond>,
+    /// Which server acknowledged each client's writes, per second (clients that follow a
+    /// primary).
+    pub served: servers::Served,
     /// The end of the record (its `E` line, or its last event).
     pub end_us: u64,
     /// False if the record has no `E` line (its writer was stopped abruptly).
@@ -420,6 +424,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let mut error_ops: Vec<(usize, u64, usize)> = Vec::new();
     let mut checker = correctness::Checker::new(n);
     let mut latency = latency::LatencyTracker::new(n);
+    let mut served = servers::ServedTracker::new(n);
     // The fault window as known so far in the record (for the checker's phases).
     let mut live_window: Option<FaultWindow> = None;
     for event in reader {
@@ -432,6 +437,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             Event::Op(op) => {
                 checker.op(op, Phase::of(op.end_us(), live_window.as_ref()));
                 latency.op(op);
+                served.op(op);
                 let o = &mut ops[op.node];
                 match op.outcome {
                     Outcome::Ok => o.ok += 1,
@@ -510,6 +516,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         errors,
         correctness: checker.finish(),
         latency: latency.finish(),
+        served: served.finish(),
         end_us,
         ended_cleanly,
     })

@@ -180,6 +180,74 @@ fn count_chart(
     }
 }
 
+/// Which server acknowledged each client's writes, per second (y: the server, n1 = 1),
+/// for clients that follow a primary; each client's line is nudged apart from the others
+/// so that clients on the same server stay visible.
+fn served_chart(a: &Analysis) -> Chart {
+    let n = a.header.nodes.len();
+    let series = a
+        .served
+        .by_client
+        .iter()
+        .enumerate()
+        .map(|(c, seconds)| {
+            let nudge = (c as f64 - (n as f64 - 1.0) / 2.0) * 0.06;
+            let end = a.end_us / 1_000_000 + 1;
+            Series {
+                label: format!("{}'s client", a.header.nodes[c]),
+                node: a.header.nodes[c].clone(),
+                color: node_color(c),
+                style: Style::Line,
+                points: (1..=end)
+                    .map(|s| {
+                        (
+                            s as f64 - 0.5,
+                            seconds.get(&s).map(|k| *k as f64 + 1.0 + nudge),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let names: Vec<String> = a
+        .header
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{} = {n}", i + 1))
+        .collect();
+    Chart {
+        id: "served".into(),
+        title: "Which server acknowledged each client's writes".into(),
+        x_label: "seconds since the start".into(),
+        y_label: format!("server ({})", names.join(", ")),
+        width: 1200.0,
+        height: 200.0,
+        x_range: x_range(a, 0.0),
+        series,
+        bands: bands(a, 0.0),
+    }
+}
+
+/// The serving-node chart and what it shows, if the record names serving nodes.
+fn served_html(a: &Analysis) -> String {
+    if a.served.by_client.iter().all(|c| c.is_empty()) {
+        return String::new();
+    }
+    let two = &a.served.seconds_with_two_servers;
+    let note = if two.is_empty() {
+        r#"<p class="small">One server acknowledged every write in each second.</p>"#.to_string()
+    } else {
+        format!(
+            r#"<p class="bad">In {} seconds (from second {} to {}), two or more servers acknowledged writes: a split brain, or a failover within that second.</p>"#,
+            two.len(),
+            two[0],
+            two[two.len() - 1]
+        )
+    };
+    format!("{}{note}", served_chart(a).render())
+}
+
 fn metrics_html(a: &Analysis) -> String {
     let (Some(sec), Some(ms)) = (a.seconds, a.precise) else {
         return "<p>No isolation in this record: no metrics.</p>".into();
@@ -424,6 +492,7 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
         )
         .render(),
     );
+    b.push_str(&served_html(a));
     b.push_str("<h2>Latency</h2>");
     for i in 0..h.nodes.len() {
         b.push_str(&latency_chart(a, i).render());
