@@ -151,7 +151,7 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
 /// Generates a record and times its full report (analysis, client.log, summary.json,
 /// report.html, report.md). Prints one line per figure.
 pub fn report(seconds: u64, rate: u64) -> Result<()> {
-    let scratch = crate::scratch::Scratch::new("bench-report")?;
+    let scratch = crate::files::Scratch::new("bench-report")?;
     let dir = scratch.path().join("run");
     let t = Instant::now();
     let ops = synthetic_record(&dir, seconds, rate)?;
@@ -226,7 +226,7 @@ struct LocalRedis {
 
 impl LocalRedis {
     async fn start() -> Result<LocalRedis> {
-        let dir = crate::scratch::private_dir("bench-redis")?;
+        let dir = crate::files::private_dir("bench-redis")?;
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
         // A free port: the kernel's choice, released just before the server takes it.
         let port = std::net::TcpListener::bind("127.0.0.1:0")

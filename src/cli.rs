@@ -1117,10 +1117,9 @@ fn compare(a: CompareArgs) -> Result<()> {
     }
     html.push_str("</table>");
     out!("{text}\n{markdown}");
-    std::fs::write(&a.out, report::html::compare(&runs, &html))
-        .with_context(|| format!("write {}", a.out.display()))?;
+    perseus::files::write(&a.out, report::html::compare(&runs, &html))?;
     let md = a.out.with_extension("md");
-    std::fs::write(&md, &markdown).with_context(|| format!("write {}", md.display()))?;
+    perseus::files::write(&md, &markdown)?;
     outln!("wrote {} and {}", a.out.display(), md.display());
     Ok(())
 }
@@ -1145,7 +1144,7 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
             let state = LabState::load(&lab.lab)?;
             let db = db::find(&state.database)?;
             // A private directory: this runs as root, and /tmp is everyone's.
-            let scratch = perseus::scratch::Scratch::new("bench-watch")?;
+            let scratch = perseus::files::Scratch::new("bench-watch")?;
             let out = scratch.path().join("run");
             let w = Watch::start(
                 db,

@@ -168,20 +168,39 @@ impl Spec {
             .unwrap_or_else(|| crate::scenario::Scenario::from_timeline(&self.timeline))
     }
 
+    /// Reads a saved spec; a mistake (a misspelt field, a fault action that does not parse)
+    /// is an error with its line, never dropped.
     pub fn load(path: &Path) -> Result<Spec> {
         let text =
             std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+        let malformed = |line: usize, why: String| Error::Malformed {
             what: "spec".into(),
             path: path.to_path_buf(),
-            line: e.line(),
-            why: e.to_string(),
-        })
+            line,
+            why,
+        };
+        let spec: Spec =
+            serde_json::from_str(&text).map_err(|e| malformed(e.line(), e.to_string()))?;
+        for phase in spec.scenario.iter().flat_map(|s| &s.phases) {
+            for fault in &phase.faults {
+                if let Err(e) = fault.parse::<crate::fault::Action>() {
+                    let quoted = serde_json::to_string(fault).expect("a string serialises");
+                    let line = text
+                        .find(&quoted)
+                        .map_or(1, |at| text[..at].matches('\n').count() + 1);
+                    return Err(malformed(
+                        line,
+                        format!("phase '{}': '{fault}': {e}", phase.name),
+                    ));
+                }
+            }
+        }
+        Ok(spec)
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).expect("spec serialises");
-        std::fs::write(path, json + "\n").map_err(Error::io(format!("write {}", path.display())))
+        crate::files::write(path, json + "\n")
     }
 
     /// Checks what can be checked before anything is created.
@@ -267,5 +286,35 @@ mod tests {
         assert!(serde_json::from_str::<Spec>(r#"{"databse":"etcd"}"#).is_err());
         let s: Spec = serde_json::from_str(r#"{"nodes":5}"#).unwrap();
         assert_eq!((s.nodes, s.database.as_str()), (5, "etcd"));
+    }
+
+    /// A saved spec whose scenario holds an action that does not parse is refused with its
+    /// line; it used to be dropped, and the run played without it.
+    #[test]
+    fn a_mistyped_action_in_a_saved_spec_is_an_error_with_its_line() {
+        let spec = Spec {
+            scenario: Some(crate::scenario::Scenario::load("kill-leader", Some(3)).unwrap()),
+            ..Spec::default()
+        };
+        let dir = std::env::temp_dir().join(format!("perseus-spec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("spec.json");
+        spec.save(&path).unwrap();
+        assert!(Spec::load(&path).is_ok());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"kill leader\""));
+        std::fs::write(&path, text.replace("\"kill leader\"", "\"kil leader\"")).unwrap();
+        let e = Spec::load(&path).unwrap_err().to_string();
+        let line = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("kil leader"))
+            .unwrap()
+            + 1;
+        assert!(
+            e.contains(&format!("line {line}")) && e.contains("unknown fault 'kil'"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -80,8 +80,7 @@ impl Watch {
         let record_path = dir.join(record::FILE_NAME);
         let writer = record::Writer::create(&record_path, &header)?;
         let table_path = dir.join(TABLE_FILE);
-        let table = File::create(&table_path)
-            .map_err(Error::io(format!("create {}", table_path.display())))?;
+        let table = crate::files::create(&table_path)?;
         let mut tail = events::Tail::open(events_dir)?;
 
         let (tx, rx) = mpsc::channel::<Event>(1 << 16);

@@ -141,12 +141,11 @@ impl Database for Galera {
                 chown_mysql(&d)?;
             }
             let cnf = n.dir.join("my.cnf");
-            std::fs::write(&cnf, config(layout, i))
-                .map_err(Error::io(format!("write {}", cnf.display())))?;
+            crate::files::write(&cnf, config(layout, i))?;
         }
         // Only the bootstrap node needs system tables: the others receive a full copy.
         let first = &layout.nodes[0].dir;
-        std::fs::write(first.join("init.sql"), init_sql()).map_err(Error::io("write init.sql"))?;
+        crate::files::write(&first.join("init.sql"), init_sql())?;
         let datadir = format!("--datadir={}", data_dir(first).display());
         run_host(
             "mariadb-install-db",

@@ -227,8 +227,7 @@ impl Database for Patroni {
             let pg = pg_dir(&n.dir);
             std::fs::create_dir_all(&pg).map_err(Error::io(format!("create {}", pg.display())))?;
             let cfg = pg.join("patroni.yml");
-            std::fs::write(&cfg, config(layout, i))
-                .map_err(Error::io(format!("write {}", cfg.display())))?;
+            crate::files::write(&cfg, config(layout, i))?;
             chown_postgres(&pg)?;
             chown_postgres(&cfg)?;
         }

@@ -344,8 +344,7 @@ impl Database for RedisSentinel {
                 ("sentinel.conf", sentinel_config(layout, i)),
             ] {
                 let path = n.dir.join(file);
-                std::fs::write(&path, text)
-                    .map_err(Error::io(format!("write {}", path.display())))?;
+                crate::files::write(&path, text)?;
             }
         }
         Ok(())

@@ -161,7 +161,7 @@ impl Database for Tidb {
         for n in &layout.nodes {
             let write = |name: &str, text: &str| {
                 let p = n.dir.join(name);
-                std::fs::write(&p, text).map_err(Error::io(format!("write {}", p.display())))
+                crate::files::write(&p, text)
             };
             write("pd.toml", &pd_config(layout))?;
             write("tikv.toml", tikv_config())?;

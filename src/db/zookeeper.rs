@@ -165,11 +165,9 @@ impl Database for Zookeeper {
             let data = n.dir.join("data");
             std::fs::create_dir_all(&data)
                 .map_err(Error::io(format!("create {}", data.display())))?;
-            std::fs::write(data.join("myid"), format!("{}\n", i + 1))
-                .map_err(Error::io("write myid"))?;
+            crate::files::write(&data.join("myid"), format!("{}\n", i + 1))?;
             let cfg = n.dir.join("zoo.cfg");
-            std::fs::write(&cfg, config(layout, i))
-                .map_err(Error::io(format!("write {}", cfg.display())))?;
+            crate::files::write(&cfg, config(layout, i))?;
         }
         Ok(())
     }

@@ -321,7 +321,8 @@ pub async fn end(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Resu
 
 async fn undo(f: &InForce, lab: &LabState, db: &dyn Database) -> Result<()> {
     match f.kind.name {
-        "kill" => kill::restart(&lab.name, f, db),
+        // It waits for the restarted processes to stay up: off the runtime's threads.
+        "kill" => tokio::task::block_in_place(|| kill::restart(&lab.name, f, db)),
         _ => {
             let (l, f) = (lab.clone(), f.clone());
             tokio::task::spawn_blocking(move || match f.kind.name {

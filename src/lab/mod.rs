@@ -394,8 +394,29 @@ pub fn restart_node(state: &mut LabState, db: &dyn Database, i: usize) -> Result
     for spec in db.restart_processes(&state.layout(), i) {
         spawn(state, i, &spec)?;
     }
+    // A server that cannot start again (its port still held, its data locked) exits at
+    // once: a restart that did not stay up is an error, not a node counted as running.
+    let started = Instant::now();
+    std::thread::sleep(RESTART_SETTLE);
+    let node = &state.nodes[i];
+    if let Some(p) = node
+        .processes
+        .iter()
+        .find(|p| !process::is_alive(p.pid, p.start_time))
+    {
+        return Err(Error::NodeNotReady {
+            node: node.name.clone(),
+            secs: started.elapsed().as_secs(),
+            why: format!("{} exited right after its restart", p.name),
+            log: p.log.clone(),
+            tail: process::tail(&p.log, 15),
+        });
+    }
     Ok(())
 }
+
+/// How long a restarted process must stay up to count as restarted.
+const RESTART_SETTLE: Duration = Duration::from_millis(300);
 
 /// Starts one process on node `i`, in its namespace and directory, and records it. Its
 /// output is appended to `<node dir>/<name>.log`.

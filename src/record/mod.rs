@@ -179,7 +179,7 @@ impl Writer {
     /// Creates the file (truncating an old one) and writes the header, at once: a record
     /// whose writer dies in its first second still has its header.
     pub fn create(path: &Path, header: &Header) -> Result<Self> {
-        let file = File::create(path).map_err(Error::io(format!("create {}", path.display())))?;
+        let file = crate::files::create(path)?;
         let mut w = Writer {
             file,
             buf: Vec::with_capacity(WRITE_CHUNK + 256),

@@ -5,7 +5,7 @@ pub mod html;
 pub mod svg;
 
 use crate::analysis::{correctness, Analysis, FaultWindow, Figures};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::schedule;
 use crate::spec::Spec;
 use serde_json::{json, Map, Value};
@@ -459,15 +459,15 @@ pub fn write_results(dir: &Path, a: &Analysis) -> Result<()> {
     let spec = Spec::load(&dir.join("spec.json")).ok();
     let write = |name: &str, text: String| {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(Error::io(format!("write {}", path.display())))
+        crate::files::write(&path, text)
     };
     write(HTML_FILE, html::report(a, spec.as_ref()))?;
     write(MARKDOWN_FILE, markdown(a))?;
     let path = dir.join(SUMMARY_FILE);
     let json = serde_json::to_string_pretty(&summary(a)).expect("summary serialises");
-    std::fs::write(&path, json + "\n").map_err(Error::io(format!("write {}", path.display())))?;
+    crate::files::write(&path, json + "\n")?;
     let path = dir.join(crate::watch::TABLE_FILE);
-    std::fs::write(&path, a.table.render()).map_err(Error::io(format!("write {}", path.display())))
+    crate::files::write(&path, a.table.render())
 }
 
 #[cfg(test)]

@@ -166,3 +166,49 @@ faults = ["heal"]
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&r.out);
 }
+
+/// A restart that does not stay up (here: its client port is held by another socket in the
+/// node's namespace) is an error that says so and shows the log, not a node counted as
+/// running; once the port is free, the restart works.
+#[test]
+fn a_restart_that_does_not_stay_up_is_an_error() {
+    require_lab("etcd", "etcd-server");
+    let lab = lab_name("restartfail");
+    let _guard = LabGuard(lab.clone());
+    let (code, stdout, stderr) = run(&["up", "etcd", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let links = links_of(&lab);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab_dir(&lab).join("state.json")).unwrap())
+            .unwrap();
+    let netns = state["nodes"][1]["netns"].as_str().unwrap().to_string();
+    let addr = format!("{}:2379", state["nodes"][1]["addr"].as_str().unwrap());
+
+    let (code, out, err) = run(&["kill", "n2", "--lab", &lab]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Hold n2's client port from inside its namespace until told to let go.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let listener = std::net::TcpListener::bind(&addr).unwrap();
+        held_tx.send(()).unwrap();
+        let _ = free_rx.recv_timeout(Duration::from_secs(60));
+        drop(listener);
+    });
+    held_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (code, out, err) = run(&["restart", "n2", "--lab", &lab]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("exited right after its restart"), "{err}");
+    free_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let (code, out, err) = run(&["restart", "n2", "--lab", &lab]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(node_alive(&lab, 1));
+
+    let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let left = leftovers(&lab, &links);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -1,9 +1,41 @@
-//! Private scratch directories for files Perseus writes as root where other users could
-//! have put something first (the system's temporary directory).
+//! Writing files as root where another user could have put something first: private
+//! scratch directories in the system's temporary directory, and result files that are
+//! never written through a symbolic link.
 
 use crate::error::{Error, Result};
-use std::os::unix::fs::DirBuilderExt;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+/// Creates `path` (or truncates the file there) for writing, refusing to follow a symbolic
+/// link in its last component: a link planted in a results directory cannot make Perseus
+/// overwrite the file it points to.
+pub fn create(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Error::Invalid(format!(
+                    "{} is a symbolic link: Perseus does not write through one; remove it",
+                    path.display()
+                ))
+            } else {
+                Error::io(format!("create {}", path.display()))(e)
+            }
+        })
+}
+
+/// Writes `bytes` into a new or truncated `path` (see [`create`]).
+pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    create(path)?
+        .write_all(bytes.as_ref())
+        .map_err(Error::io(format!("write {}", path.display())))
+}
 
 /// A new directory under the system's temporary directory, named after `tag` with an
 /// unguessable suffix, created atomically with mode 0700: nobody else can have put a file
@@ -54,6 +86,24 @@ impl Drop for Scratch {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_result_file_is_never_written_through_a_symbolic_link() {
+        let dir = Scratch::new("test").unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("report.html");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = write(&link, "overwritten").unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        write(&dir.path().join("plain"), "one").unwrap();
+        write(&dir.path().join("plain"), "two").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("plain")).unwrap(),
+            "two"
+        );
+    }
 
     #[test]
     fn a_private_dir_is_new_unguessable_and_only_its_owners() {
