@@ -322,6 +322,7 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
         }],
         bin_dir: None,
         credentials: None,
+        secret: None,
     };
     let t0_ns = crate::clock::monotonic_ns();
     let header = Header::new("redis", vec!["n1".into()], crate::clock::unix_ms(), t0_ns);

@@ -298,6 +298,7 @@ impl Cluster {
                 .collect(),
             bin_dir: None,
             credentials: self.credentials.clone(),
+            secret: None,
         }
     }
 

@@ -30,6 +30,31 @@ pub fn create(path: &Path) -> Result<File> {
         })
 }
 
+/// Hands `path` and everything under it to the system user `user` (a lab directory its
+/// server runs in as that user). Symbolic links are changed themselves, never followed.
+pub fn chown_tree(path: &Path, user: &str) -> Result<()> {
+    let (uid, gid) = crate::lab::process::user_ids(user)?;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+            .map_err(Error::io(format!("chown {}", p.display())))?;
+        let meta =
+            std::fs::symlink_metadata(&p).map_err(Error::io(format!("stat {}", p.display())))?;
+        if meta.is_dir() {
+            for entry in
+                std::fs::read_dir(&p).map_err(Error::io(format!("read {}", p.display())))?
+            {
+                stack.push(
+                    entry
+                        .map_err(Error::io(format!("read {}", p.display())))?
+                        .path(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes` into a new or truncated `path` (see [`create`]).
 pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     create(path)?

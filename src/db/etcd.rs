@@ -9,8 +9,24 @@ use std::time::Duration;
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
+/// The system user etcd runs as (Debian's `etcd-server` makes it), not root.
+const USER: &str = "etcd";
 
 pub struct Etcd;
+
+/// Makes each node's etcd data directory (`<node>/data`), its user's alone (mode 0700).
+pub fn prepare_data(layout: &Layout) -> crate::error::Result<()> {
+    use crate::error::Error;
+    use std::os::unix::fs::PermissionsExt;
+    for n in &layout.nodes {
+        let data = n.dir.join("data");
+        std::fs::create_dir_all(&data).map_err(Error::io(format!("create {}", data.display())))?;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+            .map_err(Error::io(format!("chmod {}", data.display())))?;
+        crate::files::chown_tree(&data, USER)?;
+    }
+    Ok(())
+}
 
 fn client_url(layout: &Layout, node: usize) -> String {
     format!("http://{}", layout.client_addr(node, CLIENT_PORT))
@@ -170,8 +186,12 @@ impl Database for Etcd {
             program: "etcd".into(),
             args,
             env: Vec::new(),
-            user: None,
+            user: Some(USER.into()),
         }]
+    }
+
+    fn prepare(&self, layout: &Layout) -> crate::error::Result<()> {
+        prepare_data(layout)
     }
 
     async fn health(&self, layout: &Layout) -> Health {

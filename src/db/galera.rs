@@ -14,11 +14,13 @@ use std::time::Duration;
 pub const PORT: u16 = 3306;
 const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
 const USER: &str = "mysql";
-/// The workload's account, made on the bootstrap node by `init.sql`.
+/// The workload's account, made on the bootstrap node by `init.sql`, with the lab's own
+/// password (this one only where a lab has none: labs made by an older Perseus).
 const CREDENTIALS: (&str, &str) = ("perseus", "perseus");
 const SERVER: mysql::Server = mysql::Server {
     port: PORT,
     credentials: CREDENTIALS,
+    lab_password: true,
 };
 
 pub struct Galera;
@@ -61,12 +63,12 @@ pub fn config(layout: &Layout, node: usize) -> String {
     )
 }
 
-/// Run once on the bootstrap node: the workload's account.
-pub fn init_sql() -> String {
+/// Run once on the bootstrap node: the workload's account, with `password`.
+pub fn init_sql(password: &str) -> String {
     format!(
         "CREATE USER IF NOT EXISTS '{u}'@'%' IDENTIFIED BY '{p}';\nGRANT ALL PRIVILEGES ON *.* TO '{u}'@'%';\n",
         u = CREDENTIALS.0,
-        p = CREDENTIALS.1
+        p = password
     )
 }
 
@@ -84,7 +86,7 @@ async fn wsrep(
     let mut c = mysql::connect(
         layout.nodes[node].addr,
         PORT,
-        CREDENTIALS,
+        (CREDENTIALS.0, layout.secret_or(CREDENTIALS.1)),
         Duration::from_millis(800),
     )
     .await
@@ -145,7 +147,13 @@ impl Database for Galera {
         }
         // Only the bootstrap node needs system tables: the others receive a full copy.
         let first = &layout.nodes[0].dir;
-        crate::files::write(&first.join("init.sql"), init_sql())?;
+        let init = first.join("init.sql");
+        crate::files::write(&init, init_sql(layout.secret_or(CREDENTIALS.1)))?;
+        // It holds the lab's password: the server's user's alone.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o600))
+            .map_err(Error::io(format!("chmod {}", init.display())))?;
+        chown_mysql(&init)?;
         let datadir = format!("--datadir={}", data_dir(first).display());
         run_host(
             "mariadb-install-db",

@@ -53,6 +53,9 @@ pub struct Layout {
     /// The client's user and password, for a cluster Perseus did not start; `None`: the
     /// account the database's preset makes.
     pub credentials: Option<(String, String)>,
+    /// A password made for this lab alone (random, kept in the lab's state, readable by
+    /// root only), for presets whose servers take one; `None` outside a lab.
+    pub secret: Option<String>,
 }
 
 /// One node: its name, its address, and a directory of its own for data and logs.
@@ -82,7 +85,14 @@ impl Layout {
                 .collect(),
             bin_dir: bin_dir.map(PathBuf::from),
             credentials: None,
+            secret: None,
         }
+    }
+
+    /// The lab's password if it has one, else `default` (a cluster Perseus did not start
+    /// names its own account; see [`Layout::credentials`]).
+    pub fn secret_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.secret.as_deref().unwrap_or(default)
     }
 
     /// The port clients of node `node` connect to: its own if given, else `default`.

@@ -61,6 +61,9 @@ fn write_error(e: mysql_async::Error) -> ClientError {
 pub struct Server {
     pub port: u16,
     pub credentials: (&'static str, &'static str),
+    /// Whether the account's password is the lab's own (see [`Layout::secret`]) where the
+    /// lab has one, rather than `credentials.1`.
+    pub lab_password: bool,
 }
 
 impl Server {
@@ -72,10 +75,16 @@ impl Server {
         node: usize,
         timeout: Duration,
     ) -> Result<Conn, ClientError> {
+        let (user, password) = self.credentials;
+        let password = if self.lab_password {
+            layout.secret_or(password)
+        } else {
+            password
+        };
         connect(
             layout.nodes[node].addr,
             layout.port(node, self.port),
-            layout.credentials(self.credentials),
+            layout.credentials((user, password)),
             timeout,
         )
         .await

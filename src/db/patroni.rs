@@ -21,7 +21,8 @@ pub const PORT: u16 = 5432;
 pub const API_PORT: u16 = 8008;
 const USER: &str = "postgres";
 const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
-/// The superuser's password; the workload connects as the superuser.
+/// The superuser's password where the lab has none of its own (labs made by an older
+/// Perseus); the workload connects as the superuser, with the lab's password.
 const PASSWORD: &str = "perseus";
 const TABLE: &str = "perseus";
 const PROBE: Duration = Duration::from_millis(800);
@@ -51,27 +52,36 @@ pub fn config(layout: &Layout, node: usize) -> String {
          \x20 dcs:\n    ttl: 30\n    loop_wait: 10\n    retry_timeout: 10\n    maximum_lag_on_failover: 1048576\n\
          \x20   postgresql:\n      use_pg_rewind: true\n\
          \x20 initdb:\n  - encoding: UTF8\n  - auth: scram-sha-256\n\
-         \x20 pg_hba:\n  - local all all trust\n  - host replication replicator 0.0.0.0/0 scram-sha-256\n  - host all all 0.0.0.0/0 scram-sha-256\n\
+         \x20 pg_hba:\n  - local all all trust\n  - host replication replicator {net} scram-sha-256\n  - host all all {net} scram-sha-256\n\
          postgresql:\n\
          \x20 listen: {addr}:{PORT}\n  connect_address: {addr}:{PORT}\n\
          \x20 data_dir: {pg}/data\n  bin_dir: {BIN_DIR}\n  pgpass: {pg}/pgpass\n\
          \x20 authentication:\n\
-         \x20   superuser:\n      username: {USER}\n      password: {PASSWORD}\n\
-         \x20   replication:\n      username: replicator\n      password: {PASSWORD}\n\
+         \x20   superuser:\n      username: {USER}\n      password: {password}\n\
+         \x20   replication:\n      username: replicator\n      password: {password}\n\
          \x20 parameters:\n    unix_socket_directories: '{pg}'\n    shared_buffers: 32MB\n",
         lab = layout.lab,
         name = n.name,
         addr = n.addr,
         hosts = etcd_hosts.join(","),
         pg = pg.display(),
+        password = layout.secret_or(PASSWORD),
+        net = lab_network(layout),
     )
+}
+
+/// The lab's /24 (its nodes and the host's side of its bridge), the only network the
+/// servers accept connections from.
+fn lab_network(layout: &Layout) -> String {
+    let [a, b, c, _] = layout.nodes[0].addr.octets();
+    format!("{a}.{b}.{c}.0/24")
 }
 
 /// The client's connection settings for node `node`: every server, this node's first,
 /// settling on the one that accepts writes.
 fn client_config(layout: &Layout, node: usize, timeout: Duration) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
-    let (user, password) = layout.credentials((USER, PASSWORD));
+    let (user, password) = layout.credentials((USER, layout.secret_or(PASSWORD)));
     c.user(user)
         .password(password)
         .dbname("postgres")
@@ -178,7 +188,7 @@ async fn members(layout: &Layout, node: usize) -> Result<Vec<(String, String, St
 async fn streaming_replicas(layout: &Layout, node: usize) -> Result<i64, String> {
     let mut c = tokio_postgres::Config::new();
     c.user(USER)
-        .password(PASSWORD)
+        .password(layout.secret_or(PASSWORD))
         .dbname("postgres")
         .host(layout.nodes[node].addr.to_string())
         .port(PORT)
@@ -223,11 +233,16 @@ impl Database for Patroni {
     }
 
     fn prepare(&self, layout: &Layout) -> Result<()> {
+        etcd::prepare_data(layout)?;
         for (i, n) in layout.nodes.iter().enumerate() {
             let pg = pg_dir(&n.dir);
             std::fs::create_dir_all(&pg).map_err(Error::io(format!("create {}", pg.display())))?;
             let cfg = pg.join("patroni.yml");
             crate::files::write(&cfg, config(layout, i))?;
+            // It holds the lab's password: readable by its owner (postgres) only.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600))
+                .map_err(Error::io(format!("chmod {}", cfg.display())))?;
             chown_postgres(&pg)?;
             chown_postgres(&cfg)?;
         }
@@ -350,6 +365,21 @@ impl Database for Patroni {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lab_password_and_network_are_the_only_way_in() {
+        let mut layout = Layout::for_tests(None);
+        layout.secret = Some("0123abcd".into());
+        let c = config(&layout, 0);
+        assert_eq!(c.matches("password: 0123abcd").count(), 2, "{c}");
+        assert!(!c.contains("perseus\n") && !c.contains("0.0.0.0/0"), "{c}");
+        assert!(
+            c.contains("  - host all all 198.18.1.0/24 scram-sha-256"),
+            "{c}"
+        );
+        let (_, password) = layout.credentials((USER, layout.secret_or(PASSWORD)));
+        assert_eq!(password, "0123abcd");
+    }
 
     #[test]
     fn each_patroni_binds_its_lab_address_and_uses_the_lab_etcd() {

@@ -19,6 +19,8 @@ pub const PORT: u16 = 6379;
 pub const SENTINEL_PORT: u16 = 26379;
 /// The name Sentinels know the primary by.
 const MASTER: &str = "perseus";
+/// The system user the servers run as (Debian's `redis-server` makes it), not root.
+const USER: &str = "redis";
 /// How long a Sentinel waits on an unreachable primary before it counts it down (Redis's
 /// default is 30 s; a short scenario would never see a failover).
 pub const DOWN_AFTER_MS: u32 = 2000;
@@ -44,10 +46,25 @@ pub fn redis_config(layout: &Layout, node: usize) -> String {
         addr = n.addr,
         dir = n.dir.display(),
     );
+    if let Some(secret) = &layout.secret {
+        // Only clients that know the lab's password (Perseus's, the replicas') get in.
+        c.push_str(&format!("requirepass {secret}\nmasterauth {secret}\n"));
+    }
     if node != 0 {
         c.push_str(&format!("replicaof {} {PORT}\n", layout.nodes[0].addr));
     }
     c
+}
+
+/// The password clients give the lab's servers (or a cluster's, from its file), if any.
+fn password(layout: &Layout) -> Option<String> {
+    layout.secret.clone().or_else(|| {
+        layout
+            .credentials
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .filter(|p| !p.is_empty())
+    })
 }
 
 /// The run id of node `node`'s Sentinel: 40 hex digits, fixed per lab and node, so every
@@ -81,6 +98,12 @@ pub fn sentinel_config(layout: &Layout, node: usize) -> String {
                 sentinel_id(layout, i)
             ));
         }
+    }
+    if let Some(secret) = &layout.secret {
+        // Sentinels ask for the password, give it to each other and to the servers.
+        known.push_str(&format!(
+            "requirepass {secret}\nsentinel sentinel-pass {secret}\nsentinel auth-pass {MASTER} {secret}\n"
+        ));
     }
     format!(
         "bind {addr}\n\
@@ -136,6 +159,7 @@ async fn primary_of(sentinel: &mut Conn, timeout: Duration) -> Result<SocketAddr
 /// A client that follows its node's Sentinel to the primary.
 struct SentinelClient {
     sentinel_addr: SocketAddr,
+    password: Option<String>,
     sentinel: Option<Conn>,
     primary: Option<Conn>,
     asked: Instant,
@@ -150,7 +174,7 @@ impl SentinelClient {
         if self.primary.is_none() || (recheck && self.asked.elapsed() >= RECHECK) {
             if self.sentinel.is_none() {
                 self.sentinel = Some(
-                    Conn::connect(self.sentinel_addr, self.timeout)
+                    Conn::connect_auth(self.sentinel_addr, self.timeout, self.password.as_deref())
                         .await
                         .map_err(|e| ClientError::definite(format!("sentinel: {e}")))?,
                 );
@@ -171,7 +195,7 @@ impl SentinelClient {
                     _ => None,
                 };
                 self.primary = Some(
-                    Conn::connect(addr, self.timeout)
+                    Conn::connect_auth(addr, self.timeout, self.password.as_deref())
                         .await
                         .map_err(ClientError::definite)?,
                 );
@@ -229,7 +253,8 @@ struct NodeView {
 
 async fn view(layout: &Layout, node: usize) -> NodeView {
     let mut v = NodeView::default();
-    match Conn::connect(redis_addr(layout, node), PROBE).await {
+    let password = password(layout);
+    match Conn::connect_auth(redis_addr(layout, node), PROBE, password.as_deref()).await {
         Err(e) => v.problem = Some(format!("redis: {e}")),
         Ok(mut c) => {
             match c.call_within(&[b"ROLE"], PROBE).await {
@@ -259,7 +284,7 @@ async fn view(layout: &Layout, node: usize) -> NodeView {
             }
         }
     }
-    match Conn::connect(sentinel_addr(layout, node), PROBE).await {
+    match Conn::connect_auth(sentinel_addr(layout, node), PROBE, password.as_deref()).await {
         Err(e) => v.problem = v.problem.or(Some(format!("sentinel: {e}"))),
         Ok(mut s) => {
             v.sentinel_primary = primary_of(&mut s, PROBE).await.ok();
@@ -345,7 +370,14 @@ impl Database for RedisSentinel {
             ] {
                 let path = n.dir.join(file);
                 crate::files::write(&path, text)?;
+                // It holds the lab's password: its server's user's alone.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(Error::io(format!("chmod {}", path.display())))?;
             }
+            // The servers run as `redis`; Sentinel rewrites its file in place (a temporary
+            // file beside it), so the node's directory is theirs.
+            crate::files::chown_tree(&n.dir, USER)?;
         }
         Ok(())
     }
@@ -357,7 +389,7 @@ impl Database for RedisSentinel {
             program: name.into(),
             args: vec![dir.join(conf).to_string_lossy().into_owned()],
             env: Vec::new(),
-            user: None,
+            user: Some(USER.into()),
         };
         vec![
             spec("redis-server", "redis.conf"),
@@ -405,6 +437,7 @@ impl Database for RedisSentinel {
     ) -> Result<Box<dyn Client>, ClientError> {
         let mut c = SentinelClient {
             sentinel_addr: sentinel_addr(layout, node),
+            password: password(layout),
             sentinel: None,
             primary: None,
             asked: Instant::now(),

@@ -84,6 +84,21 @@ impl Conn {
         }
     }
 
+    /// Connects within `timeout` and, given a password, authenticates with it (`AUTH`).
+    pub async fn connect_auth(
+        addr: SocketAddr,
+        timeout: Duration,
+        password: Option<&str>,
+    ) -> Result<Conn, String> {
+        let mut c = Conn::connect(addr, timeout).await?;
+        if let Some(p) = password {
+            c.call_within(&[b"AUTH", p.as_bytes()], timeout)
+                .await
+                .map_err(|e| format!("AUTH at {addr}: {e}"))?;
+        }
+        Ok(c)
+    }
+
     /// Like [`Conn::call`], all within `timeout` (a timeout is [`RespError::Broken`]).
     pub async fn call_within(
         &mut self,

@@ -27,6 +27,7 @@ pub const SQL_STATUS: u16 = 10080;
 const SERVER: mysql::Server = mysql::Server {
     port: SQL,
     credentials: ("root", ""),
+    lab_password: false,
 };
 
 /// (binary, TiUP component).

@@ -16,6 +16,8 @@ const JAR: &str = "/usr/share/java/zookeeper.jar";
 /// A logging backend for ZooKeeper's slf4j: plain lines on standard error, in the node's log.
 const LOGGER_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 const PROBE: Duration = Duration::from_millis(800);
+/// The system user the servers run as (Debian's `zookeeper` makes it), not root.
+const USER: &str = "zookeeper";
 
 pub struct Zookeeper;
 
@@ -168,6 +170,7 @@ impl Database for Zookeeper {
             crate::files::write(&data.join("myid"), format!("{}\n", i + 1))?;
             let cfg = n.dir.join("zoo.cfg");
             crate::files::write(&cfg, config(layout, i))?;
+            crate::files::chown_tree(&n.dir, USER)?;
         }
         Ok(())
     }
@@ -189,7 +192,7 @@ impl Database for Zookeeper {
                 dir.join("zoo.cfg").to_string_lossy().into_owned(),
             ],
             env: Vec::new(),
-            user: None,
+            user: Some(USER.into()),
         }]
     }
 

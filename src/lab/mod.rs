@@ -71,6 +71,10 @@ pub struct LabState {
     /// Where the user keeps binaries no package installs (`--bin-dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bin_dir: Option<PathBuf>,
+    /// The password of this lab's servers, where they take one (random; this file is
+    /// readable by root only). Empty in labs made before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret: String,
 }
 
 impl LabState {
@@ -125,11 +129,23 @@ impl LabState {
         Ok(lock_file(&self.dir().join("lock"), true)?.expect("a waiting lock is taken"))
     }
 
+    /// Writes the state (root-only: it holds the lab's password) through a file of this
+    /// process's own, renamed into place, so concurrent writers never mix their bytes.
     fn save(&self) -> Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = Self::state_file(&self.dir());
-        let tmp = path.with_extension("json.tmp");
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
         let json = serde_json::to_string_pretty(self).expect("state serialises");
-        std::fs::write(&tmp, json).map_err(Error::io(format!("write {}", tmp.display())))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(json.as_bytes()))
+            .map_err(Error::io(format!("write {}", tmp.display())))?;
         std::fs::rename(&tmp, &path).map_err(Error::io(format!("write {}", path.display())))
     }
 
@@ -165,6 +181,7 @@ impl LabState {
                 .collect(),
             bin_dir: self.bin_dir.clone(),
             credentials: None,
+            secret: (!self.secret.is_empty()).then(|| self.secret.clone()),
         }
     }
 
@@ -237,6 +254,16 @@ pub fn lock_file(path: &Path, wait: bool) -> Result<Option<Lock>> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) if !wait => Ok(None),
         Err((_, e)) => Err(Error::io(format!("lock {}", path.display()))(e.into())),
     }
+}
+
+/// 128 random bits from the kernel, as 32 hex digits.
+fn new_secret() -> Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(Error::io("read /dev/urandom"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Holds the machine-wide lock that makes creating and removing labs one at a time.
@@ -322,6 +349,7 @@ pub fn create(
         created_unix_ms: crate::clock::unix_ms(),
         perseus_version: env!("CARGO_PKG_VERSION").to_string(),
         bin_dir: bin_dir.map(Path::to_path_buf),
+        secret: new_secret()?,
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
     // The state goes to disk before anything else exists, so `down` can always clean up.
@@ -421,11 +449,14 @@ const RESTART_SETTLE: Duration = Duration::from_millis(300);
 /// Starts one process on node `i`, in its namespace and directory, and records it. Its
 /// output is appended to `<node dir>/<name>.log`.
 fn spawn(state: &mut LabState, i: usize, spec: &ProcessSpec) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let node = &state.nodes[i];
     let log = node.dir.join(format!("{}.log", spec.name));
+    // The node's directory may belong to its server's user: no link of theirs is followed.
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&log)
         .map_err(Error::io(format!("open {}", log.display())))?;
     let err = out

@@ -376,3 +376,56 @@ fn huge_durations_are_refused_before_anything_starts() {
     assert!(!lab_dir("it-huge").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lab servers run as their package's system user, not root; Redis asks for the lab's own
+/// password (random, in a state file only root can read).
+#[test]
+fn lab_servers_run_unprivileged_and_ask_for_the_labs_password() {
+    require_lab("redis-server", "redis-server");
+    require_lab("redis-cli", "redis-tools");
+    let lab = lab_name("unpriv");
+    let _guard = LabGuard(lab.clone());
+    let (code, stdout, stderr) = run(&["up", "redis-sentinel", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let state_path = lab_dir(&lab).join("state.json");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&state_path).unwrap().mode() & 0o777,
+        0o600
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let secret = state["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 32, "a 128-bit password");
+    let redis = nix::unistd::User::from_name("redis")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    for pid in pids_of(&lab) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid: u32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse().ok())
+            .unwrap();
+        assert_eq!(uid, redis, "process {pid} runs as redis");
+    }
+    let addr = state["nodes"][0]["addr"].as_str().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", &addr, "-p", "6379"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert!(
+        cli(&["set", "intruder", "1"]).contains("NOAUTH"),
+        "no password, no way in"
+    );
+    assert!(cli(&["--no-auth-warning", "-a", &secret, "ping"]).contains("PONG"));
+    let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
