@@ -30,10 +30,20 @@ pub fn create(path: &Path) -> Result<File> {
         })
 }
 
+/// The uid and gid of a system user.
+pub fn user_ids(name: &str) -> Result<(u32, u32)> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        _ => Err(Error::Invalid(format!(
+            "no system user '{name}' (its package creates it)"
+        ))),
+    }
+}
+
 /// Hands `path` and everything under it to the system user `user` (a lab directory its
 /// server runs in as that user). Symbolic links are changed themselves, never followed.
 pub fn chown_tree(path: &Path, user: &str) -> Result<()> {
-    let (uid, gid) = crate::lab::process::user_ids(user)?;
+    let (uid, gid) = user_ids(user)?;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
         std::os::unix::fs::lchown(&p, Some(uid), Some(gid))

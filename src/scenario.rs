@@ -68,6 +68,13 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// The first action of the phase that does not parse, with why.
+    pub fn bad_action(&self) -> Option<(&str, String)> {
+        self.faults
+            .iter()
+            .find_map(|f| f.parse::<Action>().err().map(|e| (f.as_str(), e)))
+    }
+
     /// The phase's actions, parsed (a scenario is checked when it is read).
     pub fn actions(&self) -> Vec<Action> {
         self.faults.iter().filter_map(|f| f.parse().ok()).collect()

@@ -182,17 +182,15 @@ impl Spec {
         let spec: Spec =
             serde_json::from_str(&text).map_err(|e| malformed(e.line(), e.to_string()))?;
         for phase in spec.scenario.iter().flat_map(|s| &s.phases) {
-            for fault in &phase.faults {
-                if let Err(e) = fault.parse::<crate::fault::Action>() {
-                    let quoted = serde_json::to_string(fault).expect("a string serialises");
-                    let line = text
-                        .find(&quoted)
-                        .map_or(1, |at| text[..at].matches('\n').count() + 1);
-                    return Err(malformed(
-                        line,
-                        format!("phase '{}': '{fault}': {e}", phase.name),
-                    ));
-                }
+            if let Some((fault, e)) = phase.bad_action() {
+                let quoted = serde_json::to_string(fault).expect("a string serialises");
+                let line = text
+                    .find(&quoted)
+                    .map_or(1, |at| text[..at].matches('\n').count() + 1);
+                return Err(malformed(
+                    line,
+                    format!("phase '{}': '{fault}': {e}", phase.name),
+                ));
             }
         }
         Ok(spec)

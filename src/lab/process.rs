@@ -230,15 +230,7 @@ pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
         .find(|p| is_exec(p))
 }
 
-/// The uid and gid of a system user.
-pub fn user_ids(name: &str) -> Result<(u32, u32)> {
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
-        _ => Err(Error::Invalid(format!(
-            "no system user '{name}' (its package creates it)"
-        ))),
-    }
-}
+pub use crate::files::user_ids;
 
 /// Fails unless the process runs as root.
 pub fn require_root(what: &str) -> Result<()> {
