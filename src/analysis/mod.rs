@@ -694,15 +694,22 @@ mod tests {
         assert_eq!(Phase::of(99, None), Phase::Before);
     }
 
+    fn three_nodes() -> Vec<String> {
+        ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect()
+    }
+
+    fn ev(t_us: u64, verb: &str, target: &str) -> FaultEvent {
+        FaultEvent {
+            t_us,
+            verb: verb.into(),
+            target: target.into(),
+        }
+    }
+
     /// A fault whose start failed and was withdrawn (`aborted isolating n2`) is no interval.
     #[test]
     fn an_aborted_start_is_no_fault() {
-        let nodes: Vec<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
-        let ev = |t, verb: &str, target: &str| FaultEvent {
-            t_us: t,
-            verb: verb.into(),
-            target: target.into(),
-        };
+        let nodes = three_nodes();
         let events = [
             ev(5, "isolating", "n2"),
             ev(6, "aborted", "isolating n2"),
@@ -717,12 +724,7 @@ mod tests {
 
     #[test]
     fn the_window_pairs_isolating_with_the_next_rejoining_of_the_same_node() {
-        let nodes: Vec<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
-        let ev = |t, verb: &str, target: &str| FaultEvent {
-            t_us: t,
-            verb: verb.into(),
-            target: target.into(),
-        };
+        let nodes = three_nodes();
         let events = [
             ev(5, "isolating", "n3"),
             ev(6, "isolated", "n3"),

@@ -21,6 +21,19 @@ fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// Starts `perseus ARGS…` with standard output discarded and standard error read line by
+/// line as it comes.
+fn spawn_reading_stderr(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = perseus()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = stderr_lines(&mut child);
+    (child, rx)
+}
+
 /// Collects standard error until a line contains `needle` (returned with all lines so far);
 /// fails after `within`.
 fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, within: Duration, seen: &mut Vec<String>) {
@@ -144,14 +157,16 @@ fn ctrl_c_tears_down_and_a_second_ctrl_c_aborts() {
     let lab = lab_name("ctrlc");
     let _guard = LabGuard(lab.clone());
     let out = out_dir("ctrlc");
-    let mut child = perseus()
-        .args(["run", "etcd", "--before", "60s", "--lab", &lab])
-        .args(["--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = stderr_lines(&mut child);
+    let (mut child, rx) = spawn_reading_stderr(&[
+        "run",
+        "etcd",
+        "--before",
+        "60s",
+        "--lab",
+        &lab,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let mut seen = Vec::new();
     wait_for(&rx, "steady after", Duration::from_secs(60), &mut seen);
     let links = links_of(&lab);
@@ -172,14 +187,14 @@ fn ctrl_c_tears_down_and_a_second_ctrl_c_aborts() {
     // Two Ctrl-Cs during bring-up: out at once; perseus down removes what is left.
     let lab2 = lab_name("ctrlc2");
     let _guard2 = LabGuard(lab2.clone());
-    let mut child = perseus()
-        .args(["run", "etcd", "--lab", &lab2])
-        .args(["--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = stderr_lines(&mut child);
+    let (mut child, rx) = spawn_reading_stderr(&[
+        "run",
+        "etcd",
+        "--lab",
+        &lab2,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let mut seen = Vec::new();
     wait_for(
         &rx,
