@@ -150,6 +150,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// What the first Ctrl-C does to the command, for the line that says so.
+    pub fn on_interrupt(&self) -> &'static str {
+        match self {
+            Command::Run(_) | Command::Up(_) => {
+                "interrupted: stopping and tearing down …; Ctrl-C again aborts at once \
+                 (then remove what is left with perseus down --lab NAME; perseus status lists the labs)"
+            }
+            Command::Watch(_) => {
+                "stopping the watch and writing its results …; Ctrl-C again aborts at once"
+            }
+            _ => "interrupted: stopping …; Ctrl-C again aborts at once",
+        }
+    }
+
     /// Whether the command has nothing to clean up: then the first Ctrl-C (or SIGTERM) ends
     /// it at once. The others stop, tear down what they made, and then end.
     pub fn stops_at_once(&self) -> bool {

@@ -13,6 +13,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let at_once = cli.command.stops_at_once();
+    let on_interrupt = cli.command.on_interrupt();
     let code = runtime.block_on(async {
         let stop = CancellationToken::new();
         let on_signal = stop.clone();
@@ -32,11 +33,7 @@ fn main() {
                 cli::say("interrupted".into());
                 std::process::exit(exit::INTERRUPTED);
             }
-            cli::say(
-                "interrupted: stopping and tearing down …; Ctrl-C again aborts at once \
-                 (then remove what is left with perseus down --lab NAME; perseus status lists the labs)"
-                    .into(),
-            );
+            cli::say(on_interrupt.into());
             on_signal.cancel();
             tokio::select! {
                 _ = int.recv() => {}
