@@ -3,8 +3,11 @@
 //! is a value or an error, never a panic; and what Perseus writes, it reads back.
 //!
 //! proptest drives these on the stable toolchain (coverage-guided fuzzers need nightly
-//! here). Each property runs its cases on every `cargo nextest run`; set PROPTEST_CASES to
-//! run more. Failing inputs are kept in `tests/properties.proptest-regressions`.
+//! here): inputs generated from the shapes of the real ones, and real files of
+//! `tests/corpus/` (excerpts of real records, client logs, scenario, cluster and spec files,
+//! Redis replies) mutated at random. Each property runs its cases on every
+//! `cargo nextest run`; set PROPTEST_CASES to run more. A failing input is saved in
+//! `tests/properties.proptest-regressions` and tried first from then on: commit it.
 
 use perseus::record::{Event, Header, Kind, Op, Outcome, Reader, Writer};
 use proptest::prelude::*;
@@ -60,7 +63,7 @@ fn record_line() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn any_record_reads_to_values_or_an_error(lines in proptest::collection::vec(record_line(), 0..40), cut in any::<bool>()) {
@@ -165,6 +168,200 @@ proptest! {
             let mut r = tokio::io::BufReader::new(bytes.as_slice());
             perseus::db::resp::read_reply(&mut r).await
         });
+    }
+}
+
+/// The files of `tests/corpus/` whose names start with `prefix`.
+fn corpus(prefix: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no tests/corpus/{prefix}*");
+    files
+        .into_iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
+}
+
+/// One edit of a file: flip a byte, cut a stretch, repeat a stretch, insert bytes, or end
+/// the file early; positions and lengths are fractions of the file.
+#[derive(Debug, Clone)]
+enum Edit {
+    Flip(f64, u8),
+    Cut(f64, f64),
+    Repeat(f64, f64),
+    Insert(f64, Vec<u8>),
+    End(f64),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    let at = 0.0f64..1.0;
+    let small = 0.0f64..0.05;
+    proptest::collection::vec(
+        prop_oneof![
+            (at.clone(), any::<u8>()).prop_map(|(a, b)| Edit::Flip(a, b)),
+            (at.clone(), small.clone()).prop_map(|(a, l)| Edit::Cut(a, l)),
+            (at.clone(), small).prop_map(|(a, l)| Edit::Repeat(a, l)),
+            (
+                at.clone(),
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 1..12),
+                    "[0-9 \n:@-]{1,12}".prop_map(String::into_bytes),
+                ]
+            )
+                .prop_map(|(a, b)| Edit::Insert(a, b)),
+            at.prop_map(Edit::End),
+        ],
+        1..8,
+    )
+}
+
+fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    let pos = |f: f64, len: usize| ((f * len as f64) as usize).min(len);
+    for e in edits {
+        let n = bytes.len();
+        match e {
+            Edit::Flip(a, b) if n > 0 => {
+                let i = pos(*a, n - 1);
+                bytes[i] ^= b | 1;
+            }
+            Edit::Cut(a, l) => {
+                let (i, k) = (pos(*a, n), pos(*l, n));
+                bytes.drain(i..(i + k).min(n));
+            }
+            Edit::Repeat(a, l) => {
+                let (i, k) = (pos(*a, n), pos(*l, n));
+                let piece = bytes[i..(i + k).min(n)].to_vec();
+                bytes.splice(i..i, piece);
+            }
+            Edit::Insert(a, b) => {
+                let i = pos(*a, n);
+                bytes.splice(i..i, b.iter().copied());
+            }
+            Edit::End(a) => bytes.truncate(pos(*a, n)),
+            Edit::Flip(..) => {}
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn real_records_mutated_read_to_values_or_an_error(pick in any::<prop::sample::Index>(), edits in edits()) {
+        let files = corpus("record-");
+        let bytes = apply(files[pick.index(files.len())].clone(), &edits);
+        let dir = scratch("mutated-record");
+        let path = dir.join("record.txt");
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok(reader) = Reader::open(&path) {
+            for event in reader {
+                if event.is_err() { break; }
+            }
+        }
+        let _ = perseus::analysis::analyse(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn real_text_files_mutated_parse_or_name_their_mistake(pick in any::<prop::sample::Index>(), edits in edits()) {
+        let kinds = ["client-", "scenario-", "cluster-", "spec-"];
+        let kind = kinds[pick.index(kinds.len())];
+        let files = corpus(kind);
+        let bytes = apply(files[pick.index(files.len())].clone(), &edits);
+        let text = String::from_utf8_lossy(&bytes);
+        match kind {
+            "client-" => {
+                if let Ok(t) = perseus::record::table::Table::parse(&text, Path::new("client.log")) {
+                    let _ = perseus::analysis::figures_from_table(&t);
+                }
+            }
+            "scenario-" => {
+                let _ = perseus::scenario::Scenario::parse("corpus", &text, Path::new("s.toml"), Some(3));
+            }
+            "cluster-" => {
+                let _ = perseus::cluster::Cluster::parse(&text, Path::new("c.toml"), "c", |_| Some(String::new()));
+            }
+            _ => {
+                let dir = scratch("mutated-spec");
+                let path = dir.join("spec.json");
+                std::fs::write(&path, &bytes).unwrap();
+                if let Ok(spec) = perseus::spec::Spec::load(&path) {
+                    let _ = spec.validate();
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+
+    #[test]
+    fn real_redis_replies_mutated_read_to_a_value_or_an_error(pick in any::<prop::sample::Index>(), edits in edits()) {
+        let files = corpus("resp-");
+        let bytes = apply(files[pick.index(files.len())].clone(), &edits);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _ = rt.block_on(async {
+            let mut r = tokio::io::BufReader::new(bytes.as_slice());
+            perseus::db::resp::read_reply(&mut r).await
+        });
+    }
+}
+
+/// The corpus itself reads cleanly: the mutations start from valid files.
+#[test]
+fn the_corpus_is_valid_input() {
+    for bytes in corpus("record-") {
+        let dir = scratch("corpus-record");
+        let path = dir.join("record.txt");
+        std::fs::write(&path, &bytes).unwrap();
+        let a = perseus::analysis::analyse(&path).unwrap();
+        assert!(a.ended_cleanly && a.window.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    for bytes in corpus("client-") {
+        let t = perseus::record::table::Table::parse(
+            &String::from_utf8(bytes).unwrap(),
+            Path::new("c.log"),
+        )
+        .unwrap();
+        assert!(perseus::analysis::figures_from_table(&t).is_some());
+    }
+    for bytes in corpus("scenario-") {
+        perseus::scenario::Scenario::parse(
+            "c",
+            &String::from_utf8(bytes).unwrap(),
+            Path::new("s.toml"),
+            Some(3),
+        )
+        .unwrap();
+    }
+    for bytes in corpus("cluster-") {
+        perseus::cluster::Cluster::parse(
+            &String::from_utf8(bytes).unwrap(),
+            Path::new("c.toml"),
+            "c",
+            |_| Some(String::new()),
+        )
+        .unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for bytes in corpus("resp-") {
+        rt.block_on(async {
+            let mut r = tokio::io::BufReader::new(bytes.as_slice());
+            perseus::db::resp::read_reply(&mut r).await
+        })
+        .unwrap();
     }
 }
 
