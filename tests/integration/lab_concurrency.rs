@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn spawn(args: &[&str]) -> Child {
     perseus()
@@ -206,6 +206,65 @@ fn a_restart_that_does_not_stay_up_is_an_error() {
     let (code, out, err) = run(&["restart", "n2", "--lab", &lab]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(node_alive(&lab, 1));
+
+    let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let left = leftovers(&lab, &links);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A `perseus bench fault` killed while its rules are in force leaves an isolation that
+/// `perseus status` shows and `perseus heal` removes (it used a table of its own that
+/// neither could see).
+#[test]
+fn a_killed_bench_fault_leaves_nothing_heal_cannot_see() {
+    require_lab("etcd", "etcd-server");
+    let lab = lab_name("benchkill");
+    let _guard = LabGuard(lab.clone());
+    let (code, stdout, stderr) = run(&["up", "etcd", "--lab", &lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let links = links_of(&lab);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab_dir(&lab).join("state.json")).unwrap())
+            .unwrap();
+    let netns = state["nodes"][1]["netns"].as_str().unwrap().to_string();
+    let tables = || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &netns, "nft", "list", "tables"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Its rules are in force for a few milliseconds of every isolation: kill it the moment
+    // they are seen, and try again (a bounded number of times) if it removed them first.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut caught = false;
+    while !caught && Instant::now() < deadline {
+        let mut bench = perseus()
+            .args([
+                "bench", "fault", "--lab", &lab, "--node", "n2", "--repeat", "200",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if tables().contains("perseus") {
+                let _ = bench.kill();
+                break;
+            }
+        }
+        let _ = bench.kill();
+        let _ = bench.wait();
+        caught = tables().contains("perseus");
+    }
+    assert!(caught, "never caught the bench with its rules in force");
+    let (_, status, _) = run(&["status", "--lab", &lab]);
+    assert!(status.contains("isolated n2"), "status shows it: {status}");
+    let (code, out, err) = run(&["heal", "--lab", &lab]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!tables().contains("perseus"), "heal removed it");
 
     let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
     assert_eq!(code, 0, "{stdout}{stderr}");
