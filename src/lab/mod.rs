@@ -418,33 +418,50 @@ pub async fn start_database(
 /// Starts node `i` again after its processes were killed: the database's restart command
 /// lines, the same data directories, logs appended to.
 pub fn restart_node(state: &mut LabState, db: &dyn Database, i: usize) -> Result<()> {
-    state.nodes[i].processes.clear();
-    for spec in db.restart_processes(&state.layout(), i) {
-        spawn(state, i, &spec)?;
-    }
-    // A server that cannot start again (its port still held, its data locked) exits at
-    // once: a restart that did not stay up is an error, not a node counted as running.
+    // A server that cannot start again exits at once. Right after a kill that is often
+    // only for a moment (its port is still held for a second or two), so it is tried
+    // again for a while; a restart that never stays up is an error, not a node counted as
+    // running.
     let started = Instant::now();
-    std::thread::sleep(RESTART_SETTLE);
-    let node = &state.nodes[i];
-    if let Some(p) = node
-        .processes
-        .iter()
-        .find(|p| !process::is_alive(p.pid, p.start_time))
-    {
-        return Err(Error::NodeNotReady {
-            node: node.name.clone(),
-            secs: started.elapsed().as_secs(),
-            why: format!("{} exited right after its restart", p.name),
-            log: p.log.clone(),
-            tail: process::tail(&p.log, 15),
-        });
+    loop {
+        // What an earlier attempt left running (one process of several) goes first.
+        let left: Vec<(i32, u64)> = state.nodes[i]
+            .processes
+            .iter()
+            .filter(|p| process::is_alive(p.pid, p.start_time))
+            .map(|p| (p.pid, p.start_time))
+            .collect();
+        process::kill_all(&left, Duration::from_secs(2));
+        state.nodes[i].processes.clear();
+        for spec in db.restart_processes(&state.layout(), i) {
+            spawn(state, i, &spec)?;
+        }
+        std::thread::sleep(RESTART_SETTLE);
+        let node = &state.nodes[i];
+        let Some(p) = node
+            .processes
+            .iter()
+            .find(|p| !process::is_alive(p.pid, p.start_time))
+        else {
+            return Ok(());
+        };
+        if started.elapsed() >= RESTART_PATIENCE {
+            return Err(Error::NodeNotReady {
+                node: node.name.clone(),
+                secs: started.elapsed().as_secs(),
+                why: format!("{} exited right after each restart", p.name),
+                log: p.log.clone(),
+                tail: process::tail(&p.log, 15),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(700));
     }
-    Ok(())
 }
 
 /// How long a restarted process must stay up to count as restarted.
 const RESTART_SETTLE: Duration = Duration::from_millis(300);
+/// How long a restart is tried again while its processes exit at once.
+const RESTART_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Starts one process on node `i`, in its namespace and directory, and records it. Its
 /// output is appended to `<node dir>/<name>.log`.
