@@ -26,6 +26,16 @@ fn finish(child: Child) -> (i32, String) {
     )
 }
 
+/// Brings up an etcd lab called `lab`; returns its host-side links and its state.
+fn up_etcd(lab: &str) -> (Vec<String>, serde_json::Value) {
+    let (code, stdout, stderr) = run(&["up", "etcd", "--lab", lab]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let state =
+        serde_json::from_str(&std::fs::read_to_string(lab_dir(lab).join("state.json")).unwrap())
+            .unwrap();
+    (links_of(lab), state)
+}
+
 /// Whether every process the lab's state lists for `node` (n1 = 0) is alive.
 fn node_alive(lab: &str, node: usize) -> bool {
     let text = std::fs::read_to_string(lab_dir(lab).join("state.json")).unwrap();
@@ -175,12 +185,7 @@ fn a_restart_that_does_not_stay_up_is_an_error() {
     require_lab("etcd", "etcd-server");
     let lab = lab_name("restartfail");
     let _guard = LabGuard(lab.clone());
-    let (code, stdout, stderr) = run(&["up", "etcd", "--lab", &lab]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let links = links_of(&lab);
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(lab_dir(&lab).join("state.json")).unwrap())
-            .unwrap();
+    let (links, state) = up_etcd(&lab);
     let netns = state["nodes"][1]["netns"].as_str().unwrap().to_string();
     let addr = format!("{}:2379", state["nodes"][1]["addr"].as_str().unwrap());
 
@@ -233,12 +238,7 @@ fn a_killed_bench_fault_leaves_nothing_heal_cannot_see() {
     require_lab("etcd", "etcd-server");
     let lab = lab_name("benchkill");
     let _guard = LabGuard(lab.clone());
-    let (code, stdout, stderr) = run(&["up", "etcd", "--lab", &lab]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let links = links_of(&lab);
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(lab_dir(&lab).join("state.json")).unwrap())
-            .unwrap();
+    let (links, state) = up_etcd(&lab);
     let netns = state["nodes"][1]["netns"].as_str().unwrap().to_string();
     let tables = || {
         let out = std::process::Command::new("ip")
