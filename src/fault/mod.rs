@@ -310,9 +310,23 @@ pub async fn start(
 pub async fn end(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Result<()> {
     let _lock = lab.lock()?;
     let lab = &LabState::load(&lab.name)?;
-    if !in_force(lab)?.contains(f) {
-        return Ok(()); // another command undid it meanwhile
+    // Only what is still in force is undone: another command may have undone all or part
+    // of it meanwhile (`restart n1` after `kill all`).
+    let mut still: Vec<usize> = in_force(lab)?
+        .into_iter()
+        .filter(|g| g.kind == f.kind)
+        .flat_map(|g| g.nodes)
+        .filter(|n| f.nodes.contains(n))
+        .collect();
+    still.sort_unstable();
+    still.dedup();
+    if still.is_empty() {
+        return Ok(());
     }
+    let f = &InForce {
+        nodes: still,
+        ..f.clone()
+    };
     events::append(&lab.dir(), f.kind.ending, &f.target)?;
     undo(f, lab, db).await?;
     events::append(&lab.dir(), f.kind.ended, &f.target)?;

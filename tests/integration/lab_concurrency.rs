@@ -131,7 +131,8 @@ fn concurrent_commands_on_one_lab_take_turns() {
 }
 
 /// A scenario that kills the same node twice (restarting it in between) plays to the end:
-/// each fault is judged against the lab as it is then, not as it was at the start.
+/// each fault is judged against the lab as it is then, not as it was at the start; and
+/// `kill all` is undone by `heal` on every node.
 #[test]
 fn a_node_can_be_killed_twice_in_one_scenario() {
     require_lab("etcd", "etcd-server");
@@ -159,6 +160,14 @@ faults = ["kill n2"]
 name = "after"
 duration = "4s"
 faults = ["heal"]
+[[phase]]
+name = "all killed"
+duration = "3s"
+faults = ["kill all"]
+[[phase]]
+name = "all back"
+duration = "6s"
+faults = ["heal"]
 "#,
     )
     .unwrap();
@@ -173,6 +182,20 @@ faults = ["heal"]
         .filter(|l| l.starts_with("F ") && l.ends_with(" restarted n2"))
         .count();
     assert_eq!((killed, restarted), (2, 2), "both kills and both restarts");
+    for verb in ["killed", "restarted"] {
+        assert!(
+            record
+                .lines()
+                .any(|l| l.starts_with("F ") && l.ends_with(&format!(" {verb} n1 n2 n3"))),
+            "kill all, then heal restarts all three: {verb}"
+        );
+    }
+    r.assert_serving(
+        r.last_second() - 2,
+        r.last_second() + 1,
+        &[true; 3],
+        "all serve again",
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&r.out);
 }
