@@ -153,12 +153,20 @@ fn up_watch_isolate_rejoin_down() {
             r.render()
         );
     }
-    let last = t.rows().last().unwrap();
-    assert!(
-        last.ok.iter().all(|n| *n > 0),
-        "all serve after the rejoin: {}",
-        last.render()
-    );
+    // n2's return can start an election (etcd 3.4 runs without pre-vote), so any one second
+    // after the rejoin may show every node failing; what must hold is that each node
+    // completes increments again in the 6 s before the watch stops.
+    let rejoined = marker_row(&t, "rejoined");
+    let after: Vec<_> = t.rows().filter(|r| r.second >= rejoined).collect();
+    for node in 0..3 {
+        let done: u32 = after.iter().map(|r| r.ok[node]).sum();
+        assert!(
+            done > 0,
+            "n{} serves again after the rejoin: {}",
+            node + 1,
+            after.iter().map(|r| r.render()).collect::<Vec<_>>().join(" / ")
+        );
+    }
 
     // The other faults from the command line, and `heal` undoing whatever is in force.
     let (code, stdout, stderr) = run(&["kill", "n3", "--lab", &lab]);
