@@ -110,6 +110,8 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
                         outcome: Outcome::Unknown,
                         value: None,
                         error: Some("timed out after 1s".into()),
+                        attempt: None,
+                        revision: None,
                         served_by: None,
                     }))?;
                     ops += 1;
@@ -135,6 +137,10 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
                 outcome: Outcome::Ok,
                 value: v,
                 error: None,
+                // As the workload numbers them: every write a new attempt, every read the
+                // attempt it saw (here each value's own, as no write fails).
+                attempt: u64::try_from(*value).ok().filter(|a| *a > 0),
+                revision: None,
                 served_by: None,
             }))?;
             ops += 1;

@@ -8,7 +8,7 @@ use perseus::fault::Action;
 use perseus::lab::{self, process, LabState};
 use perseus::spec::{Spec, Target};
 use perseus::watch::Watch;
-use perseus::workload::{ReadFrom, Settings};
+use perseus::workload::{ReadFrom, Settings, WriteMode};
 use perseus::{analysis, report, Error};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -336,7 +336,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub skip_warmup: bool,
     #[command(flatten)]
-    pub observe: ObserveArgs,
+    pub workload: WorkloadArgs,
     /// Faults and timing from a scenario: a built-in name (perseus list scenarios) or a
     /// TOML file; replaces --isolate, --before, --during and --after
     #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["isolate", "before", "during", "after"])]
@@ -352,7 +352,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Clone)]
-pub struct ObserveArgs {
+pub struct WorkloadArgs {
     /// Add an observer per node: a read-only client that reads every node's key through
     /// that node, so the correctness checks catch stale reads
     #[arg(long)]
@@ -362,10 +362,16 @@ pub struct ObserveArgs {
     /// --observers
     #[arg(long, value_enum, value_name = "HOW")]
     pub read_from: Option<ReadFrom>,
+    /// How each writer writes its incremented value back: blind (set it, as the seed did)
+    /// or cas (compare-and-set: only if the key still holds what was read; a failed compare
+    /// counts as an error, and a timed-out write can no longer land late over newer ones)
+    /// [default: blind]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub write: Option<WriteMode>,
 }
 
 /// The observers the flags ask for.
-fn observers(o: ObserveArgs) -> Option<ReadFrom> {
+fn observers(o: &WorkloadArgs) -> Option<ReadFrom> {
     match (o.observers, o.read_from) {
         (_, Some(how)) => Some(how),
         (true, None) => Some(ReadFrom::Linearizable),
@@ -435,7 +441,7 @@ pub struct WatchArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
-    pub observe: ObserveArgs,
+    pub workload: WorkloadArgs,
 }
 
 #[derive(Args)]
@@ -537,8 +543,11 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     if a.skip_warmup {
         spec.skip_warmup = true;
     }
-    if let Some(o) = observers(a.observe) {
+    if let Some(o) = observers(&a.workload) {
         spec.observers = Some(o);
+    }
+    if let Some(w) = a.workload.write {
+        spec.write = w;
     }
     if let Some(name) = &a.scenario {
         spec.scenario = Some(perseus::scenario::Scenario::load(name, Some(spec.nodes))?);
@@ -586,8 +595,11 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
             *field = v;
         }
     }
-    if let Some(o) = observers(a.observe.clone()) {
+    if let Some(o) = observers(&a.workload) {
         spec.observers = Some(o);
+    }
+    if let Some(w) = a.workload.write {
+        spec.write = w;
     }
     if let Some(name) = &a.scenario {
         // Node names are the cluster's: checked against it before anything starts.
@@ -869,7 +881,8 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
     let version = db.health(&state.layout()).await.version;
     let settings = Settings {
         timeout: a.timeout,
-        observers: observers(a.observe),
+        observers: observers(&a.workload),
+        write: a.workload.write.unwrap_or_default(),
         ..Settings::default()
     };
     let w = Watch::start(
@@ -902,7 +915,8 @@ async fn watch_cluster(
     });
     let settings = Settings {
         timeout: a.timeout,
-        observers: observers(a.observe),
+        observers: observers(&a.workload),
+        write: a.workload.write.unwrap_or_default(),
         ..Settings::default()
     };
     say(format!(

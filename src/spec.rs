@@ -128,6 +128,8 @@ pub struct Spec {
     /// Observers (one per node, reading every key through that node) and how they read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observers: Option<crate::workload::ReadFrom>,
+    /// How writers write: blindly (the seed's way) or by compare-and-set.
+    pub write: crate::workload::WriteMode,
     /// Where the user keeps binaries that no package installs (e.g. TiDB's from TiUP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bin_dir: Option<std::path::PathBuf>,
@@ -146,22 +148,24 @@ impl Default for Spec {
             scenario: None,
             seed: 0,
             observers: None,
+            write: crate::workload::WriteMode::Blind,
             bin_dir: None,
         }
     }
 }
 
 impl Spec {
-    /// The scenario this spec runs: its own, or the seed's built from `timeline`.
     /// How the workload's clients behave in a run of this spec.
     pub fn settings(&self) -> crate::workload::Settings {
         crate::workload::Settings {
             timeout: self.request_timeout,
             observers: self.observers,
+            write: self.write,
             ..crate::workload::Settings::default()
         }
     }
 
+    /// The scenario this spec runs: its own, or the seed's built from `timeline`.
     pub fn scenario(&self) -> crate::scenario::Scenario {
         self.scenario
             .clone()

@@ -87,7 +87,7 @@ proptest! {
 
     #[test]
     fn operations_written_read_back_as_they_were(ops in proptest::collection::vec(
-        (0usize..3, proptest::option::of(0usize..3), any::<bool>(), 0u64..u64::MAX / 4, 0u64..u64::MAX / 4, 0u8..3, proptest::option::of(any::<i64>()), proptest::option::of("[ -~]{1,20}"), proptest::option::of(0usize..3)),
+        (0usize..3, proptest::option::of(0usize..3), any::<bool>(), 0u64..u64::MAX / 4, 0u64..u64::MAX / 4, 0u8..3, proptest::option::of(any::<i64>()), proptest::option::of("[ -~]{1,20}"), proptest::option::of(0usize..3), proptest::option::of(0u64..u64::MAX / 2), proptest::option::of(any::<i64>())),
         1..30,
     )) {
         let dir = scratch("roundtrip");
@@ -96,7 +96,7 @@ proptest! {
         let mut written = Vec::new();
         // Start times in order, each within a second of the one before (as a record's are).
         let mut t = 0u64;
-        for (node, key, write, step, duration, outcome, value, error, served_by) in ops {
+        for (node, key, write, step, duration, outcome, value, error, served_by, attempt, revision) in ops {
             t += step % 1_000_000;
             let op = Op {
                 node,
@@ -107,6 +107,9 @@ proptest! {
                 outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][outcome as usize],
                 value,
                 error: error.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()),
+                // An attempt is written with a value, never alone.
+                attempt: value.and(attempt),
+                revision,
                 served_by,
             };
             w.write(&Event::Op(op.clone())).unwrap();
@@ -392,6 +395,8 @@ fn inputs_that_once_panicked_are_errors_or_values() {
             outcome: Outcome::Ok,
             value: Some(v),
             error: None,
+            attempt: None,
+            revision: None,
             served_by: None,
         }))
         .unwrap();

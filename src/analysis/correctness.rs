@@ -1,29 +1,42 @@
-//! Correctness from the record alone: lost acknowledged writes and stale reads.
+//! Correctness from the record alone: lost acknowledged writes, and what each anomalous
+//! read was.
 //!
 //! Each key has one writer (its node's client), whose writes set values 1, 2, 3, … in
-//! order. What is checked, for every key:
-//! - **stale read**: a successful read must return at least the value of the last write to
-//!   that key acknowledged *before the read began* (an absent key counts as 0). This covers
-//!   the writer's own reads (a lost update) and any observer's reads (a stale read).
-//! - after the run, once every fault is healed, every node reads every key once (the
-//!   *final reads*, after the `final-reads` mark):
-//!   - **lost write**: a final value below the last acknowledged write;
-//!   - **phantom value**: a final value above the highest value any write tried to set
-//!     (acknowledged or unknown) — a value nobody wrote.
+//! order, each tagged with the number of its write attempt (unique per key), so a read
+//! names the exact write it returned. For every key, a successful read must return the last
+//! write acknowledged *before the read began*, or a later one (an absent key counts as 0).
+//! A read that returns an older write is one of:
+//! - **stale read**: an older *acknowledged* write (or, in a record without attempt numbers,
+//!   a lower value): the database served old data. This covers the writer's own reads (its
+//!   increments then start again from old data) and any observer's.
+//! - **late write**: the write of an attempt that had timed out (`unknown`) before the
+//!   acknowledged one was even sent. Legal under linearizability (a timed-out write may
+//!   take effect at any later time), but for a read → increment → write client it is a lost
+//!   update: the acknowledged increments it overwrote are lost. Where the database stamps
+//!   changes (etcd's revision), a read whose stamp is *older* than the acknowledged write's
+//!   is a stale read instead: the timed-out write had landed in time, and the read is old.
+//! - **phantom**: a write that definitely failed, or, in the final reads, a value or
+//!   attempt no write ever carried.
+//!
+//! After the run, once every fault is healed, every node reads every key once (the *final
+//! reads*, after the `final-reads` mark). A final value older than the last acknowledged
+//! write is a **lost write** (or a late write, as above).
 //!
 //! **Lost acknowledged writes** are counted, not only flagged: every time the key's writer
 //! (or a final read) sees the value drop below acknowledged values, each acknowledged
-//! increment above what it saw is lost, once. The writer then goes on from the lower value,
-//! re-writing the same numbers; those count afresh and do not hide the loss. Observers'
-//! reads count as stale reads, not as losses: a later read may still see the value.
+//! increment above what it saw is lost, once, and counted under the kind of the read that
+//! found it. The writer then goes on from the lower value, re-writing the same numbers;
+//! those count afresh and do not hide the loss. Observers' reads count as stale reads, not
+//! as losses: a later read may still see the value.
 //!
-//! An unknown write (timed out) may or may not have happened: it never makes a read stale
-//! and it raises the upper bound of the final value. Reads that failed or timed out check
-//! nothing. Not checked: reads that took longer than [`HORIZON_US`], ordering between
-//! different keys, and anything about failed reads.
+//! An unknown write may or may not have happened: it never makes a later read stale and it
+//! raises the upper bound of the final value. Reads that failed or timed out check nothing.
+//! Not checked: reads that took longer than [`HORIZON_US`], ordering between different keys,
+//! and anything about failed reads.
 //!
-//! The checker keeps only the last [`HORIZON_US`] of acknowledged writes per key, so its
-//! memory does not grow with the length of a run.
+//! The checker keeps the last [`HORIZON_US`] of writes per key, and the attempt numbers of
+//! timed-out writes (one per timeout), so its memory does not grow with the run's length at
+//! a steady rate.
 
 use super::Phase;
 use crate::record::{Kind, Op, Outcome};
@@ -35,18 +48,56 @@ use std::collections::{BTreeMap, VecDeque};
 pub const HORIZON_US: u64 = 60_000_000;
 /// The mark that precedes the final reads in a record.
 pub const FINAL_READS_MARK: &str = "final-reads";
-/// How many violations are kept with their details, per phase.
+/// How many anomalies (and losses) are kept with their details, per phase.
 pub const EXAMPLES: usize = 10;
 
+/// What an anomalous read was (see the module's documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ViolationKind {
     StaleRead,
+    LateWrite,
     LostWrite,
-    PhantomValue,
+    Phantom,
 }
 
-/// One violation, with the operations involved.
+impl ViolationKind {
+    pub const ALL: [ViolationKind; 4] = [
+        ViolationKind::StaleRead,
+        ViolationKind::LateWrite,
+        ViolationKind::LostWrite,
+        ViolationKind::Phantom,
+    ];
+
+    /// Whether it breaks the database's own guarantee (a late write does not).
+    pub fn is_violation(self) -> bool {
+        self != ViolationKind::LateWrite
+    }
+
+    /// Its name in prose: `stale read`.
+    pub fn words(self) -> &'static str {
+        match self {
+            ViolationKind::StaleRead => "stale read",
+            ViolationKind::LateWrite => "late write",
+            ViolationKind::LostWrite => "lost write",
+            ViolationKind::Phantom => "phantom",
+        }
+    }
+}
+
+/// One write, as a read is judged against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WriteRef {
+    pub value: i64,
+    /// Its attempt number, where the record has them.
+    pub attempt: Option<u64>,
+    pub start_us: u64,
+    pub end_us: u64,
+    /// The database's stamp of the change, where it has one.
+    pub revision: Option<i64>,
+}
+
+/// One anomalous read, with the writes involved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
     pub kind: ViolationKind,
@@ -61,9 +112,15 @@ pub struct Violation {
     pub read_end_us: u64,
     /// What the read returned (`None`: key absent).
     pub read_value: Option<i64>,
-    /// The acknowledged write the read should have seen: (value, end).
-    pub acknowledged: Option<(i64, u64)>,
-    /// The highest value any write tried to set (for a phantom value).
+    /// The attempt it returned, where the record has it.
+    pub read_attempt: Option<u64>,
+    /// The stamp of the change it returned, where the database has one.
+    pub read_revision: Option<i64>,
+    /// The acknowledged write the read should have seen (or a later one).
+    pub acknowledged: Option<WriteRef>,
+    /// For a late write: the timed-out attempt whose value the read returned.
+    pub late: Option<WriteRef>,
+    /// The highest value any write tried to set (for a phantom).
     pub highest_attempted: Option<i64>,
 }
 
@@ -78,6 +135,9 @@ pub struct Loss {
     pub reader: usize,
     /// Whether it was a final read (else the key's writer's own read).
     pub final_read: bool,
+    /// What the read that found the loss was: a stale read (the database went back to
+    /// older data), a late write (a timed-out write overwrote newer ones) or a lost write.
+    pub kind: ViolationKind,
     pub read_start_us: u64,
     pub read_end_us: u64,
     /// What the read returned (an absent key counts as 0).
@@ -93,19 +153,22 @@ pub struct Loss {
 pub struct Correctness {
     pub reads_checked: u64,
     pub final_reads: u64,
+    /// Anomalies that break the database's own guarantee: every kind but late writes.
     pub violations: u64,
-    /// Every kind, zeros included.
+    /// Anomalies by kind, every kind, zeros included.
     pub by_kind: BTreeMap<ViolationKind, u64>,
-    /// Violations by the node the read went through, then by phase.
+    /// Violations (not late writes) by the node the read went through, then by phase.
     pub by_reader: Vec<BTreeMap<Phase, u64>>,
-    /// Violations by the second (row of the table) in which the read ended.
+    /// Violations (not late writes) by the second (row of the table) in which the read ended.
     pub by_second: BTreeMap<u64, u64>,
-    /// The first [`EXAMPLES`] violations of each phase.
+    /// The first [`EXAMPLES`] anomalies of each phase.
     pub examples: Vec<Violation>,
     /// Acknowledged writes lost, in all (see [`Loss`]).
     pub lost_acknowledged_writes: u64,
     /// The same by key (the node whose key it is).
     pub lost_by_key: Vec<u64>,
+    /// The same by the kind of read that found them, every kind included.
+    pub lost_by_kind: BTreeMap<ViolationKind, u64>,
     /// The same by phase, every phase included.
     pub lost_by_phase: BTreeMap<Phase, u64>,
     /// The same by the second (row of the table) in which the read that found it ended.
@@ -156,43 +219,142 @@ impl Present {
     }
 }
 
+/// What the record says of one write attempt, as a read that returned it is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptStatus {
+    /// Before the record's first write of the key: a value from before the run.
+    Before,
+    Acknowledged,
+    /// It timed out: it may take effect at any time.
+    Unknown(WriteRef),
+    /// It definitely failed.
+    Failed,
+    /// No write of the record carried it (yet: a read can end before a write in flight).
+    NotYet,
+}
+
 #[derive(Debug, Default, Clone)]
 struct KeyState {
-    /// Acknowledged writes of the last horizon: (end, value), in end order.
-    recent: VecDeque<(u64, i64)>,
+    /// Acknowledged writes of the last horizon, in end order.
+    recent: VecDeque<WriteRef>,
     /// The last acknowledged write older than the horizon.
-    baseline: Option<(u64, i64)>,
+    baseline: Option<WriteRef>,
     highest_attempted: Option<i64>,
+    /// The lowest and highest attempt numbers the key's writes carried.
+    first_attempt: Option<u64>,
+    last_attempt: Option<u64>,
+    /// Writes that timed out, by attempt (whole run: one per timeout).
+    unknown: BTreeMap<u64, WriteRef>,
+    /// Attempts that definitely failed in the last horizon: (end, attempt), in order.
+    failed: VecDeque<(u64, u64)>,
     present: Present,
 }
 
 impl KeyState {
     /// The last write acknowledged before `t`.
-    fn acknowledged_before(&self, t: u64) -> Option<(u64, i64)> {
+    fn acknowledged_before(&self, t: u64) -> Option<WriteRef> {
         self.recent
             .iter()
             .rev()
-            .find(|(end, _)| *end < t)
+            .find(|w| w.end_us < t)
             .copied()
             .or(self.baseline)
     }
 
-    fn last_acknowledged(&self) -> Option<(u64, i64)> {
+    fn last_acknowledged(&self) -> Option<WriteRef> {
         self.recent.back().copied().or(self.baseline)
     }
 
     fn prune(&mut self, now: u64) {
-        while let Some(&(end, v)) = self.recent.front() {
-            if end + HORIZON_US >= now {
+        while let Some(&w) = self.recent.front() {
+            if w.end_us.saturating_add(HORIZON_US) >= now {
                 break;
             }
-            self.baseline = Some((end, v));
+            self.baseline = Some(w);
             self.recent.pop_front();
+        }
+        while let Some(&(end, _)) = self.failed.front() {
+            if end.saturating_add(HORIZON_US) >= now {
+                break;
+            }
+            self.failed.pop_front();
+        }
+    }
+
+    /// Notes a write's attempt number.
+    fn attempted(&mut self, op: &Op) {
+        if let Some(a) = op.attempt {
+            self.first_attempt = Some(self.first_attempt.map_or(a, |f| f.min(a)));
+            self.last_attempt = self.last_attempt.max(Some(a));
+            let write = WriteRef::of(op);
+            match op.outcome {
+                Outcome::Unknown => {
+                    self.unknown.insert(a, write);
+                }
+                Outcome::Fail => self.failed.push_back((op.end_us(), a)),
+                Outcome::Ok => {}
+            }
+        }
+    }
+
+    fn status(&self, a: u64) -> AttemptStatus {
+        match (self.first_attempt, self.last_attempt) {
+            (Some(first), Some(last)) if a >= first => {
+                if let Some(w) = self.unknown.get(&a) {
+                    AttemptStatus::Unknown(*w)
+                } else if self.failed.binary_search_by_key(&a, |(_, f)| *f).is_ok() {
+                    AttemptStatus::Failed
+                } else if a > last {
+                    AttemptStatus::NotYet
+                } else {
+                    AttemptStatus::Acknowledged
+                }
+            }
+            _ => AttemptStatus::Before,
+        }
+    }
+
+    /// What a read that returned `op`'s cell was, measured against `due`, the write it
+    /// should have seen (or a later one); `None` if the read is fine.
+    fn judge(&self, op: &Op, due: Option<WriteRef>) -> Option<(ViolationKind, Option<WriteRef>)> {
+        let got = op.value.unwrap_or(0);
+        let status = op.attempt.map(|a| self.status(a));
+        if status == Some(AttemptStatus::Failed) {
+            return Some((ViolationKind::Phantom, None));
+        }
+        let due = due?;
+        let (Some(a), Some(ad)) = (op.attempt, due.attempt) else {
+            // No attempt numbers (an older record, or a value from before the run).
+            return (got < due.value).then_some((ViolationKind::StaleRead, None));
+        };
+        if a >= ad {
+            return None;
+        }
+        match status {
+            Some(AttemptStatus::Unknown(late)) => match (op.revision, due.revision) {
+                // The change read is older than the acknowledged write: the timed-out
+                // write had landed before it, and this read is old.
+                (Some(r), Some(rd)) if r < rd => Some((ViolationKind::StaleRead, Some(late))),
+                _ => Some((ViolationKind::LateWrite, Some(late))),
+            },
+            _ => Some((ViolationKind::StaleRead, None)),
         }
     }
 }
 
-/// Follows the operations of a record (in record order) and collects violations.
+impl WriteRef {
+    fn of(op: &Op) -> WriteRef {
+        WriteRef {
+            value: op.value.unwrap_or(0),
+            attempt: op.attempt,
+            start_us: op.start_us,
+            end_us: op.end_us(),
+            revision: op.revision,
+        }
+    }
+}
+
+/// Follows the operations of a record (in record order) and collects anomalies and losses.
 #[derive(Debug, Clone)]
 pub struct Checker {
     keys: Vec<KeyState>,
@@ -202,15 +364,13 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(nodes: usize) -> Self {
-        use ViolationKind::*;
+        let kinds = || ViolationKind::ALL.into_iter().map(|k| (k, 0)).collect();
         Checker {
             keys: vec![KeyState::default(); nodes],
             finals: false,
             result: Correctness {
-                by_kind: [StaleRead, LostWrite, PhantomValue]
-                    .into_iter()
-                    .map(|k| (k, 0))
-                    .collect(),
+                by_kind: kinds(),
+                lost_by_kind: kinds(),
                 by_reader: vec![BTreeMap::new(); nodes],
                 lost_by_key: vec![0; nodes],
                 lost_by_phase: [Phase::Before, Phase::During, Phase::After]
@@ -231,44 +391,109 @@ impl Checker {
     pub fn op(&mut self, op: &Op, phase: Phase) {
         let k = op.key_owner();
         let key = &mut self.keys[k];
+        if op.kind == Kind::Write {
+            key.attempted(op);
+        }
         match (op.kind, op.outcome) {
             (Kind::Write, Outcome::Ok) => {
                 if let Some(v) = op.value {
-                    key.recent.push_back((op.end_us(), v));
+                    key.recent.push_back(WriteRef::of(op));
                     key.highest_attempted = key.highest_attempted.max(Some(v));
                     let highest = key.present.highest();
                     let lost = key.present.acknowledge(v);
                     if lost > 0 {
                         // A blind write below acknowledged values: they are overwritten.
                         let got = v.saturating_sub(1);
-                        self.loss(op, phase, got, highest.unwrap_or(got), lost);
+                        let kind = ViolationKind::LostWrite;
+                        self.loss(op, phase, kind, got, highest.unwrap_or(got), lost);
                     }
                 }
             }
-            (Kind::Read, Outcome::Ok) if op.is_writer() || self.finals => {
-                let got = op.value.unwrap_or(0);
-                let highest = key.present.highest();
-                let lost = key.present.keep_up_to(got);
-                if lost > 0 {
-                    self.loss(op, phase, got, highest.unwrap_or(got), lost);
-                }
-                self.judge_read(op, phase);
-            }
+            (Kind::Read, Outcome::Ok) if op.duration_us <= HORIZON_US => self.read(op, phase),
             (Kind::Write, Outcome::Unknown) => {
                 key.highest_attempted = key.highest_attempted.max(op.value);
             }
-            (Kind::Read, Outcome::Ok) => self.judge_read(op, phase),
             _ => {}
         }
         self.keys[k].prune(op.end_us());
     }
 
+    /// Judges a successful read, and counts the acknowledged writes it finds gone.
+    fn read(&mut self, op: &Op, phase: Phase) {
+        let k = op.key_owner();
+        let key = &self.keys[k];
+        let got = op.value.unwrap_or(0);
+        let (found, due) = if self.finals {
+            self.result.final_reads += 1;
+            let last = key.last_acknowledged();
+            let mut found = key.judge(op, last).map(|(kind, late)| match kind {
+                ViolationKind::StaleRead => (ViolationKind::LostWrite, late),
+                other => (other, late),
+            });
+            let phantom = match op.attempt.map(|a| key.status(a)) {
+                Some(AttemptStatus::NotYet) => true,
+                Some(_) => false,
+                None => got > key.highest_attempted.unwrap_or(0),
+            };
+            if phantom && found.is_none() {
+                found = Some((ViolationKind::Phantom, None));
+            }
+            (found, last)
+        } else {
+            self.result.reads_checked += 1;
+            let due = key.acknowledged_before(op.start_us);
+            (key.judge(op, due), due)
+        };
+        if op.is_writer() || self.finals {
+            let key = &mut self.keys[k];
+            let highest = key.present.highest();
+            let lost = key.present.keep_up_to(got);
+            if lost > 0 {
+                let kind = match found {
+                    Some((kind, _)) if kind != ViolationKind::Phantom => kind,
+                    _ if self.finals => ViolationKind::LostWrite,
+                    _ => ViolationKind::StaleRead,
+                };
+                self.loss(op, phase, kind, got, highest.unwrap_or(got), lost);
+            }
+        }
+        if let Some((kind, late)) = found {
+            let key = &self.keys[k];
+            self.violation(Violation {
+                kind,
+                phase,
+                key: k,
+                reader: op.node,
+                by_writer: op.is_writer(),
+                read_start_us: op.start_us,
+                read_end_us: op.end_us(),
+                read_value: op.value,
+                read_attempt: op.attempt,
+                read_revision: op.revision,
+                acknowledged: due,
+                late,
+                highest_attempted: (kind == ViolationKind::Phantom)
+                    .then_some(key.highest_attempted)
+                    .flatten(),
+            });
+        }
+    }
+
     /// Records acknowledged increments found gone by `op`, which saw `got`.
-    fn loss(&mut self, op: &Op, phase: Phase, got: i64, highest: i64, lost: u64) {
+    fn loss(
+        &mut self,
+        op: &Op,
+        phase: Phase,
+        kind: ViolationKind,
+        got: i64,
+        highest: i64,
+        lost: u64,
+    ) {
         let r = &mut self.result;
         r.lost_acknowledged_writes = r.lost_acknowledged_writes.saturating_add(lost);
         let k = op.key_owner();
         r.lost_by_key[k] = r.lost_by_key[k].saturating_add(lost);
+        *r.lost_by_kind.entry(kind).or_default() += lost;
         *r.lost_by_phase.entry(phase).or_default() += lost;
         *r.lost_by_second
             .entry(op.end_us() / 1_000_000 + 1)
@@ -279,6 +504,7 @@ impl Checker {
                 key: k,
                 reader: op.node,
                 final_read: self.finals,
+                kind,
                 read_start_us: op.start_us,
                 read_end_us: op.end_us(),
                 read_value: got,
@@ -288,58 +514,17 @@ impl Checker {
         }
     }
 
-    /// Judges a successful read for stale reads, lost writes and phantom values.
-    fn judge_read(&mut self, op: &Op, phase: Phase) {
-        let k = op.key_owner();
-        let key = &self.keys[k];
-        match (op.kind, op.outcome) {
-            (Kind::Read, Outcome::Ok) if op.duration_us <= HORIZON_US => {
-                let got = op.value.unwrap_or(0);
-                let mut found = Vec::new();
-                if self.finals {
-                    self.result.final_reads += 1;
-                    let last = key.last_acknowledged();
-                    if last.is_some_and(|(_, v)| got < v) {
-                        found.push((ViolationKind::LostWrite, last, None));
-                    }
-                    if got > key.highest_attempted.unwrap_or(0) {
-                        found.push((ViolationKind::PhantomValue, None, key.highest_attempted));
-                    }
-                } else {
-                    self.result.reads_checked += 1;
-                    let due = key.acknowledged_before(op.start_us);
-                    if due.is_some_and(|(_, v)| got < v) {
-                        found.push((ViolationKind::StaleRead, due, None));
-                    }
-                }
-                for (kind, ack, highest) in found {
-                    self.violation(Violation {
-                        kind,
-                        phase,
-                        key: k,
-                        reader: op.node,
-                        by_writer: op.is_writer(),
-                        read_start_us: op.start_us,
-                        read_end_us: op.end_us(),
-                        read_value: op.value,
-                        acknowledged: ack.map(|(end, v)| (v, end)),
-                        highest_attempted: highest,
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-
     fn violation(&mut self, v: Violation) {
-        self.result.violations += 1;
         *self.result.by_kind.entry(v.kind).or_default() += 1;
-        *self.result.by_reader[v.reader].entry(v.phase).or_default() += 1;
-        *self
-            .result
-            .by_second
-            .entry(v.read_end_us / 1_000_000 + 1)
-            .or_default() += 1;
+        if v.kind.is_violation() {
+            self.result.violations += 1;
+            *self.result.by_reader[v.reader].entry(v.phase).or_default() += 1;
+            *self
+                .result
+                .by_second
+                .entry(v.read_end_us / 1_000_000 + 1)
+                .or_default() += 1;
+        }
         if self
             .result
             .examples
@@ -357,10 +542,15 @@ impl Checker {
     }
 }
 
-/// One line per violation, for the terminal.
+/// One line per anomaly, for the terminal.
 pub fn describe(v: &Violation, nodes: &[String]) -> String {
     let at = |us: u64| format!("{:.3} s", us as f64 / 1e6);
-    let value = |v: Option<i64>| v.map_or("nothing".to_string(), |v| v.to_string());
+    let cell = |value: Option<i64>, attempt: Option<u64>| match (value, attempt) {
+        (None, _) => "nothing".to_string(),
+        (Some(v), Some(a)) => format!("{v} (attempt {a})"),
+        (Some(v), None) => v.to_string(),
+    };
+    let rev = |r: Option<i64>| r.map(|r| format!(", revision {r}")).unwrap_or_default();
     let who = if v.by_writer {
         "its writer"
     } else {
@@ -372,30 +562,61 @@ pub fn describe(v: &Violation, nodes: &[String]) -> String {
         Phase::After => "after the fault",
     };
     let read = format!(
-        "{who} read {}'s key through {} [{} – {}] and got {}",
+        "{who} read {}'s key through {} [{} – {}] and got {}{}",
         nodes[v.key],
         nodes[v.reader],
         at(v.read_start_us),
         at(v.read_end_us),
-        value(v.read_value)
+        cell(v.read_value, v.read_attempt),
+        rev(v.read_revision)
     );
+    let acked = v
+        .acknowledged
+        .map(|w| {
+            format!(
+                "the write of {}{} was acknowledged at {}",
+                cell(Some(w.value), w.attempt),
+                rev(w.revision),
+                at(w.end_us)
+            )
+        })
+        .unwrap_or_default();
+    let timed_out = v
+        .late
+        .map(|w| {
+            format!(
+                "attempt {} had timed out at {}",
+                w.attempt.unwrap_or(0),
+                at(w.end_us)
+            )
+        })
+        .unwrap_or_default();
     match v.kind {
+        ViolationKind::StaleRead if v.late.is_some() => format!(
+            "stale read {phase}: {read}, but {acked}; {timed_out}, and its revision shows it landed before"
+        ),
         ViolationKind::StaleRead | ViolationKind::LostWrite => {
-            let (w, end) = v.acknowledged.unwrap_or((0, 0));
-            let kind = if v.kind == ViolationKind::StaleRead {
-                "stale read"
-            } else {
-                "lost write"
+            format!("{} {phase}: {read}, but {acked}", v.kind.words())
+        }
+        ViolationKind::LateWrite => {
+            let evidence = match (v.read_revision, v.acknowledged.and_then(|w| w.revision)) {
+                (Some(r), Some(rd)) => format!(
+                    " (revision {r} is newer than {rd}: it landed after)"
+                ),
+                _ => String::new(),
             };
             format!(
-                "{kind} {phase}: {read}, but the write of {w} was acknowledged at {}",
-                at(end)
+                "late write {phase}: {read}; {timed_out} before {acked}, and took effect later{evidence}"
             )
         }
-        ViolationKind::PhantomValue => format!(
-            "phantom value {phase}: {read}, above any value written ({})",
-            value(v.highest_attempted)
-        ),
+        ViolationKind::Phantom => match v.read_attempt {
+            Some(a) => format!("phantom {phase}: {read}, but attempt {a} failed or was never made"),
+            None => format!(
+                "phantom {phase}: {read}, above any value written ({})",
+                v.highest_attempted
+                    .map_or("nothing".to_string(), |h| h.to_string())
+            ),
+        },
     }
 }
 
@@ -421,6 +642,8 @@ mod tests {
             outcome,
             value,
             error: None,
+            attempt: None,
+            revision: None,
             served_by: None,
         }
     }
@@ -458,9 +681,10 @@ mod tests {
         assert_eq!(r.violations, 1);
         let v = &r.examples[0];
         assert_eq!(
-            (v.kind, v.key, v.reader, v.read_value, v.acknowledged),
-            (ViolationKind::StaleRead, 0, 1, Some(1), Some((2, 30)))
+            (v.kind, v.key, v.reader, v.read_value),
+            (ViolationKind::StaleRead, 0, 1, Some(1))
         );
+        assert_eq!(v.acknowledged.map(|w| (w.value, w.end_us)), Some((2, 30)));
         assert_eq!(r.by_reader[1].get(&Phase::Before), Some(&1));
         assert_eq!(
             r.by_second.get(&1),
@@ -520,7 +744,7 @@ mod tests {
             &[observe(1, 100, 110, Some(1)), observe(2, 100, 110, Some(4))],
         );
         assert_eq!(r.by_kind.get(&ViolationKind::LostWrite), Some(&1));
-        assert_eq!(r.by_kind.get(&ViolationKind::PhantomValue), Some(&1));
+        assert_eq!(r.by_kind.get(&ViolationKind::Phantom), Some(&1));
         let r = check(
             &history,
             &[observe(1, 100, 110, Some(3)), observe(2, 100, 110, Some(2))],
@@ -619,7 +843,7 @@ mod tests {
         assert_eq!(r.by_kind.get(&ViolationKind::StaleRead), Some(&1));
         assert_eq!(r.lost_acknowledged_writes, 0);
         assert_eq!(
-            r.by_kind.get(&ViolationKind::PhantomValue),
+            r.by_kind.get(&ViolationKind::Phantom),
             Some(&0),
             "every kind is listed, zeros included"
         );
@@ -659,5 +883,141 @@ mod tests {
         ];
         let r = check(&ops, &[]);
         assert_eq!(r.lost_acknowledged_writes, 1);
+    }
+
+    /// A write (or read) carrying attempt `a` and revision `rev`.
+    fn tagged(mut o: Op, a: u64, rev: Option<i64>) -> Op {
+        o.attempt = Some(a);
+        o.revision = rev;
+        o
+    }
+
+    /// The writer's loop with attempt numbers equal to the values and revisions 1000 above.
+    fn tagged_increments(from: i64, to: i64, t: u64) -> Vec<Op> {
+        increments(from, to, t)
+            .into_iter()
+            .map(|o| {
+                let v = o.value.unwrap_or(0);
+                let rev = Some(1000 + v);
+                if v == 0 {
+                    o
+                } else {
+                    tagged(o, v as u64, rev)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_timed_out_attempt_read_after_newer_acknowledged_ones_is_a_late_write() {
+        // etcd's case: attempt 101 (value 101) timed out; the writer read 100 again, its
+        // attempt 102 set 101 and was acknowledged, and it went on to 140 (attempt 141);
+        // then attempt 101 landed, at revision 2000, newer than every acknowledged write.
+        let mut ops = tagged_increments(1, 100, 0);
+        ops.push(tagged(
+            w(20_000, 1_020_000, Outcome::Unknown, 101),
+            101,
+            None,
+        ));
+        ops.push(tagged(own_read(1_030_000, 100), 100, Some(1100)));
+        for (i, v) in (101..=140).enumerate() {
+            let t = 1_040_000 + i as u64 * 100;
+            if v > 101 {
+                ops.push(tagged(own_read(t, v - 1), v as u64, Some(1001 + v)));
+            }
+            ops.push(tagged(
+                w(t + 10, t + 20, Outcome::Ok, v),
+                v as u64 + 1,
+                Some(1001 + v),
+            ));
+        }
+        ops.push(tagged(own_read(2_000_000, 101), 101, Some(2000)));
+        let r = check(&ops, &[]);
+        assert_eq!(r.by_kind[&ViolationKind::LateWrite], 1);
+        assert_eq!(r.violations, 0, "a late write is legal for the database");
+        assert_eq!(r.lost_acknowledged_writes, 140 - 101);
+        assert_eq!(r.lost_by_kind[&ViolationKind::LateWrite], 39);
+        let v = r
+            .examples
+            .iter()
+            .find(|v| v.kind == ViolationKind::LateWrite)
+            .unwrap();
+        assert_eq!(v.late.and_then(|l| l.attempt), Some(101));
+        let text = describe(v, &["n1".into(), "n2".into(), "n3".into()]);
+        assert!(
+            text.starts_with("late write before the fault: its writer read n1's key")
+                && text.contains("attempt 101 had timed out")
+                && text.contains("revision 2000 is newer than 1141"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_timed_out_attempt_whose_revision_is_older_than_the_acknowledged_is_a_stale_read() {
+        let mut ops = tagged_increments(1, 10, 0);
+        ops.push(tagged(w(20_000, 1_020_000, Outcome::Unknown, 11), 11, None));
+        ops.push(tagged(own_read(1_030_000, 11), 11, Some(1011)));
+        ops.push(tagged(
+            w(1_030_010, 1_030_020, Outcome::Ok, 12),
+            12,
+            Some(1012),
+        ));
+        // An observer then reads attempt 11 at its own (older) revision: the database
+        // served old data.
+        ops.push(tagged(
+            observe(1, 1_040_000, 1_040_010, Some(11)),
+            11,
+            Some(1011),
+        ));
+        let r = check(&ops, &[]);
+        assert_eq!(
+            (
+                r.by_kind[&ViolationKind::StaleRead],
+                r.by_kind[&ViolationKind::LateWrite]
+            ),
+            (1, 0)
+        );
+        assert_eq!(
+            r.lost_acknowledged_writes, 0,
+            "an observer's read loses nothing"
+        );
+    }
+
+    #[test]
+    fn an_older_acknowledged_attempt_is_a_stale_read_and_its_loss_is_counted_under_it() {
+        let mut ops = tagged_increments(1, 50, 0);
+        ops.push(tagged(own_read(1_000_000, 20), 20, None));
+        let r = check(&ops, &[]);
+        assert_eq!(r.by_kind[&ViolationKind::StaleRead], 1);
+        assert_eq!(r.lost_by_kind[&ViolationKind::StaleRead], 30);
+        assert_eq!(r.losses[0].kind, ViolationKind::StaleRead);
+    }
+
+    #[test]
+    fn a_failed_attempt_that_shows_up_is_a_phantom_and_so_is_an_attempt_never_made() {
+        let mut ops = tagged_increments(1, 5, 0);
+        ops.push(tagged(w(10_000, 10_100, Outcome::Fail, 6), 6, None));
+        ops.push(tagged(observe(1, 10_200, 10_300, Some(6)), 6, None));
+        let r = check(
+            &ops,
+            &[tagged(observe(2, 20_000, 20_010, Some(9)), 9, None)],
+        );
+        assert_eq!(r.by_kind[&ViolationKind::Phantom], 2);
+        assert_eq!(r.violations, 2);
+    }
+
+    #[test]
+    fn a_value_from_before_the_run_is_not_judged_until_the_writer_writes() {
+        // The previous run left 70 (attempt 90); this run's writer goes on from attempt 91.
+        let ops = vec![
+            tagged(observe(1, 0, 10, Some(70)), 90, None),
+            tagged(own_read(20, 70), 90, None),
+            tagged(w(30, 40, Outcome::Ok, 71), 91, None),
+            tagged(observe(2, 50, 60, Some(71)), 91, None),
+        ];
+        let r = check(&ops, &[tagged(observe(2, 100, 110, Some(71)), 91, None)]);
+        assert_eq!((r.violations, r.lost_acknowledged_writes), (0, 0));
+        let stale = check(&ops, &[tagged(observe(2, 100, 110, Some(70)), 90, None)]);
+        assert_eq!(stale.by_kind[&ViolationKind::LostWrite], 1);
     }
 }

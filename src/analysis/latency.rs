@@ -117,6 +117,8 @@ mod tests {
             outcome,
             value: None,
             error: None,
+            attempt: None,
+            revision: None,
             served_by: None,
         }
     }

@@ -101,6 +101,8 @@ mod tests {
             outcome: Outcome::Ok,
             value: Some(1),
             error: None,
+            attempt: None,
+            revision: None,
             served_by: server,
         }
     }

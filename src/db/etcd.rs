@@ -2,7 +2,10 @@
 //! Ready when every member answers and all agree on a leader. The client uses etcd's
 //! default, linearizable reads.
 
-use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use super::{
+    Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
+    COMPARE_FAILED,
+};
 use async_trait::async_trait;
 use etcd_client::{ConnectOptions, Error as EtcdError};
 use std::time::Duration;
@@ -75,25 +78,33 @@ fn describe(e: &EtcdError) -> String {
 
 struct EtcdClient(etcd_client::Client);
 
+fn write_error(e: EtcdError) -> ClientError {
+    ClientError {
+        definite: is_definite(&e),
+        text: describe(&e),
+    }
+}
+
 impl EtcdClient {
     async fn get(
         &mut self,
         key: &str,
         options: Option<etcd_client::GetOptions>,
-    ) -> Result<Option<i64>, ClientError> {
+    ) -> Result<Found, ClientError> {
         let resp = self
             .0
             .get(key, options)
             .await
             .map_err(|e| ClientError::definite(describe(&e)))?;
         match resp.kvs().first() {
-            None => Ok(None),
+            None => Ok(Found::default()),
             Some(kv) => {
                 let text = kv
                     .value_str()
                     .map_err(|e| ClientError::definite(e.to_string()))?;
-                text.parse().map(Some).map_err(|_| {
-                    ClientError::definite(format!("value of {key} is not a number: {text:?}"))
+                Ok(Found {
+                    cell: Some(Cell::parse(key, text)?),
+                    revision: Some(kv.mod_revision()),
                 })
             }
         }
@@ -102,12 +113,12 @@ impl EtcdClient {
 
 #[async_trait]
 impl Client for EtcdClient {
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
         self.get(key, None).await
     }
 
     /// A serializable read: answered from the node's own store, without asking the leader.
-    async fn read_any(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+    async fn read_any(&mut self, key: &str) -> Result<Found, ClientError> {
         self.get(
             key,
             Some(etcd_client::GetOptions::new().with_serializable()),
@@ -115,15 +126,41 @@ impl Client for EtcdClient {
         .await
     }
 
-    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
-        self.0
-            .put(key, value.to_string(), None)
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
+        let resp = self
+            .0
+            .put(key, cell.encode(), None)
             .await
-            .map(|_| ())
-            .map_err(|e| ClientError {
-                definite: is_definite(&e),
-                text: describe(&e),
-            })
+            .map_err(write_error)?;
+        Ok(Written {
+            revision: resp.header().map(|h| h.revision()),
+        })
+    }
+
+    /// One transaction: the put happens only if the key's `mod_revision` is still the one
+    /// read (or the key is still absent).
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError> {
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let compare = match (found.cell, found.revision) {
+            (Some(_), Some(rev)) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            (Some(c), None) => Compare::value(key, CompareOp::Equal, c.encode()),
+            (None, _) => Compare::create_revision(key, CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(key, cell.encode(), None)]);
+        let resp = self.0.txn(txn).await.map_err(write_error)?;
+        if !resp.succeeded() {
+            return Err(ClientError::definite(COMPARE_FAILED));
+        }
+        Ok(Written {
+            revision: resp.header().map(|h| h.revision()),
+        })
     }
 }
 

@@ -165,16 +165,85 @@ impl ClientError {
     }
 }
 
+/// What the workload keeps in a key: the writer's counter and the number of the write
+/// attempt that set it. Attempt numbers are unique per key (see the workload), so a read
+/// names the exact write it returned. Attempt 0: set by something that did not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cell {
+    pub value: i64,
+    pub attempt: u64,
+}
+
+impl Cell {
+    /// The text form for databases that store strings: `value#attempt`.
+    pub fn encode(&self) -> String {
+        format!("{}#{}", self.value, self.attempt)
+    }
+
+    /// Reads the text form back; a bare number (a value an older Perseus wrote) is attempt 0.
+    pub fn decode(text: &str) -> Option<Cell> {
+        let (value, attempt) = match text.split_once('#') {
+            Some((v, a)) => (v, a.parse().ok()?),
+            None => (text, 0),
+        };
+        Some(Cell {
+            value: value.parse().ok()?,
+            attempt,
+        })
+    }
+
+    /// [`Cell::decode`], or a definite client error naming the key.
+    pub fn parse(key: &str, text: &str) -> Result<Cell, ClientError> {
+        Cell::decode(text).ok_or_else(|| {
+            ClientError::definite(format!(
+                "value of {key} is not a Perseus counter: {:?}",
+                text.chars().take(64).collect::<String>()
+            ))
+        })
+    }
+}
+
+/// What a read returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Found {
+    /// `None`: the key is absent.
+    pub cell: Option<Cell>,
+    /// The database's own stamp of the change that last set the key, ordered across the
+    /// whole database (etcd: the key's `mod_revision`; ZooKeeper: its `mzxid`), where it has one.
+    pub revision: Option<i64>,
+}
+
+/// What a successful write returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// The stamp of this change, comparable with [`Found::revision`], where the database has one.
+    pub revision: Option<i64>,
+}
+
+/// The text of a compare-and-set whose compare failed: the key changed since it was read.
+/// A definite failure: nothing was written.
+pub const COMPARE_FAILED: &str = "compare failed: the key changed since it was read";
+
 /// One connection to one node, as the seed's client held.
 #[async_trait]
 pub trait Client: Send {
-    /// The value of `key`, `None` if it is absent.
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError>;
-    /// Sets `key` to `value`.
-    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError>;
+    /// What `key` holds.
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError>;
+    /// Sets `key` to `cell`, whatever it holds (the seed's blind write).
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError>;
+    /// Sets `key` to `cell` only if it still holds `expected` (`None`: only if it is
+    /// absent), as one atomic step of the database; fails definitely with
+    /// [`COMPARE_FAILED`] otherwise. `found` is this client's last read of `key`, for
+    /// databases that compare a version rather than the value.
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError>;
     /// Reads `key` the cheapest way the database offers, which may be stale (etcd: a
     /// serializable read from the node's own store); by default the same as [`Client::read`].
-    async fn read_any(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+    async fn read_any(&mut self, key: &str) -> Result<Found, ClientError> {
         self.read(key).await
     }
     /// The server that answered (or was sent) the last request, for clients that are sent
@@ -257,5 +326,41 @@ pub trait Database: Send + Sync {
     /// The key node `node`'s client increments.
     fn key(&self, layout: &Layout, node: usize) -> String {
         format!("perseus-{}", layout.nodes[node].name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_reads_back_as_written_and_a_bare_number_is_attempt_zero() {
+        let c = Cell {
+            value: -12,
+            attempt: 7,
+        };
+        assert_eq!(c.encode(), "-12#7");
+        assert_eq!(Cell::decode(&c.encode()), Some(c));
+        assert_eq!(
+            Cell::decode("42"),
+            Some(Cell {
+                value: 42,
+                attempt: 0
+            })
+        );
+        for bad in [
+            "",
+            "#",
+            "4#",
+            "#4",
+            "x#1",
+            "1#-1",
+            "1#2#3",
+            "9223372036854775808",
+        ] {
+            assert_eq!(Cell::decode(bad), None, "{bad:?}");
+        }
+        let e = Cell::parse("perseus-n1", "hello").unwrap_err();
+        assert!(e.definite && e.text.contains("perseus-n1"), "{}", e.text);
     }
 }

@@ -1,9 +1,10 @@
-//! The MySQL-protocol client shared by Galera and TiDB: the seed's `perseus.storage` table,
-//! read with SELECT, written with INSERT when the key is missing and UPDATE otherwise.
+//! The MySQL-protocol client shared by Galera and TiDB: a `perseus.counters` table like the
+//! seed's `perseus.storage`, with the write attempt in a column of its own; read with
+//! SELECT, written with INSERT when the key is missing and UPDATE otherwise.
 //! Server errors keep their code first in the text (`1047 WSREP has not yet prepared node
 //! for application use`); a broken connection is `2013 lost connection: …`.
 
-use super::{Client, ClientError, Layout};
+use super::{Cell, Client, ClientError, Found, Layout, Written, COMPARE_FAILED};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
@@ -14,7 +15,8 @@ use std::time::Duration;
 /// Creates the seed's table, idempotently.
 pub const SETUP: [&str; 2] = [
     "CREATE DATABASE IF NOT EXISTS perseus",
-    "CREATE TABLE IF NOT EXISTS perseus.storage (id VARCHAR(64) PRIMARY KEY, value BIGINT)",
+    "CREATE TABLE IF NOT EXISTS perseus.counters \
+     (id VARCHAR(64) PRIMARY KEY, value BIGINT NOT NULL, attempt BIGINT UNSIGNED NOT NULL)",
 ];
 
 /// Opens a connection within `timeout` as `(user, password)`.
@@ -155,35 +157,84 @@ impl MysqlClient {
 
 #[async_trait]
 impl Client for MysqlClient {
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
-        let v: Option<Option<i64>> = self
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
+        let row: Option<(i64, u64)> = self
             .conn
-            .exec_first("SELECT value FROM perseus.storage WHERE id = ?", (key,))
+            .exec_first(
+                "SELECT value, attempt FROM perseus.counters WHERE id = ?",
+                (key,),
+            )
             .await
             .map_err(|e| ClientError::definite(describe(&e)))?;
-        self.found = v.is_some();
-        Ok(v.flatten())
+        self.found = row.is_some();
+        Ok(Found {
+            cell: row.map(|(value, attempt)| Cell { value, attempt }),
+            revision: None,
+        })
     }
 
-    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
         if self.found {
             self.conn
                 .exec_drop(
-                    "UPDATE perseus.storage SET value = ? WHERE id = ?",
-                    (value, key),
+                    "UPDATE perseus.counters SET value = ?, attempt = ? WHERE id = ?",
+                    (cell.value, cell.attempt, key),
                 )
                 .await
-                .map_err(write_error)
+                .map_err(write_error)?;
         } else {
             self.conn
                 .exec_drop(
-                    "INSERT INTO perseus.storage (id, value) VALUES (?, ?)",
-                    (key, value),
+                    "INSERT INTO perseus.counters (id, value, attempt) VALUES (?, ?, ?)",
+                    (key, cell.value, cell.attempt),
                 )
                 .await
                 .map_err(write_error)?;
             self.found = true;
-            Ok(())
         }
+        Ok(Written::default())
+    }
+
+    /// An UPDATE that matches only the row as read (or an INSERT, which fails on a
+    /// duplicate key, when the key was absent).
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError> {
+        match found.cell {
+            Some(old) => {
+                self.conn
+                    .exec_drop(
+                        "UPDATE perseus.counters SET value = ?, attempt = ? \
+                         WHERE id = ? AND value = ? AND attempt = ?",
+                        (cell.value, cell.attempt, key, old.value, old.attempt),
+                    )
+                    .await
+                    .map_err(write_error)?;
+                if self.conn.affected_rows() == 0 {
+                    return Err(ClientError::definite(COMPARE_FAILED));
+                }
+            }
+            None => {
+                let inserted = self
+                    .conn
+                    .exec_drop(
+                        "INSERT INTO perseus.counters (id, value, attempt) VALUES (?, ?, ?)",
+                        (key, cell.value, cell.attempt),
+                    )
+                    .await;
+                match inserted {
+                    // ER_DUP_ENTRY: someone set the key since it was read absent.
+                    Err(mysql_async::Error::Server(e)) if e.code == 1062 => {
+                        return Err(ClientError::definite(COMPARE_FAILED))
+                    }
+                    other => other.map_err(write_error)?,
+                }
+                self.found = true;
+            }
+        }
+        Ok(Written::default())
     }
 }

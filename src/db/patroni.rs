@@ -7,7 +7,10 @@
 //! `target_session_attrs=read-write`, which settles on whichever server accepts writes. The
 //! record notes which server that was.
 
-use super::{etcd, http, Client, ClientError, Database, Health, Layout, ProcessSpec};
+use super::{
+    etcd, http, Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
+    COMPARE_FAILED,
+};
 use crate::error::{Error, Result};
 use crate::lab::process::user_ids;
 use async_trait::async_trait;
@@ -24,7 +27,7 @@ const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 /// The superuser's password where the lab has none of its own (labs made by an older
 /// Perseus); the workload connects as the superuser, with the lab's password.
 const PASSWORD: &str = "perseus";
-const TABLE: &str = "perseus";
+const TABLE: &str = "perseus_counters";
 const PROBE: Duration = Duration::from_millis(800);
 
 pub struct Patroni;
@@ -133,30 +136,79 @@ struct PatroniClient {
 
 #[async_trait]
 impl Client for PatroniClient {
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
         let row = self
             .client
             .query_opt(
-                &format!("SELECT value FROM {TABLE} WHERE key = $1"),
+                &format!("SELECT value, attempt FROM {TABLE} WHERE key = $1"),
                 &[&key],
             )
             .await
             .map_err(client_error)?;
-        Ok(row.map(|r| r.get::<_, i64>(0)))
+        Ok(Found {
+            cell: row.map(|r| Cell {
+                value: r.get::<_, i64>(0),
+                attempt: r.get::<_, i64>(1) as u64,
+            }),
+            revision: None,
+        })
     }
 
-    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
+        let attempt = cell.attempt as i64;
         self.client
             .execute(
                 &format!(
-                    "INSERT INTO {TABLE} (key, value) VALUES ($1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                    "INSERT INTO {TABLE} (key, value, attempt) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                     attempt = excluded.attempt"
                 ),
-                &[&key, &value],
+                &[&key, &cell.value, &attempt],
             )
             .await
-            .map(|_| ())
-            .map_err(client_error)
+            .map_err(client_error)?;
+        Ok(Written::default())
+    }
+
+    /// An UPDATE that matches only the row as read, or, for a key read absent, an INSERT
+    /// that does nothing if the key exists by now.
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError> {
+        let (value, attempt) = (cell.value, cell.attempt as i64);
+        let changed = match found.cell {
+            Some(old) => {
+                let (old_value, old_attempt) = (old.value, old.attempt as i64);
+                self.client
+                    .execute(
+                        &format!(
+                            "UPDATE {TABLE} SET value = $2, attempt = $3 \
+                             WHERE key = $1 AND value = $4 AND attempt = $5"
+                        ),
+                        &[&key, &value, &attempt, &old_value, &old_attempt],
+                    )
+                    .await
+            }
+            None => {
+                self.client
+                    .execute(
+                        &format!(
+                            "INSERT INTO {TABLE} (key, value, attempt) VALUES ($1, $2, $3) \
+                             ON CONFLICT (key) DO NOTHING"
+                        ),
+                        &[&key, &value, &attempt],
+                    )
+                    .await
+            }
+        }
+        .map_err(client_error)?;
+        if changed == 0 {
+            return Err(ClientError::definite(COMPARE_FAILED));
+        }
+        Ok(Written::default())
     }
 
     fn server(&self) -> Option<Ipv4Addr> {
@@ -336,7 +388,8 @@ impl Database for Patroni {
             .await
             .map_err(|e| Error::Invalid(format!("patroni setup: {}", e.text)))?;
         c.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {TABLE} (key text PRIMARY KEY, value bigint NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS {TABLE} \
+             (key text PRIMARY KEY, value bigint NOT NULL, attempt bigint NOT NULL)"
         ))
         .await
         .map_err(|e| Error::Invalid(format!("patroni setup: {}", describe(&e))))

@@ -9,7 +9,10 @@
 //! append-only file with `appendfsync everysec`.
 
 use super::resp::{self, Conn, Reply, RespError};
-use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use super::{
+    Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
+    COMPARE_FAILED,
+};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -215,18 +218,36 @@ impl Client for SentinelClient {
     /// Reads from the primary, following the Sentinel if it moved. Only reads follow: a
     /// read → increment → write cycle writes where it read, so that the first read from a
     /// new primary shows what the old one lost.
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
         let c = self.primary(true).await?;
-        match c.get_i64(key).await {
-            Ok(v) => Ok(v),
+        match c.get_cell(key).await {
+            Ok(cell) => Ok(Found {
+                cell,
+                revision: None,
+            }),
             Err(e) => Err(self.failed(e)),
         }
     }
 
-    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
         let c = self.primary(false).await?;
-        match c.set_i64(key, value).await {
-            Ok(()) => Ok(()),
+        match c.set_cell(key, cell).await {
+            Ok(()) => Ok(Written::default()),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// A server-side script on the primary: sets the key only if it holds what was read.
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError> {
+        let c = self.primary(false).await?;
+        match c.compare_and_set(key, found.cell, cell).await {
+            Ok(true) => Ok(Written::default()),
+            Ok(false) => Err(ClientError::definite(COMPARE_FAILED)),
             Err(e) => Err(self.failed(e)),
         }
     }

@@ -2,6 +2,7 @@
 //! client holds. Used for Redis servers and Sentinels; small enough that the client's own
 //! cost is measurable against `redis-benchmark` (`perseus bench client`).
 
+use super::{Cell, ClientError, Found, Written, COMPARE_FAILED};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
@@ -111,35 +112,63 @@ impl Conn {
     }
 }
 
+/// Sets `KEYS[1]` to `ARGV[2]` only if it holds `ARGV[1]` (an empty `ARGV[1]`: only if it
+/// is absent); 1 if it did, 0 if not. Runs atomically on the server.
+const COMPARE_AND_SET: &str = "local v = redis.call('GET', KEYS[1]) \
+    if (v == false and ARGV[1] == '') or v == ARGV[1] then \
+    redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end";
+
 impl Conn {
-    /// `GET key` as a number; `None` if the key is absent. A value that is not a number
-    /// is [`RespError::Refused`].
-    pub async fn get_i64(&mut self, key: &str) -> Result<Option<i64>, RespError> {
+    /// `GET key` as a Perseus counter; `None` if the key is absent. A value that is not
+    /// one is [`RespError::Refused`].
+    pub async fn get_cell(&mut self, key: &str) -> Result<Option<Cell>, RespError> {
         match self.call(&[b"GET", key.as_bytes()]).await? {
             Reply::Bulk(None) => Ok(None),
             r => {
                 let text = r.text().unwrap_or_default();
-                text.parse().map(Some).map_err(|_| {
-                    RespError::Refused(format!("value of {key} is not a number: {text:?}"))
-                })
+                Cell::parse(key, &text)
+                    .map(Some)
+                    .map_err(|e| RespError::Refused(e.text))
             }
         }
     }
 
-    /// `SET key value`.
-    pub async fn set_i64(&mut self, key: &str, value: i64) -> Result<(), RespError> {
-        self.call(&[b"SET", key.as_bytes(), value.to_string().as_bytes()])
+    /// `SET key cell`.
+    pub async fn set_cell(&mut self, key: &str, cell: Cell) -> Result<(), RespError> {
+        self.call(&[b"SET", key.as_bytes(), cell.encode().as_bytes()])
             .await
             .map(|_| ())
     }
+
+    /// Sets `key` to `cell` if it still holds `expected` (`None`: if it is absent), in one
+    /// server-side script; whether it did.
+    pub async fn compare_and_set(
+        &mut self,
+        key: &str,
+        expected: Option<Cell>,
+        cell: Cell,
+    ) -> Result<bool, RespError> {
+        let expected = expected.map(|c| c.encode()).unwrap_or_default();
+        let reply = self
+            .call(&[
+                b"EVAL",
+                COMPARE_AND_SET.as_bytes(),
+                b"1",
+                key.as_bytes(),
+                expected.as_bytes(),
+                cell.encode().as_bytes(),
+            ])
+            .await?;
+        Ok(matches!(reply, Reply::Integer(1)))
+    }
 }
 
-impl From<RespError> for super::ClientError {
+impl From<RespError> for ClientError {
     /// A refusal certainly did not take effect; a broken connection may have.
     fn from(e: RespError) -> Self {
         match e {
-            RespError::Refused(t) => super::ClientError::definite(t),
-            RespError::Broken(t) => super::ClientError::indefinite(t),
+            RespError::Refused(t) => ClientError::definite(t),
+            RespError::Broken(t) => ClientError::indefinite(t),
         }
     }
 }
@@ -149,12 +178,28 @@ pub struct PlainClient(pub Conn);
 
 #[async_trait::async_trait]
 impl super::Client for PlainClient {
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, super::ClientError> {
-        Ok(self.0.get_i64(key).await?)
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
+        Ok(Found {
+            cell: self.0.get_cell(key).await?,
+            revision: None,
+        })
     }
 
-    async fn write(&mut self, key: &str, value: i64) -> Result<(), super::ClientError> {
-        Ok(self.0.set_i64(key, value).await?)
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
+        self.0.set_cell(key, cell).await?;
+        Ok(Written::default())
+    }
+
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError> {
+        match self.0.compare_and_set(key, found.cell, cell).await? {
+            true => Ok(Written::default()),
+            false => Err(ClientError::definite(COMPARE_FAILED)),
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 //! set, on a znode of its own (`/perseus-n1` …), through a session with its node only.
 //! Ready when every node answers `srvr` as leader or follower and exactly one leads.
 
-use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use super::{
+    Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
+    COMPARE_FAILED,
+};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use std::net::SocketAddr;
@@ -94,14 +97,34 @@ fn client_error(e: zk::Error) -> ClientError {
     }
 }
 
-struct ZkClient(zk::Client);
+struct ZkClient {
+    client: zk::Client,
+    /// The znode version of the last read, by key: what a compare-and-set compares.
+    versions: std::collections::HashMap<String, i32>,
+}
+
+impl ZkClient {
+    async fn create(&mut self, path: &str, cell: Cell) -> Result<zk::Stat, zk::Error> {
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        self.client
+            .create(path, cell.encode().as_bytes(), &options)
+            .await
+            .map(|(stat, _)| stat)
+    }
+}
+
+fn written(stat: zk::Stat) -> Written {
+    Written {
+        revision: Some(stat.mzxid),
+    }
+}
 
 #[async_trait]
 impl Client for ZkClient {
     /// `sync` then get: the value as of the leader's latest commit.
-    async fn read(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
         let path = format!("/{key}");
-        self.0
+        self.client
             .sync(&path)
             .await
             .map_err(|e| ClientError::definite(format!("sync: {e}")))?;
@@ -109,31 +132,63 @@ impl Client for ZkClient {
     }
 
     /// A plain get, answered by the node from its own copy, which may be behind.
-    async fn read_any(&mut self, key: &str) -> Result<Option<i64>, ClientError> {
-        match self.0.get_data(&format!("/{key}")).await {
-            Ok((data, _)) => {
-                let text = String::from_utf8_lossy(&data);
-                text.parse().map(Some).map_err(|_| {
-                    ClientError::definite(format!("value of {key} is not a number: {text:?}"))
+    async fn read_any(&mut self, key: &str) -> Result<Found, ClientError> {
+        match self.client.get_data(&format!("/{key}")).await {
+            Ok((data, stat)) => {
+                let cell = Cell::parse(key, &String::from_utf8_lossy(&data))?;
+                self.versions.insert(key.to_string(), stat.version);
+                Ok(Found {
+                    cell: Some(cell),
+                    revision: Some(stat.mzxid),
                 })
             }
-            Err(zk::Error::NoNode) => Ok(None),
+            Err(zk::Error::NoNode) => {
+                self.versions.remove(key);
+                Ok(Found::default())
+            }
             Err(e) => Err(ClientError::definite(e.to_string())),
         }
     }
 
-    async fn write(&mut self, key: &str, value: i64) -> Result<(), ClientError> {
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
         let path = format!("/{key}");
-        let data = value.to_string();
-        match self.0.set_data(&path, data.as_bytes(), None).await {
-            Ok(_) => Ok(()),
-            Err(zk::Error::NoNode) => {
-                let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-                self.0
-                    .create(&path, data.as_bytes(), &options)
+        match self
+            .client
+            .set_data(&path, cell.encode().as_bytes(), None)
+            .await
+        {
+            Ok(stat) => Ok(written(stat)),
+            Err(zk::Error::NoNode) => self
+                .create(&path, cell)
+                .await
+                .map(written)
+                .map_err(client_error),
+            Err(e) => Err(client_error(e)),
+        }
+    }
+
+    /// `setData` with the znode version of the last read (or `create`, for a key read
+    /// absent): ZooKeeper refuses it if the znode changed since.
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError> {
+        let path = format!("/{key}");
+        let done = match (found.cell, self.versions.get(key)) {
+            (Some(_), Some(&version)) => {
+                self.client
+                    .set_data(&path, cell.encode().as_bytes(), Some(version))
                     .await
-                    .map(|_| ())
-                    .map_err(client_error)
+            }
+            (Some(_), None) => return Err(ClientError::definite(COMPARE_FAILED)),
+            (None, _) => self.create(&path, cell).await,
+        };
+        match done {
+            Ok(stat) => Ok(written(stat)),
+            Err(zk::Error::BadVersion | zk::Error::NoNode | zk::Error::NodeExists) => {
+                Err(ClientError::definite(COMPARE_FAILED))
             }
             Err(e) => Err(client_error(e)),
         }
@@ -252,7 +307,10 @@ impl Database for Zookeeper {
             .with_fail_eagerly()
             .connect(&addr);
         match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(c)) => Ok(Box::new(ZkClient(c))),
+            Ok(Ok(c)) => Ok(Box::new(ZkClient {
+                client: c,
+                versions: Default::default(),
+            })),
             Ok(Err(e)) => Err(ClientError::definite(format!("connect: {e}"))),
             Err(_) => Err(ClientError::definite("connect: timed out")),
         }

@@ -1,7 +1,7 @@
 //! The record: every operation and every fault event of a run, streamed to disk as it
 //! happens, and everything after the fact is computed from it.
 //!
-//! # Format (`record.txt`, version 1)
+//! # Format (`record.txt`, version 2; version 1 records, without attempts, read too)
 //! UTF-8 text, one event per line, fields separated by single spaces. Times are
 //! microseconds since the record's origin `t0` on the system-wide monotonic clock.
 //!
@@ -10,7 +10,9 @@
 //! | `H {json}` | header, first line: format version, database, node names, `t0` as Unix ms and as monotonic ns |
 //! | `X <id> <text>` | defines error text number `id`; written once, before the first operation that uses it |
 //! | `<node> <r\|w> <start> <duration> <o\|f\|u> <value\|-> [<error id>]` | an operation of a node's writer: node index (0-based, into the header's nodes), read or write, start and duration, outcome ok / fail / unknown, the value read (`-`: key absent or no value) or written |
-//! | `… @<node>` | optional last field of an operation: the node whose server answered, when the client was sent on from `node` to another (e.g. to the primary) |
+//! | `… <value>#<attempt> …` | the value with the number of the write attempt that set it (a write: its own number; a read: the attempt it returned) |
+//! | `… @<node>` | optional field of an operation: the node whose server answered, when the client was sent on from `node` to another (e.g. to the primary) |
+//! | `… ^<revision>` | optional last field of an operation: the database's stamp of the change (a write: the one it made; a read: the one that last set the key), e.g. etcd's revision |
 //! | `<node>:<key> r …` | a read through `node` of node `key`'s key by a reader that is not the writer (an observer, or a final read); the rest as above |
 //! | `F <t> <verb> <target>` | a fault event, e.g. `F 30000412 isolating n2` (verbs: isolating, isolated, rejoining, rejoined) |
 //! | `M <t> <text>` | a free-form mark |
@@ -30,7 +32,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this reader takes.
+pub const OLDEST_VERSION: u32 = 1;
 pub const FILE_NAME: &str = "record.txt";
 
 /// What an operation did.
@@ -67,6 +71,12 @@ pub struct Op {
     pub outcome: Outcome,
     /// The value read (`None`: the key is absent) or the value written.
     pub value: Option<i64>,
+    /// The write attempt that set `value`: a write's own number, or the one a read returned
+    /// (`None`: not known, e.g. a record of version 1). Unique per key.
+    pub attempt: Option<u64>,
+    /// The database's stamp of the change: made by a write, or found by a read (etcd's
+    /// revision, ZooKeeper's zxid); `None` where the database has none.
+    pub revision: Option<i64>,
     pub error: Option<String>,
     /// The node whose server answered, where the client was sent on to another node than
     /// `node` (e.g. to the primary); `None`: `node` itself, or not known.
@@ -234,16 +244,17 @@ impl Writer {
             Outcome::Fail => 'f',
             Outcome::Unknown => 'u',
         };
-        let value = Value(op.value);
+        let value = Value(op.value, op.attempt);
         let who = Who(op.node, op.key);
         let served = Served(op.served_by);
+        let revision = Revision(op.revision);
         match error_id {
             None => self.line(format_args!(
-                "{who} {kind} {} {} {outcome} {value}{served}",
+                "{who} {kind} {} {} {outcome} {value}{served}{revision}",
                 op.start_us, op.duration_us
             )),
             Some(id) => self.line(format_args!(
-                "{who} {kind} {} {} {outcome} {value} {id}{served}",
+                "{who} {kind} {} {} {outcome} {value} {id}{served}{revision}",
                 op.start_us, op.duration_us
             )),
         }
@@ -283,13 +294,26 @@ impl std::fmt::Display for Served {
     }
 }
 
-struct Value(Option<i64>);
+/// The optional revision field, with its leading space.
+struct Revision(Option<i64>);
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, " ^{r}"),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Value(Option<i64>, Option<u64>);
 
 impl std::fmt::Display for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(v) => write!(f, "{v}"),
-            None => f.write_str("-"),
+        match (self.0, self.1) {
+            (Some(v), Some(a)) => write!(f, "{v}#{a}"),
+            (Some(v), None) => write!(f, "{v}"),
+            (None, _) => f.write_str("-"),
         }
     }
 }
@@ -348,9 +372,11 @@ impl Reader {
                 header.nodes.len()
             )));
         }
-        if header.format != "perseus-record" || header.version != FORMAT_VERSION {
+        if header.format != "perseus-record"
+            || !(OLDEST_VERSION..=FORMAT_VERSION).contains(&header.version)
+        {
             return Err(malformed(&format!(
-                "format {} version {} is not one this perseus reads (perseus-record {FORMAT_VERSION})",
+                "format {} version {} is not one this perseus reads (perseus-record {OLDEST_VERSION} to {FORMAT_VERSION})",
                 header.format, header.version
             )));
         }
@@ -462,14 +488,21 @@ impl Reader {
             b"u" => Outcome::Unknown,
             _ => return Err(bad("outcome")),
         };
-        let value = match field("value")? {
-            b"-" => None,
-            v => Some(signed(v).ok_or_else(|| bad("value"))?),
+        let (value, attempt) = match field("value")? {
+            b"-" => (None, None),
+            v => match v.iter().position(|b| *b == b'#') {
+                Some(h) => (
+                    Some(signed(&v[..h]).ok_or_else(|| bad("value"))?),
+                    Some(number(&v[h + 1..]).ok_or_else(|| bad("attempt"))?),
+                ),
+                None => (Some(signed(v).ok_or_else(|| bad("value"))?), None),
+            },
         };
         let mut last = f.next();
         let mut served_by = None;
         let mut error = None;
-        if let Some(id) = last.filter(|x| !x.starts_with(b"@")) {
+        let mut revision = None;
+        if let Some(id) = last.filter(|x| !x.starts_with(b"@") && !x.starts_with(b"^")) {
             let id = number(id).ok_or_else(|| bad("error id"))? as u32;
             error = Some(
                 self.errors
@@ -479,7 +512,7 @@ impl Reader {
             );
             last = f.next();
         }
-        if let Some(at) = last {
+        if let Some(at) = last.filter(|x| x.starts_with(b"@")) {
             let k = at
                 .strip_prefix(b"@")
                 .and_then(number)
@@ -488,6 +521,14 @@ impl Reader {
                 return Err(self.malformed("serving node is not in the header"));
             }
             served_by = Some(k);
+            last = f.next();
+        }
+        if let Some(rev) = last {
+            revision = Some(
+                rev.strip_prefix(b"^")
+                    .and_then(signed)
+                    .ok_or_else(|| bad("revision"))?,
+            );
         }
         if f.next().is_some() {
             return Err(self.malformed("unknown line"));
@@ -500,6 +541,8 @@ impl Reader {
             duration_us,
             outcome,
             value,
+            attempt,
+            revision,
             error,
             served_by,
         }))
@@ -598,6 +641,8 @@ mod tests {
             outcome,
             value,
             error: error.map(String::from),
+            attempt: None,
+            revision: None,
             served_by: None,
         }
     }

@@ -332,6 +332,8 @@ mod tests {
             outcome,
             value: Some(1),
             error: None,
+            attempt: None,
+            revision: None,
             served_by: None,
         })
     }

@@ -357,25 +357,21 @@ fn correctness_html(a: &Analysis) -> String {
         }
         s.push_str("</ul>");
     }
-    s.push_str(&if c.violations == 0 {
-        format!(
-            r#"<p class="good">No violation in {} reads checked and {} final reads.</p>"#,
-            c.reads_checked, c.final_reads
-        )
-    } else {
-        format!(
-            r#"<p class="bad">{} violations in {} reads checked and {} final reads.</p><ul>"#,
-            c.violations, c.reads_checked, c.final_reads
-        )
-    });
-    for v in &c.examples {
-        let _ = write!(
-            s,
-            "<li>{}</li>",
-            esc(&crate::analysis::correctness::describe(v, &a.header.nodes))
-        );
-    }
-    if c.violations > 0 {
+    let class = if c.violations == 0 { "good" } else { "bad" };
+    let _ = write!(
+        s,
+        r#"<p class="{class}">{}.</p>"#,
+        esc(&super::sentence_case(&super::verdict(c)))
+    );
+    if !c.examples.is_empty() {
+        s.push_str("<ul>");
+        for v in &c.examples {
+            let _ = write!(
+                s,
+                "<li>{}</li>",
+                esc(&crate::analysis::correctness::describe(v, &a.header.nodes))
+            );
+        }
         s.push_str("</ul>");
     }
     s
@@ -517,7 +513,7 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
             &count_chart(
                 a,
                 "violations",
-                "Correctness violations per second (stale reads, lost writes, phantom values)",
+                "Correctness violations per second (stale reads, lost writes, phantoms)",
                 "violations / s",
                 &a.correctness.by_second,
             )

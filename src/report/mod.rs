@@ -4,7 +4,8 @@
 pub mod html;
 pub mod svg;
 
-use crate::analysis::{correctness, Analysis, FaultWindow, Figures};
+use crate::analysis::correctness::{self, Correctness, ViolationKind};
+use crate::analysis::{Analysis, FaultWindow, Figures};
 use crate::error::Result;
 use crate::schedule;
 use crate::spec::Spec;
@@ -98,7 +99,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// The data lost, in one line: `lost acknowledged writes: 179,789 (n1's key 152,158 · n2's
-/// 13,166 · n3's 14,465)`, or `lost acknowledged writes: none`.
+/// 13,166 · n3's 14,465): 179,789 rolled back`, or `lost acknowledged writes: none`.
 pub fn loss_line(a: &Analysis) -> String {
     let c = &a.correctness;
     if c.lost_acknowledged_writes == 0 {
@@ -116,11 +117,80 @@ pub fn loss_line(a: &Analysis) -> String {
             format!("{node}{whose} {}", thousands(*n))
         })
         .collect();
+    let by_kind: Vec<String> = c
+        .lost_by_kind
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(kind, n)| format!("{} {}", thousands(*n), loss_cause(*kind)))
+        .collect();
     format!(
-        "lost acknowledged writes: {} ({})",
+        "lost acknowledged writes: {} ({}): {}",
         thousands(c.lost_acknowledged_writes),
-        by_key.join(" · ")
+        by_key.join(" · "),
+        by_kind.join(" · ")
     )
+}
+
+/// How acknowledged writes were lost, by the kind of read that found them gone.
+pub fn loss_cause(kind: ViolationKind) -> &'static str {
+    match kind {
+        ViolationKind::StaleRead => "rolled back (the database went back to older data)",
+        ViolationKind::LateWrite => {
+            "overwritten by late writes (timed-out writes that took effect later)"
+        }
+        ViolationKind::LostWrite => "missing from the final reads",
+        ViolationKind::Phantom => "replaced by values no write made",
+    }
+}
+
+/// `text` with its first letter in upper case, to open a sentence.
+pub fn sentence_case(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The checks' verdict without the data lost: `no violation in 62531 reads checked and 9
+/// final reads`, with the kinds when there are violations, and late writes (legal for the
+/// database) after it.
+pub fn verdict(c: &Correctness) -> String {
+    let kinds = |violations: bool| -> Vec<String> {
+        c.by_kind
+            .iter()
+            .filter(|(k, n)| **n > 0 && k.is_violation() == violations)
+            .map(|(k, n)| {
+                format!(
+                    "{} {}{}",
+                    thousands(*n),
+                    k.words(),
+                    if *n == 1 { "" } else { "s" }
+                )
+            })
+            .collect()
+    };
+    let mut s = match c.violations {
+        0 => "no violation".to_string(),
+        n => format!(
+            "{} violation{} ({})",
+            thousands(n),
+            if n == 1 { "" } else { "s" },
+            kinds(true).join(", ")
+        ),
+    };
+    s.push_str(&format!(
+        " in {} reads checked and {} final reads",
+        c.reads_checked, c.final_reads
+    ));
+    let late = kinds(false);
+    if !late.is_empty() {
+        s.push_str(&format!(
+            "; {} (legal for the database: a timed-out write took effect after newer ones)",
+            late.join(", ")
+        ));
+    }
+    s
 }
 
 /// The six metrics of `f` in the seed's order (µs; `None`: n/a).
@@ -132,9 +202,10 @@ pub fn rows_pub(f: &Figures) -> [Option<u64>; 6] {
 pub fn summary_sentence(a: &Analysis) -> String {
     let lost = a.correctness.lost_acknowledged_writes;
     let loss = if lost > 0 {
-        let mut line = loss_line(a);
-        line.replace_range(..1, "L");
-        format!("{line}: the database acknowledged these increments and then lost them. ")
+        format!(
+            "{}. The database acknowledged these increments, and they are gone. ",
+            sentence_case(&loss_line(a))
+        )
     } else {
         String::new()
     };
@@ -205,19 +276,12 @@ pub fn markdown_row(a: &Analysis) -> String {
 
 /// `report.md`: the row in the seed's table, and the run in a few lines.
 pub fn markdown(a: &Analysis) -> String {
-    let c = &a.correctness;
     format!(
-        "{MARKDOWN_HEADER}{}\n{}\n\n{}. Correctness: {} violations in {} reads checked and {} final reads.\n",
+        "{MARKDOWN_HEADER}{}\n{}\n\n{}. Correctness: {}.\n",
         markdown_row(a),
         summary_sentence(a),
-        {
-            let mut line = loss_line(a);
-            line.replace_range(..1, "L");
-            line
-        },
-        c.violations,
-        c.reads_checked,
-        c.final_reads
+        sentence_case(&loss_line(a)),
+        verdict(&a.correctness)
     )
 }
 
@@ -271,11 +335,12 @@ pub fn describe_loss(l: &correctness::Loss, nodes: &[String]) -> String {
         format!("{}'s writer", nodes[l.key])
     };
     format!(
-        "{who} read {} through {} [{} – {}]: {} acknowledged increments above it, up to {}, were gone",
+        "{who} read {} through {} [{} – {}] ({}): {} acknowledged increments above it, up to {}, were gone",
         l.read_value,
         nodes[l.reader],
         at(l.read_start_us),
         at(l.read_end_us),
+        l.kind.words(),
         thousands(l.lost),
         l.highest_acknowledged
     )
@@ -288,26 +353,18 @@ pub fn correctness_lines(a: &Analysis) -> String {
     for l in &c.losses {
         s.push_str(&format!("  {}\n", describe_loss(l, &a.header.nodes)));
     }
-    s.push_str(&format!(
-        "correctness: {} in {} reads checked and {} final reads\n",
-        match c.violations {
-            0 => "no violation".to_string(),
-            1 => "1 violation".to_string(),
-            n => format!("{n} violations"),
-        },
-        c.reads_checked,
-        c.final_reads
-    ));
+    s.push_str(&format!("correctness: {}\n", verdict(c)));
     for v in &c.examples {
         s.push_str(&format!(
             "  {}\n",
             correctness::describe(v, &a.header.nodes)
         ));
     }
-    if c.violations > c.examples.len() as u64 {
+    let anomalies: u64 = c.by_kind.values().sum();
+    if anomalies > c.examples.len() as u64 {
         s.push_str(&format!(
             "  … and {} more (summary.json)\n",
-            c.violations - c.examples.len() as u64
+            anomalies - c.examples.len() as u64
         ));
     }
     s
@@ -503,8 +560,16 @@ mod tests {
 
         a.correctness.lost_acknowledged_writes = 179_789;
         a.correctness.lost_by_key = vec![152_158, 13_166, 14_465];
+        a.correctness
+            .lost_by_kind
+            .insert(ViolationKind::StaleRead, 177_515);
+        a.correctness
+            .lost_by_kind
+            .insert(ViolationKind::LateWrite, 2_274);
         let line =
-            "lost acknowledged writes: 179,789 (n1's key 152,158 · n2's 13,166 · n3's 14,465)";
+            "lost acknowledged writes: 179,789 (n1's key 152,158 · n2's 13,166 · n3's 14,465): \
+             177,515 rolled back (the database went back to older data) · \
+             2,274 overwritten by late writes (timed-out writes that took effect later)";
         assert_eq!(loss_line(&a), line);
         assert!(terminal_summary(&a).starts_with(&format!("DATA LOSS: {line}\n")));
         assert!(summary_sentence(&a).starts_with("Lost acknowledged writes: 179,789"));
@@ -516,7 +581,11 @@ mod tests {
         assert_eq!(json["correctness"]["lost_by_key"]["n2"], json!(13_166));
         assert_eq!(
             json["correctness"]["by_kind"],
-            json!({"stale-read": 0, "lost-write": 0, "phantom-value": 0})
+            json!({"stale-read": 0, "late-write": 0, "lost-write": 0, "phantom": 0})
+        );
+        assert_eq!(
+            json["correctness"]["lost_by_kind"],
+            json!({"stale-read": 177_515, "late-write": 2_274, "lost-write": 0, "phantom": 0})
         );
         let page = html::report(&a, None);
         let lead = page.split("<p class=\"lead\">").nth(1).unwrap();
@@ -525,5 +594,31 @@ mod tests {
             "{lead}"
         );
         assert!(page.contains(r#"<p class="bad" id="loss">"#));
+    }
+
+    #[test]
+    fn the_verdict_names_each_kind_and_keeps_late_writes_apart() {
+        let mut c = analysis().correctness;
+        assert!(
+            verdict(&c).starts_with("no violation in "),
+            "{}",
+            verdict(&c)
+        );
+        c.by_kind.insert(ViolationKind::LateWrite, 1);
+        let v = verdict(&c);
+        assert!(
+            v.starts_with("no violation in ") && v.contains("; 1 late write (legal"),
+            "{v}"
+        );
+        c.violations = 3;
+        c.by_kind.insert(ViolationKind::StaleRead, 2);
+        c.by_kind.insert(ViolationKind::Phantom, 1);
+        let v = verdict(&c);
+        assert!(
+            v.starts_with("3 violations (2 stale reads, 1 phantom) in "),
+            "{v}"
+        );
+        assert_eq!(sentence_case("lost x"), "Lost x");
+        assert_eq!(sentence_case(""), "");
     }
 }

@@ -3,7 +3,7 @@
 //! through that node; and, at the end of a run, one read of every key through every node.
 
 use crate::clock::monotonic_ns;
-use crate::db::{Client, ClientError, Database, Layout};
+use crate::db::{Cell, Client, ClientError, Database, Found, Layout};
 use crate::record::{Event, Kind, Op, Outcome};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -21,6 +21,27 @@ pub enum ReadFrom {
     Any,
 }
 
+/// How a writer writes its incremented value back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Set the key whatever it holds now, as the seed did.
+    #[default]
+    Blind,
+    /// Set it only if it still holds what was read (compare-and-set): a write that would
+    /// overwrite a change made since the read fails instead.
+    Cas,
+}
+
+impl WriteMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteMode::Blind => "blind",
+            WriteMode::Cas => "cas",
+        }
+    }
+}
+
 /// How the clients behave.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -31,6 +52,8 @@ pub struct Settings {
     pub backoff: Duration,
     /// Observers, one per node, reading the way given; none if `None`.
     pub observers: Option<ReadFrom>,
+    /// How writers write.
+    pub write: WriteMode,
 }
 
 impl Default for Settings {
@@ -39,6 +62,7 @@ impl Default for Settings {
             timeout: Duration::from_secs(1),
             backoff: Duration::from_millis(100),
             observers: None,
+            write: WriteMode::Blind,
         }
     }
 }
@@ -51,16 +75,18 @@ struct Stamp {
     key: Option<usize>,
 }
 
+/// How one request ended, as the record keeps it.
+#[derive(Default)]
+struct Ended {
+    /// The cell read or written.
+    cell: Option<Cell>,
+    revision: Option<i64>,
+    error: Option<String>,
+    served_by: Option<usize>,
+}
+
 impl Stamp {
-    fn op(
-        &self,
-        kind: Kind,
-        start_ns: u64,
-        outcome: Outcome,
-        value: Option<i64>,
-        error: Option<String>,
-        served_by: Option<usize>,
-    ) -> Event {
+    fn op(&self, kind: Kind, start_ns: u64, outcome: Outcome, ended: Ended) -> Event {
         let end = monotonic_ns();
         Event::Op(Op {
             node: self.node,
@@ -69,9 +95,11 @@ impl Stamp {
             start_us: start_ns.saturating_sub(self.t0_ns) / 1000,
             duration_us: end.saturating_sub(start_ns) / 1000,
             outcome,
-            value,
-            error,
-            served_by: served_by.filter(|s| *s != self.node),
+            value: ended.cell.map(|c| c.value),
+            attempt: ended.cell.map(|c| c.attempt).filter(|a| *a > 0),
+            revision: ended.revision,
+            error: ended.error,
+            served_by: ended.served_by.filter(|s| *s != self.node),
         })
     }
 }
@@ -126,7 +154,11 @@ impl Context {
             {
                 Ok(c) => *client = Some(c),
                 Err(e) => {
-                    self.send(stamp.op(Kind::Read, start, Outcome::Fail, None, Some(e.text), None))
+                    let ended = Ended {
+                        error: Some(e.text),
+                        ..Ended::default()
+                    };
+                    self.send(stamp.op(Kind::Read, start, Outcome::Fail, ended))
                         .await;
                     return None;
                 }
@@ -135,14 +167,14 @@ impl Context {
         client.as_mut()
     }
 
-    /// One read, recorded; `Some(value)` if it succeeded.
+    /// One read, recorded; what it found if it succeeded.
     async fn read(
         &self,
         c: &mut Box<dyn Client>,
         key: &str,
         any: bool,
         stamp: Stamp,
-    ) -> Option<Option<i64>> {
+    ) -> Option<Found> {
         let timeout = self.settings.timeout;
         let start = monotonic_ns();
         let r = if any {
@@ -150,16 +182,26 @@ impl Context {
         } else {
             tokio::time::timeout(timeout, c.read(key)).await
         };
-        let served = self.served_by(c.as_ref());
+        let served_by = self.served_by(c.as_ref());
         match outcome_of(r, timeout) {
-            Ok(v) => {
-                self.send(stamp.op(Kind::Read, start, Outcome::Ok, v, None, served))
+            Ok(found) => {
+                let ended = Ended {
+                    cell: found.cell,
+                    revision: found.revision,
+                    error: None,
+                    served_by,
+                };
+                self.send(stamp.op(Kind::Read, start, Outcome::Ok, ended))
                     .await;
-                Some(v)
+                Some(found)
             }
             Err((outcome, text)) => {
-                self.send(stamp.op(Kind::Read, start, outcome, None, Some(text), served))
-                    .await;
+                let ended = Ended {
+                    error: Some(text),
+                    served_by,
+                    ..Ended::default()
+                };
+                self.send(stamp.op(Kind::Read, start, outcome, ended)).await;
                 None
             }
         }
@@ -188,28 +230,63 @@ impl Context {
 }
 
 /// Runs node `node`'s client until `stop` fires: connects (again after any error), then
-/// reads its key, adds one and writes it back. Every request is recorded as it ends. A
-/// request in flight when `stop` fires is finished (at most the request timeout) and
-/// recorded, so no request is left out of the record.
+/// reads its key, adds one and writes it back (blindly or by compare-and-set, as the
+/// settings say). Every request is recorded as it ends. A request in flight when `stop`
+/// fires is finished (at most the request timeout) and recorded, so no request is left out
+/// of the record.
+///
+/// Every write attempt gets its own number, stored with the value: one above any attempt
+/// number the writer has read, so numbers stay unique per key across runs on the same data.
 pub async fn increment_loop(cx: Context, node: usize, stop: CancellationToken) {
     let key = cx.db.key(&cx.layout, node);
     let stamp = cx.stamp(node, None);
     let timeout = cx.settings.timeout;
     let mut client: Option<Box<dyn Client>> = None;
+    let mut next_attempt: u64 = 1;
     while !stop.is_cancelled() {
         let ok = async {
             let c = cx.connected(&mut client, stamp).await?;
-            let value = cx.read(c, &key, false, stamp).await?.unwrap_or(0) + 1;
-            let start = monotonic_ns();
-            let write = tokio::time::timeout(timeout, c.write(&key, value)).await;
-            let (outcome, error) = match outcome_of(write, timeout) {
-                Ok(()) => (Outcome::Ok, None),
-                Err((outcome, text)) => (outcome, Some(text)),
+            let found = cx.read(c, &key, false, stamp).await?;
+            let read = found.cell.unwrap_or_default();
+            next_attempt = next_attempt.max(read.attempt.saturating_add(1));
+            let cell = Cell {
+                value: read.value.saturating_add(1),
+                attempt: next_attempt,
             };
-            let served = cx.served_by(c.as_ref());
-            cx.send(stamp.op(Kind::Write, start, outcome, Some(value), error, served))
-                .await;
-            (outcome == Outcome::Ok).then_some(())
+            next_attempt = next_attempt.saturating_add(1);
+            let start = monotonic_ns();
+            let write = match cx.settings.write {
+                WriteMode::Blind => tokio::time::timeout(timeout, c.write(&key, cell)).await,
+                WriteMode::Cas => {
+                    tokio::time::timeout(timeout, c.compare_and_set(&key, &found, cell)).await
+                }
+            };
+            let served_by = cx.served_by(c.as_ref());
+            let (outcome, ended) = match outcome_of(write, timeout) {
+                Ok(w) => (
+                    Outcome::Ok,
+                    Ended {
+                        cell: Some(cell),
+                        revision: w.revision,
+                        error: None,
+                        served_by,
+                    },
+                ),
+                Err((outcome, text)) => (
+                    outcome,
+                    Ended {
+                        cell: Some(cell),
+                        revision: None,
+                        error: Some(text),
+                        served_by,
+                    },
+                ),
+            };
+            // A failed compare is an answer, not a fault: read again at once.
+            let answered =
+                outcome == Outcome::Ok || ended.error.as_deref() == Some(crate::db::COMPARE_FAILED);
+            cx.send(stamp.op(Kind::Write, start, outcome, ended)).await;
+            answered.then_some(())
         }
         .await;
         if ok.is_none() {

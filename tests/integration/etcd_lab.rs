@@ -164,7 +164,11 @@ fn up_watch_isolate_rejoin_down() {
             done > 0,
             "n{} serves again after the rejoin: {}",
             node + 1,
-            after.iter().map(|r| r.render()).collect::<Vec<_>>().join(" / ")
+            after
+                .iter()
+                .map(|r| r.render())
+                .collect::<Vec<_>>()
+                .join(" / ")
         );
     }
 

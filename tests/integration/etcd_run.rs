@@ -80,6 +80,22 @@ fn run_etcd_isolates_n2_and_measures_it() {
         c["final_reads"], 9,
         "every key read through every node at the end: {c}"
     );
+    assert_eq!(
+        c["by_kind"],
+        serde_json::json!({"stale-read": 0, "late-write": 0, "lost-write": 0, "phantom": 0}),
+        "no anomaly of any kind: {c}"
+    );
+    assert_eq!(
+        r.write_mode(),
+        "blind",
+        "the seed's blind write is the default"
+    );
+    let attempts = r.attempts();
+    assert!(
+        attempts.acknowledged.iter().all(|n| *n > 10) && attempts.all_revised,
+        "every acknowledged write carries its attempt and etcd's revision: {attempts:?}"
+    );
+    assert_eq!(attempts.compare_failed, 0, "blind writes compare nothing");
     assert_eq!(r.summary["record_complete"], true);
     for f in ["logs/n1-etcd.log", "logs/n2-etcd.log", "logs/n3-etcd.log"] {
         assert!(r.out.join(f).exists(), "{f} in the results");

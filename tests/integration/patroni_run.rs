@@ -14,7 +14,9 @@ use crate::support::*;
 /// - in the first 5 s of the isolation all three still serve (on the isolated primary);
 /// - from 35 s after the isolation until the rejoin all three serve, on one new primary;
 /// - in the last 5 s all three serve, on that primary;
-/// - the checker finds the lost writes as stale reads (exit 4).
+/// - the checker finds the lost writes as stale reads (exit 4): rolled back with the old
+///   primary, even with `--write cas` (an UPDATE that matches only the row as read), which
+///   keeps late writes from overwriting newer ones but cannot keep a primary's data.
 #[test]
 fn run_patroni_isolates_the_primary_and_measures_it() {
     require_lab("patroni", "patroni");
@@ -32,6 +34,8 @@ fn run_patroni_isolates_the_primary_and_measures_it() {
             "45s",
             "--after",
             "15s",
+            "--write",
+            "cas",
         ],
         &[4],
     );
@@ -78,6 +82,13 @@ fn run_patroni_isolates_the_primary_and_measures_it() {
         lost >= 100,
         "the isolated primary acknowledged writes for about 12 s, all lost: {lost}"
     );
+    assert_eq!(r.write_mode(), "cas");
+    assert_eq!(
+        c["lost_by_kind"]["stale-read"].as_u64(),
+        Some(lost),
+        "all of it rolled back, none overwritten by a late write: {c}"
+    );
+    assert!(r.attempts().acknowledged.iter().all(|n| *n > 10));
     assert!(r.summary["database_version"]
         .as_str()
         .unwrap_or("")

@@ -89,11 +89,62 @@ fn run_redis_sentinel_isolates_the_primary_and_measures_it() {
         c["lost_by_key"]["n1"].as_u64() >= Some(1),
         "n1's writes to the isolated primary are lost: {c}"
     );
+    assert_eq!(
+        c["lost_by_kind"]["stale-read"].as_u64(),
+        Some(lost),
+        "rolled back with the old primary: {c}"
+    );
+    assert_eq!(r.write_mode(), "blind");
     assert!(
-        r.stdout.contains("DATA LOSS: lost acknowledged writes: "),
-        "the verdict leads with the loss:\n{}",
+        r.stdout.contains("DATA LOSS: lost acknowledged writes: ")
+            && r.stdout
+                .contains("rolled back (the database went back to older data)"),
+        "the verdict leads with the loss, and says how:\n{}",
         r.stdout
     );
     assert!(r.out.join("logs/n1-redis-sentinel.log").exists());
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// The same isolation with `--write cas` (a server-side script sets the key only if it
+/// still holds what was read): the failover still rolls n1's acknowledged writes back, and
+/// the verdict says so; none is lost to a late write, and the increments go through.
+#[test]
+fn run_redis_sentinel_with_compare_and_set_still_loses_the_old_primarys_writes() {
+    require_lab("redis-server", "redis-server");
+    require_lab("redis-sentinel", "redis-sentinel");
+    let r = run_scenario_expecting(
+        "redis-sentinel",
+        "rediscas",
+        &[
+            "--isolate",
+            "leader",
+            "--before",
+            "5s",
+            "--during",
+            "12s",
+            "--after",
+            "8s",
+            "--write",
+            "cas",
+        ],
+        &[4],
+    );
+    assert_eq!(r.write_mode(), "cas");
+    let c = &r.summary["correctness"];
+    let lost = r.summary["lost_acknowledged_writes"].as_u64().unwrap();
+    assert!(lost >= 1000, "lost acknowledged writes: {lost}");
+    assert_eq!(c["lost_by_kind"]["late-write"], 0, "{c}");
+    assert_eq!(c["lost_by_kind"]["stale-read"].as_u64(), Some(lost), "{c}");
+    let attempts = r.attempts();
+    assert!(
+        attempts.acknowledged.iter().all(|n| *n > 100),
+        "{attempts:?}"
+    );
+    assert!(
+        r.stdout.contains("DATA LOSS: lost acknowledged writes: "),
+        "{}",
+        r.stdout
+    );
     let _ = std::fs::remove_dir_all(&r.out);
 }

@@ -263,7 +263,66 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], codes: &[i32])
     }
 }
 
+/// What the writes of a run's record show of the write attempts.
+#[derive(Debug)]
+pub struct Attempts {
+    /// Acknowledged writes per node's writer.
+    pub acknowledged: Vec<u64>,
+    /// Writes refused because the key had changed since it was read (compare-and-set).
+    pub compare_failed: u64,
+    /// Whether every acknowledged write carried the database's revision.
+    pub all_revised: bool,
+}
+
 impl RunResult {
+    /// Reads the record's writes and checks what holds for every run: each carries an
+    /// attempt number, and each writer's numbers rise strictly (unique per key); a failed
+    /// compare is a definite failure.
+    pub fn attempts(&self) -> Attempts {
+        use perseus::record::{Event, Kind, Outcome, Reader};
+        let reader = Reader::open(&self.out.join("record.txt")).expect("the record opens");
+        let n = reader.header().nodes.len();
+        let mut last = vec![0u64; n];
+        let mut a = Attempts {
+            acknowledged: vec![0; n],
+            compare_failed: 0,
+            all_revised: true,
+        };
+        for e in reader {
+            let Event::Op(o) = e.expect("the record parses") else {
+                continue;
+            };
+            if o.kind != Kind::Write {
+                continue;
+            }
+            let attempt = o.attempt.expect("every write carries its attempt");
+            assert!(
+                attempt > last[o.node],
+                "n{}'s attempts rise: {attempt} after {}",
+                o.node + 1,
+                last[o.node]
+            );
+            last[o.node] = attempt;
+            if o.error.as_deref() == Some(perseus::db::COMPARE_FAILED) {
+                assert_eq!(o.outcome, Outcome::Fail, "a failed compare is definite");
+                a.compare_failed += 1;
+            }
+            if o.outcome == Outcome::Ok {
+                a.acknowledged[o.node] += 1;
+                a.all_revised &= o.revision.is_some();
+            }
+        }
+        a
+    }
+
+    /// The run's write mode, as its spec.json saved it.
+    pub fn write_mode(&self) -> String {
+        let spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.out.join("spec.json")).unwrap())
+                .unwrap();
+        spec["write"].as_str().unwrap_or("?").to_string()
+    }
+
     /// Which node's server answered each successful write of node `node`'s writer that
     /// started within `[from_s, to_s)` seconds of the record's origin, as a set.
     pub fn writes_served_by(&self, node: usize, from_s: u64, to_s: u64) -> Vec<usize> {
