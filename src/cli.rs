@@ -1100,18 +1100,23 @@ fn compare(a: CompareArgs) -> Result<()> {
         "partial on recovery",
         "recovery",
         "lost ack. writes",
+        "by late writes",
     ];
-    let mut text = format!("{:<28}{:<10}", "run", "database");
+    let write_mode = |an: &analysis::Analysis| an.header.write.clone().unwrap_or("blind".into());
+    let mut text = format!("{:<28}{:<16}{:<7}", "run", "database", "write");
     for l in labels {
         text.push_str(&format!("{l:>24}"));
     }
     text.push('\n');
     let mut markdown = String::from(report::MARKDOWN_HEADER);
-    let mut html = String::from("<table><tr><th>run</th><th>database</th><th>version</th>");
+    let mut html = String::from(
+        "<table><tr><th>run</th><th>database</th><th>version</th><th>write</th>",
+    );
     for l in &labels[..6] {
         html.push_str(&format!("<th class=\"num\">{l} (s / ms)</th>"));
     }
     html.push_str("<th class=\"num\">lost acknowledged writes</th>");
+    html.push_str("<th class=\"num\">of them overwritten by late writes</th>");
     html.push_str("</tr>");
     for (name, an) in &runs {
         let mut cells: Vec<String> = match (an.seconds, an.precise) {
@@ -1125,18 +1130,30 @@ fn compare(a: CompareArgs) -> Result<()> {
                 .collect(),
             _ => vec!["n/a".into(); 6],
         };
-        cells.push(report::thousands(an.correctness.lost_acknowledged_writes));
-        text.push_str(&format!("{name:<28}{:<10}", an.header.database));
+        let c = &an.correctness;
+        cells.push(report::thousands(c.lost_acknowledged_writes));
+        cells.push(report::thousands(
+            c.lost_by_kind
+                .get(&analysis::correctness::ViolationKind::LateWrite)
+                .copied()
+                .unwrap_or(0),
+        ));
+        text.push_str(&format!(
+            "{name:<28}{:<16}{:<7}",
+            an.header.database,
+            write_mode(an)
+        ));
         for c in &cells {
             text.push_str(&format!("{c:>24}"));
         }
         text.push('\n');
         markdown.push_str(&report::markdown_row(an));
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             report::svg::esc(name),
             report::svg::esc(&an.header.database),
-            report::svg::esc(&an.header.database_version.clone().unwrap_or_default())
+            report::svg::esc(&an.header.database_version.clone().unwrap_or_default()),
+            report::svg::esc(&write_mode(an))
         ));
         for c in &cells {
             html.push_str(&format!("<td class=\"num\">{c}</td>"));

@@ -74,6 +74,7 @@ impl Watch {
         let names = layout.nodes.iter().map(|n| n.name.clone()).collect();
         let mut header = Header::new(db.name(), names, unix_ms(), t0_ns);
         header.database_version = version;
+        header.write = Some(settings.write.name().to_string());
         header.addresses = (0..layout.nodes.len())
             .map(|i| layout.client_addr(i, db.client_port()).to_string())
             .collect();

@@ -145,6 +145,9 @@ pub struct Header {
     /// The nodes' addresses, in the order of `nodes` (empty if unknown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// How the writers wrote: `blind` or `cas` (absent in records of format 1: blind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
     /// The origin `t0` on the wall clock.
     pub t0_unix_ms: i64,
     /// The origin `t0` on the monotonic clock.
@@ -160,6 +163,7 @@ impl Header {
             database_version: None,
             nodes,
             addresses: Vec::new(),
+            write: None,
             t0_unix_ms,
             t0_monotonic_ns,
         }

@@ -402,6 +402,13 @@ fn spec_html(a: &Analysis, spec: Option<&Spec>) -> String {
         ),
         ("started".into(), crate::clock::format_wall(h.t0_unix_ms)),
         (
+            "writes".into(),
+            match h.write.as_deref() {
+                Some("cas") => "compare-and-set (--write cas)".into(),
+                _ => "blind, as the seed's (--write blind)".into(),
+            },
+        ),
+        (
             "record".into(),
             format!(
                 "{:.1} s{}",
