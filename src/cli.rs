@@ -1109,9 +1109,8 @@ fn compare(a: CompareArgs) -> Result<()> {
     }
     text.push('\n');
     let mut markdown = String::from(report::MARKDOWN_HEADER);
-    let mut html = String::from(
-        "<table><tr><th>run</th><th>database</th><th>version</th><th>write</th>",
-    );
+    let mut html =
+        String::from("<table><tr><th>run</th><th>database</th><th>version</th><th>write</th>");
     for l in &labels[..6] {
         html.push_str(&format!("<th class=\"num\">{l} (s / ms)</th>"));
     }

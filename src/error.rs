@@ -101,7 +101,7 @@ pub enum Error {
     #[error("interrupted; the lab was torn down")]
     Interrupted,
 
-    #[error("{lost} acknowledged writes lost and {violations} correctness violations (stale reads, lost writes, phantom values) in the record: see correctness in {summary}")]
+    #[error("{lost} acknowledged writes lost and {violations} correctness violations (stale reads, lost writes, phantoms) in the record: see correctness in {summary}")]
     Violations {
         lost: u64,
         violations: u64,

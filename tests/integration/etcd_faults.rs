@@ -148,7 +148,10 @@ fn every_fault_kind_has_its_effect_on_etcd() {
     // acknowledged ones (docs/findings/etcd-pause-late-write.md): legal for etcd, so a late
     // write, and what it overwrote counts as lost. Nothing else may show up.
     let c = &r.summary["correctness"];
-    assert_eq!(c["violations"], 0, "no stale read, lost write or phantom: {c}");
+    assert_eq!(
+        c["violations"], 0,
+        "no stale read, lost write or phantom: {c}"
+    );
     assert_eq!(
         c["lost_by_kind"]["late-write"], r.summary["lost_acknowledged_writes"],
         "whatever was lost, late writes overwrote it: {c}"
