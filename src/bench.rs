@@ -2,9 +2,10 @@
 //! BENCHMARKS.md. Nothing here asserts a speed; it measures and prints.
 
 use crate::analysis;
-use crate::db::{resp, Database, Layout};
+use crate::db::{resp, Database};
 use crate::error::{Error, Result};
 use crate::fault::{self, nft, Action, Rng};
+use crate::lab::Layout;
 use crate::lab::{self, process, LabState};
 use crate::record::{Event, FaultEvent, Header, Kind, Op, Outcome, Writer};
 use crate::report;
@@ -204,7 +205,7 @@ impl Database for LoopbackRedis {
     fn client_port(&self) -> u16 {
         self.0.port()
     }
-    fn processes(&self, _: &Layout, _: usize) -> Vec<crate::db::ProcessSpec> {
+    fn processes(&self, _: &Layout, _: usize) -> Vec<crate::lab::ProcessSpec> {
         Vec::new()
     }
     async fn health(&self, _: &Layout) -> crate::db::Health {
@@ -320,7 +321,7 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
     let db: &'static dyn Database = Box::leak(Box::new(LoopbackRedis(addr)));
     let layout = Layout {
         lab: "bench".into(),
-        nodes: vec![crate::db::NodeLayout {
+        nodes: vec![crate::lab::NodeLayout {
             name: "n1".into(),
             addr: std::net::Ipv4Addr::LOCALHOST,
             dir: dir.to_path_buf(),
@@ -443,7 +444,7 @@ pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Resu
         let name = format!("bench-{}-{i}", std::process::id());
         let t = Instant::now();
         let mut state = lab::create(&name, db.name(), nodes, None, None)?;
-        let started = lab::start_database(&mut state, db, Duration::from_secs(120)).await;
+        let started = crate::db::start(&mut state, db, Duration::from_secs(120)).await;
         let ready = t.elapsed();
         let t = Instant::now();
         lab::destroy(&state)?;

@@ -5,8 +5,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use perseus::clock::parse_duration;
 use perseus::db;
 use perseus::fault::Action;
+use perseus::fault::Target;
 use perseus::lab::{self, process, LabState};
-use perseus::spec::{Spec, Target};
+use perseus::spec::Spec;
 use perseus::watch::Watch;
 use perseus::workload::{ReadFrom, Settings, WriteMode};
 use perseus::{analysis, report, Error};
@@ -582,7 +583,7 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
     spec.timeline.isolate = match &a.isolate {
         Some(t) => t.clone(),
         None => {
-            perseus::spec::Target::Node(cluster.nodes[1.min(cluster.nodes.len() - 1)].name.clone())
+            perseus::fault::Target::Node(cluster.nodes[1.min(cluster.nodes.len() - 1)].name.clone())
         }
     };
     for (field, value) in [
@@ -652,7 +653,7 @@ async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
         state.subnet
     ));
     let started = tokio::select! {
-        r = lab::start_database(&mut state, db, a.ready_timeout) => r,
+        r = db::start(&mut state, db, a.ready_timeout) => r,
         _ = stop.cancelled() => Err(Error::Interrupted),
     };
     let took = match started {

@@ -86,3 +86,18 @@ mod tests {
         assert!(b >= a);
     }
 }
+
+/// Durations as text (`30s`, `1m`) in serialised specs and scenarios, as the command line
+/// takes them.
+pub mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&crate::clock::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        crate::clock::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}

@@ -20,8 +20,8 @@
 //! ```
 //! Templates: `{node}` (the node's name), `{host}`, `{port}`, `{address}` (host:port).
 
-use crate::db::{Layout, NodeLayout};
 use crate::error::{Error, Result};
+use crate::lab::{Layout, NodeLayout};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -504,9 +504,9 @@ pub fn end_action(kind: &crate::record::faults::FaultKind) -> &'static str {
 }
 
 /// The node a scenario's target names; the user's commands take node names only.
-fn target_node(cluster: &Cluster, target: &crate::spec::Target) -> Result<usize> {
+fn target_node(cluster: &Cluster, target: &crate::fault::Target) -> Result<usize> {
     match target {
-        crate::spec::Target::Node(name) => cluster.node_index(name),
+        crate::fault::Target::Node(name) => cluster.node_index(name),
         other => Err(Error::Invalid(format!(
             "a cluster Perseus did not start takes faults on named nodes only, not '{other}'"
         ))),

@@ -121,7 +121,7 @@ async fn stages(
         state.subnet
     ));
     let took = tokio::select! {
-        r = lab::start_database(state, db, spec.ready_timeout) => r?,
+        r = db::start(state, db, spec.ready_timeout) => r?,
         _ = stop.cancelled() => return Err(Error::Interrupted),
     };
     let health = db.health(&state.layout()).await;
@@ -183,7 +183,7 @@ fn results(dir: &Path) -> Result<Option<Analysis>> {
 /// [`STEADY_SECONDS`] complete seconds.
 async fn wait_steady(
     w: &Watch,
-    layout: &crate::db::Layout,
+    layout: &crate::lab::Layout,
     within: Duration,
     stop: &CancellationToken,
     say: impl Fn(String),

@@ -21,13 +21,38 @@
 //! Whatever is still in force when the last phase ends is healed. Built-in scenarios live
 //! in `scenarios/` and are compiled in.
 
+use crate::clock::duration_text;
 use crate::clock::{format_duration, parse_duration};
 use crate::error::{Error, Result};
 use crate::fault::Action;
-use crate::spec::{Target, Timeline};
+use crate::fault::Target;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
+
+/// The seed's timeline: steady `before`, isolate, `during`, rejoin, `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeline {
+    pub isolate: Target,
+    #[serde(with = "duration_text")]
+    pub before: Duration,
+    #[serde(with = "duration_text")]
+    pub during: Duration,
+    #[serde(with = "duration_text")]
+    pub after: Duration,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            isolate: Target::Node("n2".into()),
+            before: Duration::from_secs(30),
+            during: Duration::from_secs(60),
+            after: Duration::from_secs(60),
+        }
+    }
+}
 
 /// The built-in scenarios: (name, TOML).
 pub const BUILT_IN: &[(&str, &str)] = &[
@@ -60,7 +85,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
     pub name: String,
-    #[serde(with = "crate::spec::duration_text")]
+    #[serde(with = "duration_text")]
     pub duration: Duration,
     /// Fault actions, in order (see [`Action`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

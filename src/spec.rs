@@ -1,105 +1,13 @@
 //! The plain data of a test, with the seed's defaults. Saved as `spec.json` in every
 //! results directory; `perseus run --spec FILE` runs it again.
 
+use crate::clock::duration_text;
 use crate::error::{Error, Result};
+use crate::fault::Target;
+use crate::scenario::Timeline;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
-
-/// Which node a fault hits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A node by name (`n2`).
-    Node(String),
-    /// The node the database reports as leader when the fault starts.
-    Leader,
-    /// The first node (in name order) that is not the leader when the fault starts.
-    Follower,
-    /// A node picked at random (from the spec's seed, so a run repeats exactly).
-    Random,
-    /// Every node.
-    All,
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "leader" => Ok(Target::Leader),
-            "follower" => Ok(Target::Follower),
-            "random" => Ok(Target::Random),
-            "all" => Ok(Target::All),
-            "" => {
-                Err("a target is a node name (n1, n2, ...), leader, follower, random or all".into())
-            }
-            n => Ok(Target::Node(n.to_string())),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Node(n) => f.write_str(n),
-            Target::Leader => f.write_str("leader"),
-            Target::Follower => f.write_str("follower"),
-            Target::Random => f.write_str("random"),
-            Target::All => f.write_str("all"),
-        }
-    }
-}
-
-impl Serialize for Target {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Target {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Durations as text (`30s`, `1m`), as the command line takes them.
-pub(crate) mod duration_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&crate::clock::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        crate::clock::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-/// The seed's timeline: steady `before`, isolate, `during`, rejoin, `after`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Timeline {
-    pub isolate: Target,
-    #[serde(with = "duration_text")]
-    pub before: Duration,
-    #[serde(with = "duration_text")]
-    pub during: Duration,
-    #[serde(with = "duration_text")]
-    pub after: Duration,
-}
-
-impl Default for Timeline {
-    fn default() -> Self {
-        Timeline {
-            isolate: Target::Node("n2".into()),
-            before: Duration::from_secs(30),
-            during: Duration::from_secs(60),
-            after: Duration::from_secs(60),
-        }
-    }
-}
 
 /// Everything that defines a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,9 +5,9 @@
 use crate::analysis::correctness;
 use crate::clock::{monotonic_ns, unix_ms};
 use crate::db::Database;
-use crate::db::Layout;
 use crate::error::{Error, Result};
 use crate::lab::events;
+use crate::lab::Layout;
 use crate::record::table::{legend, Line, Row, Tabulator};
 use crate::record::{self, Event, FaultEvent, Header};
 use crate::workload::{self, Settings};

@@ -2,10 +2,8 @@
 //! Ready when every member answers and all agree on a leader. The client uses etcd's
 //! default, linearizable reads.
 
-use super::{
-    Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
-    COMPARE_FAILED,
-};
+use super::{Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED};
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use etcd_client::{ConnectOptions, Error as EtcdError};
 use std::time::Duration;

@@ -4,9 +4,10 @@
 //! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
 
 use super::mysql;
-use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use super::{Client, ClientError, Database, Health};
 use crate::error::{Error, Result};
 use crate::lab::process::{run_host, user_ids};
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

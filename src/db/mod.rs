@@ -8,13 +8,16 @@ pub mod mysql;
 pub mod patroni;
 pub mod redis_sentinel;
 pub mod resp;
+pub mod start;
+pub use start::start;
 pub mod tidb;
 pub mod zookeeper;
 
 use crate::error::{Error, Result};
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Every database Perseus can run, in the order `perseus list` shows them.
@@ -41,89 +44,6 @@ pub fn find(name: &str) -> Result<&'static dyn Database> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
-}
-
-/// What a database is told of the lab it runs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    pub lab: String,
-    pub nodes: Vec<NodeLayout>,
-    /// Where the user keeps binaries no package installs (`--bin-dir`).
-    pub bin_dir: Option<PathBuf>,
-    /// The client's user and password, for a cluster Perseus did not start; `None`: the
-    /// account the database's preset makes.
-    pub credentials: Option<(String, String)>,
-    /// A password made for this lab alone (random, kept in the lab's state, readable by
-    /// root only), for presets whose servers take one; `None` outside a lab.
-    pub secret: Option<String>,
-}
-
-/// One node: its name, its address, and a directory of its own for data and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeLayout {
-    pub name: String,
-    pub addr: Ipv4Addr,
-    pub dir: PathBuf,
-    /// The port clients connect to, for a cluster Perseus did not start; `None`: the
-    /// database's own.
-    pub port: Option<u16>,
-}
-
-impl Layout {
-    /// A 3-node lab at 198.18.1.1-3 with directories /x/n1-3, for tests of command lines.
-    #[cfg(test)]
-    pub fn for_tests(bin_dir: Option<&str>) -> Layout {
-        Layout {
-            lab: "t".into(),
-            nodes: (1..=3)
-                .map(|i| NodeLayout {
-                    name: format!("n{i}"),
-                    addr: format!("198.18.1.{i}").parse().expect("an address"),
-                    dir: PathBuf::from(format!("/x/n{i}")),
-                    port: None,
-                })
-                .collect(),
-            bin_dir: bin_dir.map(PathBuf::from),
-            credentials: None,
-            secret: None,
-        }
-    }
-
-    /// The lab's password if it has one, else `default` (a cluster Perseus did not start
-    /// names its own account; see [`Layout::credentials`]).
-    pub fn secret_or<'a>(&'a self, default: &'a str) -> &'a str {
-        self.secret.as_deref().unwrap_or(default)
-    }
-
-    /// The port clients of node `node` connect to: its own if given, else `default`.
-    pub fn port(&self, node: usize, default: u16) -> u16 {
-        self.nodes[node].port.unwrap_or(default)
-    }
-
-    /// The address and port clients of node `node` connect to.
-    pub fn client_addr(&self, node: usize, default_port: u16) -> std::net::SocketAddr {
-        (self.nodes[node].addr, self.port(node, default_port)).into()
-    }
-
-    /// The client's user and password: the given ones if any, else `default`.
-    pub fn credentials<'a>(&'a self, default: (&'a str, &'a str)) -> (&'a str, &'a str) {
-        match &self.credentials {
-            Some((u, p)) => (u, p),
-            None => default,
-        }
-    }
-}
-
-/// A process to start on a node, inside its namespace, in its directory. Its standard
-/// output and error go to `<node dir>/<name>.log`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessSpec {
-    pub name: String,
-    pub program: String,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-    /// The system user it runs as (root if `None`).
-    pub user: Option<String>,
 }
 
 /// What a health probe found.

@@ -4,7 +4,8 @@
 //! Server errors keep their code first in the text (`1047 WSREP has not yet prepared node
 //! for application use`); a broken connection is `2013 lost connection: …`.
 
-use super::{Cell, Client, ClientError, Found, Layout, Written, COMPARE_FAILED};
+use super::{Cell, Client, ClientError, Found, Written, COMPARE_FAILED};
+use crate::lab::Layout;
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};

@@ -8,11 +8,11 @@
 //! record notes which server that was.
 
 use super::{
-    etcd, http, Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
-    COMPARE_FAILED,
+    etcd, http, Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED,
 };
 use crate::error::{Error, Result};
 use crate::lab::process::user_ids;
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

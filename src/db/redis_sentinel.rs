@@ -9,11 +9,9 @@
 //! append-only file with `appendfsync everysec`.
 
 use super::resp::{self, Conn, Reply, RespError};
-use super::{
-    Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
-    COMPARE_FAILED,
-};
+use super::{Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

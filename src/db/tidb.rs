@@ -9,9 +9,10 @@
 
 use super::http::get_json;
 use super::mysql;
-use super::{Client, ClientError, Database, Health, Layout, ProcessSpec};
+use super::{Client, ClientError, Database, Health};
 use crate::error::{Error, Result};
 use crate::lab::process::find_program;
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,11 +3,9 @@
 //! set, on a znode of its own (`/perseus-n1` …), through a session with its node only.
 //! Ready when every node answers `srvr` as leader or follower and exactly one leads.
 
-use super::{
-    Cell, Client, ClientError, Database, Found, Health, Layout, ProcessSpec, Written,
-    COMPARE_FAILED,
-};
+use super::{Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::time::Duration;

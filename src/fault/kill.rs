@@ -23,7 +23,8 @@ pub fn apply(lab: &LabState, f: &InForce) -> Result<()> {
 pub fn restart(lab_name: &str, f: &InForce, db: &dyn Database) -> Result<()> {
     let mut state = LabState::load(lab_name)?;
     for &node in &f.nodes {
-        lab::restart_node(&mut state, db, node)?;
+        let specs = db.restart_processes(&state.layout(), node);
+        lab::restart_node(&mut state, node, &specs)?;
     }
     Ok(())
 }

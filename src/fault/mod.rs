@@ -15,12 +15,13 @@ pub mod one_way;
 pub mod partition;
 pub mod pause;
 pub mod probe;
+pub mod target;
 
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::lab::{events, LabState};
 use crate::record::faults::{self, FaultKind};
-use crate::spec::Target;
+pub use target::Target;
 
 /// A fault to start or undo.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,12 @@
 //! remove every process, namespace and link of a lab even after perseus itself was killed.
 
 pub mod events;
+pub mod layout;
 pub mod net;
 pub mod process;
 
-use crate::db::{Database, Layout, NodeLayout, ProcessSpec};
 use crate::error::{Error, Result};
+pub use layout::{Layout, NodeLayout, ProcessSpec};
 use net::Subnet;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -372,52 +373,10 @@ pub fn create(
     Ok(state)
 }
 
-/// Starts the database on every node and waits, at most `timeout`, until it is ready.
-/// Returns how long that took. On error the caller tears the lab down.
-pub async fn start_database(
-    state: &mut LabState,
-    db: &dyn Database,
-    timeout: Duration,
-) -> Result<Duration> {
-    let started = Instant::now();
-    let deadline = started + timeout;
-    let layout = state.layout();
-    db.prepare(&layout)?;
-    for i in 0..state.nodes.len() {
-        for spec in db.processes(&layout, i) {
-            spawn(state, i, &spec)?;
-        }
-        if db.one_at_a_time() {
-            loop {
-                check_alive(state, started)?;
-                match db.node_ready(&layout, i).await {
-                    Ok(()) => break,
-                    Err(why) if Instant::now() >= deadline => {
-                        return Err(not_ready(state, i, timeout, why));
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        }
-    }
-    loop {
-        check_alive(state, started)?;
-        let health = db.health(&layout).await;
-        if health.ready {
-            db.setup(&layout).await?;
-            return Ok(started.elapsed());
-        }
-        if Instant::now() >= deadline {
-            let i = health.not_ready.first().copied().unwrap_or(0);
-            return Err(not_ready(state, i, timeout, health.why));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Starts node `i` again after its processes were killed: the database's restart command
-/// lines, the same data directories, logs appended to.
-pub fn restart_node(state: &mut LabState, db: &dyn Database, i: usize) -> Result<()> {
+/// Starts node `i` again after its processes were killed: `specs` (the database's restart
+/// command lines), the same data directories, logs appended to. Fails if they do not stay
+/// up.
+pub fn restart_node(state: &mut LabState, i: usize, specs: &[ProcessSpec]) -> Result<()> {
     // A server that cannot start again exits at once. Right after a kill that is often
     // only for a moment (its port is still held for a second or two), so it is tried
     // again for a while; a restart that never stays up is an error, not a node counted as
@@ -433,8 +392,8 @@ pub fn restart_node(state: &mut LabState, db: &dyn Database, i: usize) -> Result
             .collect();
         process::kill_all(&left, Duration::from_secs(2));
         state.nodes[i].processes.clear();
-        for spec in db.restart_processes(&state.layout(), i) {
-            spawn(state, i, &spec)?;
+        for spec in specs {
+            state.spawn(i, spec)?;
         }
         std::thread::sleep(RESTART_SETTLE);
         let node = &state.nodes[i];
@@ -462,83 +421,6 @@ pub fn restart_node(state: &mut LabState, db: &dyn Database, i: usize) -> Result
 const RESTART_SETTLE: Duration = Duration::from_millis(300);
 /// How long a restart is tried again while its processes exit at once.
 const RESTART_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Starts one process on node `i`, in its namespace and directory, and records it. Its
-/// output is appended to `<node dir>/<name>.log`.
-fn spawn(state: &mut LabState, i: usize, spec: &ProcessSpec) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let node = &state.nodes[i];
-    let log = node.dir.join(format!("{}.log", spec.name));
-    // The node's directory may belong to its server's user: no link of theirs is followed.
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&log)
-        .map_err(Error::io(format!("open {}", log.display())))?;
-    let err = out
-        .try_clone()
-        .map_err(Error::io(format!("open {}", log.display())))?;
-    let program = process::find_program(&spec.program)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| spec.program.clone());
-    let user = spec.user.as_deref().map(process::user_ids).transpose()?;
-    let mut cmd = process::command_in(&node.netns, &program, true, user)?;
-    cmd.args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&node.dir)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    let mut child = cmd.spawn().map_err(|e| Error::Command {
-        command: format!("{} (node {})", spec.program, node.name),
-        stderr: e.to_string(),
-    })?;
-    let pid = child.id() as i32;
-    // Reap it whenever it ends, so it never lingers as a zombie while we run.
-    std::thread::spawn(move || child.wait());
-    let start_time = process::start_time(pid).unwrap_or(0);
-    state.nodes[i].processes.push(ProcessState {
-        name: spec.name.clone(),
-        pid,
-        start_time,
-        log,
-    });
-    state.save()
-}
-
-/// Fails, naming the node and showing its log, if a process of the lab has exited.
-fn check_alive(state: &LabState, started: Instant) -> Result<()> {
-    for node in &state.nodes {
-        for p in &node.processes {
-            if !process::is_alive(p.pid, p.start_time) {
-                return Err(Error::NodeNotReady {
-                    node: node.name.clone(),
-                    secs: started.elapsed().as_secs(),
-                    why: format!("{} exited", p.name),
-                    log: p.log.clone(),
-                    tail: process::tail(&p.log, 15),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn not_ready(state: &LabState, i: usize, timeout: Duration, why: String) -> Error {
-    let log = state.nodes[i]
-        .processes
-        .first()
-        .map(|p| p.log.clone())
-        .unwrap_or_default();
-    Error::NodeNotReady {
-        node: state.nodes[i].name.clone(),
-        secs: timeout.as_secs(),
-        why,
-        tail: process::tail(&log, 15),
-        log,
-    }
-}
 
 /// Removes everything of a lab: its processes, namespaces (and with them their nftables
 /// rules), links, bridge and directory. Safe to call again, and on a half-made lab.
@@ -596,4 +478,88 @@ pub fn down(name: &str) -> Result<Option<LabState>> {
     let state = LabState::load(name)?;
     destroy(&state)?;
     Ok(Some(state))
+}
+
+impl LabState {
+    /// Starts one process on node `i`, in its namespace and directory, and records it. Its
+    /// output is appended to `<node dir>/<name>.log`.
+    pub fn spawn(&mut self, i: usize, spec: &ProcessSpec) -> Result<()> {
+        let state = self;
+        use std::os::unix::fs::OpenOptionsExt;
+        let node = &state.nodes[i];
+        let log = node.dir.join(format!("{}.log", spec.name));
+        // The node's directory may belong to its server's user: no link of theirs is followed.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&log)
+            .map_err(Error::io(format!("open {}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(Error::io(format!("open {}", log.display())))?;
+        let program = process::find_program(&spec.program)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.program.clone());
+        let user = spec.user.as_deref().map(process::user_ids).transpose()?;
+        let mut cmd = process::command_in(&node.netns, &program, true, user)?;
+        cmd.args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&node.dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let mut child = cmd.spawn().map_err(|e| Error::Command {
+            command: format!("{} (node {})", spec.program, node.name),
+            stderr: e.to_string(),
+        })?;
+        let pid = child.id() as i32;
+        // Reap it whenever it ends, so it never lingers as a zombie while we run.
+        std::thread::spawn(move || child.wait());
+        let start_time = process::start_time(pid).unwrap_or(0);
+        state.nodes[i].processes.push(ProcessState {
+            name: spec.name.clone(),
+            pid,
+            start_time,
+            log,
+        });
+        state.save()
+    }
+
+    /// Fails, naming the node and showing its log, if a process of the lab has exited;
+    /// `started`: when the processes were started, for the message.
+    pub fn check_alive(&self, started: Instant) -> Result<()> {
+        let state = self;
+        for node in &state.nodes {
+            for p in &node.processes {
+                if !process::is_alive(p.pid, p.start_time) {
+                    return Err(Error::NodeNotReady {
+                        node: node.name.clone(),
+                        secs: started.elapsed().as_secs(),
+                        why: format!("{} exited", p.name),
+                        log: p.log.clone(),
+                        tail: process::tail(&p.log, 15),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for node `i` not ready within `timeout`, with `why` and its log's tail.
+    pub fn not_ready(&self, i: usize, timeout: Duration, why: String) -> Error {
+        let state = self;
+        let log = state.nodes[i]
+            .processes
+            .first()
+            .map(|p| p.log.clone())
+            .unwrap_or_default();
+        Error::NodeNotReady {
+            node: state.nodes[i].name.clone(),
+            secs: timeout.as_secs(),
+            why,
+            tail: process::tail(&log, 15),
+            log,
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! through that node; and, at the end of a run, one read of every key through every node.
 
 use crate::clock::monotonic_ns;
-use crate::db::{Cell, Client, ClientError, Database, Found, Layout};
+use crate::db::{Cell, Client, ClientError, Database, Found};
+use crate::lab::Layout;
 use crate::record::{Event, Kind, Op, Outcome};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -1,0 +1,45 @@
+//! Bringing a database up on a lab's nodes.
+
+use super::Database;
+use crate::error::Result;
+use crate::lab::LabState;
+use std::time::{Duration, Instant};
+
+/// Starts the database on every node and waits, at most `timeout`, until it is ready.
+/// Returns how long that took. On error the caller tears the lab down.
+pub async fn start(state: &mut LabState, db: &dyn Database, timeout: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let layout = state.layout();
+    db.prepare(&layout)?;
+    for i in 0..state.nodes.len() {
+        for spec in db.processes(&layout, i) {
+            state.spawn(i, &spec)?;
+        }
+        if db.one_at_a_time() {
+            loop {
+                state.check_alive(started)?;
+                match db.node_ready(&layout, i).await {
+                    Ok(()) => break,
+                    Err(why) if Instant::now() >= deadline => {
+                        return Err(state.not_ready(i, timeout, why));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+    }
+    loop {
+        state.check_alive(started)?;
+        let health = db.health(&layout).await;
+        if health.ready {
+            db.setup(&layout).await?;
+            return Ok(started.elapsed());
+        }
+        if Instant::now() >= deadline {
+            let i = health.not_ready.first().copied().unwrap_or(0);
+            return Err(state.not_ready(i, timeout, health.why));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
