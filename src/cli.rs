@@ -1,7 +1,7 @@
 //! The command line: flags → a spec or a lab action. No logic of its own.
 
 use anyhow::{Context, Result};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use perseus::clock::parse_duration;
 use perseus::db;
 use perseus::fault::Action;
@@ -87,6 +87,116 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What the command line asks for: a derived command, or a fault from the registry.
+pub enum Invocation {
+    Command(Box<Command>),
+    /// A fault action (`isolate n2`, `loss n2 30%`, `rejoin n2`) on a lab.
+    Fault {
+        action: String,
+        lab: LabArg,
+    },
+}
+
+impl Invocation {
+    pub fn stops_at_once(&self) -> bool {
+        match self {
+            Invocation::Command(c) => c.stops_at_once(),
+            Invocation::Fault { .. } => false,
+        }
+    }
+
+    pub fn on_interrupt(&self) -> &'static str {
+        match self {
+            Invocation::Command(c) => c.on_interrupt(),
+            Invocation::Fault { .. } => "interrupted: stopping …; Ctrl-C again aborts at once",
+        }
+    }
+}
+
+/// The command line: the derived commands, and one command per fault of the registry
+/// ([`perseus::fault::FAULTS`]) and per word that undoes one, listed after `status`.
+pub fn command() -> clap::Command {
+    let mut c = Cli::command();
+    let mut faults: Vec<clap::Command> = Vec::new();
+    for f in perseus::fault::FAULTS {
+        faults.push(fault_command(f.kind().name, f.about(), f.params()));
+        if let Some((word, about)) = f.undone_by() {
+            faults.push(fault_command(word, about, &[perseus::fault::TARGET_PARAM]));
+        }
+    }
+    let derived: Vec<String> = c
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut order = 0;
+    for name in derived {
+        c = c.mut_subcommand(&name, |s| s.display_order(order));
+        order += 1;
+        if name == "status" {
+            for f in faults.drain(..) {
+                c = c.subcommand(f.display_order(order));
+                order += 1;
+            }
+        }
+    }
+    c
+}
+
+/// One fault's command: its parameters, then `--lab`.
+fn fault_command(
+    name: &'static str,
+    about: &'static str,
+    params: &'static [perseus::fault::ParamDoc],
+) -> clap::Command {
+    let mut c = clap::Command::new(name).about(about);
+    for p in params {
+        let mut arg = clap::Arg::new(p.name)
+            .value_name(p.name)
+            .help(p.help)
+            .required(true);
+        if p.many {
+            arg = arg.num_args(1..);
+        }
+        c = c.arg(arg);
+    }
+    LabArg::augment_args(c)
+}
+
+/// Parses the command line (exits with clap's message and code 2 on a mistake).
+pub fn parse() -> Invocation {
+    let matches = command().get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        let fault = perseus::fault::FAULTS
+            .iter()
+            .find(|f| f.kind().name == name || f.undone_by().is_some_and(|(w, _)| w == name));
+        if let Some(f) = fault {
+            let params = if f.kind().name == name {
+                f.params()
+            } else {
+                &[perseus::fault::TARGET_PARAM]
+            };
+            let mut words = vec![name.to_string()];
+            for p in params {
+                words.extend(
+                    sub.get_many::<String>(p.name)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+            }
+            let lab = LabArg::from_arg_matches(sub).unwrap_or_else(|e| e.exit());
+            return Invocation::Fault {
+                action: words.join(" "),
+                lab,
+            };
+        }
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => Invocation::Command(Box::new(cli.command)),
+        Err(e) => e.exit(),
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the experiment unattended: lab up, workload, isolate, rejoin, metrics, lab down
@@ -97,29 +207,6 @@ pub enum Command {
     Down(DownArgs),
     /// Show labs: nodes, addresses, processes, leader, faults in force
     Status(LabArg),
-    /// Cut a node off from its peers; the client still reaches it (the seed's isolate.sh)
-    Isolate(NodeArgs),
-    /// Restore a node's traffic with its peers (the seed's rejoin.sh)
-    Rejoin(NodeArgs),
-    /// Cut a node off from everyone, its clients included
-    IsolateAll(NodeArgs),
-    /// Undo isolate-all
-    RejoinAll(NodeArgs),
-    /// Split the nodes into groups that cannot reach each other: `n1|n2 n3`, or a shape:
-    /// halves, ring, bridge
-    Partition(PartitionArgs),
-    /// Lose everything a node sends to its peers (it still hears them)
-    OneWay(NodeArgs),
-    /// Lose a share of the packets between a node and its peers, at random
-    Loss(LossArgs),
-    /// Kill every process of a node with SIGKILL (its data stays)
-    Kill(NodeArgs),
-    /// Start a killed node again
-    Restart(NodeArgs),
-    /// Stop every process of a node with SIGSTOP
-    Pause(NodeArgs),
-    /// Continue a paused node
-    Resume(NodeArgs),
     /// Undo every fault in force in the lab
     Heal(LabArg),
     /// Put an event into every running watch of the lab, now: a fault marker if it starts
@@ -133,7 +220,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Put runs side by side: the seed's table (terminal and markdown) and compare.html
     Compare(CompareArgs),
-    /// List the databases Perseus can run (with the packages they need), or the scenarios
+    /// List the databases Perseus can run (with the packages they need), the scenarios, or
+    /// the faults
     List(ListArgs),
     /// Measure Perseus itself (for BENCHMARKS.md): report speed, lab times, fault latency,
     /// memory of a long watch
@@ -245,6 +333,8 @@ pub struct ListArgs {
 pub enum ListWhat {
     Databases,
     Scenarios,
+    /// Every fault: its action, markers, and what undoes it
+    Faults,
 }
 
 #[derive(Args)]
@@ -258,26 +348,6 @@ pub struct MarkArgs {
     /// file's `name`, or watch --name)
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
-}
-
-#[derive(Args)]
-pub struct PartitionArgs {
-    /// Groups (`n1|n2 n3`) or a shape: halves, ring, bridge
-    #[arg(required = true, num_args = 1..)]
-    pub groups: Vec<String>,
-    #[command(flatten)]
-    pub lab: LabArg,
-}
-
-#[derive(Args)]
-pub struct LossArgs {
-    /// The target: n1, n2, …, leader, follower, random, or all
-    #[arg(value_name = "NODE")]
-    pub node: Target,
-    /// Share of packets lost, e.g. 30%
-    pub percent: String,
-    #[command(flatten)]
-    pub lab: LabArg,
 }
 
 #[derive(Args)]
@@ -410,16 +480,6 @@ pub struct DownArgs {
 }
 
 #[derive(Args)]
-pub struct NodeArgs {
-    /// The target: n1, n2, …, leader or follower (as the database names them now), random,
-    /// or all
-    #[arg(value_name = "NODE")]
-    pub node: Target,
-    #[command(flatten)]
-    pub lab: LabArg,
-}
-
-#[derive(Args)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub lab: LabArg,
@@ -461,23 +521,16 @@ pub fn say(line: String) {
     let _ = writeln!(std::io::stderr(), "perseus: {line}");
 }
 
-pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
-    match cli.command {
+pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result<()> {
+    let cmd = match invocation {
+        Invocation::Fault { action, lab } => return fault(&lab, &action).await,
+        Invocation::Command(c) => *c,
+    };
+    match cmd {
         Command::Run(a) => run(a, stop).await,
         Command::Up(a) => up(a, stop).await,
         Command::Down(a) => down(a),
         Command::Status(a) => status(&a.lab).await,
-        Command::Isolate(a) => fault(&a.lab, &format!("isolate {}", a.node)).await,
-        Command::Rejoin(a) => fault(&a.lab, &format!("rejoin {}", a.node)).await,
-        Command::IsolateAll(a) => fault(&a.lab, &format!("isolate-all {}", a.node)).await,
-        Command::RejoinAll(a) => fault(&a.lab, &format!("rejoin-all {}", a.node)).await,
-        Command::Partition(a) => fault(&a.lab, &format!("partition {}", a.groups.join(" "))).await,
-        Command::OneWay(a) => fault(&a.lab, &format!("one-way {}", a.node)).await,
-        Command::Loss(a) => fault(&a.lab, &format!("loss {} {}", a.node, a.percent)).await,
-        Command::Kill(a) => fault(&a.lab, &format!("kill {}", a.node)).await,
-        Command::Restart(a) => fault(&a.lab, &format!("restart {}", a.node)).await,
-        Command::Pause(a) => fault(&a.lab, &format!("pause {}", a.node)).await,
-        Command::Resume(a) => fault(&a.lab, &format!("resume {}", a.node)).await,
         Command::Heal(a) => fault(&a, "heal").await,
         Command::Mark(a) => mark(&a),
         Command::Watch(a) => watch(a, stop).await,
@@ -487,13 +540,13 @@ pub async fn dispatch(cli: Cli, stop: CancellationToken) -> Result<()> {
         Command::Bench(b) => bench(b, stop).await,
         Command::Completions { shell } => {
             let mut text = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "perseus", &mut text);
+            clap_complete::generate(shell, &mut command(), "perseus", &mut text);
             out!("{}", String::from_utf8_lossy(&text));
             Ok(())
         }
         Command::Man => {
             let mut text = Vec::new();
-            clap_mangen::Man::new(Cli::command())
+            clap_mangen::Man::new(command())
                 .render(&mut text)
                 .context("render the man page")?;
             out!("{}", String::from_utf8_lossy(&text));
@@ -1014,6 +1067,29 @@ fn list(what: ListWhat) -> Result<()> {
             outln!("{name:<20}{}\n{:<20}{}", sc.description, "", sc.outline());
         }
         outln!("\nperseus run DB --scenario NAME|FILE.toml; a scenario file is TOML: see scenarios/ and the README");
+        return Ok(());
+    }
+    if let ListWhat::Faults = what {
+        let rows: Vec<[String; 4]> = perseus::fault::FAULTS
+            .iter()
+            .map(|f| {
+                let k = f.kind();
+                let params: Vec<&str> = f.params().iter().map(|p| p.name).collect();
+                let undo = match f.undone_by() {
+                    Some((word, _)) => format!("{word} NODE, heal"),
+                    None => "heal".into(),
+                };
+                [
+                    format!("{} {}", k.name, params.join(" ")),
+                    format!("{} / {}", k.starting, k.started),
+                    undo,
+                    f.about().to_string(),
+                ]
+            })
+            .collect();
+        let header = ["action", "markers", "undone by", "about"].map(String::from);
+        outln!("{}", columns(std::iter::once(&header).chain(&rows)));
+        outln!("\nfrom any terminal: perseus ACTION [--lab NAME]; in a scenario: faults = [\"ACTION\"]");
         return Ok(());
     }
     let rows: Vec<[String; 4]> = db::REGISTRY

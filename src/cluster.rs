@@ -29,18 +29,25 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The actions a cluster file may give commands for: each fault kind's start and end.
-pub const ACTIONS: &[&str] = &[
-    "isolate",
-    "rejoin",
-    "isolate-all",
-    "rejoin-all",
-    "one-way",
-    "kill",
-    "restart",
-    "pause",
-    "resume",
-    "heal",
-];
+/// The fault actions a cluster file can give commands for: every fault that takes one
+/// node (the command's `{host}` and `{node}` say which), the words that undo them, and
+/// `heal` (which undoes the others).
+pub fn actions() -> Vec<&'static str> {
+    let mut all = Vec::new();
+    for f in crate::fault::FAULTS.iter().filter(|f| takes_one_node(**f)) {
+        all.push(f.kind().name);
+        if let Some((word, _)) = f.undone_by() {
+            all.push(word);
+        }
+    }
+    all.push("heal");
+    all
+}
+
+/// Whether a fault takes nothing but a target, as a user's command can.
+fn takes_one_node(f: &dyn crate::fault::Fault) -> bool {
+    f.params() == [crate::fault::TARGET_PARAM]
+}
 
 /// Longest time a fault command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -211,13 +218,14 @@ impl Cluster {
         };
         let mut commands = BTreeMap::new();
         for (action, command) in raw.faults {
-            if !ACTIONS.contains(&action.get_ref().as_str()) {
+            let known = actions();
+            if !known.contains(&action.get_ref().as_str()) {
                 return Err(malformed(
                     at(action.span()),
                     format!(
                         "unknown fault action '{}'; known: {}",
                         action.get_ref(),
-                        ACTIONS.join(", ")
+                        known.join(", ")
                     ),
                 ));
             }
@@ -492,15 +500,12 @@ pub async fn run_command(command: &str, timeout: Duration) -> Result<CommandOutc
     })
 }
 
-/// The action that undoes a fault of kind `kind` (`isolate` → `rejoin`).
+/// The action that undoes a fault of kind `kind` (`isolate` → `rejoin`; `heal` for those
+/// only `heal` undoes).
 pub fn end_action(kind: &crate::record::faults::FaultKind) -> &'static str {
-    match kind.name {
-        "isolate" => "rejoin",
-        "isolate-all" => "rejoin-all",
-        "kill" => "restart",
-        "pause" => "resume",
-        _ => "heal",
-    }
+    crate::fault::of_kind(kind)
+        .undone_by()
+        .map_or("heal", |(w, _)| w)
 }
 
 /// The node a scenario's target names; the user's commands take node names only.
@@ -519,16 +524,23 @@ pub fn check_scenario(cluster: &Cluster, scenario: &crate::scenario::Scenario) -
     use crate::fault::Action;
     let mut needed = Vec::new();
     for phase in &scenario.phases {
-        for action in phase.actions() {
-            match &action {
-                Action::Start { kind, target, .. } => {
+        for action in &phase.faults {
+            match action {
+                Action::Start { fault, target, .. } => {
+                    if !takes_one_node(*fault) {
+                        return Err(Error::Invalid(format!(
+                            "phase '{}': '{action}': a cluster Perseus did not start takes faults on one named node (its command gets {{host}} and {{node}}); {} takes more",
+                            phase.name,
+                            fault.kind().name
+                        )));
+                    }
                     target_node(cluster, target)?;
-                    needed.push(kind.name);
-                    needed.push(end_action(kind));
+                    needed.push(fault.kind().name);
+                    needed.push(end_action(fault.kind()));
                 }
-                Action::End { kind, target } => {
+                Action::End { fault, target } => {
                     target_node(cluster, target)?;
-                    needed.push(end_action(kind));
+                    needed.push(end_action(fault.kind()));
                 }
                 Action::Heal => {}
             }
@@ -612,14 +624,16 @@ async fn play_phases(
 ) -> Result<()> {
     use crate::fault::Action;
     for phase in &scenario.phases {
-        for action in phase.actions() {
-            match &action {
-                Action::Start { kind, target, .. } => {
+        for action in &phase.faults {
+            match action {
+                Action::Start { fault, target, .. } => {
+                    let kind = fault.kind();
                     let node = target_node(cluster, target)?;
                     act(cluster, kind.name, node, kind.starting, kind.started, say).await?;
                     in_force.push((kind, node));
                 }
-                Action::End { kind, target } => {
+                Action::End { fault, target } => {
+                    let kind = fault.kind();
                     let node = target_node(cluster, target)?;
                     in_force.retain(|(k, n)| !(k.name == kind.name && *n == node));
                     undo(cluster, kind, node, say).await?;

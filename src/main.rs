@@ -2,18 +2,17 @@
 
 mod cli;
 
-use clap::Parser;
 use perseus::error::exit;
 use tokio_util::sync::CancellationToken;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let at_once = cli.command.stops_at_once();
-    let on_interrupt = cli.command.on_interrupt();
+    let at_once = cli.stops_at_once();
+    let on_interrupt = cli.on_interrupt();
     let code = runtime.block_on(async {
         let stop = CancellationToken::new();
         let on_signal = stop.clone();

@@ -34,26 +34,26 @@ pub async fn play(
     let mut in_force: Vec<InForce> = Vec::new();
     let mut marked = false;
     for phase in &scenario.phases {
-        for action in phase.actions() {
+        for action in &phase.faults {
             if !marked && matches!(action, Action::Start { .. }) {
                 let warm = db.warmed_up(&lab.layout()).await.is_ok();
                 events::append(&lab.dir(), events::MARK, if warm { WARM } else { NOT_WARM })?;
                 marked = true;
             }
-            match &action {
+            match action {
                 Action::Start { .. } => {
-                    let f = fault::start(&action, lab, db, rng).await?;
+                    let f = fault::start(action, lab, db, rng).await?;
                     say(format!(
                         "{}: {action} → {} {}",
                         phase.name, f.kind.started, f.target
                     ));
                     in_force.push(f);
                 }
-                Action::End { kind, target } => {
+                Action::End { fault, target } => {
                     let nodes = fault::resolve(target, lab, db, rng).await?;
                     let (ending, kept): (Vec<InForce>, Vec<InForce>) =
                         in_force.into_iter().partition(|f| {
-                            f.kind == *kind && f.nodes.iter().any(|n| nodes.contains(n))
+                            f.kind == fault.kind() && f.nodes.iter().any(|n| nodes.contains(n))
                         });
                     in_force = kept;
                     for f in ending {

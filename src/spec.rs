@@ -91,20 +91,17 @@ impl Spec {
             line,
             why,
         };
-        let spec: Spec =
-            serde_json::from_str(&text).map_err(|e| malformed(e.line(), e.to_string()))?;
-        for phase in spec.scenario.iter().flat_map(|s| &s.phases) {
-            if let Some((fault, e)) = phase.bad_action() {
-                let quoted = serde_json::to_string(fault).expect("a string serialises");
-                let line = text
-                    .find(&quoted)
-                    .map_or(1, |at| text[..at].matches('\n').count() + 1);
-                return Err(malformed(
-                    line,
-                    format!("phase '{}': '{fault}': {e}", phase.name),
-                ));
-            }
-        }
+        let spec: Spec = serde_json::from_str(&text).map_err(|e| {
+            // An action that does not parse is reported where its text is: serde's position
+            // is past the string, often on the next line.
+            let why = e.to_string();
+            let line = why
+                .split('\'')
+                .nth(1)
+                .and_then(|action| text.find(&format!("\"{action}\"")))
+                .map_or(e.line(), |at| text[..at].matches('\n').count() + 1);
+            malformed(line, why)
+        })?;
         Ok(spec)
     }
 

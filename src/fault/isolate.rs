@@ -3,9 +3,10 @@
 //! node off from everyone, its clients included.
 
 use super::grudge::Grudge;
-use super::{nft, probe, table, InForce};
+use super::{nft, probe, table, Fault, InForce, Param};
 use crate::error::{Error, Result};
 use crate::lab::LabState;
+use crate::record::faults::{named, FaultKind};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ pub fn isolate_all(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
 
 /// Whether `node` is isolated from its peers now.
 pub fn is_isolated(lab: &LabState, node: usize) -> Result<bool> {
-    let t = table(crate::record::faults::by_name("isolate").expect("isolate is a kind"));
+    let t = table(Isolate.kind());
     Ok(nft::our_tables(&lab.nodes[node].netns)?
         .iter()
         .any(|(name, _)| *name == t))
@@ -106,4 +107,43 @@ fn verify(lab: &LabState, node: usize, port: u16, client_reaches: bool) -> Resul
         }
     }
     Ok(())
+}
+
+/// `isolate NODE` / `rejoin NODE`.
+pub struct Isolate;
+
+impl Fault for Isolate {
+    fn kind(&self) -> &'static FaultKind {
+        named("isolate")
+    }
+    fn about(&self) -> &'static str {
+        "Cut a node off from its peers; the client still reaches it (the seed's isolate.sh)"
+    }
+    fn undone_by(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "rejoin",
+            "Restore a node's traffic with its peers (the seed's rejoin.sh)",
+        ))
+    }
+    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, port: u16) -> Result<()> {
+        isolate(lab, f, port)
+    }
+}
+
+/// `isolate-all NODE` / `rejoin-all NODE`.
+pub struct IsolateAll;
+
+impl Fault for IsolateAll {
+    fn kind(&self) -> &'static FaultKind {
+        named("isolate-all")
+    }
+    fn about(&self) -> &'static str {
+        "Cut a node off from everyone, its clients included"
+    }
+    fn undone_by(&self) -> Option<(&'static str, &'static str)> {
+        Some(("rejoin-all", "Undo isolate-all"))
+    }
+    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, port: u16) -> Result<()> {
+        isolate_all(lab, f, port)
+    }
 }

@@ -1,10 +1,11 @@
 //! Kill and restart: every process of a node killed with SIGKILL (no chance to clean up),
 //! then started again with the same data directory.
 
-use super::InForce;
+use super::{Fault, InForce, Param};
 use crate::db::Database;
 use crate::error::Result;
 use crate::lab::{self, process, LabState};
+use crate::record::faults::{named, FaultKind};
 use std::time::Duration;
 
 /// Kills every process of the nodes of `f` and waits until they are gone.
@@ -40,4 +41,28 @@ pub fn killed(lab: &LabState) -> Vec<usize> {
                     .all(|p| !process::is_alive(p.pid, p.start_time))
         })
         .collect()
+}
+
+/// `kill NODE` / `restart NODE`.
+pub struct Kill;
+
+impl Fault for Kill {
+    fn kind(&self) -> &'static FaultKind {
+        named("kill")
+    }
+    fn about(&self) -> &'static str {
+        "Kill every process of a node with SIGKILL (its data stays)"
+    }
+    fn undone_by(&self) -> Option<(&'static str, &'static str)> {
+        Some(("restart", "Start a killed node again"))
+    }
+    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, _port: u16) -> Result<()> {
+        apply(lab, f)
+    }
+    fn undo(&self, lab: &LabState, f: &InForce, db: &dyn Database) -> Result<()> {
+        restart(&lab.name, f, db)
+    }
+    fn held_by_processes(&self, lab: &LabState) -> Option<Vec<usize>> {
+        Some(killed(lab))
+    }
 }

@@ -3,9 +3,10 @@
 //! every kernel). Each packet is judged once: by its sender if the sender is a target, else
 //! by its receiver, so every direction of every link touching a target loses the same share.
 
-use super::{nft, table, InForce};
+use super::{names, nft, table, Fault, InForce, Param, ParamDoc, Target, TARGET_PARAM};
 use crate::error::Result;
 use crate::lab::LabState;
+use crate::record::faults::{named, FaultKind};
 
 /// Drops `percent`% of the packets between the nodes of `f` and their peers, both ways.
 pub fn apply(lab: &LabState, f: &InForce, percent: u8) -> Result<()> {
@@ -27,4 +28,60 @@ pub fn apply(lab: &LabState, f: &InForce, percent: u8) -> Result<()> {
         nft::apply(&lab.nodes[node].netns, &rules)?;
     }
     Ok(())
+}
+
+/// `loss NODE PERCENT`, undone by `heal`.
+pub struct Loss;
+
+impl Fault for Loss {
+    fn kind(&self) -> &'static FaultKind {
+        named("loss")
+    }
+    fn about(&self) -> &'static str {
+        "Lose a share of the packets between a node and its peers, at random"
+    }
+    fn params(&self) -> &'static [ParamDoc] {
+        &[
+            TARGET_PARAM,
+            ParamDoc {
+                name: "PERCENT",
+                help: "the share of packets lost, 1% to 100%, e.g. 30%",
+                many: false,
+            },
+        ]
+    }
+    fn parse(&self, args: &[&str]) -> std::result::Result<(Target, Param), String> {
+        let [target, p] = args else {
+            return Err("'loss' takes a target and a percentage, e.g. loss n2 30%".into());
+        };
+        let percent = p
+            .trim_end_matches('%')
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| format!("'{p}' is not a percentage from 1% to 100%"))?;
+        Ok((target.parse()?, Param::Percent(percent)))
+    }
+    fn render(&self, target: &Target, param: &Param) -> String {
+        format!("loss {target} {}%", percent(param))
+    }
+    fn place(
+        &self,
+        lab: &LabState,
+        nodes: Vec<usize>,
+        param: &Param,
+    ) -> Result<(Vec<usize>, String)> {
+        let text = format!("{} {}%", names(lab, &nodes), percent(param));
+        Ok((nodes, text))
+    }
+    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
+        apply(lab, f, percent(param))
+    }
+}
+
+fn percent(param: &Param) -> u8 {
+    match param {
+        Param::Percent(p) => *p,
+        _ => 100,
+    }
 }

@@ -23,20 +23,142 @@ use crate::lab::{events, LabState};
 use crate::record::faults::{self, FaultKind};
 pub use target::Target;
 
+/// One kind of fault: how actions name it and its arguments, how it is put in force on a
+/// lab and undone, and how it is found in force. [`FAULTS`] lists every one; commands,
+/// scenario files, `status`, `heal` and the README's fault table all come from it.
+pub trait Fault: Send + Sync {
+    /// Its marker vocabulary; its `name` is how actions and commands call it.
+    fn kind(&self) -> &'static FaultKind;
+    /// One line for `--help` and the README.
+    fn about(&self) -> &'static str;
+    /// The command that undoes it on its own, with one line for `--help` (`rejoin`, …);
+    /// `None`: only `heal` undoes it.
+    fn undone_by(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+    /// What follows its name in an action, for help and for its command's arguments.
+    fn params(&self) -> &'static [ParamDoc] {
+        &[TARGET_PARAM]
+    }
+    /// Parses what follows its name in an action.
+    fn parse(&self, args: &[&str]) -> std::result::Result<(Target, Param), String> {
+        Ok((one_target(self.kind().name, args)?, Param::None))
+    }
+    /// The action as text, as [`Fault::parse`] reads it back.
+    fn render(&self, target: &Target, _param: &Param) -> String {
+        format!("{} {target}", self.kind().name)
+    }
+    /// The nodes it holds and the target text of its markers, once the action's target is
+    /// resolved to `nodes`.
+    fn place(
+        &self,
+        lab: &LabState,
+        nodes: Vec<usize>,
+        _param: &Param,
+    ) -> Result<(Vec<usize>, String)> {
+        let text = names(lab, &nodes);
+        Ok((nodes, text))
+    }
+    /// Puts it in force on the nodes of `f` and checks it is, where it can; may block.
+    /// `port`: the database's client port, for checks by connection.
+    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, port: u16) -> Result<()>;
+    /// Undoes it on the nodes of `f`, and checks nothing of it is left; may block. By
+    /// default it removes its nftables table ([`table`]).
+    fn undo(&self, lab: &LabState, f: &InForce, _db: &dyn Database) -> Result<()> {
+        nft_undo(lab, f)
+    }
+    /// The nodes where the state of their processes shows it in force (paused, killed);
+    /// `None` for faults that live in nftables tables, found by [`table`].
+    fn held_by_processes(&self, _lab: &LabState) -> Option<Vec<usize>> {
+        None
+    }
+}
+
+impl std::fmt::Debug for dyn Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind().name)
+    }
+}
+
+impl PartialEq for dyn Fault {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind().name == other.kind().name
+    }
+}
+
+impl Eq for dyn Fault {}
+
+/// Every fault, in the order `--help`, `perseus list faults` and the README show them.
+pub static FAULTS: &[&dyn Fault] = &[
+    &isolate::Isolate,
+    &isolate::IsolateAll,
+    &partition::Partition,
+    &one_way::OneWay,
+    &loss::Loss,
+    &kill::Kill,
+    &pause::Pause,
+];
+
+/// The fault called `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn Fault> {
+    FAULTS.iter().copied().find(|f| f.kind().name == name)
+}
+
+/// The fault whose marker vocabulary is `kind`.
+pub fn of_kind(kind: &FaultKind) -> &'static dyn Fault {
+    by_name(kind.name).expect("every marker kind has its fault (a test checks)")
+}
+
+/// One parameter of a fault, as help shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamDoc {
+    /// Its placeholder: `NODE`, `PERCENT`.
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Whether it takes one word or more (the last parameter only).
+    pub many: bool,
+}
+
+/// The usual parameter: one target.
+pub const TARGET_PARAM: ParamDoc = ParamDoc {
+    name: "NODE",
+    help:
+        "the target: n1, n2, …, leader or follower (as the database names them now), random, or all",
+    many: false,
+};
+
+/// One target, the only argument of most faults.
+pub fn one_target(verb: &str, args: &[&str]) -> std::result::Result<Target, String> {
+    match args {
+        [t] => t.parse(),
+        _ => Err(format!(
+            "'{verb}' takes one target: a node name, leader, follower, random or all"
+        )),
+    }
+}
+
+/// What a fault takes besides its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    None,
+    /// A share of packets, 1 to 100 (`loss`).
+    Percent(u8),
+    /// Groups (`n1|n2 n3`) or a shape name (`partition`).
+    Groups(String),
+}
+
 /// A fault to start or undo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start a fault of `kind` on `target` (for `loss`, with `percent`; for `partition`, on
-    /// `groups`: a shape name or groups such as `n1|n2 n3`).
+    /// Start `fault` on `target`, with what else it takes.
     Start {
-        kind: &'static FaultKind,
+        fault: &'static dyn Fault,
         target: Target,
-        percent: u8,
-        groups: String,
+        param: Param,
     },
-    /// Undo the faults of `kind` in force on `target` (`rejoin n2`, `restart all`).
+    /// Undo the faults of its kind in force on `target` (`rejoin n2`, `restart all`).
     End {
-        kind: &'static FaultKind,
+        fault: &'static dyn Fault,
         target: Target,
     },
     /// Undo every fault in force.
@@ -52,33 +174,22 @@ pub struct InForce {
     pub nodes: Vec<usize>,
 }
 
-/// The commands that undo a kind, as actions name them.
-const UNDO_WORDS: [(&str, &str); 4] = [
-    ("rejoin", "isolate"),
-    ("rejoin-all", "isolate-all"),
-    ("restart", "kill"),
-    ("resume", "pause"),
-];
+impl InForce {
+    pub fn fault(&self) -> &'static dyn Fault {
+        of_kind(self.kind)
+    }
+}
 
 impl std::str::FromStr for Action {
     type Err = String;
 
-    /// `isolate T`, `isolate-all T`, `one-way T`, `kill T`, `pause T`, `loss T 30%`,
-    /// `partition halves|ring|bridge|GROUPS`, `rejoin T`, `rejoin-all T`, `restart T`,
-    /// `resume T`, `heal`; T is a node name, `leader`, `follower`, `random` or `all`.
+    /// A fault's name and its arguments (`isolate n2`, `loss n2 30%`, `partition halves`),
+    /// the word that undoes one and a target (`rejoin n2`, `restart all`), or `heal`; a
+    /// target is a node name, `leader`, `follower`, `random` or `all`.
     fn from_str(text: &str) -> std::result::Result<Action, String> {
         let words: Vec<&str> = text.split_whitespace().collect();
         let Some((&verb, args)) = words.split_first() else {
             return Err("an empty fault".into());
-        };
-        let target = |args: &[&str]| -> std::result::Result<Target, String> {
-            match args {
-                [t] => t.parse(),
-                [t, ..] if verb == "loss" => t.parse(),
-                _ => Err(format!(
-                    "'{verb}' takes one target: a node name, leader, follower, random or all"
-                )),
-            }
         };
         if verb == "heal" {
             return if args.is_empty() {
@@ -87,84 +198,62 @@ impl std::str::FromStr for Action {
                 Err("'heal' takes nothing: it undoes every fault in force".into())
             };
         }
-        if let Some((_, kind)) = UNDO_WORDS.iter().find(|(w, _)| *w == verb) {
-            let target = target(args)?;
+        if let Some(fault) = FAULTS
+            .iter()
+            .copied()
+            .find(|f| f.undone_by().is_some_and(|(w, _)| w == verb))
+        {
+            let target = one_target(verb, args)?;
             if matches!(target, Target::Leader | Target::Follower | Target::Random) {
                 return Err(format!("'{verb} {target}' is ambiguous once the fault is in force: name the node, or use 'all' or 'heal'"));
             }
-            return Ok(Action::End {
-                kind: faults::by_name(kind).expect("undo words name kinds"),
-                target,
-            });
+            return Ok(Action::End { fault, target });
         }
-        let kind = faults::by_name(verb).ok_or_else(|| {
-            let known: Vec<&str> = faults::KINDS.iter().map(|k| k.name).collect();
+        let fault = by_name(verb).ok_or_else(|| {
+            let known: Vec<&str> = FAULTS.iter().map(|f| f.kind().name).collect();
+            let undo: Vec<&str> = FAULTS
+                .iter()
+                .filter_map(|f| f.undone_by().map(|(w, _)| w))
+                .collect();
             format!(
-                "unknown fault '{verb}'; faults: {}, and rejoin, restart, resume, heal",
-                known.join(", ")
+                "unknown fault '{verb}'; faults: {}, and {}, heal",
+                known.join(", "),
+                undo.join(", ")
             )
         })?;
-        match kind.name {
-            "partition" => {
-                if args.is_empty() {
-                    return Err("'partition' takes a shape (halves, ring, bridge) or groups such as n1|n2 n3".into());
-                }
-                Ok(Action::Start {
-                    kind,
-                    target: Target::All,
-                    percent: 0,
-                    groups: args.join(" "),
-                })
-            }
-            "loss" => {
-                let percent = match args {
-                    [_, p] => p
-                        .trim_end_matches('%')
-                        .parse::<u8>()
-                        .ok()
-                        .filter(|p| (1..=100).contains(p))
-                        .ok_or_else(|| format!("'{p}' is not a percentage from 1% to 100%"))?,
-                    _ => {
-                        return Err(
-                            "'loss' takes a target and a percentage, e.g. loss n2 30%".into()
-                        )
-                    }
-                };
-                Ok(Action::Start {
-                    kind,
-                    target: target(args)?,
-                    percent,
-                    groups: String::new(),
-                })
-            }
-            _ => Ok(Action::Start {
-                kind,
-                target: target(args)?,
-                percent: 0,
-                groups: String::new(),
-            }),
-        }
+        let (target, param) = fault.parse(args)?;
+        Ok(Action::Start {
+            fault,
+            target,
+            param,
+        })
+    }
+}
+
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("'{text}': {e}")))
     }
 }
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::Start { kind, groups, .. } if kind.name == "partition" => {
-                write!(f, "partition {groups}")
-            }
             Action::Start {
-                kind,
+                fault,
                 target,
-                percent,
-                ..
-            } if kind.name == "loss" => write!(f, "loss {target} {percent}%"),
-            Action::Start { kind, target, .. } => write!(f, "{} {target}", kind.name),
-            Action::End { kind, target } => {
-                let word = UNDO_WORDS
-                    .iter()
-                    .find(|(_, k)| *k == kind.name)
-                    .map_or("heal", |(w, _)| *w);
+                param,
+            } => f.write_str(&fault.render(target, param)),
+            Action::End { fault, target } => {
+                let word = fault.undone_by().map_or("heal", |(w, _)| w);
                 write!(f, "{word} {target}")
             }
             Action::Heal => f.write_str("heal"),
@@ -222,7 +311,8 @@ pub async fn resolve(
     })
 }
 
-fn names(lab: &LabState, nodes: &[usize]) -> String {
+/// The nodes' names, space-separated: the target text of most markers.
+pub fn names(lab: &LabState, nodes: &[usize]) -> String {
     nodes
         .iter()
         .map(|i| lab.nodes[*i].name.as_str())
@@ -235,7 +325,7 @@ fn names(lab: &LabState, nodes: &[usize]) -> String {
 pub async fn start(
     action: &Action,
     lab: &LabState,
-    db: &dyn Database,
+    db: &'static dyn Database,
     rng: &mut Rng,
 ) -> Result<InForce> {
     // Under the lab's lock, from the lab as it is on disk now (another command, or an
@@ -243,26 +333,16 @@ pub async fn start(
     let _lock = lab.lock()?;
     let lab = &LabState::load(&lab.name)?;
     let Action::Start {
-        kind,
+        fault,
         target,
-        percent,
-        groups,
+        param,
     } = action
     else {
         return Err(Error::Invalid(format!("'{action}' does not start a fault")));
     };
-    let (nodes, text, grudge) = if kind.name == "partition" {
-        let g = partition::grudge(lab, groups)?;
-        let nodes = (0..lab.nodes.len()).filter(|i| g.0[*i] != 0).collect();
-        (nodes, g.describe(&lab.node_names()), Some(g))
-    } else {
-        let nodes = resolve(target, lab, db, rng).await?;
-        let mut text = names(lab, &nodes);
-        if kind.name == "loss" {
-            text.push_str(&format!(" {percent}%"));
-        }
-        (nodes, text, None)
-    };
+    let kind = fault.kind();
+    let resolved = resolve(target, lab, db, rng).await?;
+    let (nodes, text) = fault.place(lab, resolved, param)?;
     let f = InForce {
         kind,
         target: text,
@@ -278,21 +358,16 @@ pub async fn start(
         )));
     }
     events::append(&lab.dir(), kind.starting, &f.target)?;
-    let (l, f2, port, percent) = (lab.clone(), f.clone(), db.client_port(), *percent);
-    let done = tokio::task::spawn_blocking(move || match f2.kind.name {
-        "isolate" => isolate::isolate(&l, &f2, port),
-        "isolate-all" => isolate::isolate_all(&l, &f2, port),
-        "partition" => {
-            partition::apply(&l, &f2, grudge.as_ref().expect("a partition has a grudge"))
-        }
-        "one-way" => one_way::apply(&l, &f2),
-        "loss" => loss::apply(&l, &f2, percent),
-        "kill" => kill::apply(&l, &f2),
-        "pause" => pause::apply(&l, &f2),
-        other => Err(Error::Invalid(format!("no fault '{other}'"))),
-    })
-    .await
-    .map_err(|e| Error::Invalid(format!("fault task failed: {e}")))?;
+    let (l, f2, port, param, fault) = (
+        lab.clone(),
+        f.clone(),
+        db.client_port(),
+        param.clone(),
+        *fault,
+    );
+    let done = tokio::task::spawn_blocking(move || fault.apply(&l, &f2, &param, port))
+        .await
+        .map_err(|e| Error::Invalid(format!("fault task failed: {e}")))?;
     if let Err(e) = done {
         let _ = undo(&f, lab, db).await;
         // The starting marker is in the record: say the fault never was.
@@ -334,20 +409,11 @@ pub async fn end(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Resu
     Ok(())
 }
 
-async fn undo(f: &InForce, lab: &LabState, db: &dyn Database) -> Result<()> {
-    match f.kind.name {
-        // It waits for the restarted processes to stay up: off the runtime's threads.
-        "kill" => tokio::task::block_in_place(|| kill::restart(&lab.name, f, db)),
-        _ => {
-            let (l, f) = (lab.clone(), f.clone());
-            tokio::task::spawn_blocking(move || match f.kind.name {
-                "pause" => pause::undo(&l, &f),
-                _ => nft_undo(&l, &f),
-            })
-            .await
-            .map_err(|e| Error::Invalid(format!("fault task failed: {e}")))?
-        }
-    }
+async fn undo(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Result<()> {
+    let (l, f) = (lab.clone(), f.clone());
+    tokio::task::spawn_blocking(move || f.fault().undo(&l, &f, db))
+        .await
+        .map_err(|e| Error::Invalid(format!("fault task failed: {e}")))?
 }
 
 /// The nftables table that holds a network fault of this kind.
@@ -356,7 +422,7 @@ pub fn table(kind: &FaultKind) -> String {
 }
 
 /// Removes a network fault's table from each of its nodes and checks none is left.
-fn nft_undo(lab: &LabState, f: &InForce) -> Result<()> {
+pub fn nft_undo(lab: &LabState, f: &InForce) -> Result<()> {
     let t = table(f.kind);
     for &i in &f.nodes {
         let netns = &lab.nodes[i].netns;
@@ -377,7 +443,7 @@ pub fn in_force(lab: &LabState) -> Result<Vec<InForce>> {
     let mut found: Vec<InForce> = Vec::new();
     for (i, node) in lab.nodes.iter().enumerate() {
         for (name, comment) in nft::our_tables(&node.netns)? {
-            let Some(kind) = faults::KINDS.iter().find(|k| table(k) == name) else {
+            let Some(kind) = FAULTS.iter().map(|f| f.kind()).find(|k| table(k) == name) else {
                 continue;
             };
             match found
@@ -395,10 +461,10 @@ pub fn in_force(lab: &LabState) -> Result<Vec<InForce>> {
     }
     // One per node: a process state cannot tell `kill n2` + `kill n3` from `kill all`, and
     // the per-node commands are the common case (their end markers must pair with them).
-    for (kind, nodes) in [("pause", pause::paused(lab)), ("kill", kill::killed(lab))] {
-        for node in nodes {
+    for fault in FAULTS {
+        for node in fault.held_by_processes(lab).unwrap_or_default() {
             found.push(InForce {
-                kind: faults::by_name(kind).expect("known kind"),
+                kind: fault.kind(),
                 target: lab.nodes[node].name.clone(),
                 nodes: vec![node],
             });
@@ -417,11 +483,11 @@ pub async fn act(
 ) -> Result<Vec<InForce>> {
     match action {
         Action::Start { .. } => Ok(vec![start(action, lab, db, rng).await?]),
-        Action::End { kind, target } => {
+        Action::End { fault, target } => {
             let nodes = resolve(target, lab, db, rng).await?;
             let matching: Vec<InForce> = in_force(lab)?
                 .into_iter()
-                .filter(|f| f.kind == *kind && f.nodes.iter().any(|n| nodes.contains(n)))
+                .filter(|f| f.kind == fault.kind() && f.nodes.iter().any(|n| nodes.contains(n)))
                 .collect();
             for f in &matching {
                 end(f, lab, db).await?;

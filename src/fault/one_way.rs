@@ -1,9 +1,10 @@
 //! One-way drop: a node still hears its peers, but every packet it sends them is lost.
 
 use super::grudge::Grudge;
-use super::{nft, table, InForce};
+use super::{nft, table, Fault, InForce, Param};
 use crate::error::Result;
 use crate::lab::LabState;
+use crate::record::faults::{named, FaultKind};
 
 /// Drops what each node of `f` sends to its peers.
 pub fn apply(lab: &LabState, f: &InForce) -> Result<()> {
@@ -16,4 +17,19 @@ pub fn apply(lab: &LabState, f: &InForce) -> Result<()> {
         nft::apply(&lab.nodes[node].netns, &rules)?;
     }
     Ok(())
+}
+
+/// `one-way NODE`, undone by `heal`.
+pub struct OneWay;
+
+impl Fault for OneWay {
+    fn kind(&self) -> &'static FaultKind {
+        named("one-way")
+    }
+    fn about(&self) -> &'static str {
+        "Lose everything a node sends to its peers (it still hears them)"
+    }
+    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, _port: u16) -> Result<()> {
+        apply(lab, f)
+    }
 }

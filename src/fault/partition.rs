@@ -3,9 +3,10 @@
 //! table; the clients still reach every node.
 
 use super::grudge::{parse_groups, Grudge, Shape};
-use super::{nft, table, InForce};
+use super::{nft, table, Fault, InForce, Param, ParamDoc, Target};
 use crate::error::{Error, Result};
 use crate::lab::LabState;
+use crate::record::faults::{named, FaultKind};
 
 /// The grudge of a shape name or of groups over the lab's nodes.
 pub fn grudge(lab: &LabState, groups: &str) -> Result<Grudge> {
@@ -28,4 +29,55 @@ pub fn apply(lab: &LabState, f: &InForce, grudge: &Grudge) -> Result<()> {
         nft::apply(&lab.nodes[node].netns, &rules)?;
     }
     Ok(())
+}
+
+/// `partition GROUPS|SHAPE`, undone by `heal`.
+pub struct Partition;
+
+impl Fault for Partition {
+    fn kind(&self) -> &'static FaultKind {
+        named("partition")
+    }
+    fn about(&self) -> &'static str {
+        "Split the nodes into groups that cannot reach each other: `n1|n2 n3`, or a shape: halves, ring, bridge"
+    }
+    fn params(&self) -> &'static [ParamDoc] {
+        &[ParamDoc {
+            name: "GROUPS",
+            help: "groups (`n1|n2 n3`) or a shape: halves, ring, bridge",
+            many: true,
+        }]
+    }
+    fn parse(&self, args: &[&str]) -> std::result::Result<(Target, Param), String> {
+        if args.is_empty() {
+            return Err(
+                "'partition' takes a shape (halves, ring, bridge) or groups such as n1|n2 n3"
+                    .into(),
+            );
+        }
+        Ok((Target::All, Param::Groups(args.join(" "))))
+    }
+    fn render(&self, _target: &Target, param: &Param) -> String {
+        format!("partition {}", groups(param))
+    }
+    fn place(
+        &self,
+        lab: &LabState,
+        _nodes: Vec<usize>,
+        param: &Param,
+    ) -> Result<(Vec<usize>, String)> {
+        let g = grudge(lab, groups(param))?;
+        let nodes = (0..lab.nodes.len()).filter(|i| g.0[*i] != 0).collect();
+        Ok((nodes, g.describe(&lab.node_names())))
+    }
+    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
+        apply(lab, f, &grudge(lab, groups(param))?)
+    }
+}
+
+fn groups(param: &Param) -> &str {
+    match param {
+        Param::Groups(g) => g,
+        _ => "",
+    }
 }

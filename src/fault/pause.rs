@@ -1,9 +1,11 @@
 //! Pause and resume: every process of a node stopped with SIGSTOP, continued with SIGCONT.
 //! Its connections stay open; its clients' requests hang.
 
-use super::InForce;
+use super::{Fault, InForce, Param};
+use crate::db::Database;
 use crate::error::Result;
 use crate::lab::{process, LabState};
+use crate::record::faults::{named, FaultKind};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -35,4 +37,28 @@ pub fn paused(lab: &LabState) -> Vec<usize> {
                 .any(|p| process::state(*p) == Some('T'))
         })
         .collect()
+}
+
+/// `pause NODE` / `resume NODE`.
+pub struct Pause;
+
+impl Fault for Pause {
+    fn kind(&self) -> &'static FaultKind {
+        named("pause")
+    }
+    fn about(&self) -> &'static str {
+        "Stop every process of a node with SIGSTOP"
+    }
+    fn undone_by(&self) -> Option<(&'static str, &'static str)> {
+        Some(("resume", "Continue a paused node (SIGCONT)"))
+    }
+    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, _port: u16) -> Result<()> {
+        apply(lab, f)
+    }
+    fn undo(&self, lab: &LabState, f: &InForce, _db: &dyn Database) -> Result<()> {
+        undo(lab, f)
+    }
+    fn held_by_processes(&self, lab: &LabState) -> Option<Vec<usize>> {
+        Some(paused(lab))
+    }
 }

@@ -100,6 +100,11 @@ pub fn by_name(name: &str) -> Option<&'static FaultKind> {
     KINDS.iter().find(|k| k.name == name)
 }
 
+/// The kind called `name`, which must be one of [`KINDS`].
+pub fn named(name: &str) -> &'static FaultKind {
+    by_name(name).unwrap_or_else(|| panic!("'{name}' is not a fault kind of the record"))
+}
+
 /// The nodes (indices into `nodes`) a fault with this target takes out of service.
 pub fn affected(kind: &FaultKind, target: &str, nodes: &[String]) -> Vec<usize> {
     let index = |name: &str| nodes.iter().position(|n| n == name);

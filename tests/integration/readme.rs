@@ -118,3 +118,54 @@ fn the_readme_links_what_the_repository_holds() {
         );
     }
 }
+
+/// The README's fault table and `tests/fixtures/every-fault.toml` cover every fault of the
+/// registry: a fault added to `fault::FAULTS` without its row, or without a phase that
+/// exercises it on a real lab, fails here.
+#[test]
+fn the_readme_fault_table_and_the_every_fault_scenario_cover_every_fault() {
+    let readme = read("README.md");
+    let table: Vec<&str> = readme
+        .split("## Faults and scenarios")
+        .nth(1)
+        .expect("a Faults and scenarios section")
+        .lines()
+        .skip_while(|l| !l.starts_with("| fault (action)"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let scenario = perseus::scenario::Scenario::parse(
+        "every-fault",
+        &read("tests/fixtures/every-fault.toml"),
+        Path::new("tests/fixtures/every-fault.toml"),
+        Some(3),
+    )
+    .unwrap();
+    for f in perseus::fault::FAULTS {
+        let k = f.kind();
+        let row = table
+            .iter()
+            .find(|l| l.starts_with(&format!("| `{} ", k.name)))
+            .unwrap_or_else(|| panic!("no README row for '{}'", k.name));
+        assert!(
+            row.contains(&format!("`{}` / `{}`", k.starting, k.started)),
+            "the row of '{}' names its markers: {row}",
+            k.name
+        );
+        let undo = f.undone_by().map_or("heal", |(w, _)| w);
+        assert!(
+            row.contains(&format!("`{undo}")),
+            "the row of '{}' says it is undone by {undo}: {row}",
+            k.name
+        );
+        let played =
+            scenario.phases.iter().flat_map(|p| &p.faults).any(
+                |a| matches!(a, perseus::fault::Action::Start { fault, .. } if fault.kind() == k),
+            );
+        assert!(played, "every-fault.toml has no phase with '{}'", k.name);
+    }
+    assert_eq!(
+        table.len() - 2,
+        perseus::fault::FAULTS.len() + 1,
+        "one row per fault, and heal"
+    );
+}
