@@ -1019,21 +1019,8 @@ fn report_cmd(path: &Path) -> Result<()> {
         );
         let show = |v: Option<u64>| v.map_or("n/a".to_string(), |us| (us / 1_000_000).to_string());
         outln!("{:<32}{:>9}", "metric", "seconds");
-        for (label, v) in [
-            ("downtime on isolation", Some(f.downtime_on_isolation)),
-            (
-                "partial downtime on isolation",
-                Some(f.partial_downtime_on_isolation),
-            ),
-            ("disturbance time", f.disturbance_time),
-            ("downtime on recovery", f.downtime_on_recovery),
-            (
-                "partial downtime on recovery",
-                f.partial_downtime_on_recovery,
-            ),
-            ("recovery time", f.recovery_time),
-        ] {
-            outln!("{label:<32}{:>9}", show(v));
+        for m in analysis::METRICS {
+            outln!("{:<32}{:>9}", m.label, show((m.value)(&f)));
         }
         if table.lines.contains(&perseus::record::table::Line::Gap) {
             outln!("(rows left out of the log, '...', count for nothing)");
@@ -1169,26 +1156,21 @@ fn compare(a: CompareArgs) -> Result<()> {
         );
         runs.push((name, analysis::analyse(&record)?));
     }
-    let labels = [
-        "downtime on isolation",
-        "partial on isolation",
-        "disturbance",
-        "downtime on recovery",
-        "partial on recovery",
-        "recovery",
-        "lost ack. writes",
-        "by late writes",
-    ];
+    let labels: Vec<&str> = analysis::METRICS
+        .iter()
+        .map(|m| m.short)
+        .chain(["lost ack. writes", "by late writes"])
+        .collect();
     let write_mode = |an: &analysis::Analysis| an.header.write.clone().unwrap_or("blind".into());
     let mut text = format!("{:<28}{:<16}{:<7}", "run", "database", "write");
-    for l in labels {
+    for l in &labels {
         text.push_str(&format!("{l:>24}"));
     }
     text.push('\n');
-    let mut markdown = String::from(report::MARKDOWN_HEADER);
+    let mut markdown = report::markdown_header();
     let mut html =
         String::from("<table><tr><th>run</th><th>database</th><th>version</th><th>write</th>");
-    for l in &labels[..6] {
+    for l in &labels[..analysis::METRICS.len()] {
         html.push_str(&format!("<th class=\"num\">{l} (s / ms)</th>"));
     }
     html.push_str("<th class=\"num\">lost acknowledged writes</th>");
@@ -1196,15 +1178,16 @@ fn compare(a: CompareArgs) -> Result<()> {
     html.push_str("</tr>");
     for (name, an) in &runs {
         let mut cells: Vec<String> = match (an.seconds, an.precise) {
-            (Some(s), Some(m)) => report::rows_pub(&s)
+            (Some(s), Some(m)) => s
+                .values()
                 .iter()
-                .zip(report::rows_pub(&m).iter())
+                .zip(m.values().iter())
                 .map(|(x, y)| match (x, y) {
                     (Some(x), Some(y)) => format!("{} s / {} ms", x / 1_000_000, (y + 500) / 1000),
                     _ => "n/a".into(),
                 })
                 .collect(),
-            _ => vec!["n/a".into(); 6],
+            _ => vec!["n/a".into(); analysis::METRICS.len()],
         };
         let c = &an.correctness;
         cells.push(report::thousands(c.lost_acknowledged_writes));

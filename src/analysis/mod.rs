@@ -96,6 +96,67 @@ pub struct Figures {
     pub recovery_time: Option<u64>,
 }
 
+/// One of the seed's figures: how every output names it, and where it is in [`Figures`].
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Its key in `summary.json` (with `_s` and `_ms`).
+    pub key: &'static str,
+    /// Its name in the terminal and the report: `downtime on isolation`.
+    pub label: &'static str,
+    /// Its short name, for the columns of `compare`.
+    pub short: &'static str,
+    /// Its value in a run (µs; `None`: not applicable).
+    pub value: fn(&Figures) -> Option<u64>,
+}
+
+/// The seed's six figures, in its order: every table, page and file that shows them
+/// iterates this list.
+pub const METRICS: [Metric; 6] = [
+    Metric {
+        key: "downtime_on_isolation",
+        label: "downtime on isolation",
+        short: "downtime on isolation",
+        value: |f| Some(f.downtime_on_isolation),
+    },
+    Metric {
+        key: "partial_downtime_on_isolation",
+        label: "partial downtime on isolation",
+        short: "partial on isolation",
+        value: |f| Some(f.partial_downtime_on_isolation),
+    },
+    Metric {
+        key: "disturbance_time",
+        label: "disturbance time",
+        short: "disturbance",
+        value: |f| f.disturbance_time,
+    },
+    Metric {
+        key: "downtime_on_recovery",
+        label: "downtime on recovery",
+        short: "downtime on recovery",
+        value: |f| f.downtime_on_recovery,
+    },
+    Metric {
+        key: "partial_downtime_on_recovery",
+        label: "partial downtime on recovery",
+        short: "partial on recovery",
+        value: |f| f.partial_downtime_on_recovery,
+    },
+    Metric {
+        key: "recovery_time",
+        label: "recovery time",
+        short: "recovery",
+        value: |f| f.recovery_time,
+    },
+];
+
+impl Figures {
+    /// The figures in [`METRICS`] order (µs; `None`: n/a).
+    pub fn values(&self) -> [Option<u64>; 6] {
+        METRICS.map(|m| (m.value)(self))
+    }
+}
+
 fn overlap(seg: &Segment, a: u64, b: u64) -> u64 {
     seg.end_us.min(b).saturating_sub(seg.start_us.max(a))
 }

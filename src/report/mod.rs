@@ -5,7 +5,7 @@ pub mod html;
 pub mod svg;
 
 use crate::analysis::correctness::{self, Correctness, ViolationKind};
-use crate::analysis::{Analysis, FaultWindow, Figures};
+use crate::analysis::{Analysis, FaultWindow, Figures, METRICS};
 use crate::error::Result;
 use crate::schedule;
 use crate::spec::Spec;
@@ -16,32 +16,9 @@ pub const SUMMARY_FILE: &str = "summary.json";
 pub const HTML_FILE: &str = "report.html";
 pub const MARKDOWN_FILE: &str = "report.md";
 
-/// The six metrics in the seed's order: (key, label, value in µs).
+/// The six metrics of `f` in the seed's order: (key, label, µs or `None` for n/a).
 pub(crate) fn rows(f: &Figures) -> [(&'static str, &'static str, Option<u64>); 6] {
-    [
-        (
-            "downtime_on_isolation",
-            "downtime on isolation",
-            Some(f.downtime_on_isolation),
-        ),
-        (
-            "partial_downtime_on_isolation",
-            "partial downtime on isolation",
-            Some(f.partial_downtime_on_isolation),
-        ),
-        ("disturbance_time", "disturbance time", f.disturbance_time),
-        (
-            "downtime_on_recovery",
-            "downtime on recovery",
-            f.downtime_on_recovery,
-        ),
-        (
-            "partial_downtime_on_recovery",
-            "partial downtime on recovery",
-            f.partial_downtime_on_recovery,
-        ),
-        ("recovery_time", "recovery time", f.recovery_time),
-    ]
+    METRICS.map(|m| (m.key, m.label, (m.value)(f)))
 }
 
 fn secs(us: Option<u64>) -> Value {
@@ -193,11 +170,6 @@ pub fn verdict(c: &Correctness) -> String {
     s
 }
 
-/// The six metrics of `f` in the seed's order (µs; `None`: n/a).
-pub fn rows_pub(f: &Figures) -> [Option<u64>; 6] {
-    rows(f).map(|(_, _, v)| v)
-}
-
 /// The run in one sentence, from the millisecond figures: what a person should take away.
 pub fn summary_sentence(a: &Analysis) -> String {
     let lost = a.correctness.lost_acknowledged_writes;
@@ -249,8 +221,19 @@ pub fn summary_sentence(a: &Analysis) -> String {
     format!("{loss}{out}")
 }
 
-/// The seed's table header in markdown.
-pub const MARKDOWN_HEADER: &str = "| Database | Downtime on isolation | Partial downtime on isolation | Disturbance time | Downtime on recovery | Partial downtime on recovery | Recovery time | Lost acknowledged writes | Version |\n|---|---|---|---|---|---|---|---|---|\n";
+/// The seed's table header in markdown: the database, the six metrics, the data lost and
+/// the version.
+pub fn markdown_header() -> String {
+    let mut titles = vec!["Database".to_string()];
+    titles.extend(METRICS.iter().map(|m| sentence_case(m.label)));
+    titles.push("Lost acknowledged writes".into());
+    titles.push("Version".into());
+    format!(
+        "| {} |\n|{}\n",
+        titles.join(" | "),
+        "---|".repeat(titles.len())
+    )
+}
 
 /// The run's row in the seed's table (whole seconds, milliseconds in parentheses).
 pub fn markdown_row(a: &Analysis) -> String {
@@ -264,7 +247,7 @@ pub fn markdown_row(a: &Analysis) -> String {
             row.push_str(&format!("| {} ", cell(*x, *y)));
         }
     } else {
-        row.push_str(&"| n/a ".repeat(6));
+        row.push_str(&"| n/a ".repeat(METRICS.len()));
     }
     row.push_str(&format!(
         "| {} | {} |\n",
@@ -277,7 +260,8 @@ pub fn markdown_row(a: &Analysis) -> String {
 /// `report.md`: the row in the seed's table, and the run in a few lines.
 pub fn markdown(a: &Analysis) -> String {
     format!(
-        "{MARKDOWN_HEADER}{}\n{}\n\n{}. Correctness: {}.\n",
+        "{}{}\n{}\n\n{}. Correctness: {}.\n",
+        markdown_header(),
         markdown_row(a),
         summary_sentence(a),
         sentence_case(&loss_line(a)),
@@ -428,7 +412,7 @@ pub fn intervals_table(a: &Analysis) -> String {
     s.push('\n');
     for i in &a.intervals {
         s.push_str(&format!("{:<44}", window_line(&i.window)));
-        for v in rows_pub(&i.precise) {
+        for v in i.precise.values() {
             s.push_str(&format!("{:>12}", text(&millis(v))));
         }
         s.push('\n');
@@ -620,5 +604,30 @@ mod tests {
         );
         assert_eq!(sentence_case("lost x"), "Lost x");
         assert_eq!(sentence_case(""), "");
+    }
+
+    /// Every output shows every metric of the registry: summary.json both forms, the
+    /// markdown header, the terminal table.
+    #[test]
+    fn every_output_shows_every_metric() {
+        let a = analysis();
+        let json = summary(&a);
+        let header = markdown_header();
+        let terminal = metrics_table(&a);
+        for m in METRICS {
+            for unit in ["s", "ms"] {
+                assert!(
+                    json["metrics"].get(format!("{}_{unit}", m.key)).is_some(),
+                    "{} in summary.json",
+                    m.key
+                );
+            }
+            assert!(header.contains(&sentence_case(m.label)), "{header}");
+            assert!(terminal.contains(m.label), "{terminal}");
+        }
+        assert_eq!(
+            header.lines().next().unwrap().matches('|').count(),
+            METRICS.len() + 4
+        );
     }
 }
