@@ -100,7 +100,7 @@ pub async fn run(
     }
     Ok(RunOutcome {
         dir: dir.to_path_buf(),
-        analysis: analysis.expect("a run that got this far has a record"),
+        analysis: analysis.ok_or_else(|| record_gone(dir))?,
     })
 }
 
@@ -169,6 +169,14 @@ async fn stages(
 
 /// Analyses the record in `dir`, if the run got as far as writing one, and writes the
 /// results beside it.
+/// The error of a run whose record was removed while it ran (it is written all along).
+fn record_gone(dir: &Path) -> Error {
+    Error::Invalid(format!(
+        "{} was removed while the run wrote it: no results",
+        dir.join(crate::record::FILE_NAME).display()
+    ))
+}
+
 fn results(dir: &Path) -> Result<Option<Analysis>> {
     let record = dir.join(crate::record::FILE_NAME);
     if !record.exists() {
@@ -266,7 +274,7 @@ pub async fn run_cluster(
     stopped?;
     Ok(RunOutcome {
         dir: dir.to_path_buf(),
-        analysis: analysis.expect("a run that got this far has a record"),
+        analysis: analysis.ok_or_else(|| record_gone(dir))?,
     })
 }
 
