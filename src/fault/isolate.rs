@@ -56,7 +56,7 @@ pub fn is_isolated(lab: &LabState, node: usize) -> Result<bool> {
 
 /// Connection attempts, in parallel: peers ⇄ node must fail; host → node must succeed if
 /// `client_reaches`, else fail.
-fn verify(lab: &LabState, node: usize, port: u16, client_reaches: bool) -> Result<()> {
+pub(super) fn verify(lab: &LabState, node: usize, port: u16, client_reaches: bool) -> Result<()> {
     let me = &lab.nodes[node];
     let mut checks = Vec::new();
     for (i, p) in lab.nodes.iter().enumerate() {

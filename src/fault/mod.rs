@@ -15,6 +15,7 @@ pub mod one_way;
 pub mod partition;
 pub mod pause;
 pub mod probe;
+pub mod refuse;
 pub mod target;
 
 use crate::db::Database;
@@ -92,6 +93,7 @@ impl Eq for dyn Fault {}
 pub static FAULTS: &[&dyn Fault] = &[
     &isolate::Isolate,
     &isolate::IsolateAll,
+    &refuse::Refuse,
     &partition::Partition,
     &one_way::OneWay,
     &loss::Loss,

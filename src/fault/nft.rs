@@ -13,6 +13,9 @@ pub enum Drop {
     Both,
     /// Only what the node sends to them (it still hears them).
     Outbound,
+    /// Everything, both ways, answered at once: a TCP reset, or an ICMP port-unreachable
+    /// for other packets, so connections fail fast instead of timing out.
+    Refuse,
 }
 
 /// A new table: loading it fails if a table of that name is already there (a fault is
@@ -34,12 +37,24 @@ fn chain(name: &str, rule: &str) -> String {
 pub fn peer_rules(table: &str, comment: &str, peers: &[Ipv4Addr], what: Drop) -> String {
     let set: Vec<String> = peers.iter().map(|a| a.to_string()).collect();
     let set = set.join(", ");
-    let verdict = "drop";
+    let rules = |dir: &str| match what {
+        // The answers themselves pass: a reset made for a peer's packet leaves through the
+        // output chain, and one made for a local packet comes back in through the input
+        // chain, from the peer's address.
+        Drop::Refuse => [
+            format!("ip {dir} {{ {set} }} tcp flags & rst == rst accept"),
+            format!("ip {dir} {{ {set} }} icmp type destination-unreachable accept"),
+            format!("ip {dir} {{ {set} }} meta l4proto tcp reject with tcp reset"),
+            format!("ip {dir} {{ {set} }} reject with icmpx type port-unreachable"),
+        ]
+        .join("\n\t\t"),
+        _ => format!("ip {dir} {{ {set} }} drop"),
+    };
     let mut r = table_head(table, comment);
     if what != Drop::Outbound {
-        r.push_str(&chain("input", &format!("ip saddr {{ {set} }} {verdict}")));
+        r.push_str(&chain("input", &rules("saddr")));
     }
-    r.push_str(&chain("output", &format!("ip daddr {{ {set} }} {verdict}")));
+    r.push_str(&chain("output", &rules("daddr")));
     r.push_str("}\n");
     r
 }
@@ -149,6 +164,24 @@ mod tests {
         assert!(
             !r.contains("198.18.1.2"),
             "the node itself and the host are untouched"
+        );
+    }
+
+    #[test]
+    fn refusal_answers_every_peer_packet_both_ways() {
+        let r = peer_rules("perseus_refuse", "n2", &peers(), Drop::Refuse);
+        for dir in ["saddr", "daddr"] {
+            assert!(r.contains(&format!(
+                "ip {dir} {{ 198.18.1.1, 198.18.1.3 }} meta l4proto tcp reject with tcp reset"
+            )));
+            assert!(r.contains(&format!(
+                "ip {dir} {{ 198.18.1.1, 198.18.1.3 }} reject with icmpx type port-unreachable"
+            )));
+        }
+        assert!(!r.contains("drop"), "{r}");
+        assert!(
+            r.find("tcp flags & rst == rst accept") < r.find("reject with tcp reset"),
+            "resets pass before anything is rejected: {r}"
         );
     }
 

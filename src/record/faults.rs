@@ -49,6 +49,14 @@ pub const KINDS: &[FaultKind] = &[
         affects: Affects::Named,
     },
     FaultKind {
+        name: "refuse",
+        starting: "refusing",
+        started: "refused",
+        ending: "accepting",
+        ended: "accepted",
+        affects: Affects::Named,
+    },
+    FaultKind {
         name: "partition",
         starting: "partitioning",
         started: "partitioned",

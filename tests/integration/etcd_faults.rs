@@ -17,8 +17,8 @@ fn times_out(rows: &[&Row], node: usize, share: f64, what: &str) {
 }
 
 /// `tests/fixtures/every-fault.toml` plays, on one lab: pause n2, kill n2 (then restart),
-/// one-way n2, 30 % loss on every link, partition n1|n2 n3, isolate n1, isolate-all n3;
-/// each healed before the next. Each effect is checked in the rows after its marker, a few
+/// one-way n2, 30 % loss on every link, partition n1|n2 n3, isolate n1, refuse n3,
+/// isolate-all n3; each healed before the next. Each effect is checked in the rows after its marker, a few
 /// seconds in (time for etcd to elect a new leader where the fault hit it):
 /// - paused n2: its client completes nothing and times out; n1 and n3 serve;
 /// - killed n2: its client fails fast (refused connections, several errors a second); after
@@ -28,6 +28,7 @@ fn times_out(rows: &[&Row], node: usize, share: f64, what: &str) {
 ///   cost a second or two);
 /// - partition n1|n2 n3: the minority n1 completes nothing, the majority serves;
 /// - isolate n1: n1 completes nothing, n2 and n3 serve;
+/// - refuse n3: the same, with its peers' connections reset at once instead of dropped;
 /// - isolate-all n3: its client cannot reach it at all; n1 and n2 serve;
 /// - at the end all serve; one metrics interval per fault;
 /// - with `--write cas` (a transaction on the key's `mod_revision`) nothing is lost: a write
@@ -121,6 +122,12 @@ fn every_fault_kind_has_its_effect_on_etcd() {
         &|x| x.ok[0] == 0 && x.ok[1] > 0 && x.ok[2] > 0,
     );
     check(
+        row("refused") + 4,
+        row("accepting"),
+        "refused n3 completes nothing, n1 and n2 serve",
+        &|x| x.ok[2] == 0 && x.ok[0] > 0 && x.ok[1] > 0,
+    );
+    check(
         row("isolated-all") + 3,
         row("rejoining-all"),
         "n3 cut off from its client too",
@@ -152,6 +159,7 @@ fn every_fault_kind_has_its_effect_on_etcd() {
             "loss",
             "partition",
             "isolate",
+            "refuse",
             "isolate-all"
         ]
     );
