@@ -600,82 +600,60 @@ async fn act(
     Ok(())
 }
 
-/// Plays `scenario` with the user's commands: each phase's actions at its start, then its
-/// duration; at the end, whatever is still in force is undone. On an error or when `stop`
-/// fires, tries to undo what is in force before returning.
-pub async fn play(
-    cluster: &Cluster,
-    scenario: &crate::scenario::Scenario,
-    stop: &tokio_util::sync::CancellationToken,
-    say: impl Fn(String),
-) -> Result<()> {
-    let mut in_force: Vec<(&'static crate::record::faults::FaultKind, usize)> = Vec::new();
-    let result = play_phases(cluster, scenario, stop, &say, &mut in_force).await;
-    let undo = undo_all(cluster, &mut in_force, &say).await;
-    result.and(undo)
+/// Faults through the cluster file's commands, on one named node each (see
+/// [`check_scenario`]); `say` hears each command's outcome. Faults still in force when the
+/// play stops early are undone with the user's commands, as well as they can.
+pub struct Commands<'a, S: Fn(String)> {
+    pub cluster: &'a Cluster,
+    pub say: S,
 }
 
-async fn play_phases(
-    cluster: &Cluster,
-    scenario: &crate::scenario::Scenario,
-    stop: &tokio_util::sync::CancellationToken,
-    say: &impl Fn(String),
-    in_force: &mut Vec<(&'static crate::record::faults::FaultKind, usize)>,
-) -> Result<()> {
-    use crate::fault::Action;
-    for phase in &scenario.phases {
-        for action in &phase.faults {
-            match action {
-                Action::Start { fault, target, .. } => {
-                    let kind = fault.kind();
-                    let node = target_node(cluster, target)?;
-                    act(cluster, kind.name, node, kind.starting, kind.started, say).await?;
-                    in_force.push((kind, node));
-                }
-                Action::End { fault, target } => {
-                    let kind = fault.kind();
-                    let node = target_node(cluster, target)?;
-                    in_force.retain(|(k, n)| !(k.name == kind.name && *n == node));
-                    undo(cluster, kind, node, say).await?;
-                }
-                Action::Heal => undo_all(cluster, in_force, say).await?,
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(phase.duration) => {}
-            _ = stop.cancelled() => return Err(Error::Interrupted),
-        }
+#[async_trait::async_trait(?Send)]
+impl<S: Fn(String)> crate::schedule::Backend for Commands<'_, S> {
+    async fn start(&mut self, action: &crate::fault::Action) -> Result<crate::fault::InForce> {
+        let crate::fault::Action::Start { fault, target, .. } = action else {
+            return Err(Error::Invalid(format!("'{action}' does not start a fault")));
+        };
+        let kind = fault.kind();
+        let node = target_node(self.cluster, target)?;
+        act(
+            self.cluster,
+            kind.name,
+            node,
+            kind.starting,
+            kind.started,
+            &self.say,
+        )
+        .await?;
+        Ok(crate::fault::InForce {
+            kind,
+            target: self.cluster.nodes[node].name.clone(),
+            nodes: vec![node],
+        })
     }
-    Ok(())
-}
 
-/// Runs the command that undoes a fault of `kind` on `node`, between its ending markers.
-async fn undo(
-    cluster: &Cluster,
-    kind: &crate::record::faults::FaultKind,
-    node: usize,
-    say: &impl Fn(String),
-) -> Result<()> {
-    act(
-        cluster,
-        end_action(kind),
-        node,
-        kind.ending,
-        kind.ended,
-        say,
-    )
-    .await
-}
-
-async fn undo_all(
-    cluster: &Cluster,
-    in_force: &mut Vec<(&'static crate::record::faults::FaultKind, usize)>,
-    say: &impl Fn(String),
-) -> Result<()> {
-    while let Some((kind, node)) = in_force.pop() {
-        undo(cluster, kind, node, say).await?;
+    async fn resolve(&mut self, target: &crate::fault::Target) -> Result<Vec<usize>> {
+        Ok(vec![target_node(self.cluster, target)?])
     }
-    Ok(())
+
+    async fn end(&mut self, f: &crate::fault::InForce) -> Result<()> {
+        for &node in &f.nodes {
+            act(
+                self.cluster,
+                end_action(f.kind),
+                node,
+                f.kind.ending,
+                f.kind.ended,
+                &self.say,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn undoes_on_stop(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -155,8 +155,12 @@ async fn stages(
     if !spec.skip_warmup {
         wait_warm(spec, db, state, stop, say).await?;
     }
-    let mut rng = crate::fault::Rng::new(spec.seed);
-    schedule::play(&spec.scenario(), state, db, &mut rng, stop, say).await?;
+    let mut backend = schedule::Lab {
+        lab: state,
+        db,
+        rng: crate::fault::Rng::new(spec.seed),
+    };
+    schedule::play(&spec.scenario(), &mut backend, stop, say).await?;
     let missed = w.final_reads(FINAL_READS_WITHIN).await;
     if missed > 0 {
         say(format!(
@@ -253,7 +257,8 @@ pub async fn run_cluster(
             version,
         )?);
         wait_steady(w, &layout, spec.steady_timeout, &stop, say).await?;
-        crate::cluster::play(cluster, &scenario, &stop, say).await?;
+        let mut backend = crate::cluster::Commands { cluster, say };
+        schedule::play(&scenario, &mut backend, &stop, say).await?;
         let missed = w.final_reads(FINAL_READS_WITHIN).await;
         if missed > 0 {
             say(format!(

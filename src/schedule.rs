@@ -2,7 +2,7 @@
 
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::fault::{self, Action, InForce, Rng};
+use crate::fault::{self, Action, InForce, Rng, Target};
 use crate::lab::{events, LabState};
 use crate::scenario::Scenario;
 use std::time::Duration;
@@ -19,30 +19,61 @@ async fn wait(d: Duration, stop: &CancellationToken) -> Result<()> {
     }
 }
 
-/// Plays `scenario`: each phase's actions at its start, then its duration. Before the first
-/// fault, marks whether the database had warmed up. When the last phase ends, whatever is
-/// still in force is healed. `say` hears each action. If `stop` fires, returns `Interrupted`
-/// at once; faults in force stay until the lab is torn down (which removes them).
+/// Where a scenario's faults are put in force: a lab Perseus made ([`Lab`]), or a cluster
+/// Perseus did not start, through its file's commands (`cluster::Commands`).
+#[async_trait::async_trait(?Send)]
+pub trait Backend {
+    /// Runs once, before the first fault starts.
+    async fn before_first_fault(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Puts the fault `action` starts in force; returns what is in force.
+    async fn start(&mut self, action: &Action) -> Result<InForce>;
+    /// The nodes `target` names now (for the faults an `End` action undoes).
+    async fn resolve(&mut self, target: &Target) -> Result<Vec<usize>>;
+    /// Undoes a fault in force.
+    async fn end(&mut self, f: &InForce) -> Result<()>;
+    /// Whether faults still in force when the play stops early (an error, or `stop`) are
+    /// undone before it returns; `false` where tearing down removes them anyway.
+    fn undoes_on_stop(&self) -> bool;
+}
+
+/// Plays `scenario` on `backend`: each phase's actions at its start, then its duration.
+/// When the last phase ends, whatever is still in force is healed. `say` hears each action.
+/// If `stop` fires, returns `Interrupted` (after undoing what is in force, if the backend
+/// asks for it).
 pub async fn play(
     scenario: &Scenario,
-    lab: &LabState,
-    db: &'static dyn Database,
-    rng: &mut Rng,
+    backend: &mut dyn Backend,
     stop: &CancellationToken,
     say: impl Fn(String),
 ) -> Result<()> {
     let mut in_force: Vec<InForce> = Vec::new();
-    let mut marked = false;
+    let played = play_phases(scenario, backend, stop, &say, &mut in_force).await;
+    if played.is_ok() || backend.undoes_on_stop() {
+        let healed = heal(&mut in_force, backend, &say).await;
+        return played.and(healed);
+    }
+    played
+}
+
+async fn play_phases(
+    scenario: &Scenario,
+    backend: &mut dyn Backend,
+    stop: &CancellationToken,
+    say: &impl Fn(String),
+    in_force: &mut Vec<InForce>,
+) -> Result<()> {
+    let mut first = true;
     for phase in &scenario.phases {
         for action in &phase.faults {
-            if !marked && matches!(action, Action::Start { .. }) {
-                let warm = db.warmed_up(&lab.layout()).await.is_ok();
-                events::append(&lab.dir(), events::MARK, if warm { WARM } else { NOT_WARM })?;
-                marked = true;
+            if first && matches!(action, Action::Start { .. }) {
+                backend.before_first_fault().await?;
+                first = false;
             }
             match action {
                 Action::Start { .. } => {
-                    let f = fault::start(action, lab, db, rng).await?;
+                    let f = backend.start(action).await?;
                     say(format!(
                         "{}: {action} → {} {}",
                         phase.name, f.kind.started, f.target
@@ -50,38 +81,75 @@ pub async fn play(
                     in_force.push(f);
                 }
                 Action::End { fault, target } => {
-                    let nodes = fault::resolve(target, lab, db, rng).await?;
+                    let nodes = backend.resolve(target).await?;
                     let (ending, kept): (Vec<InForce>, Vec<InForce>) =
-                        in_force.into_iter().partition(|f| {
+                        std::mem::take(in_force).into_iter().partition(|f| {
                             f.kind == fault.kind() && f.nodes.iter().any(|n| nodes.contains(n))
                         });
-                    in_force = kept;
+                    *in_force = kept;
                     for f in ending {
                         say(format!(
                             "{}: {action} → {} {}",
                             phase.name, f.kind.ending, f.target
                         ));
-                        fault::end(&f, lab, db).await?;
+                        backend.end(&f).await?;
                     }
                 }
-                Action::Heal => heal(&mut in_force, lab, db, &say).await?,
+                Action::Heal => heal(in_force, backend, say).await?,
             }
         }
         wait(phase.duration, stop).await?;
     }
-    heal(&mut in_force, lab, db, &say).await
+    Ok(())
 }
 
 /// Undoes every fault in `in_force`, the latest first.
 async fn heal(
     in_force: &mut Vec<InForce>,
-    lab: &LabState,
-    db: &'static dyn Database,
+    backend: &mut dyn Backend,
     say: &impl Fn(String),
 ) -> Result<()> {
     while let Some(f) = in_force.pop() {
         say(format!("heal → {} {}", f.kind.ending, f.target));
-        fault::end(&f, lab, db).await?;
+        backend.end(&f).await?;
     }
     Ok(())
+}
+
+/// Faults on a lab Perseus made: nftables and signals in its namespaces ([`fault`]).
+/// Before the first fault it marks whether the database had warmed up. Faults in force when
+/// the play stops early stay until the lab is torn down, which removes them.
+pub struct Lab<'a> {
+    pub lab: &'a LabState,
+    pub db: &'static dyn Database,
+    pub rng: Rng,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Backend for Lab<'_> {
+    async fn before_first_fault(&mut self) -> Result<()> {
+        let warm = self.db.warmed_up(&self.lab.layout()).await.is_ok();
+        events::append(
+            &self.lab.dir(),
+            events::MARK,
+            if warm { WARM } else { NOT_WARM },
+        )
+        .map(|_| ())
+    }
+
+    async fn start(&mut self, action: &Action) -> Result<InForce> {
+        fault::start(action, self.lab, self.db, &mut self.rng).await
+    }
+
+    async fn resolve(&mut self, target: &Target) -> Result<Vec<usize>> {
+        fault::resolve(target, self.lab, self.db, &mut self.rng).await
+    }
+
+    async fn end(&mut self, f: &InForce) -> Result<()> {
+        fault::end(f, self.lab, self.db).await
+    }
+
+    fn undoes_on_stop(&self) -> bool {
+        false
+    }
 }
