@@ -14,6 +14,7 @@ pub mod error;
 pub mod fault;
 pub mod files;
 pub mod lab;
+pub mod nodeset;
 pub mod record;
 pub mod report;
 pub mod run;

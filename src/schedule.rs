@@ -4,13 +4,10 @@ use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::fault::{self, Action, InForce, Rng, Target};
 use crate::lab::{events, LabState};
+use crate::record::marks;
 use crate::scenario::Scenario;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// The marks that say whether a fault hit a cluster that had finished warming up.
-pub const WARM: &str = "warmed-up";
-pub const NOT_WARM: &str = "not-warmed-up";
 
 async fn wait(d: Duration, stop: &CancellationToken) -> Result<()> {
     tokio::select! {
@@ -132,7 +129,7 @@ impl Backend for Lab<'_> {
         events::append(
             &self.lab.dir(),
             events::MARK,
-            if warm { WARM } else { NOT_WARM },
+            if warm { marks::WARM } else { marks::NOT_WARM },
         )
         .map(|_| ())
     }

@@ -2,7 +2,6 @@
 //! seed's per-second table. Fault events that any process appends to the lab's event log
 //! land in the same record and table.
 
-use crate::analysis::correctness;
 use crate::clock::{monotonic_ns, unix_ms};
 use crate::db::Database;
 use crate::error::{Error, Result};
@@ -22,7 +21,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The per-second table's file in a results directory.
-pub const TABLE_FILE: &str = "client.log";
 /// How long after a second ends its row waits for late operations and markers.
 const GRACE: Duration = Duration::from_millis(200);
 /// How often the recorder takes the events queued by the clients.
@@ -80,7 +78,7 @@ impl Watch {
             .collect();
         let record_path = dir.join(record::FILE_NAME);
         let writer = record::Writer::create(&record_path, &header)?;
-        let table_path = dir.join(TABLE_FILE);
+        let table_path = dir.join(crate::record::TABLE_FILE);
         let table = crate::files::create(&table_path)?;
         let mut tail = events::Tail::open(events_dir)?;
 
@@ -200,7 +198,7 @@ impl Watch {
         let t_us = monotonic_ns().saturating_sub(self.cx.t0_ns) / 1000;
         let mark = Event::Mark {
             t_us,
-            text: correctness::FINAL_READS_MARK.into(),
+            text: crate::record::marks::FINAL_READS.into(),
         };
         let _ = self.cx.events.send(mark).await;
         let deadline = std::time::Instant::now() + within;

@@ -46,8 +46,6 @@ use std::collections::{BTreeMap, VecDeque};
 /// How far back acknowledged writes are kept to judge a read; a read longer than this is
 /// not judged.
 pub const HORIZON_US: u64 = 60_000_000;
-/// The mark that precedes the final reads in a record.
-pub const FINAL_READS_MARK: &str = "final-reads";
 /// How many anomalies (and losses) are kept with their details, per phase.
 pub const EXAMPLES: usize = 10;
 

@@ -40,17 +40,7 @@ use std::path::Path;
 /// Two completed increments of one node further apart than this leave it dark in between.
 pub const DARK_GAP_US: u64 = 500_000;
 
-/// A bit set of node indices (bit `i` = node `i`); at most 64 nodes.
-pub type NodeSet = u64;
-
-/// Every node of `n`.
-pub fn all_nodes(n: usize) -> NodeSet {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
-    }
-}
+pub use crate::nodeset::{all_nodes, NodeSet};
 
 /// A stretch of time during which the same nodes served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -528,7 +518,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             }
             Event::End { .. } => ended_cleanly = true,
             Event::Mark { t_us, text } => {
-                if text == correctness::FINAL_READS_MARK {
+                if text == crate::record::marks::FINAL_READS {
                     checker.final_reads_begin();
                 }
                 marks.push((*t_us, text.clone()))

@@ -1,6 +1,6 @@
 //! Partition maths: which node drops traffic from which. Pure; no packets involved.
 
-use crate::analysis::NodeSet;
+use crate::nodeset::{all_nodes, NodeSet};
 
 /// For each node, the peers whose traffic it drops (in both directions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,14 +43,14 @@ impl Grudge {
     /// peers, which is the seed's `isolate.sh`.
     pub fn isolate(target: usize, nodes: usize) -> Grudge {
         let mut g = Grudge::none(nodes);
-        g.0[target] = crate::analysis::all_nodes(nodes) & !bit(target);
+        g.0[target] = all_nodes(nodes) & !bit(target);
         g
     }
 
     /// Groups that cannot reach each other; a node in no group is cut off from everyone.
     pub fn groups(groups: &[Vec<usize>], nodes: usize) -> Grudge {
         let mut g = Grudge::none(nodes);
-        let all = crate::analysis::all_nodes(nodes);
+        let all = all_nodes(nodes);
         for i in 0..nodes {
             let mine = groups
                 .iter()
@@ -72,7 +72,7 @@ impl Grudge {
                 // Each node talks to its two neighbours (and itself): with 5 nodes every
                 // node sees a majority of 3, but no two nodes see the same majority.
                 let mut g = Grudge::none(nodes);
-                let all = crate::analysis::all_nodes(nodes);
+                let all = all_nodes(nodes);
                 for i in 0..nodes {
                     let near = bit(i) | bit((i + 1) % nodes) | bit((i + nodes - 1) % nodes);
                     g.0[i] = all & !near;

@@ -32,6 +32,18 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+/// The per-second table written beside every record (the seed's client log).
+pub const TABLE_FILE: &str = "client.log";
+
+/// The marks (`M` lines) Perseus itself writes and the analysis reads.
+pub mod marks {
+    /// Precedes the final reads: every node reads every key once.
+    pub const FINAL_READS: &str = "final-reads";
+    /// Before the first fault: the database had warmed up, or had not.
+    pub const WARM: &str = "warmed-up";
+    pub const NOT_WARM: &str = "not-warmed-up";
+}
+
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this reader takes.
 pub const OLDEST_VERSION: u32 = 1;

@@ -7,7 +7,7 @@ pub mod svg;
 use crate::analysis::correctness::{self, Correctness, ViolationKind};
 use crate::analysis::{Analysis, FaultWindow, Figures, METRICS};
 use crate::error::Result;
-use crate::schedule;
+use crate::record::marks;
 use crate::spec::Spec;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -436,8 +436,8 @@ pub fn summary(a: &Analysis) -> Value {
             .marks
             .iter()
             .rev()
-            .find(|(t, m)| *t <= w.start_us && (m == schedule::WARM || m == schedule::NOT_WARM))
-            .map(|(_, m)| m == schedule::WARM);
+            .find(|(t, m)| *t <= w.start_us && (m == marks::WARM || m == marks::NOT_WARM))
+            .map(|(_, m)| m == marks::WARM);
         json!({
             "kind": w.kind.name,
             "target": w.target,
@@ -507,7 +507,7 @@ pub fn write_results(dir: &Path, a: &Analysis) -> Result<()> {
     let path = dir.join(SUMMARY_FILE);
     let json = serde_json::to_string_pretty(&summary(a)).expect("summary serialises");
     crate::files::write(&path, json + "\n")?;
-    let path = dir.join(crate::watch::TABLE_FILE);
+    let path = dir.join(crate::record::TABLE_FILE);
     crate::files::write(&path, a.table.render())
 }
 
