@@ -1,14 +1,14 @@
 //! `perseus bench`: measurements of Perseus itself, each taken side by side in one run, for
 //! BENCHMARKS.md. Nothing here asserts a speed; it measures and prints.
 
-use crate::analysis;
-use crate::db::{resp, Database};
-use crate::error::{Error, Result};
-use crate::fault::{self, nft, Action, Rng};
-use crate::lab::Layout;
-use crate::lab::{self, process, LabState};
-use crate::record::{Event, FaultEvent, Header, Kind, Op, Outcome, Writer};
-use crate::report;
+use perseus::analysis;
+use perseus::db::{resp, Database};
+use perseus::error::{Error, Result};
+use perseus::fault::{self, nft, Action, Rng};
+use perseus::lab::Layout;
+use perseus::lab::{self, process, LabState};
+use perseus::record::{Event, Header, Writer};
+use perseus::report;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -62,108 +62,15 @@ pub fn count_ops(record: &Path) -> Result<(u64, u64)> {
     }
 }
 
-/// Writes a synthetic record: 3 nodes, `seconds` long, `rate` operations a second in all
-/// (reads and writes of read → increment → write cycles), n2 isolated for the middle third
-/// with one timeout a second. Returns the number of operations.
-pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
-    let header = Header::new(
-        "etcd",
-        vec!["n1".into(), "n2".into(), "n3".into()],
-        crate::clock::unix_ms(),
-        0,
-    );
-    let mut w = Writer::create(&dir.join(crate::record::FILE_NAME), &header)?;
-    let (iso, rejoin) = (seconds / 3 * 1_000_000, 2 * seconds / 3 * 1_000_000);
-    let step = 1_000_000 / (rate / 3).max(1);
-    let mut values = [0i64; 3];
-    // Each node alternates read, write (a read → increment → write cycle).
-    let mut writes_next = [false; 3];
-    let mut ops = 0u64;
-    let fault = |t_us, verb: &str| {
-        Event::Fault(FaultEvent {
-            t_us,
-            verb: verb.into(),
-            target: "n2".into(),
-        })
-    };
-    let mut t = 0;
-    let mut fault_at = [(iso, "isolating"), (rejoin, "rejoining")]
-        .into_iter()
-        .peekable();
-    while t < seconds * 1_000_000 {
-        if let Some((at, verb)) = fault_at.peek().copied() {
-            if t >= at {
-                w.write(&fault(at, verb))?;
-                fault_at.next();
-            }
-        }
-        for (node, value) in values.iter_mut().enumerate() {
-            let isolated = node == 1 && (iso..rejoin).contains(&t);
-            if isolated {
-                if t % 1_000_000 < step {
-                    w.write(&Event::Op(Op {
-                        node,
-                        key: None,
-                        kind: Kind::Read,
-                        start_us: t,
-                        duration_us: 1_000_000,
-                        outcome: Outcome::Unknown,
-                        value: None,
-                        error: Some("timed out after 1s".into()),
-                        attempt: None,
-                        revision: None,
-                        served_by: None,
-                    }))?;
-                    ops += 1;
-                }
-                continue;
-            }
-            let kind = if writes_next[node] {
-                Kind::Write
-            } else {
-                Kind::Read
-            };
-            writes_next[node] = !writes_next[node];
-            if kind == Kind::Write {
-                *value += 1;
-            }
-            let v = Some(*value);
-            w.write(&Event::Op(Op {
-                node,
-                key: None,
-                kind,
-                start_us: t,
-                duration_us: 1_500 + (t % 700),
-                outcome: Outcome::Ok,
-                value: v,
-                error: None,
-                // As the workload numbers them: every write a new attempt, every read the
-                // attempt it saw (here each value's own, as no write fails).
-                attempt: u64::try_from(*value).ok().filter(|a| *a > 0),
-                revision: None,
-                served_by: None,
-            }))?;
-            ops += 1;
-        }
-        t += step;
-    }
-    w.write(&Event::End {
-        t_us: seconds * 1_000_000,
-    })?;
-    w.flush()?;
-    Ok(ops)
-}
-
 /// Generates a record and times its full report (analysis, client.log, summary.json,
 /// report.html, report.md). Prints one line per figure.
 pub fn report(seconds: u64, rate: u64) -> Result<()> {
-    let scratch = crate::files::Scratch::new("bench-report")?;
+    let scratch = perseus::files::Scratch::new("bench-report")?;
     let dir = scratch.path().join("run");
     let t = Instant::now();
-    let ops = synthetic_record(&dir, seconds, rate)?;
+    let ops = perseus::record::synthetic::synthetic_record(&dir, seconds, rate)?;
     let gen = t.elapsed();
-    let record = dir.join(crate::record::FILE_NAME);
+    let record = dir.join(perseus::record::FILE_NAME);
     let bytes = std::fs::metadata(&record).map(|m| m.len()).unwrap_or(0);
     let t = Instant::now();
     let a = analysis::analyse(&record)?;
@@ -205,21 +112,21 @@ impl Database for LoopbackRedis {
     fn client_port(&self) -> u16 {
         self.0.port()
     }
-    fn processes(&self, _: &Layout, _: usize) -> Vec<crate::lab::ProcessSpec> {
+    fn processes(&self, _: &Layout, _: usize) -> Vec<perseus::lab::ProcessSpec> {
         Vec::new()
     }
-    async fn health(&self, _: &Layout) -> crate::db::Health {
-        crate::db::Health::default()
+    async fn health(&self, _: &Layout) -> perseus::db::Health {
+        perseus::db::Health::default()
     }
     async fn connect(
         &self,
         _: &Layout,
         _: usize,
         timeout: Duration,
-    ) -> std::result::Result<Box<dyn crate::db::Client>, crate::db::ClientError> {
+    ) -> std::result::Result<Box<dyn perseus::db::Client>, perseus::db::ClientError> {
         let c = resp::Conn::connect(self.0, timeout)
             .await
-            .map_err(crate::db::ClientError::definite)?;
+            .map_err(perseus::db::ClientError::definite)?;
         Ok(Box::new(resp::PlainClient(c)))
     }
 }
@@ -233,7 +140,7 @@ struct LocalRedis {
 
 impl LocalRedis {
     async fn start() -> Result<LocalRedis> {
-        let dir = crate::files::private_dir("bench-redis")?;
+        let dir = perseus::files::private_dir("bench-redis")?;
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
         // A free port: the kernel's choice, released just before the server takes it.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -317,11 +224,11 @@ fn redis_benchmark(addr: std::net::SocketAddr, requests: u64) -> Result<(f64, f6
 /// Perseus's own client loop (read → increment → write, every request recorded to a
 /// record file) against `addr` for `length`: requests a second.
 async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) -> Result<f64> {
-    use crate::workload::{self, Context, Settings};
+    use perseus::workload::{self, Context, Settings};
     let db: &'static dyn Database = Box::leak(Box::new(LoopbackRedis(addr)));
     let layout = Layout {
         lab: "bench".into(),
-        nodes: vec![crate::lab::NodeLayout {
+        nodes: vec![perseus::lab::NodeLayout {
             name: "n1".into(),
             addr: std::net::Ipv4Addr::LOCALHOST,
             dir: dir.to_path_buf(),
@@ -331,16 +238,16 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
         credentials: None,
         secret: None,
     };
-    let t0_ns = crate::clock::monotonic_ns();
-    let header = Header::new("redis", vec!["n1".into()], crate::clock::unix_ms(), t0_ns);
-    let mut writer = Writer::create(&dir.join(crate::record::FILE_NAME), &header)?;
+    let t0_ns = perseus::clock::monotonic_ns();
+    let header = Header::new("redis", vec!["n1".into()], perseus::clock::unix_ms(), t0_ns);
+    let mut writer = Writer::create(&dir.join(perseus::record::FILE_NAME), &header)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(1 << 16);
     // The same batching as the watch's recorder (see `watch::record_loop`).
     let recorder = tokio::spawn(async move {
         let mut ops = 0u64;
         let mut batch = Vec::with_capacity(4096);
         loop {
-            tokio::time::sleep(crate::watch::DRAIN).await;
+            tokio::time::sleep(perseus::watch::DRAIN).await;
             if rx.recv_many(&mut batch, usize::MAX).await == 0 {
                 break;
             }
@@ -444,7 +351,7 @@ pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Resu
         let name = format!("bench-{}-{i}", std::process::id());
         let t = Instant::now();
         let mut state = lab::create(&name, db.name(), nodes, None, None)?;
-        let started = crate::db::start(&mut state, db, Duration::from_secs(120)).await;
+        let started = perseus::db::start(&mut state, db, Duration::from_secs(120)).await;
         let ready = t.elapsed();
         let t = Instant::now();
         lab::destroy(&state)?;
@@ -490,7 +397,7 @@ pub async fn fault_latency(
             .collect();
         // The table of an ordinary isolation of this node (with counters): if this bench is
         // killed midway, `perseus status` shows the isolation and `perseus heal` undoes it.
-        let table = fault::table(crate::record::faults::by_name("isolate").expect("a kind"));
+        let table = fault::table(perseus::record::faults::by_name("isolate").expect("a kind"));
         let rules = nft::peer_rules(&table, &me.name, &peers, nft::Drop::Both)
             .replace("} drop", "} counter drop");
         let t = Instant::now();
@@ -560,9 +467,9 @@ mod tests {
     #[test]
     fn a_synthetic_record_analyses_to_the_isolation_it_holds() {
         let dir = std::env::temp_dir().join(format!("perseus-bench-test-{}", std::process::id()));
-        let ops = synthetic_record(&dir, 30, 600).unwrap();
+        let ops = perseus::record::synthetic::synthetic_record(&dir, 30, 600).unwrap();
         assert!(ops > 15_000, "{ops}");
-        let a = analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let a = analysis::analyse(&dir.join(perseus::record::FILE_NAME)).unwrap();
         let w = a.window.unwrap();
         assert_eq!(
             (w.target.as_str(), w.start_us, w.end_us),

@@ -515,6 +515,17 @@ fn stamp() -> String {
     chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
 }
 
+/// The live table's echo: standard output, until it closes (`perseus run etcd | head`).
+fn stdout_echo() -> perseus::watch::Echo {
+    Box::new(|text: &str| {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .is_ok()
+    })
+}
+
 /// Progress and errors, on standard error; a closed stream never stops the command.
 pub fn say(line: String) {
     use std::io::Write as _;
@@ -617,7 +628,7 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     let lab_name = a
         .lab
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
-    let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say).await?;
+    let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say, Some(stdout_echo())).await?;
     conclude(
         &outcome.analysis,
         &outcome.dir,
@@ -663,7 +674,8 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cluster.name, stamp())));
-    let outcome = perseus::run::run_cluster(&spec, &cluster, &out, stop, say).await?;
+    let outcome =
+        perseus::run::run_cluster(&spec, &cluster, &out, stop, say, Some(stdout_echo())).await?;
     conclude(
         &outcome.analysis,
         &outcome.dir,
@@ -945,7 +957,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
         &state.dir(),
         settings,
         &out,
-        true,
+        Some(stdout_echo()),
         version,
     )?;
     stop.cancelled().await;
@@ -987,7 +999,7 @@ async fn watch_cluster(
             events.dir(),
             settings,
             &out,
-            true,
+            Some(stdout_echo()),
             version,
         )?;
         stop.cancelled().await;
@@ -1229,7 +1241,7 @@ fn compare(a: CompareArgs) -> Result<()> {
 }
 
 async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
-    use perseus::bench;
+    use crate::bench;
     match b {
         BenchCommand::Report { length, rate } => bench::report(length.as_secs(), rate)?,
         BenchCommand::Lab {
@@ -1256,7 +1268,7 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
                 &state.dir(),
                 Settings::default(),
                 &out,
-                false,
+                None,
                 None,
             )?;
             let t = Instant::now();

@@ -6,7 +6,6 @@
 //! workload against a lab and records it.
 
 pub mod analysis;
-pub mod bench;
 pub mod clock;
 pub mod cluster;
 pub mod db;

@@ -1,5 +1,6 @@
 //! The `perseus` binary: parses the command line, runs it, maps errors to exit codes.
 
+mod bench;
 mod cli;
 
 use perseus::error::exit;

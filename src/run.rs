@@ -8,7 +8,7 @@ use crate::lab::{self, process, LabState};
 use crate::report;
 use crate::schedule;
 use crate::spec::Spec;
-use crate::watch::Watch;
+use crate::watch::{Echo, Watch};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,7 @@ pub async fn run(
     lab_name: &str,
     stop: CancellationToken,
     say: impl Fn(String) + Copy,
+    echo: Option<Echo>,
 ) -> Result<RunOutcome> {
     spec.validate()?;
     process::require_root("perseus run")?;
@@ -76,10 +77,10 @@ pub async fn run(
         spec.bin_dir.as_deref(),
     )?;
     let guard = LabGuard(lab_name.to_string());
-    let mut watch = None;
-    let result = stages(spec, db, &mut state, dir, &stop, &mut watch, say).await;
+    let mut slot = WatchSlot { echo, watch: None };
+    let result = stages(spec, db, &mut state, dir, &stop, &mut slot, say).await;
     let mut teardown = Vec::new();
-    if let Some(w) = watch {
+    if let Some(w) = slot.watch {
         if let Err(e) = w.stop().await {
             teardown.push(e);
         }
@@ -104,13 +105,19 @@ pub async fn run(
     })
 }
 
+/// The watch of a run once it has started, and where its table is echoed until then.
+struct WatchSlot {
+    echo: Option<Echo>,
+    watch: Option<Watch>,
+}
+
 async fn stages(
     spec: &Spec,
     db: &'static dyn Database,
     state: &mut LabState,
     dir: &Path,
     stop: &CancellationToken,
-    watch: &mut Option<Watch>,
+    slot: &mut WatchSlot,
     say: impl Fn(String) + Copy,
 ) -> Result<()> {
     say(format!(
@@ -142,13 +149,13 @@ async fn stages(
             .map(|v| format!(", version {v}"))
             .unwrap_or_default()
     ));
-    let w = watch.insert(Watch::start(
+    let w = slot.watch.insert(Watch::start(
         db,
         state.layout(),
         &state.dir(),
         spec.settings(),
         dir,
-        true,
+        slot.echo.take(),
         health.version,
     )?);
     wait_steady(w, &state.layout(), spec.steady_timeout, stop, say).await?;
@@ -237,6 +244,7 @@ pub async fn run_cluster(
     dir: &Path,
     stop: CancellationToken,
     say: impl Fn(String) + Copy,
+    echo: Option<Echo>,
 ) -> Result<RunOutcome> {
     let db = db::find(&cluster.database)?;
     let scenario = spec.scenario();
@@ -253,7 +261,7 @@ pub async fn run_cluster(
             events.dir(),
             spec.settings(),
             dir,
-            true,
+            echo,
             version,
         )?);
         wait_steady(w, &layout, spec.steady_timeout, &stop, say).await?;

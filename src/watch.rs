@@ -44,18 +44,23 @@ pub struct Watch {
     _claim: crate::lab::Lock,
 }
 
+/// Where the per-second table goes as it grows, besides `client.log` (the terminal, for
+/// the binary): each call gets whole lines; returning `false` (a closed pipe) stops the
+/// echo, not the watch.
+pub type Echo = Box<dyn FnMut(&str) -> bool + Send>;
+
 impl Watch {
     /// Starts one client per node of `layout` (a lab's, or a cluster's that Perseus did not
     /// start), writing `record.txt` and `client.log` into `dir` (created if needed). Fault
     /// events and marks appended to the event log in `events_dir` go into the record as
-    /// they come. With `echo`, the table also goes to standard output.
+    /// they come. The table also goes to `echo`, if any.
     pub fn start(
         db: &'static dyn Database,
         layout: Layout,
         events_dir: &Path,
         settings: Settings,
         dir: &Path,
-        echo: bool,
+        echo: Option<Echo>,
         version: Option<String>,
     ) -> Result<Watch> {
         // One watch per lab (or cluster): two would write the same keys, and each would
@@ -228,16 +233,16 @@ async fn record_loop(
     mut writer: record::Writer,
     mut table: File,
     mut rx: mpsc::Receiver<Event>,
-    echo: bool,
+    echo: Option<Echo>,
     recent: Arc<Mutex<VecDeque<Row>>>,
 ) -> Result<()> {
     let mut tab = Tabulator::new(header.nodes.len(), header.t0_unix_ms);
     let t0 = tokio::time::Instant::now()
         - Duration::from_nanos(monotonic_ns().saturating_sub(header.t0_monotonic_ns));
-    // The table is echoed to standard output until that fails (a closed pipe: `perseus run
-    // etcd | head`); the record and client.log go on regardless.
+    // The table is echoed until that fails (a closed pipe: `perseus run etcd | head`); the
+    // record and client.log go on regardless.
     let mut echo = echo;
-    let show = |lines: Vec<Line>, table: &mut File, echo: &mut bool| -> Result<()> {
+    let show = |lines: Vec<Line>, table: &mut File, echo: &mut Option<Echo>| -> Result<()> {
         let mut text = String::new();
         for l in &lines {
             text.push_str(&l.render());
@@ -253,12 +258,8 @@ async fn record_loop(
         table
             .write_all(text.as_bytes())
             .map_err(Error::io("write client.log"))?;
-        if *echo {
-            let mut out = std::io::stdout().lock();
-            *echo = out
-                .write_all(text.as_bytes())
-                .and_then(|_| out.flush())
-                .is_ok();
+        if echo.as_mut().is_some_and(|e| !e(&text)) {
+            *echo = None;
         }
         Ok(())
     };
@@ -266,8 +267,8 @@ async fn record_loop(
     table
         .write_all(legend.as_bytes())
         .map_err(Error::io("write client.log"))?;
-    if echo {
-        echo = std::io::stdout().write_all(legend.as_bytes()).is_ok();
+    if echo.as_mut().is_some_and(|e| !e(&legend)) {
+        echo = None;
     }
     let mut second = 1u64;
     let mut open = true;

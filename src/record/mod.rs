@@ -23,6 +23,7 @@
 //! so a crash loses at most the last second.
 
 pub mod faults;
+pub mod synthetic;
 pub mod table;
 
 use crate::error::{Error, Result};

@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn the_run_table_shows_the_scenario_played_and_the_seed() {
         let dir = std::env::temp_dir().join(format!("perseus-html-test-{}", std::process::id()));
-        crate::bench::synthetic_record(&dir, 30, 50).unwrap();
+        crate::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
         let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
 

@@ -517,7 +517,7 @@ mod tests {
 
     fn analysis() -> Analysis {
         let dir = std::env::temp_dir().join(format!("perseus-report-test-{}", std::process::id()));
-        crate::bench::synthetic_record(&dir, 30, 50).unwrap();
+        crate::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
         let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         a

@@ -302,7 +302,7 @@ fn the_help_names_forms_defaults_targets_and_exit_codes() {
 #[test]
 fn compare_into_a_missing_directory_fails_before_printing() {
     let dir = out_dir("compare-missing");
-    perseus::bench::synthetic_record(&dir, 30, 50).unwrap();
+    perseus::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
     let missing = dir.join("no-such-dir").join("compare.html");
     let (code, stdout, stderr) = run(&[
         "compare",
@@ -350,7 +350,7 @@ fn a_signal_ends_a_command_that_has_nothing_to_clean_up() {
 #[test]
 fn a_bogus_time_in_a_record_is_reported_not_followed() {
     let dir = out_dir("bogus-time");
-    perseus::bench::synthetic_record(&dir, 10, 50).unwrap();
+    perseus::record::synthetic::synthetic_record(&dir, 10, 50).unwrap();
     let record = dir.join("record.txt");
     let mut text = std::fs::read_to_string(&record).unwrap();
     let end = text.rfind("\nE ").unwrap();

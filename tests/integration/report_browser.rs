@@ -17,7 +17,7 @@ fn the_report_loads_in_chromium_with_a_series_per_node_and_no_console_error() {
         .expect("chromium is missing: apt-get install chromium (or run .ci/run)");
     let dir = out_dir("report");
     // 60 s, 300 ops/s; n2 isolated from 20 s to 40 s (timing out once a second meanwhile).
-    perseus::bench::synthetic_record(&dir, 60, 300).unwrap();
+    perseus::record::synthetic::synthetic_record(&dir, 60, 300).unwrap();
     let (code, stdout, stderr) = run(&["report", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("downtime on isolation"), "{stdout}");
