@@ -77,10 +77,14 @@ pub async fn run(
         spec.bin_dir.as_deref(),
     )?;
     let guard = LabGuard(lab_name.to_string());
-    let mut slot = WatchSlot { echo, watch: None };
-    let result = stages(spec, db, &mut state, dir, &stop, &mut slot, say).await;
+    let mut out = Output {
+        dir,
+        echo,
+        watch: None,
+    };
+    let result = stages(spec, db, &mut state, &stop, &mut out, say).await;
     let mut teardown = Vec::new();
-    if let Some(w) = slot.watch {
+    if let Some(w) = out.watch {
         if let Err(e) = w.stop().await {
             teardown.push(e);
         }
@@ -105,19 +109,65 @@ pub async fn run(
     })
 }
 
-/// The watch of a run once it has started, and where its table is echoed until then.
-struct WatchSlot {
+/// Where a run's results go: its directory, the echo of its table (until the watch takes
+/// it), and its watch once started (for the caller to stop, whatever happened).
+struct Output<'a> {
+    dir: &'a Path,
     echo: Option<Echo>,
     watch: Option<Watch>,
+}
+
+/// What a run's workload runs against: a lab's nodes or a cluster's.
+struct Subject {
+    layout: crate::lab::Layout,
+    /// The event log that fault markers and marks reach the record through.
+    events_dir: PathBuf,
+    version: Option<String>,
+    /// Wait, once steady, until the database has warmed up (labs, unless --skip-warmup).
+    wait_warm: bool,
+}
+
+/// The part of a run that every subject shares: the workload, steady, warm (if asked), the
+/// scenario on `backend`, the final reads. The watch is left in `out` for the caller to stop.
+async fn experiment(
+    spec: &Spec,
+    db: &'static dyn Database,
+    subject: Subject,
+    backend: &mut dyn schedule::Backend,
+    stop: &CancellationToken,
+    out: &mut Output<'_>,
+    say: impl Fn(String) + Copy,
+) -> Result<()> {
+    let w = out.watch.insert(Watch::start(
+        db,
+        subject.layout.clone(),
+        &subject.events_dir,
+        spec.settings(),
+        out.dir,
+        out.echo.take(),
+        subject.version,
+    )?);
+    wait_steady(w, &subject.layout, spec.steady_timeout, stop, say).await?;
+    if subject.wait_warm {
+        wait_warm(spec, db, &subject.layout, stop, say).await?;
+    }
+    schedule::play(&spec.scenario(), backend, stop, say).await?;
+    let missed = w.final_reads(FINAL_READS_WITHIN).await;
+    if missed > 0 {
+        say(format!(
+            "{missed} final reads did not succeed within {} s",
+            FINAL_READS_WITHIN.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 async fn stages(
     spec: &Spec,
     db: &'static dyn Database,
     state: &mut LabState,
-    dir: &Path,
     stop: &CancellationToken,
-    slot: &mut WatchSlot,
+    out: &mut Output<'_>,
     say: impl Fn(String) + Copy,
 ) -> Result<()> {
     say(format!(
@@ -149,37 +199,20 @@ async fn stages(
             .map(|v| format!(", version {v}"))
             .unwrap_or_default()
     ));
-    let w = slot.watch.insert(Watch::start(
-        db,
-        state.layout(),
-        &state.dir(),
-        spec.settings(),
-        dir,
-        slot.echo.take(),
-        health.version,
-    )?);
-    wait_steady(w, &state.layout(), spec.steady_timeout, stop, say).await?;
-    if !spec.skip_warmup {
-        wait_warm(spec, db, state, stop, say).await?;
-    }
+    let subject = Subject {
+        layout: state.layout(),
+        events_dir: state.dir(),
+        version: health.version,
+        wait_warm: !spec.skip_warmup,
+    };
     let mut backend = schedule::Lab {
         lab: state,
         db,
         rng: crate::fault::Rng::new(spec.seed),
     };
-    schedule::play(&spec.scenario(), &mut backend, stop, say).await?;
-    let missed = w.final_reads(FINAL_READS_WITHIN).await;
-    if missed > 0 {
-        say(format!(
-            "{missed} final reads did not succeed within {} s",
-            FINAL_READS_WITHIN.as_secs()
-        ));
-    }
-    Ok(())
+    experiment(spec, db, subject, &mut backend, stop, out, say).await
 }
 
-/// Analyses the record in `dir`, if the run got as far as writing one, and writes the
-/// results beside it.
 /// The error of a run whose record was removed while it ran (it is written all along).
 fn record_gone(dir: &Path) -> Error {
     Error::Invalid(format!(
@@ -188,6 +221,8 @@ fn record_gone(dir: &Path) -> Error {
     ))
 }
 
+/// Analyses the record in `dir`, if the run got as far as writing one, and writes the
+/// results beside it.
 fn results(dir: &Path) -> Result<Option<Analysis>> {
     let record = dir.join(crate::record::FILE_NAME);
     if !record.exists() {
@@ -247,37 +282,24 @@ pub async fn run_cluster(
     echo: Option<Echo>,
 ) -> Result<RunOutcome> {
     let db = db::find(&cluster.database)?;
-    let scenario = spec.scenario();
-    crate::cluster::check_scenario(cluster, &scenario)?;
+    crate::cluster::check_scenario(cluster, &spec.scenario())?;
     let (events, version) = cluster.attach(db).await?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     spec.save(&dir.join("spec.json"))?;
-    let layout = cluster.layout();
-    let mut watch = None;
-    let result = async {
-        let w = watch.insert(Watch::start(
-            db,
-            layout.clone(),
-            events.dir(),
-            spec.settings(),
-            dir,
-            echo,
-            version,
-        )?);
-        wait_steady(w, &layout, spec.steady_timeout, &stop, say).await?;
-        let mut backend = crate::cluster::Commands { cluster, say };
-        schedule::play(&scenario, &mut backend, &stop, say).await?;
-        let missed = w.final_reads(FINAL_READS_WITHIN).await;
-        if missed > 0 {
-            say(format!(
-                "{missed} final reads did not succeed within {} s",
-                FINAL_READS_WITHIN.as_secs()
-            ));
-        }
-        Ok::<(), Error>(())
-    }
-    .await;
-    let stopped = match watch {
+    let subject = Subject {
+        layout: cluster.layout(),
+        events_dir: events.dir().to_path_buf(),
+        version,
+        wait_warm: false,
+    };
+    let mut out = Output {
+        dir,
+        echo,
+        watch: None,
+    };
+    let mut backend = crate::cluster::Commands { cluster, say };
+    let result = experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await;
+    let stopped = match out.watch {
         Some(w) => w.stop().await,
         None => Ok(()),
     };
@@ -295,13 +317,12 @@ pub async fn run_cluster(
 async fn wait_warm(
     spec: &Spec,
     db: &'static dyn Database,
-    state: &LabState,
+    layout: &crate::lab::Layout,
     stop: &CancellationToken,
     say: impl Fn(String),
 ) -> Result<()> {
-    let layout = state.layout();
     let t = Instant::now();
-    while let Err(why) = db.warmed_up(&layout).await {
+    while let Err(why) = db.warmed_up(layout).await {
         if t.elapsed() > spec.steady_timeout {
             return Err(Error::NotSteady {
                 secs: spec.steady_timeout.as_secs(),
