@@ -936,81 +936,88 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
         (None, Some(db)) => Some(perseus::cluster::Cluster::from_args(&a.name, db, &a.node)?),
         (None, None) => None,
     };
-    if let Some(c) = cluster {
-        return watch_cluster(a, c, stop).await;
-    }
-    let state = LabState::load(&a.lab.lab)?;
-    let db = db::find(&state.database)?;
-    let out = a
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("watch-{}-{}", state.name, stamp())));
-    let version = db.health(&state.layout()).await.version;
     let settings = Settings {
         timeout: a.timeout,
         observers: observers(&a.workload),
         write: a.workload.write.unwrap_or_default(),
         ..Settings::default()
     };
+    let out_for = |name: &str| {
+        a.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(format!("watch-{name}-{}", stamp())))
+    };
+    match cluster {
+        // A cluster Perseus did not start: its event log lives while the watch does, and
+        // `perseus mark --cluster NAME` reaches it.
+        Some(cluster) => {
+            let db = db::find(&cluster.database)?;
+            let (events, version) = cluster.attach(db).await?;
+            let out = out_for(&cluster.name);
+            say(format!(
+                "watching {} ({}); mark faults from another terminal with: perseus mark --cluster {} \"isolating {}\"",
+                cluster.name,
+                cluster.database,
+                cluster.name,
+                cluster.nodes[0].name
+            ));
+            let watched = watch_until(
+                db,
+                cluster.layout(),
+                events.dir(),
+                settings,
+                &out,
+                version,
+                stop,
+            )
+            .await;
+            drop(events);
+            watched
+        }
+        None => {
+            let state = LabState::load(&a.lab.lab)?;
+            let db = db::find(&state.database)?;
+            let version = db.health(&state.layout()).await.version;
+            let out = out_for(&state.name);
+            watch_until(
+                db,
+                state.layout(),
+                &state.dir(),
+                settings,
+                &out,
+                version,
+                stop,
+            )
+            .await
+        }
+    }
+}
+
+/// The seed's client on `layout` until `stop` fires (Ctrl-C), the table echoed to the
+/// terminal; then the results and the verdict.
+async fn watch_until(
+    db: &'static dyn perseus::db::Database,
+    layout: perseus::lab::Layout,
+    events_dir: &Path,
+    settings: Settings,
+    out: &Path,
+    version: Option<String>,
+    stop: CancellationToken,
+) -> Result<()> {
     let w = Watch::start(
         db,
-        state.layout(),
-        &state.dir(),
+        layout,
+        events_dir,
         settings,
-        &out,
+        out,
         Some(stdout_echo()),
         version,
     )?;
     stop.cancelled().await;
     w.stop().await?;
     let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
-    report::write_results(&out, &analysis)?;
-    conclude(&analysis, &out, &format!("results: {}", out.display()))
-}
-
-/// `perseus watch --cluster FILE` / `--db DB --node …`: the seed's client against a
-/// cluster Perseus did not start, until Ctrl-C; `perseus mark --cluster NAME` reaches it.
-async fn watch_cluster(
-    a: WatchArgs,
-    cluster: perseus::cluster::Cluster,
-    stop: CancellationToken,
-) -> Result<()> {
-    let db = db::find(&cluster.database)?;
-    let (events, version) = cluster.attach(db).await?;
-    let out = a.out.unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!("watch-{}-{}", cluster.name, stamp()))
-    });
-    let settings = Settings {
-        timeout: a.timeout,
-        observers: observers(&a.workload),
-        write: a.workload.write.unwrap_or_default(),
-        ..Settings::default()
-    };
-    say(format!(
-        "watching {} ({}); mark faults from another terminal with: perseus mark --cluster {} \"isolating {}\"",
-        cluster.name,
-        cluster.database,
-        cluster.name,
-        cluster.nodes[0].name
-    ));
-    let result = async {
-        let w = Watch::start(
-            db,
-            cluster.layout(),
-            events.dir(),
-            settings,
-            &out,
-            Some(stdout_echo()),
-            version,
-        )?;
-        stop.cancelled().await;
-        w.stop().await
-    }
-    .await;
-    drop(events);
-    result?;
-    let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
-    report::write_results(&out, &analysis)?;
-    conclude(&analysis, &out, &format!("results: {}", out.display()))
+    report::write_results(out, &analysis)?;
+    conclude(&analysis, out, &format!("results: {}", out.display()))
 }
 
 fn report_cmd(path: &Path) -> Result<()> {
