@@ -95,6 +95,8 @@ pub struct Metric {
     pub label: &'static str,
     /// Its short name, for the columns of `compare`.
     pub short: &'static str,
+    /// Its narrowest name, for the terminal's table of each fault.
+    pub column: &'static str,
     /// Its value in a run (µs; `None`: not applicable).
     pub value: fn(&Figures) -> Option<u64>,
 }
@@ -106,36 +108,42 @@ pub const METRICS: [Metric; 6] = [
         key: "downtime_on_isolation",
         label: "downtime on isolation",
         short: "downtime on isolation",
+        column: "down",
         value: |f| Some(f.downtime_on_isolation),
     },
     Metric {
         key: "partial_downtime_on_isolation",
         label: "partial downtime on isolation",
         short: "partial on isolation",
+        column: "partial",
         value: |f| Some(f.partial_downtime_on_isolation),
     },
     Metric {
         key: "disturbance_time",
         label: "disturbance time",
         short: "disturbance",
+        column: "disturb",
         value: |f| f.disturbance_time,
     },
     Metric {
         key: "downtime_on_recovery",
         label: "downtime on recovery",
         short: "downtime on recovery",
+        column: "down after",
         value: |f| f.downtime_on_recovery,
     },
     Metric {
         key: "partial_downtime_on_recovery",
         label: "partial downtime on recovery",
         short: "partial on recovery",
+        column: "partial aft",
         value: |f| f.partial_downtime_on_recovery,
     },
     Metric {
         key: "recovery_time",
         label: "recovery time",
         short: "recovery",
+        column: "recovery",
         value: |f| f.recovery_time,
     },
 ];

@@ -399,15 +399,8 @@ pub fn intervals_table(a: &Analysis) -> String {
         return String::new();
     }
     let mut s = format!("{:<44}", "each fault (ms)");
-    for h in [
-        "down",
-        "partial",
-        "disturb",
-        "down after",
-        "partial aft",
-        "recovery",
-    ] {
-        s.push_str(&format!("{h:>12}"));
+    for m in METRICS {
+        s.push_str(&format!("{:>12}", m.column));
     }
     s.push('\n');
     for i in &a.intervals {
