@@ -125,7 +125,10 @@ pub struct Lab<'a> {
 #[async_trait::async_trait(?Send)]
 impl Backend for Lab<'_> {
     async fn before_first_fault(&mut self) -> Result<()> {
-        let warm = self.db.warmed_up(&self.lab.layout()).await.is_ok();
+        let warm = match self.db.warm_up() {
+            Some(w) => w.warmed_up(&self.lab.layout()).await.is_ok(),
+            None => true,
+        };
         events::append(
             &self.lab.dir(),
             events::MARK,

@@ -4,7 +4,7 @@
 //! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
 
 use super::mysql;
-use super::{Client, ClientError, Database, Health};
+use super::{Client, ClientError, Database, Health, StagedStart};
 use crate::error::{Error, Result};
 use crate::lab::process::{run_host, user_ids};
 use crate::lab::{Layout, ProcessSpec};
@@ -112,6 +112,14 @@ fn synced(s: &std::collections::HashMap<String, String>) -> std::result::Result<
     }
 }
 
+/// A node joins by state transfer from one already synced: the next starts once it is.
+#[async_trait]
+impl StagedStart for Galera {
+    async fn node_ready(&self, layout: &Layout, node: usize) -> std::result::Result<(), String> {
+        synced(&wsrep(layout, node).await?)
+    }
+}
+
 #[async_trait]
 impl Database for Galera {
     fn name(&self) -> &'static str {
@@ -195,12 +203,8 @@ impl Database for Galera {
         p
     }
 
-    fn one_at_a_time(&self) -> bool {
-        true
-    }
-
-    async fn node_ready(&self, layout: &Layout, node: usize) -> std::result::Result<(), String> {
-        synced(&wsrep(layout, node).await?)
+    fn staged_start(&self) -> Option<&dyn StagedStart> {
+        Some(self)
     }
 
     async fn health(&self, layout: &Layout) -> Health {

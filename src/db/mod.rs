@@ -173,6 +173,23 @@ pub trait Client: Send {
     }
 }
 
+/// An optional ability: nodes start one at a time, in node order, each ready before the
+/// next starts (e.g. Galera, where a node joins by state transfer from one already there).
+#[async_trait]
+pub trait StagedStart: Send + Sync {
+    /// Whether node `node` is ready to let the next node join; `Err` says why not.
+    async fn node_ready(&self, layout: &Layout, node: usize) -> Result<(), String>;
+}
+
+/// An optional ability: the database serves before it is in its normal state (e.g. TiDB,
+/// whose regions are not yet fully replicated), and says when it is.
+#[async_trait]
+pub trait WarmUp: Send + Sync {
+    /// Whether it has finished warming up, so a fault now hits it in its normal state; `Err`
+    /// says why not.
+    async fn warmed_up(&self, layout: &Layout) -> Result<(), String>;
+}
+
 /// A database Perseus can run in a lab.
 #[async_trait]
 pub trait Database: Send + Sync {
@@ -201,10 +218,9 @@ pub trait Database: Send + Sync {
         }
         Ok(())
     }
-    /// Whether the cluster has finished warming up (e.g. every region fully replicated), so
-    /// a fault now hits a cluster in its normal state. `Err` says why not.
-    async fn warmed_up(&self, _layout: &Layout) -> Result<(), String> {
-        Ok(())
+    /// Its warm-up, for databases that serve before they are in their normal state.
+    fn warm_up(&self) -> Option<&dyn WarmUp> {
+        None
     }
     /// Writes whatever the nodes need before they start (config files, data dirs).
     fn prepare(&self, _layout: &Layout) -> Result<()> {
@@ -217,14 +233,10 @@ pub trait Database: Send + Sync {
     fn restart_processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
         self.processes(layout, node)
     }
-    /// Whether nodes must start one at a time, each ready (see [`Database::node_ready`])
-    /// before the next starts, in node order.
-    fn one_at_a_time(&self) -> bool {
-        false
-    }
-    /// Whether node `node` is ready to let the next node join; `Err` says why not.
-    async fn node_ready(&self, _layout: &Layout, _node: usize) -> Result<(), String> {
-        Ok(())
+    /// Its staged start, for databases whose nodes must join one at a time; `None`: every
+    /// node starts at once.
+    fn staged_start(&self) -> Option<&dyn StagedStart> {
+        None
     }
     /// Probes the cluster once, within about a second.
     async fn health(&self, layout: &Layout) -> Health;

@@ -16,10 +16,10 @@ pub async fn start(state: &mut LabState, db: &dyn Database, timeout: Duration) -
         for spec in db.processes(&layout, i) {
             state.spawn(i, &spec)?;
         }
-        if db.one_at_a_time() {
+        if let Some(staged) = db.staged_start() {
             loop {
                 state.check_alive(started)?;
-                match db.node_ready(&layout, i).await {
+                match staged.node_ready(&layout, i).await {
                     Ok(()) => break,
                     Err(why) if Instant::now() >= deadline => {
                         return Err(state.not_ready(i, timeout, why));

@@ -9,7 +9,7 @@
 
 use super::http::get_json;
 use super::mysql;
-use super::{Client, ClientError, Database, Health};
+use super::{Client, ClientError, Database, Health, WarmUp};
 use crate::error::{Error, Result};
 use crate::lab::process::find_program;
 use crate::lab::{Layout, ProcessSpec};
@@ -119,6 +119,21 @@ async fn pd_get(layout: &Layout, path: &str) -> std::result::Result<serde_json::
         }
     }
     Err(last)
+}
+
+/// Warmed up once PD reports no region missing or waiting for a replica.
+#[async_trait]
+impl WarmUp for Tidb {
+    async fn warmed_up(&self, layout: &Layout) -> std::result::Result<(), String> {
+        for check in ["miss-peer", "pending-peer"] {
+            let v = pd_get(layout, &format!("/pd/api/v1/regions/check/{check}")).await?;
+            let count = v["count"].as_u64().unwrap_or(u64::MAX);
+            if count != 0 {
+                return Err(format!("PD reports {count} regions with a {check}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -282,15 +297,8 @@ impl Database for Tidb {
         SERVER.setup(layout, 0).await
     }
 
-    async fn warmed_up(&self, layout: &Layout) -> std::result::Result<(), String> {
-        for check in ["miss-peer", "pending-peer"] {
-            let v = pd_get(layout, &format!("/pd/api/v1/regions/check/{check}")).await?;
-            let count = v["count"].as_u64().unwrap_or(u64::MAX);
-            if count != 0 {
-                return Err(format!("PD reports {count} regions with a {check}"));
-            }
-        }
-        Ok(())
+    fn warm_up(&self) -> Option<&dyn WarmUp> {
+        Some(self)
     }
 
     async fn connect(
