@@ -1180,7 +1180,6 @@ fn compare(a: CompareArgs) -> Result<()> {
         .map(|m| m.short)
         .chain(["lost ack. writes", "by late writes"])
         .collect();
-    let write_mode = |an: &analysis::Analysis| an.header.write.clone().unwrap_or("blind".into());
     let mut text = format!("{:<28}{:<16}{:<7}", "run", "database", "write");
     for l in &labels {
         text.push_str(&format!("{l:>24}"));
@@ -1196,42 +1195,28 @@ fn compare(a: CompareArgs) -> Result<()> {
     html.push_str("<th class=\"num\">of them overwritten by late writes</th>");
     html.push_str("</tr>");
     for (name, an) in &runs {
-        let mut cells: Vec<String> = match (an.seconds, an.precise) {
-            (Some(s), Some(m)) => s
-                .values()
-                .iter()
-                .zip(m.values().iter())
-                .map(|(x, y)| match (x, y) {
-                    (Some(x), Some(y)) => format!("{} s / {} ms", x / 1_000_000, (y + 500) / 1000),
-                    _ => "n/a".into(),
-                })
-                .collect(),
-            _ => vec!["n/a".into(); analysis::METRICS.len()],
-        };
-        let c = &an.correctness;
-        cells.push(report::thousands(c.lost_acknowledged_writes));
-        cells.push(report::thousands(
-            c.lost_by_kind
-                .get(&analysis::correctness::ViolationKind::LateWrite)
-                .copied()
-                .unwrap_or(0),
-        ));
-        text.push_str(&format!(
-            "{name:<28}{:<16}{:<7}",
-            an.header.database,
-            write_mode(an)
-        ));
+        let s = report::summary::of(an);
+        let mut cells: Vec<String> = analysis::METRICS
+            .iter()
+            .map(|m| match s.metric(m.key) {
+                (Some(secs), Some(ms)) => format!("{secs} s / {ms} ms"),
+                _ => "n/a".into(),
+            })
+            .collect();
+        cells.push(report::thousands(s.lost_acknowledged_writes));
+        cells.push(report::thousands(s.lost_to_late_writes()));
+        text.push_str(&format!("{name:<28}{:<16}{:<7}", s.database, s.write));
         for c in &cells {
             text.push_str(&format!("{c:>24}"));
         }
         text.push('\n');
-        markdown.push_str(&report::markdown_row(an));
+        markdown.push_str(&report::markdown_row(&s));
         html.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             report::svg::esc(name),
-            report::svg::esc(&an.header.database),
-            report::svg::esc(&an.header.database_version.clone().unwrap_or_default()),
-            report::svg::esc(&write_mode(an))
+            report::svg::esc(&s.database),
+            report::svg::esc(&s.database_version.clone().unwrap_or_default()),
+            report::svg::esc(&s.write)
         ));
         for c in &cells {
             html.push_str(&format!("<td class=\"num\">{c}</td>"));

@@ -40,7 +40,7 @@
 
 use super::Phase;
 use crate::record::{Kind, Op, Outcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// How far back acknowledged writes are kept to judge a read; a read longer than this is
@@ -50,7 +50,7 @@ pub const HORIZON_US: u64 = 60_000_000;
 pub const EXAMPLES: usize = 10;
 
 /// What an anomalous read was (see the module's documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ViolationKind {
     StaleRead,
@@ -84,7 +84,7 @@ impl ViolationKind {
 }
 
 /// One write, as a read is judged against it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteRef {
     pub value: i64,
     /// Its attempt number, where the record has them.
@@ -96,7 +96,7 @@ pub struct WriteRef {
 }
 
 /// One anomalous read, with the writes involved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     pub kind: ViolationKind,
     pub phase: Phase,
@@ -124,7 +124,7 @@ pub struct Violation {
 
 /// Acknowledged writes found gone: a read by the key's writer (or a final read) returned
 /// less than values whose writes had been acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loss {
     pub phase: Phase,
     /// The node whose key it is.

@@ -33,7 +33,7 @@ pub mod servers;
 use crate::record::faults::{self, FaultKind};
 use crate::record::table::{Line, Table, Tabulator};
 use crate::record::{Event, FaultEvent, Header, Outcome, Reader};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -394,7 +394,7 @@ impl DarkTracker {
 }
 
 /// Counts of one node's operations.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeOps {
     pub increments: u64,
     pub ok: u64,
@@ -405,7 +405,7 @@ pub struct NodeOps {
 }
 
 /// Where an error stands relative to the fault window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Before,

@@ -2,14 +2,14 @@
 //! table rebuilt from the record.
 
 pub mod html;
+pub mod summary;
 pub mod svg;
 
 use crate::analysis::correctness::{self, Correctness, ViolationKind};
 use crate::analysis::{Analysis, FaultWindow, Figures, METRICS};
 use crate::error::Result;
-use crate::record::marks;
 use crate::spec::Spec;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::path::Path;
 
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -236,23 +236,19 @@ pub fn markdown_header() -> String {
 }
 
 /// The run's row in the seed's table (whole seconds, milliseconds in parentheses).
-pub fn markdown_row(a: &Analysis) -> String {
-    let cell = |s: Option<u64>, m: Option<u64>| match (s, m) {
-        (Some(s), Some(m)) => format!("{} ({} ms)", s / 1_000_000, (m + 500) / 1000),
-        _ => "n/a".into(),
-    };
-    let mut row = format!("| {} ", a.header.database);
-    if let (Some(sec), Some(ms)) = (a.seconds, a.precise) {
-        for ((_, _, x), (_, _, y)) in rows(&sec).iter().zip(rows(&ms).iter()) {
-            row.push_str(&format!("| {} ", cell(*x, *y)));
-        }
-    } else {
-        row.push_str(&"| n/a ".repeat(METRICS.len()));
+pub fn markdown_row(s: &summary::Summary) -> String {
+    let mut row = format!("| {} ", s.database);
+    for m in METRICS {
+        let cell = match s.metric(m.key) {
+            (Some(secs), Some(ms)) => format!("{secs} ({ms} ms)"),
+            _ => "n/a".into(),
+        };
+        row.push_str(&format!("| {cell} "));
     }
     row.push_str(&format!(
         "| {} | {} |\n",
-        thousands(a.correctness.lost_acknowledged_writes),
-        a.header.database_version.clone().unwrap_or_default()
+        thousands(s.lost_acknowledged_writes),
+        s.database_version.clone().unwrap_or_default()
     ));
     row
 }
@@ -262,7 +258,7 @@ pub fn markdown(a: &Analysis) -> String {
     format!(
         "{}{}\n{}\n\n{}. Correctness: {}.\n",
         markdown_header(),
-        markdown_row(a),
+        markdown_row(&summary::of(a)),
         summary_sentence(a),
         sentence_case(&loss_line(a)),
         verdict(&a.correctness)
@@ -354,29 +350,6 @@ pub fn correctness_lines(a: &Analysis) -> String {
     s
 }
 
-/// The checks' outcome, with violations by reader keyed by node name.
-fn correctness_json(a: &Analysis) -> Value {
-    let mut v = serde_json::to_value(&a.correctness).expect("correctness serialises");
-    let by_reader: Map<String, Value> = a
-        .header
-        .nodes
-        .iter()
-        .zip(&a.correctness.by_reader)
-        .filter(|(_, phases)| !phases.is_empty())
-        .map(|(n, phases)| (n.clone(), json!(phases)))
-        .collect();
-    v["by_reader"] = Value::Object(by_reader);
-    v["lost_by_key"] = Value::Object(
-        a.header
-            .nodes
-            .iter()
-            .zip(&a.correctness.lost_by_key)
-            .map(|(n, lost)| (n.clone(), json!(lost)))
-            .collect(),
-    );
-    v
-}
-
 /// Everything the terminal shows at the end of a run or watch; data loss first, if any.
 pub fn terminal_summary(a: &Analysis) -> String {
     let headline = if a.correctness.lost_acknowledged_writes > 0 {
@@ -413,78 +386,9 @@ pub fn intervals_table(a: &Analysis) -> String {
     s
 }
 
-/// `summary.json`: the run at a glance; `metrics` has each of the seed's six in seconds
-/// (`_s`) and milliseconds (`_ms`); `null` where not applicable.
+/// `summary.json` as JSON (see [`summary::Summary`]).
 pub fn summary(a: &Analysis) -> Value {
-    let mut metrics = Map::new();
-    if let (Some(sec), Some(ms)) = (a.seconds, a.precise) {
-        for ((key, _, s), (_, _, m)) in rows(&sec).iter().zip(rows(&ms).iter()) {
-            metrics.insert(format!("{key}_s"), secs(*s));
-            metrics.insert(format!("{key}_ms"), millis(*m));
-        }
-    }
-    let fault = a.window.as_ref().map(|w| {
-        // The last warm-up mark at or before the fault: did it hit a warmed-up cluster?
-        let warm = a
-            .marks
-            .iter()
-            .rev()
-            .find(|(t, m)| *t <= w.start_us && (m == marks::WARM || m == marks::NOT_WARM))
-            .map(|(_, m)| m == marks::WARM);
-        json!({
-            "kind": w.kind.name,
-            "target": w.target,
-            "at_ms": w.start_us / 1000,
-            "end_at_ms": w.end_us.map(|r| r / 1000),
-            "warmed_up": warm,
-        })
-    });
-    let intervals: Vec<Value> = a
-        .intervals
-        .iter()
-        .map(|i| {
-            let mut m = Map::new();
-            for ((key, _, s), (_, _, p)) in rows(&i.seconds).iter().zip(rows(&i.precise).iter()) {
-                m.insert(format!("{key}_s"), secs(*s));
-                m.insert(format!("{key}_ms"), millis(*p));
-            }
-            json!({
-                "kind": i.window.kind.name,
-                "target": i.window.target,
-                "at_ms": i.window.start_us / 1000,
-                "end_at_ms": i.window.end_us.map(|r| r / 1000),
-                "metrics": m,
-            })
-        })
-        .collect();
-    let ops: Map<String, Value> = a
-        .header
-        .nodes
-        .iter()
-        .zip(&a.ops)
-        .map(|(n, o)| {
-            (
-                n.clone(),
-                serde_json::to_value(o).expect("counts serialise"),
-            )
-        })
-        .collect();
-    json!({
-        "perseus_version": env!("CARGO_PKG_VERSION"),
-        "database": a.header.database,
-        "database_version": a.header.database_version,
-        "nodes": a.header.nodes,
-        "started_unix_ms": a.header.t0_unix_ms,
-        "duration_ms": a.end_us / 1000,
-        "record_complete": a.ended_cleanly,
-        "lost_acknowledged_writes": a.correctness.lost_acknowledged_writes,
-        "fault": fault,
-        "intervals": intervals,
-        "metrics": metrics,
-        "operations": ops,
-        "correctness": correctness_json(a),
-        "errors_by_phase": a.header.nodes.iter().zip(&a.errors).map(|(n, e)| (n.clone(), json!(e))).collect::<Map<String, Value>>(),
-    })
+    serde_json::to_value(summary::of(a)).expect("a summary serialises")
 }
 
 /// Writes `summary.json`, `client.log` (rebuilt from the record), `report.html` and
@@ -498,7 +402,7 @@ pub fn write_results(dir: &Path, a: &Analysis) -> Result<()> {
     write(HTML_FILE, html::report(a, spec.as_ref()))?;
     write(MARKDOWN_FILE, markdown(a))?;
     let path = dir.join(SUMMARY_FILE);
-    let json = serde_json::to_string_pretty(&summary(a)).expect("summary serialises");
+    let json = serde_json::to_string_pretty(&summary::of(a)).expect("a summary serialises");
     crate::files::write(&path, json + "\n")?;
     let path = dir.join(crate::record::TABLE_FILE);
     crate::files::write(&path, a.table.render())

@@ -1,0 +1,248 @@
+//! `summary.json`: the run at a glance, as a typed, versioned shape that `perseus compare`,
+//! the tests and any CI script read back.
+
+use crate::analysis::correctness::{Loss, Violation, ViolationKind};
+use crate::analysis::{Analysis, NodeOps, Phase, METRICS};
+use crate::record::marks;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The shape of `summary.json`. Within a version fields are only added, never renamed,
+/// removed or given another meaning.
+pub const SUMMARY_VERSION: u32 = 1;
+
+/// `summary.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// [`SUMMARY_VERSION`] when written (absent in files older than the field: 1).
+    #[serde(default = "first_version")]
+    pub summary_version: u32,
+    pub perseus_version: String,
+    pub database: String,
+    pub database_version: Option<String>,
+    pub nodes: Vec<String>,
+    pub started_unix_ms: i64,
+    pub duration_ms: u64,
+    /// Whether the record ended cleanly (its writer was not killed).
+    pub record_complete: bool,
+    /// How the writers wrote: `blind` or `cas`.
+    #[serde(default = "blind")]
+    pub write: String,
+    pub lost_acknowledged_writes: u64,
+    /// The first fault, whose figures are `metrics`.
+    pub fault: Option<FaultSummary>,
+    /// Every fault with its own figures.
+    pub intervals: Vec<IntervalSummary>,
+    /// Each metric of [`METRICS`] as `<key>_s` (whole seconds, from the per-second table)
+    /// and `<key>_ms` (from the operation history); `null`: not applicable.
+    pub metrics: BTreeMap<String, Option<u64>>,
+    /// Operation counts by node name.
+    pub operations: BTreeMap<String, NodeOps>,
+    pub correctness: CorrectnessSummary,
+    /// Errors by node name, phase and code.
+    pub errors_by_phase: BTreeMap<String, BTreeMap<Phase, BTreeMap<String, u64>>>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+fn blind() -> String {
+    "blind".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultSummary {
+    pub kind: String,
+    pub target: String,
+    pub at_ms: u64,
+    pub end_at_ms: Option<u64>,
+    /// Whether the database had warmed up when it started; `null`: not known.
+    pub warmed_up: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    pub kind: String,
+    pub target: String,
+    pub at_ms: u64,
+    pub end_at_ms: Option<u64>,
+    pub metrics: BTreeMap<String, Option<u64>>,
+}
+
+/// The correctness checks, with nodes by name (see `analysis::correctness::Correctness`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorrectnessSummary {
+    pub reads_checked: u64,
+    pub final_reads: u64,
+    pub violations: u64,
+    pub by_kind: BTreeMap<ViolationKind, u64>,
+    pub by_reader: BTreeMap<String, BTreeMap<Phase, u64>>,
+    pub by_second: BTreeMap<u64, u64>,
+    pub examples: Vec<Violation>,
+    pub lost_acknowledged_writes: u64,
+    pub lost_by_key: BTreeMap<String, u64>,
+    pub lost_by_kind: BTreeMap<ViolationKind, u64>,
+    pub lost_by_phase: BTreeMap<Phase, u64>,
+    pub lost_by_second: BTreeMap<u64, u64>,
+    pub losses: Vec<Loss>,
+}
+
+impl Summary {
+    /// A metric of [`METRICS`] by key, in whole seconds and in milliseconds.
+    pub fn metric(&self, key: &str) -> (Option<u64>, Option<u64>) {
+        let get = |unit: &str| {
+            self.metrics
+                .get(&format!("{key}_{unit}"))
+                .copied()
+                .flatten()
+        };
+        (get("s"), get("ms"))
+    }
+
+    /// What was lost to late writes.
+    pub fn lost_to_late_writes(&self) -> u64 {
+        self.correctness
+            .lost_by_kind
+            .get(&ViolationKind::LateWrite)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The metrics of `s` and `ms` (µs) under their keys, in seconds and milliseconds.
+fn metrics(
+    s: &crate::analysis::Figures,
+    ms: &crate::analysis::Figures,
+) -> BTreeMap<String, Option<u64>> {
+    let mut m = BTreeMap::new();
+    for (metric, (x, y)) in METRICS.iter().zip(s.values().into_iter().zip(ms.values())) {
+        m.insert(format!("{}_s", metric.key), x.map(|v| v / 1_000_000));
+        m.insert(format!("{}_ms", metric.key), y.map(|v| (v + 500) / 1000));
+    }
+    m
+}
+
+/// The summary of an analysed record.
+pub fn of(a: &Analysis) -> Summary {
+    let by_name = |values: &[u64]| -> BTreeMap<String, u64> {
+        a.header
+            .nodes
+            .iter()
+            .cloned()
+            .zip(values.iter().copied())
+            .collect()
+    };
+    let c = &a.correctness;
+    let fault = a.window.as_ref().map(|w| {
+        // The last warm-up mark at or before the fault: did it hit a warmed-up cluster?
+        let warmed_up = a
+            .marks
+            .iter()
+            .rev()
+            .find(|(t, m)| *t <= w.start_us && (m == marks::WARM || m == marks::NOT_WARM))
+            .map(|(_, m)| m == marks::WARM);
+        FaultSummary {
+            kind: w.kind.name.into(),
+            target: w.target.clone(),
+            at_ms: w.start_us / 1000,
+            end_at_ms: w.end_us.map(|r| r / 1000),
+            warmed_up,
+        }
+    });
+    Summary {
+        summary_version: SUMMARY_VERSION,
+        perseus_version: env!("CARGO_PKG_VERSION").into(),
+        database: a.header.database.clone(),
+        database_version: a.header.database_version.clone(),
+        nodes: a.header.nodes.clone(),
+        started_unix_ms: a.header.t0_unix_ms,
+        duration_ms: a.end_us / 1000,
+        record_complete: a.ended_cleanly,
+        write: a.header.write.clone().unwrap_or_else(blind),
+        lost_acknowledged_writes: c.lost_acknowledged_writes,
+        fault,
+        intervals: a
+            .intervals
+            .iter()
+            .map(|i| IntervalSummary {
+                kind: i.window.kind.name.into(),
+                target: i.window.target.clone(),
+                at_ms: i.window.start_us / 1000,
+                end_at_ms: i.window.end_us.map(|r| r / 1000),
+                metrics: metrics(&i.seconds, &i.precise),
+            })
+            .collect(),
+        metrics: match (a.seconds, a.precise) {
+            (Some(s), Some(ms)) => metrics(&s, &ms),
+            _ => BTreeMap::new(),
+        },
+        operations: a
+            .header
+            .nodes
+            .iter()
+            .cloned()
+            .zip(a.ops.iter().cloned())
+            .collect(),
+        correctness: CorrectnessSummary {
+            reads_checked: c.reads_checked,
+            final_reads: c.final_reads,
+            violations: c.violations,
+            by_kind: c.by_kind.clone(),
+            by_reader: a
+                .header
+                .nodes
+                .iter()
+                .cloned()
+                .zip(c.by_reader.iter().cloned())
+                .filter(|(_, phases)| !phases.is_empty())
+                .collect(),
+            by_second: c.by_second.clone(),
+            examples: c.examples.clone(),
+            lost_acknowledged_writes: c.lost_acknowledged_writes,
+            lost_by_key: by_name(&c.lost_by_key),
+            lost_by_kind: c.lost_by_kind.clone(),
+            lost_by_phase: c.lost_by_phase.clone(),
+            lost_by_second: c.lost_by_second.clone(),
+            losses: c.losses.clone(),
+        },
+        errors_by_phase: a
+            .header
+            .nodes
+            .iter()
+            .cloned()
+            .zip(a.errors.iter().cloned())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_reads_back_as_written_and_an_older_one_reads_with_defaults() {
+        let dir = std::env::temp_dir().join(format!("perseus-summary-test-{}", std::process::id()));
+        crate::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
+        let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = of(&a);
+        let text = serde_json::to_string_pretty(&s).unwrap();
+        let back: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(s.summary_version, SUMMARY_VERSION);
+        assert_eq!(s.metric("downtime_on_isolation"), (Some(0), Some(0)));
+        assert!(METRICS
+            .iter()
+            .all(|m| s.metrics.contains_key(&format!("{}_ms", m.key))));
+
+        // Written before the shape had a version or the write mode (2026-11-30).
+        let old: Summary = serde_json::from_str(include_str!(
+            "../../docs/findings/etcd-pause-late-write-summary.json"
+        ))
+        .unwrap();
+        assert_eq!((old.summary_version, old.write.as_str()), (1, "blind"));
+        assert_eq!(old.lost_to_late_writes(), 2307);
+        assert_eq!(old.lost_acknowledged_writes, 2307);
+    }
+}
