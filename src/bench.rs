@@ -115,6 +115,13 @@ impl Database for LoopbackRedis {
     fn processes(&self, _: &Layout, _: usize) -> Vec<perseus::lab::ProcessSpec> {
         Vec::new()
     }
+    fn cut_off(&self) -> perseus::db::CutOff {
+        perseus::db::CutOff {
+            serves: true,
+            settles: Duration::ZERO,
+            source: "not a cluster: one server on loopback, for benchmarks",
+        }
+    }
     async fn health(&self, _: &Layout) -> perseus::db::Health {
         perseus::db::Health::default()
     }
@@ -457,6 +464,47 @@ pub async fn fault_latency(
         "perseus isolate (with its connection check): {:.1} ms",
         ms(&whole)
     );
+    Ok(())
+}
+
+/// Watches a running lab for `length` (or until `stop`), printing memory, operations and
+/// record bytes per operation every minute.
+pub async fn watch(
+    state: &LabState,
+    db: &'static dyn Database,
+    length: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    // A private directory: this runs as root, and /tmp is everyone's.
+    let scratch = perseus::files::Scratch::new("bench-watch")?;
+    let out = scratch.path().join("run");
+    let w = perseus::watch::Watch::start(
+        db,
+        state.layout(),
+        &state.dir(),
+        perseus::workload::Settings::default(),
+        &out,
+        None,
+        None,
+    )?;
+    let t = Instant::now();
+    while t.elapsed() < length && !stop.is_cancelled() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.cancelled() => {}
+        }
+        // Memory first: counting the operations below must not be measured.
+        let rss = rss_kib(std::process::id());
+        let record = out.join(perseus::record::FILE_NAME);
+        let (ops, bytes) = count_ops(&record)?;
+        println!(
+            "{:>5.1} min: RSS {:.1} MiB, {ops} operations, {:.1} record bytes/op",
+            t.elapsed().as_secs_f64() / 60.0,
+            rss as f64 / 1024.0,
+            bytes as f64 / ops.max(1) as f64
+        );
+    }
+    w.stop().await?;
     Ok(())
 }
 

@@ -114,14 +114,14 @@ impl Spec {
     pub fn validate(&self) -> Result<()> {
         let db = crate::db::find(&self.database)?;
         let t = &self.timeline.isolate;
-        if matches!(t, Target::Leader | Target::Follower) && !db.has_leader() {
+        if matches!(t, Target::Leader | Target::Follower) && db.leadership().is_none() {
             return Err(Error::Invalid(format!(
                 "--isolate {t}: {} has no leader (every node takes writes); name a node, e.g. --isolate n2",
                 self.database
             )));
         }
         if let Some(s) = &self.scenario {
-            if s.needs_leader() && !db.has_leader() {
+            if s.needs_leader() && db.leadership().is_none() {
                 return Err(Error::Invalid(format!(
                     "scenario {} names the leader, but {} has none (every node takes writes): name nodes instead",
                     s.name, self.database

@@ -2,7 +2,7 @@
 //! Ready when every member answers and all agree on a leader. The client uses etcd's
 //! default, linearizable reads.
 
-use super::{Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED};
+use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use etcd_client::{ConnectOptions, Error as EtcdError};
@@ -180,6 +180,14 @@ impl Database for Etcd {
         CLIENT_PORT
     }
 
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: Duration::from_secs(3),
+            source: "https://etcd.io/docs/v3.5/op-guide/failures/ (network partition: the minority side cannot serve; reads are linearizable by default, so they need the leader)",
+        }
+    }
+
     fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
         let n = &layout.nodes[node];
         let cluster: Vec<String> = layout
@@ -230,47 +238,11 @@ impl Database for Etcd {
     }
 
     async fn health(&self, layout: &Layout) -> Health {
-        let probe = |i: usize| async move {
-            let mut c = connect(layout, i, Duration::from_millis(800)).await.ok()?;
-            let s = tokio::time::timeout(Duration::from_millis(800), c.status())
-                .await
-                .ok()?
-                .ok()?;
-            Some((s.header()?.member_id(), s.leader(), s.version().to_string()))
-        };
-        let answers = futures::future::join_all((0..layout.nodes.len()).map(probe)).await;
-        let not_ready: Vec<usize> = answers
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.as_ref().is_none_or(|a| a.1 == 0))
-            .map(|(i, _)| i)
-            .collect();
-        let leaders: Vec<u64> = answers.iter().flatten().map(|a| a.1).collect();
-        let leader_id = leaders.first().copied().filter(|l| *l != 0);
-        let leader = leader_id.and_then(|l| {
-            answers
-                .iter()
-                .position(|a| a.as_ref().is_some_and(|a| a.0 == l))
-        });
-        let agree = leaders.iter().all(|l| Some(*l) == leader_id);
-        let why = if !not_ready.is_empty() {
-            let names: Vec<&str> = not_ready
-                .iter()
-                .map(|i| layout.nodes[*i].name.as_str())
-                .collect();
-            format!("no answer with a leader from {}", names.join(", "))
-        } else if !agree {
-            "members disagree on the leader".into()
-        } else {
-            String::new()
-        };
-        Health {
-            ready: not_ready.is_empty() && agree && leader.is_some(),
-            not_ready,
-            why,
-            leader,
-            version: answers.iter().flatten().next().map(|a| a.2.clone()),
-        }
+        probe(layout).await.0
+    }
+
+    fn leadership(&self) -> Option<&dyn super::Leadership> {
+        Some(self)
     }
 
     async fn connect(
@@ -281,6 +253,58 @@ impl Database for Etcd {
     ) -> Result<Box<dyn Client>, ClientError> {
         Ok(Box::new(EtcdClient(connect(layout, node, timeout).await?)))
     }
+}
+
+#[async_trait]
+impl super::Leadership for Etcd {
+    async fn leader(&self, layout: &Layout) -> Option<usize> {
+        probe(layout).await.1
+    }
+}
+
+/// The cluster's health, and the node that leads as the servers report it.
+async fn probe(layout: &Layout) -> (Health, Option<usize>) {
+    let probe = |i: usize| async move {
+        let mut c = connect(layout, i, Duration::from_millis(800)).await.ok()?;
+        let s = tokio::time::timeout(Duration::from_millis(800), c.status())
+            .await
+            .ok()?
+            .ok()?;
+        Some((s.header()?.member_id(), s.leader(), s.version().to_string()))
+    };
+    let answers = futures::future::join_all((0..layout.nodes.len()).map(probe)).await;
+    let not_ready: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.as_ref().is_none_or(|a| a.1 == 0))
+        .map(|(i, _)| i)
+        .collect();
+    let leaders: Vec<u64> = answers.iter().flatten().map(|a| a.1).collect();
+    let leader_id = leaders.first().copied().filter(|l| *l != 0);
+    let leader = leader_id.and_then(|l| {
+        answers
+            .iter()
+            .position(|a| a.as_ref().is_some_and(|a| a.0 == l))
+    });
+    let agree = leaders.iter().all(|l| Some(*l) == leader_id);
+    let why = if !not_ready.is_empty() {
+        let names: Vec<&str> = not_ready
+            .iter()
+            .map(|i| layout.nodes[*i].name.as_str())
+            .collect();
+        format!("no answer with a leader from {}", names.join(", "))
+    } else if !agree {
+        "members disagree on the leader".into()
+    } else {
+        String::new()
+    };
+    let health = Health {
+        ready: not_ready.is_empty() && agree && leader.is_some(),
+        not_ready,
+        why,
+        version: answers.iter().flatten().next().map(|a| a.2.clone()),
+    };
+    (health, leader)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
 
 use super::mysql;
-use super::{Client, ClientError, Database, Health, StagedStart};
+use super::{Client, ClientError, CutOff, Database, Health, StagedStart};
 use crate::error::{Error, Result};
 use crate::lab::process::{run_host, user_ids};
 use crate::lab::{Layout, ProcessSpec};
@@ -143,6 +143,14 @@ impl Database for Galera {
         PORT
     }
 
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: Duration::from_secs(10),
+            source: "https://galeracluster.com/library/documentation/weighted-quorum.html (a node outside the primary component refuses queries; evs.suspect_timeout PT5S)",
+        }
+    }
+
     fn prepare(&self, layout: &Layout) -> Result<()> {
         for (i, n) in layout.nodes.iter().enumerate() {
             for sub in ["data", "run"] {
@@ -248,7 +256,6 @@ impl Database for Galera {
             ready: not_ready.is_empty(),
             not_ready,
             why: why.join("; "),
-            leader: None,
             version,
         }
     }
@@ -264,10 +271,6 @@ impl Database for Galera {
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
         SERVER.client(layout, node, timeout).await
-    }
-
-    fn has_leader(&self) -> bool {
-        false
     }
 }
 

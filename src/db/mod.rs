@@ -55,8 +55,6 @@ pub struct Health {
     pub not_ready: Vec<usize>,
     /// Why it is not ready, for the user.
     pub why: String,
-    /// The node the database itself reports as leader, where that means something.
-    pub leader: Option<usize>,
     /// The server version, as the servers report it.
     pub version: Option<String>,
 }
@@ -190,6 +188,28 @@ pub trait WarmUp: Send + Sync {
     async fn warmed_up(&self, layout: &Layout) -> Result<(), String>;
 }
 
+/// An optional ability: one node leads (takes or orders every write), and the database
+/// says which. Databases where every node takes writes (Galera) have none.
+#[async_trait]
+pub trait Leadership: Send + Sync {
+    /// The node that leads now, as the servers report it; `None` while none does (an
+    /// election, no quorum, no answer within about a second).
+    async fn leader(&self, layout: &Layout) -> Option<usize>;
+}
+
+/// What a client of one node sees while that node, not the leader, is cut off from its
+/// peers and the others keep a majority: what the database's documentation describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutOff {
+    /// Whether that client's reads and writes still complete (e.g. sent on to a primary
+    /// it still reaches); otherwise they all fail or time out.
+    pub serves: bool,
+    /// How long after the cut the database may take to behave so (timeouts it waits out).
+    pub settles: Duration,
+    /// Where the documentation says so.
+    pub source: &'static str,
+}
+
 /// A database Perseus can run in a lab.
 #[async_trait]
 pub trait Database: Send + Sync {
@@ -251,10 +271,12 @@ pub trait Database: Send + Sync {
     async fn setup(&self, _layout: &Layout) -> Result<()> {
         Ok(())
     }
-    /// Whether one node leads (and [`Health::leader`] names it); false for multi-master.
-    fn has_leader(&self) -> bool {
-        true
+    /// Its leadership, for databases where one node leads; `None`: every node takes writes.
+    fn leadership(&self) -> Option<&dyn Leadership> {
+        None
     }
+    /// What a client of a node cut off from its peers sees, as the documentation says.
+    fn cut_off(&self) -> CutOff;
     /// The key node `node`'s client increments.
     fn key(&self, layout: &Layout, node: usize) -> String {
         format!("perseus-{}", layout.nodes[node].name)

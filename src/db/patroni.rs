@@ -8,7 +8,7 @@
 //! record notes which server that was.
 
 use super::{
-    etcd, http, Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED,
+    etcd, http, Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED,
 };
 use crate::error::{Error, Result};
 use crate::lab::process::user_ids;
@@ -284,6 +284,14 @@ impl Database for Patroni {
         PORT
     }
 
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: true,
+            settles: Duration::from_secs(3),
+            source: "https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-MULTIPLE-HOSTS (target_session_attrs=read-write settles on the primary, which a replica cut off from its peers does not affect)",
+        }
+    }
+
     fn prepare(&self, layout: &Layout) -> Result<()> {
         etcd::prepare_data(layout)?;
         for (i, n) in layout.nodes.iter().enumerate() {
@@ -317,70 +325,11 @@ impl Database for Patroni {
     }
 
     async fn health(&self, layout: &Layout) -> Health {
-        let n = layout.nodes.len();
-        let views = futures::future::join_all((0..n).map(|i| members(layout, i))).await;
-        let mut not_ready = Vec::new();
-        let mut why = Vec::new();
-        let mut leader = None;
-        // One node's view of every member; the others only need to answer.
-        let view = views.iter().find_map(|v| v.as_ref().ok());
-        for (i, node) in layout.nodes.iter().enumerate() {
-            let problem = match (&views[i], view) {
-                (Err(e), _) => Some(e.clone()),
-                (Ok(_), None) => Some("no member list".into()),
-                (Ok(_), Some(members)) => match members.iter().find(|m| m.0 == node.name) {
-                    None => Some("not a member yet".into()),
-                    Some((_, role, state)) => {
-                        if role == "leader" {
-                            leader = Some(i);
-                        }
-                        let ok = matches!(state.as_str(), "running" | "streaming");
-                        (!ok).then(|| format!("{role} is {state}"))
-                    }
-                },
-            };
-            if let Some(p) = problem {
-                not_ready.push(i);
-                why.push(format!("{}: {p}", node.name));
-            }
-        }
-        let version = match leader {
-            None => None,
-            Some(l) => {
-                let addr = SocketAddr::new(layout.nodes[l].addr.into(), API_PORT);
-                http::get_json(addr, "/patroni", PROBE).await.ok().map(|v| {
-                    let pg = v["server_version"].as_u64().unwrap_or(0);
-                    format!(
-                        "PostgreSQL {}.{} (Patroni {})",
-                        pg / 10000,
-                        pg % 10000,
-                        v["patroni"]["version"].as_str().unwrap_or("?")
-                    )
-                })
-            }
-        };
-        match leader {
-            None => why.push("no leader".into()),
-            Some(l) if not_ready.is_empty() => {
-                // Patroni says "running" of a replica that is not replicating yet (its slot
-                // missing): ask the primary which replicas stream.
-                let streaming = streaming_replicas(layout, l).await;
-                if streaming != Ok(n as i64 - 1) {
-                    not_ready.extend((0..n).filter(|i| *i != l));
-                    why.push(format!(
-                        "replicas streaming from the primary: {streaming:?}"
-                    ));
-                }
-            }
-            Some(_) => {}
-        }
-        Health {
-            ready: not_ready.is_empty() && leader.is_some(),
-            not_ready,
-            why: why.join("; "),
-            leader,
-            version,
-        }
+        probe(layout).await.0
+    }
+
+    fn leadership(&self) -> Option<&dyn super::Leadership> {
+        Some(self)
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
@@ -413,6 +362,81 @@ impl Database for Patroni {
         .and_then(|a| a.parse().ok());
         Ok(Box::new(PatroniClient { client, server }))
     }
+}
+
+#[async_trait]
+impl super::Leadership for Patroni {
+    async fn leader(&self, layout: &Layout) -> Option<usize> {
+        probe(layout).await.1
+    }
+}
+
+/// The cluster's health, and the node that leads as the servers report it.
+async fn probe(layout: &Layout) -> (Health, Option<usize>) {
+    let n = layout.nodes.len();
+    let views = futures::future::join_all((0..n).map(|i| members(layout, i))).await;
+    let mut not_ready = Vec::new();
+    let mut why = Vec::new();
+    let mut leader = None;
+    // One node's view of every member; the others only need to answer.
+    let view = views.iter().find_map(|v| v.as_ref().ok());
+    for (i, node) in layout.nodes.iter().enumerate() {
+        let problem = match (&views[i], view) {
+            (Err(e), _) => Some(e.clone()),
+            (Ok(_), None) => Some("no member list".into()),
+            (Ok(_), Some(members)) => match members.iter().find(|m| m.0 == node.name) {
+                None => Some("not a member yet".into()),
+                Some((_, role, state)) => {
+                    if role == "leader" {
+                        leader = Some(i);
+                    }
+                    let ok = matches!(state.as_str(), "running" | "streaming");
+                    (!ok).then(|| format!("{role} is {state}"))
+                }
+            },
+        };
+        if let Some(p) = problem {
+            not_ready.push(i);
+            why.push(format!("{}: {p}", node.name));
+        }
+    }
+    let version = match leader {
+        None => None,
+        Some(l) => {
+            let addr = SocketAddr::new(layout.nodes[l].addr.into(), API_PORT);
+            http::get_json(addr, "/patroni", PROBE).await.ok().map(|v| {
+                let pg = v["server_version"].as_u64().unwrap_or(0);
+                format!(
+                    "PostgreSQL {}.{} (Patroni {})",
+                    pg / 10000,
+                    pg % 10000,
+                    v["patroni"]["version"].as_str().unwrap_or("?")
+                )
+            })
+        }
+    };
+    match leader {
+        None => why.push("no leader".into()),
+        Some(l) if not_ready.is_empty() => {
+            // Patroni says "running" of a replica that is not replicating yet (its slot
+            // missing): ask the primary which replicas stream.
+            let streaming = streaming_replicas(layout, l).await;
+            if streaming != Ok(n as i64 - 1) {
+                not_ready.extend((0..n).filter(|i| *i != l));
+                why.push(format!(
+                    "replicas streaming from the primary: {streaming:?}"
+                ));
+            }
+        }
+        Some(_) => {}
+    }
+    let health = Health {
+        ready: not_ready.is_empty() && leader.is_some(),
+        not_ready,
+        why: why.join("; "),
+        version,
+    };
+    (health, leader)
 }
 
 #[cfg(test)]

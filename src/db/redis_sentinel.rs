@@ -9,7 +9,7 @@
 //! append-only file with `appendfsync everysec`.
 
 use super::resp::{self, Conn, Reply, RespError};
-use super::{Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED};
+use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
@@ -378,6 +378,14 @@ impl Database for RedisSentinel {
         PORT
     }
 
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: true,
+            settles: Duration::from_secs(3),
+            source: "https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/ (clients ask a Sentinel for the primary; a failover needs a majority of Sentinels, so a replica cut off alone changes nothing)",
+        }
+    }
+
     fn prepare(&self, layout: &Layout) -> Result<()> {
         for (i, n) in layout.nodes.iter().enumerate() {
             let data = n.dir.join("data");
@@ -417,35 +425,11 @@ impl Database for RedisSentinel {
     }
 
     async fn health(&self, layout: &Layout) -> Health {
-        let n = layout.nodes.len();
-        let views = futures::future::join_all((0..n).map(|i| view(layout, i))).await;
-        // The primary most Sentinels name.
-        let mut named: Vec<SocketAddr> = views.iter().filter_map(|v| v.sentinel_primary).collect();
-        named.sort();
-        let primary = named
-            .iter()
-            .max_by_key(|a| named.iter().filter(|b| b == a).count())
-            .copied();
-        let leader = primary.and_then(|p| (0..n).find(|i| redis_addr(layout, *i) == p));
-        let mut not_ready = Vec::new();
-        let mut why = Vec::new();
-        for (i, v) in views.iter().enumerate() {
-            let problem = match primary {
-                None => Some("no sentinel names a primary".to_string()),
-                Some(p) => ready_problem(v, redis_addr(layout, i), p, n),
-            };
-            if let Some(p) = problem {
-                not_ready.push(i);
-                why.push(format!("{}: {p}", layout.nodes[i].name));
-            }
-        }
-        Health {
-            ready: not_ready.is_empty() && leader.is_some(),
-            not_ready,
-            why: why.join("; "),
-            leader,
-            version: views.iter().find_map(|v| v.version.clone()),
-        }
+        probe(layout).await.0
+    }
+
+    fn leadership(&self) -> Option<&dyn super::Leadership> {
+        Some(self)
     }
 
     async fn connect(
@@ -468,6 +452,46 @@ impl Database for RedisSentinel {
             .map_err(|_| ClientError::definite("connect: timed out"))??;
         Ok(Box::new(c))
     }
+}
+
+#[async_trait]
+impl super::Leadership for RedisSentinel {
+    async fn leader(&self, layout: &Layout) -> Option<usize> {
+        probe(layout).await.1
+    }
+}
+
+/// The cluster's health, and the node that leads as the servers report it.
+async fn probe(layout: &Layout) -> (Health, Option<usize>) {
+    let n = layout.nodes.len();
+    let views = futures::future::join_all((0..n).map(|i| view(layout, i))).await;
+    // The primary most Sentinels name.
+    let mut named: Vec<SocketAddr> = views.iter().filter_map(|v| v.sentinel_primary).collect();
+    named.sort();
+    let primary = named
+        .iter()
+        .max_by_key(|a| named.iter().filter(|b| b == a).count())
+        .copied();
+    let leader = primary.and_then(|p| (0..n).find(|i| redis_addr(layout, *i) == p));
+    let mut not_ready = Vec::new();
+    let mut why = Vec::new();
+    for (i, v) in views.iter().enumerate() {
+        let problem = match primary {
+            None => Some("no sentinel names a primary".to_string()),
+            Some(p) => ready_problem(v, redis_addr(layout, i), p, n),
+        };
+        if let Some(p) = problem {
+            not_ready.push(i);
+            why.push(format!("{}: {p}", layout.nodes[i].name));
+        }
+    }
+    let health = Health {
+        ready: not_ready.is_empty() && leader.is_some(),
+        not_ready,
+        why: why.join("; "),
+        version: views.iter().find_map(|v| v.version.clone()),
+    };
+    (health, leader)
 }
 
 #[cfg(test)]

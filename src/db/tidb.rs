@@ -9,7 +9,7 @@
 
 use super::http::get_json;
 use super::mysql;
-use super::{Client, ClientError, Database, Health, WarmUp};
+use super::{Client, ClientError, CutOff, Database, Health, WarmUp};
 use crate::error::{Error, Result};
 use crate::lab::process::find_program;
 use crate::lab::{Layout, ProcessSpec};
@@ -158,6 +158,14 @@ impl Database for Tidb {
         SQL
     }
 
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: Duration::from_secs(20),
+            source: "https://docs.pingcap.com/tidb/stable/tidb-architecture (a TiDB server holds no data: it reads and writes through TiKV region leaders and PD, which a node cut off from its peers cannot reach)",
+        }
+    }
+
     fn check_installed(&self, bin_dir: Option<&Path>) -> Result<()> {
         for (binary, component) in BINARIES {
             if locate(binary, component, bin_dir).is_none() {
@@ -247,50 +255,11 @@ impl Database for Tidb {
     }
 
     async fn health(&self, layout: &Layout) -> Health {
-        let n = layout.nodes.len();
-        let mut why = Vec::new();
-        let up = match pd_get(layout, "/pd/api/v1/stores").await {
-            Ok(v) => v["stores"]
-                .as_array()
-                .map(|s| {
-                    s.iter()
-                        .filter(|s| s["store"]["state_name"] == "Up")
-                        .count()
-                })
-                .unwrap_or(0),
-            Err(e) => {
-                why.push(format!("PD: {e}"));
-                0
-            }
-        };
-        if up < n {
-            why.push(format!("PD reports {up} of {n} TiKV stores up"));
-        }
-        let answers = futures::future::join_all((0..n).map(|i| SERVER.version(layout, i))).await;
-        let mut not_ready = Vec::new();
-        for (i, a) in answers.iter().enumerate() {
-            if let Err(e) = a {
-                not_ready.push(i);
-                why.push(format!("{} tidb-server: {e}", layout.nodes[i].name));
-            }
-        }
-        if up < n && not_ready.is_empty() {
-            not_ready.push(0);
-        }
-        let leader = pd_get(layout, "/pd/api/v1/leader")
-            .await
-            .ok()
-            .and_then(|v| {
-                let name = v["name"].as_str()?.strip_prefix("pd-")?.to_string();
-                layout.nodes.iter().position(|n| n.name == name)
-            });
-        Health {
-            ready: why.is_empty(),
-            not_ready,
-            why: why.join("; "),
-            leader,
-            version: answers.into_iter().flatten().flatten().next(),
-        }
+        probe(layout).await.0
+    }
+
+    fn leadership(&self) -> Option<&dyn super::Leadership> {
+        Some(self)
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
@@ -309,6 +278,61 @@ impl Database for Tidb {
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
         SERVER.client(layout, node, timeout).await
     }
+}
+
+#[async_trait]
+impl super::Leadership for Tidb {
+    async fn leader(&self, layout: &Layout) -> Option<usize> {
+        probe(layout).await.1
+    }
+}
+
+/// The cluster's health, and the node that leads as the servers report it.
+async fn probe(layout: &Layout) -> (Health, Option<usize>) {
+    let n = layout.nodes.len();
+    let mut why = Vec::new();
+    let up = match pd_get(layout, "/pd/api/v1/stores").await {
+        Ok(v) => v["stores"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter(|s| s["store"]["state_name"] == "Up")
+                    .count()
+            })
+            .unwrap_or(0),
+        Err(e) => {
+            why.push(format!("PD: {e}"));
+            0
+        }
+    };
+    if up < n {
+        why.push(format!("PD reports {up} of {n} TiKV stores up"));
+    }
+    let answers = futures::future::join_all((0..n).map(|i| SERVER.version(layout, i))).await;
+    let mut not_ready = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        if let Err(e) = a {
+            not_ready.push(i);
+            why.push(format!("{} tidb-server: {e}", layout.nodes[i].name));
+        }
+    }
+    if up < n && not_ready.is_empty() {
+        not_ready.push(0);
+    }
+    let leader = pd_get(layout, "/pd/api/v1/leader")
+        .await
+        .ok()
+        .and_then(|v| {
+            let name = v["name"].as_str()?.strip_prefix("pd-")?.to_string();
+            layout.nodes.iter().position(|n| n.name == name)
+        });
+    let health = Health {
+        ready: why.is_empty(),
+        not_ready,
+        why: why.join("; "),
+        version: answers.into_iter().flatten().flatten().next(),
+    };
+    (health, leader)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! set, on a znode of its own (`/perseus-n1` …), through a session with its node only.
 //! Ready when every node answers `srvr` as leader or follower and exactly one leads.
 
-use super::{Cell, Client, ClientError, Database, Found, Health, Written, COMPARE_FAILED};
+use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
@@ -215,6 +215,14 @@ impl Database for Zookeeper {
         CLIENT_PORT
     }
 
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: Duration::from_secs(12),
+            source: "https://zookeeper.apache.org/doc/r3.8.4/zookeeperAdmin.html (a follower that loses its leader for syncLimit × tickTime, here 10 s, stops serving and disconnects its clients)",
+        }
+    }
+
     fn prepare(&self, layout: &Layout) -> Result<()> {
         for (i, n) in layout.nodes.iter().enumerate() {
             let data = n.dir.join("data");
@@ -250,47 +258,11 @@ impl Database for Zookeeper {
     }
 
     async fn health(&self, layout: &Layout) -> Health {
-        let n = layout.nodes.len();
-        let answers =
-            futures::future::join_all((0..n).map(|i| four_letters(layout, i, "srvr"))).await;
-        let mut not_ready = Vec::new();
-        let mut why = Vec::new();
-        let mut leaders = Vec::new();
-        let mut version = None;
-        for (i, a) in answers.iter().enumerate() {
-            let problem = match a {
-                Err(e) => Some(e.clone()),
-                Ok(text) => {
-                    let (mode, v) = mode_and_version(text);
-                    version = version.or(v.map(String::from));
-                    match mode {
-                        Some("leader") => {
-                            leaders.push(i);
-                            None
-                        }
-                        Some("follower") => None,
-                        _ => Some(format!(
-                            "not serving: {}",
-                            text.lines().next().unwrap_or("")
-                        )),
-                    }
-                }
-            };
-            if let Some(p) = problem {
-                not_ready.push(i);
-                why.push(format!("{}: {p}", layout.nodes[i].name));
-            }
-        }
-        if leaders.len() > 1 {
-            why.push(format!("{} nodes say they lead", leaders.len()));
-        }
-        Health {
-            ready: not_ready.is_empty() && leaders.len() == 1,
-            not_ready,
-            why: why.join("; "),
-            leader: (leaders.len() == 1).then(|| leaders[0]),
-            version,
-        }
+        probe(layout).await.0
+    }
+
+    fn leadership(&self) -> Option<&dyn super::Leadership> {
+        Some(self)
     }
 
     async fn connect(
@@ -313,6 +285,57 @@ impl Database for Zookeeper {
             Err(_) => Err(ClientError::definite("connect: timed out")),
         }
     }
+}
+
+#[async_trait]
+impl super::Leadership for Zookeeper {
+    async fn leader(&self, layout: &Layout) -> Option<usize> {
+        probe(layout).await.1
+    }
+}
+
+/// The cluster's health, and the node that leads as the servers report it.
+async fn probe(layout: &Layout) -> (Health, Option<usize>) {
+    let n = layout.nodes.len();
+    let answers = futures::future::join_all((0..n).map(|i| four_letters(layout, i, "srvr"))).await;
+    let mut not_ready = Vec::new();
+    let mut why = Vec::new();
+    let mut leaders = Vec::new();
+    let mut version = None;
+    for (i, a) in answers.iter().enumerate() {
+        let problem = match a {
+            Err(e) => Some(e.clone()),
+            Ok(text) => {
+                let (mode, v) = mode_and_version(text);
+                version = version.or(v.map(String::from));
+                match mode {
+                    Some("leader") => {
+                        leaders.push(i);
+                        None
+                    }
+                    Some("follower") => None,
+                    _ => Some(format!(
+                        "not serving: {}",
+                        text.lines().next().unwrap_or("")
+                    )),
+                }
+            }
+        };
+        if let Some(p) = problem {
+            not_ready.push(i);
+            why.push(format!("{}: {p}", layout.nodes[i].name));
+        }
+    }
+    if leaders.len() > 1 {
+        why.push(format!("{} nodes say they lead", leaders.len()));
+    }
+    let health = Health {
+        ready: not_ready.is_empty() && leaders.len() == 1,
+        not_ready,
+        why: why.join("; "),
+        version,
+    };
+    (health, (leaders.len() == 1).then(|| leaders[0]))
 }
 
 #[cfg(test)]

@@ -290,7 +290,11 @@ pub async fn resolve(
     rng: &mut Rng,
 ) -> Result<Vec<usize>> {
     let leader = || async {
-        db.health(&lab.layout()).await.leader.ok_or_else(|| {
+        let found = match db.leadership() {
+            Some(l) => l.leader(&lab.layout()).await,
+            None => None,
+        };
+        found.ok_or_else(|| {
             Error::Database(format!(
                 "{} reports no leader right now, so '{target}' names no node",
                 db.name()

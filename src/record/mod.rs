@@ -50,6 +50,18 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const OLDEST_VERSION: u32 = 1;
 pub const FILE_NAME: &str = "record.txt";
 
+/// The record of results directory `dir`, or an error saying to give one.
+pub fn in_results(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let record = dir.join(FILE_NAME);
+    if record.exists() {
+        return Ok(record);
+    }
+    Err(Error::Invalid(format!(
+        "{} has no {FILE_NAME}: give a results directory of perseus run or watch",
+        dir.display()
+    )))
+}
+
 /// What an operation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {

@@ -4,6 +4,7 @@
 use super::svg::{esc, node_color, Band, Chart, Series, Style};
 use super::{rows, summary_sentence};
 use crate::analysis::{Analysis, Phase};
+use crate::record::table::Table;
 use crate::spec::Spec;
 use std::fmt::Write;
 
@@ -26,23 +27,57 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 /// Fault intervals of a record as shaded bands (to the end of the record if a fault never
 /// ended), in seconds minus `offset`.
 pub fn bands(a: &Analysis, offset: f64) -> Vec<Band> {
-    a.intervals
-        .iter()
-        .map(|i| Band {
-            from: i.window.start_us as f64 / 1e6 - offset,
-            to: i.window.end_us.unwrap_or(a.end_us) as f64 / 1e6 - offset,
-            label: format!("{} {}", i.window.target, i.window.kind.started),
-        })
-        .collect()
+    PerSecond::of(a).bands(offset)
 }
 
 fn x_range(a: &Analysis, offset: f64) -> (f64, f64) {
     (-offset, a.end_us as f64 / 1e6 - offset)
 }
 
+/// What a per-second chart shows of a run: its nodes, its table, its faults (from, to,
+/// label; in seconds since the start) and its end.
+pub struct PerSecond<'a> {
+    pub nodes: &'a [String],
+    pub table: &'a Table,
+    pub faults: Vec<(f64, Option<f64>, String)>,
+    pub end: f64,
+}
+
+impl<'a> PerSecond<'a> {
+    pub fn of(a: &'a Analysis) -> Self {
+        PerSecond {
+            nodes: &a.header.nodes,
+            table: &a.table,
+            faults: a
+                .intervals
+                .iter()
+                .map(|i| {
+                    (
+                        i.window.start_us as f64 / 1e6,
+                        i.window.end_us.map(|e| e as f64 / 1e6),
+                        format!("{} {}", i.window.target, i.window.kind.started),
+                    )
+                })
+                .collect(),
+            end: a.end_us as f64 / 1e6,
+        }
+    }
+
+    fn bands(&self, offset: f64) -> Vec<Band> {
+        self.faults
+            .iter()
+            .map(|(from, to, label)| Band {
+                from: from - offset,
+                to: to.unwrap_or(self.end) - offset,
+                label: label.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Successes per second per node (`errors` false) or errors per second per node.
 pub fn per_second_chart(
-    a: &Analysis,
+    run: &PerSecond,
     id: &str,
     title: &str,
     errors: bool,
@@ -50,8 +85,7 @@ pub fn per_second_chart(
     range: (f64, f64),
     height: f64,
 ) -> Chart {
-    let series = a
-        .header
+    let series = run
         .nodes
         .iter()
         .enumerate()
@@ -60,7 +94,7 @@ pub fn per_second_chart(
             node: n.clone(),
             color: node_color(i),
             style: Style::Line,
-            points: a
+            points: run
                 .table
                 .rows()
                 .map(|r| {
@@ -87,7 +121,7 @@ pub fn per_second_chart(
         height,
         x_range: range,
         series,
-        bands: bands(a, offset),
+        bands: run.bands(offset),
     }
 }
 
@@ -473,7 +507,7 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     let range = x_range(a, 0.0);
     b.push_str(
         &per_second_chart(
-            a,
+            &PerSecond::of(a),
             "throughput",
             "Completed increments per second, per node",
             false,
@@ -485,7 +519,7 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     );
     b.push_str(
         &per_second_chart(
-            a,
+            &PerSecond::of(a),
             "errors",
             "Errors per second, per node (failed or timed out)",
             true,
@@ -534,30 +568,31 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
 }
 
 /// Runs side by side: the seed's table, and each run's throughput on one time axis (seconds
-/// since its isolation).
-pub fn compare(runs: &[(String, Analysis)], table_html: &str) -> String {
-    let offset = |a: &Analysis| a.window.as_ref().map_or(0.0, |w| w.start_us as f64 / 1e6);
-    let lo = runs.iter().map(|(_, a)| -offset(a)).fold(0.0f64, f64::min);
+/// since its first fault).
+pub fn compare(runs: &[super::compare::Compared], table_html: &str) -> String {
+    let offset = |r: &super::compare::Compared| r.offset_s();
+    let lo = runs.iter().map(|r| -offset(r)).fold(0.0f64, f64::min);
     let hi = runs
         .iter()
-        .map(|(_, a)| a.end_us as f64 / 1e6 - offset(a))
+        .map(|r| r.per_second().end - offset(r))
         .fold(1.0f64, f64::max);
     let mut b = String::from("<h1>Perseus: runs compared</h1>");
     b.push_str(table_html);
     b.push_str("<h2>Completed increments per second, aligned on the isolation</h2>");
-    for (i, (name, a)) in runs.iter().enumerate() {
+    for (i, r) in runs.iter().enumerate() {
         let title = format!(
-            "{name}: {} {}",
-            a.header.database,
-            a.header.database_version.clone().unwrap_or_default()
+            "{}: {} {}",
+            r.name,
+            r.summary.database,
+            r.summary.database_version.clone().unwrap_or_default()
         );
         b.push_str(
             &per_second_chart(
-                a,
+                &r.per_second(),
                 &format!("run-{i}"),
                 &title,
                 false,
-                offset(a),
+                offset(r),
                 (lo, hi),
                 200.0,
             )

@@ -1,6 +1,7 @@
 //! What a run shows: the metrics table in the terminal, `summary.json`, and the per-second
 //! table rebuilt from the record.
 
+pub mod compare;
 pub mod html;
 pub mod summary;
 pub mod svg;

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How observers read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum ReadFrom {
     /// The database's default read (linearizable where it offers that).
     Linearizable,
@@ -23,8 +23,8 @@ pub enum ReadFrom {
 }
 
 /// How a writer writes its incremented value back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum WriteMode {
     /// Set the key whatever it holds now, as the seed did.
     #[default]
@@ -34,14 +34,56 @@ pub enum WriteMode {
     Cas,
 }
 
-impl WriteMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            WriteMode::Blind => "blind",
-            WriteMode::Cas => "cas",
+/// The names of a closed set of choices, as the command line, spec files and records
+/// spell them; parsing and serialisation go through them.
+macro_rules! named_choices {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every choice, in the order help lists them.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
         }
-    }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                $ty::ALL.iter().copied().find(|c| c.name() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $ty::ALL.iter().map(|c| c.name()).collect();
+                    format!("'{s}' is not one of: {}", names.join(", "))
+                })
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse()
+            }
+        }
+
+        impl From<$ty> for &'static str {
+            fn from(c: $ty) -> &'static str {
+                c.name()
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
 }
+
+named_choices!(ReadFrom { Linearizable => "linearizable", Any => "any" });
+named_choices!(WriteMode { Blind => "blind", Cas => "cas" });
 
 /// How the clients behave.
 #[derive(Debug, Clone, Copy)]

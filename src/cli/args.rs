@@ -1,0 +1,502 @@
+//! The command line's grammar: the derived commands and their flags, and one command per
+//! fault of the registry. Parsing only: what a command does is in the parent module.
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use perseus::clock::parse_duration;
+use perseus::fault::Target;
+use perseus::lab;
+use perseus::workload::{ReadFrom, WriteMode};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const ABOUT: &str = "What do your clients see when a database node is cut off from its peers, and when it comes back?";
+
+const LONG_ABOUT: &str = "\
+What do your clients see when a database node is cut off from its peers, and when it comes back?
+
+Perseus brings up a real cluster in network namespaces on this machine, runs one client per
+node (read -> increment -> write on a key of its own, as the original Perseus experiment),
+cuts a node off from its peers with nftables, lets it rejoin, and measures from the full
+operation record: downtime, partial downtime, disturbance time and recovery time.
+
+Quick start (as root):
+  perseus run etcd                      the whole experiment, unattended (about 2.5 minutes)
+  perseus run etcd --isolate leader --before 10s --during 20s --after 20s
+
+By hand, in two terminals:
+  perseus up etcd                       a 3-node lab
+  perseus watch                         the per-second table (Ctrl-C stops it)
+  perseus isolate n2 / perseus rejoin n2
+  perseus down                          removes everything the lab made";
+
+const AFTER_LONG_HELP: &str = "\
+Arguments:
+  DURATION  30s, 1m30s, 500ms, 2h, or a number of seconds (at most a year)
+  NODE      a node name (n1, n2, ...), leader or follower (as the database names them when
+            the fault starts), random (from the run's seed), or all
+
+Environment:
+  PERSEUS_HOME  where labs keep their state (labs/NAME) and watches of clusters Perseus did
+                not start their event logs (clusters/NAME) [default: /var/lib/perseus]
+  PERSEUS_LAB   the lab commands act on when --lab is not given [default: default]
+
+Exit codes:
+  0    done
+  1    failed while running (a node did not come up, a fault command failed)
+  2    bad input (unknown database, node or lab; a malformed file or flag)
+  3    the machine lacks something (root, a binary, a free address range)
+  4    the run completed, and its record shows lost acknowledged writes or correctness
+       violations
+  130  interrupted (after cleaning up; a second Ctrl-C aborts at once)
+
+More: the README, and perseus help COMMAND.";
+
+#[derive(Parser)]
+#[command(
+    name = "perseus",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What the command line asks for: a derived command, or a fault from the registry.
+pub enum Invocation {
+    Command(Box<Command>),
+    /// A fault action (`isolate n2`, `loss n2 30%`, `rejoin n2`) on a lab.
+    Fault {
+        action: String,
+        lab: LabArg,
+    },
+}
+
+impl Invocation {
+    pub fn stops_at_once(&self) -> bool {
+        match self {
+            Invocation::Command(c) => c.stops_at_once(),
+            Invocation::Fault { .. } => false,
+        }
+    }
+
+    pub fn on_interrupt(&self) -> &'static str {
+        match self {
+            Invocation::Command(c) => c.on_interrupt(),
+            Invocation::Fault { .. } => "interrupted: stopping …; Ctrl-C again aborts at once",
+        }
+    }
+}
+
+/// The command line: the derived commands, and one command per fault of the registry
+/// ([`perseus::fault::FAULTS`]) and per word that undoes one, listed after `status`.
+pub fn command() -> clap::Command {
+    let mut c = Cli::command();
+    let mut faults: Vec<clap::Command> = Vec::new();
+    for f in perseus::fault::FAULTS {
+        faults.push(fault_command(f.kind().name, f.about(), f.params()));
+        if let Some((word, about)) = f.undone_by() {
+            faults.push(fault_command(word, about, &[perseus::fault::TARGET_PARAM]));
+        }
+    }
+    let derived: Vec<String> = c
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut order = 0;
+    for name in derived {
+        c = c.mut_subcommand(&name, |s| s.display_order(order));
+        order += 1;
+        if name == "status" {
+            for f in faults.drain(..) {
+                c = c.subcommand(f.display_order(order));
+                order += 1;
+            }
+        }
+    }
+    c
+}
+
+/// One fault's command: its parameters, then `--lab`.
+fn fault_command(
+    name: &'static str,
+    about: &'static str,
+    params: &'static [perseus::fault::ParamDoc],
+) -> clap::Command {
+    let mut c = clap::Command::new(name).about(about);
+    for p in params {
+        let mut arg = clap::Arg::new(p.name)
+            .value_name(p.name)
+            .help(p.help)
+            .required(true);
+        if p.many {
+            arg = arg.num_args(1..);
+        }
+        c = c.arg(arg);
+    }
+    LabArg::augment_args(c)
+}
+
+/// Parses the command line (exits with clap's message and code 2 on a mistake).
+pub fn parse() -> Invocation {
+    let matches = command().get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        let fault = perseus::fault::FAULTS
+            .iter()
+            .find(|f| f.kind().name == name || f.undone_by().is_some_and(|(w, _)| w == name));
+        if let Some(f) = fault {
+            let params = if f.kind().name == name {
+                f.params()
+            } else {
+                &[perseus::fault::TARGET_PARAM]
+            };
+            let mut words = vec![name.to_string()];
+            for p in params {
+                words.extend(
+                    sub.get_many::<String>(p.name)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+            }
+            let lab = LabArg::from_arg_matches(sub).unwrap_or_else(|e| e.exit());
+            return Invocation::Fault {
+                action: words.join(" "),
+                lab,
+            };
+        }
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => Invocation::Command(Box::new(cli.command)),
+        Err(e) => e.exit(),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the experiment unattended: lab up, workload, isolate, rejoin, metrics, lab down
+    Run(RunArgs),
+    /// Bring up a lab: a cluster of real database nodes, each in its own network namespace
+    Up(UpArgs),
+    /// Remove a lab: every process, namespace, link and rule it made (also after a crash)
+    Down(DownArgs),
+    /// Show labs: nodes, addresses, processes, leader, faults in force
+    Status(LabArg),
+    /// Undo every fault in force in the lab
+    Heal(LabArg),
+    /// Put an event into every running watch of the lab, now: a fault marker if it starts
+    /// with a fault verb ("isolating n2", "rejoining n2"), else a free mark. For faults made
+    /// by your own scripts.
+    Mark(MarkArgs),
+    /// Run the seed's client against a lab (or a cluster Perseus did not start: --cluster,
+    /// --db/--node) and print the per-second table until Ctrl-C
+    Watch(WatchArgs),
+    /// Rebuild client.log, summary.json and the metrics of a results directory from its record
+    Report(ReportArgs),
+    /// Put runs side by side: the seed's table (terminal and markdown) and compare.html
+    Compare(CompareArgs),
+    /// List the databases Perseus can run (with the packages they need), the scenarios, or
+    /// the faults
+    List(ListArgs),
+    /// Measure Perseus itself (for BENCHMARKS.md): report speed, lab times, fault latency,
+    /// memory of a long watch
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Print a shell completion script, e.g. perseus completions bash >
+    /// /etc/bash_completion.d/perseus
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. perseus man > /usr/local/share/man/man1/perseus.1
+    Man,
+}
+
+impl Command {
+    /// What the first Ctrl-C does to the command, for the line that says so.
+    pub fn on_interrupt(&self) -> &'static str {
+        match self {
+            Command::Run(_) | Command::Up(_) => {
+                "interrupted: stopping and tearing down …; Ctrl-C again aborts at once \
+                 (then remove what is left with perseus down --lab NAME; perseus status lists the labs)"
+            }
+            Command::Watch(_) => {
+                "stopping the watch and writing its results …; Ctrl-C again aborts at once"
+            }
+            _ => "interrupted: stopping …; Ctrl-C again aborts at once",
+        }
+    }
+
+    /// Whether the command has nothing to clean up: then the first Ctrl-C (or SIGTERM) ends
+    /// it at once. The others stop, tear down what they made, and then end.
+    pub fn stops_at_once(&self) -> bool {
+        matches!(
+            self,
+            Command::Report(_)
+                | Command::Compare(_)
+                | Command::List(_)
+                | Command::Status(_)
+                | Command::Completions { .. }
+                | Command::Man
+        )
+    }
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Generate a record and time its report; bytes per operation, page size, peak memory
+    Report {
+        /// Length of the generated record (of its time line, not of the generation)
+        #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+        length: Duration,
+        /// Operations per second in the record
+        #[arg(long, default_value_t = 5000, value_name = "OPS")]
+        rate: u64,
+    },
+    /// Bring a lab up and down several times: time to ready, time to gone
+    Lab {
+        /// The database to bring up (perseus list shows them)
+        database: String,
+        /// Nodes per lab
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        nodes: usize,
+        /// How many times to bring the lab up and down
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        repeat: usize,
+    },
+    /// Client overhead: Perseus's client loop against one local redis-server, side by side
+    /// with `redis-benchmark -c 1 -P 1` (needs redis-server and redis-tools)
+    Client {
+        /// How long each side runs per round
+        #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+        length: Duration,
+        /// Rounds of both sides, alternating (the report gives the median)
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        rounds: usize,
+    },
+    /// In a running lab: isolate → rules in force → first dropped peer packet
+    Fault {
+        #[command(flatten)]
+        lab: LabArg,
+        /// The node to isolate and rejoin each time
+        #[arg(long, default_value = "n2", value_name = "NODE")]
+        node: String,
+        /// How many isolations to time
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        repeat: usize,
+    },
+    /// Watch a running lab for a while; print memory, operations and record bytes per
+    /// operation every minute
+    Watch {
+        #[command(flatten)]
+        lab: LabArg,
+        /// How long to watch
+        #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+        length: Duration,
+    },
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// What to list
+    #[arg(value_enum, default_value = "databases")]
+    pub what: ListWhat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ListWhat {
+    Databases,
+    Scenarios,
+    /// Every fault: its action, markers, and what undoes it
+    Faults,
+}
+
+#[derive(Args)]
+pub struct MarkArgs {
+    /// The event: "VERB TARGET", e.g. "isolating n2"
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Mark a running watch of a cluster Perseus did not start (its name: the cluster
+    /// file's `name`, or watch --name)
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Results directories of perseus run (each with record.txt)
+    #[arg(required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the comparison page; compare.md is written beside it
+    #[arg(long, default_value = "compare.html")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct LabArg {
+    /// The lab to act on
+    #[arg(long, env = "PERSEUS_LAB", default_value = lab::DEFAULT_LAB)]
+    pub lab: String,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Database to test (perseus list shows them); optional with --spec
+    pub database: Option<String>,
+    /// Number of nodes [default: 3]
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<usize>,
+    /// Node to isolate: n1, n2, …, leader or follower (as the database names them when the
+    /// fault starts), random (from --seed) [default: n2, as the seed]
+    #[arg(long, value_name = "NODE")]
+    pub isolate: Option<Target>,
+    /// Time from steady workload to the isolation [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub before: Option<Duration>,
+    /// Time the node stays isolated [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub during: Option<Duration>,
+    /// Time after the rejoin [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub after: Option<Duration>,
+    /// Longest wait for one request; past it the request counts as unknown [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Results directory [default: runs/DATABASE-YYYYmmdd-HHMMSS]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run a saved spec (spec.json of an earlier run); flags given as well override it
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Name of the lab the run creates (and removes) [default: run-PID]
+    #[arg(long)]
+    pub lab: Option<String>,
+    /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Start the faults without waiting for the database to warm up (TiDB: regions fully
+    /// replicated), to see what a fault does to a cluster that is still warming up
+    #[arg(long)]
+    pub skip_warmup: bool,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Faults and timing from a scenario: a built-in name (perseus list scenarios) or a
+    /// TOML file; replaces --isolate, --before, --during and --after
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["isolate", "before", "during", "after"])]
+    pub scenario: Option<String>,
+    /// Seed for `random` targets [default: a fresh one, saved in spec.json]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run against a cluster Perseus did not start, described by a cluster file (nodes,
+    /// client, credentials, your own fault commands; see the README); --isolate names one
+    /// of its nodes [default: the second]; a --scenario names its nodes too
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec"])]
+    pub cluster: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct WorkloadArgs {
+    /// Add an observer per node: a read-only client that reads every node's key through
+    /// that node, so the correctness checks catch stale reads
+    #[arg(long)]
+    pub observers: bool,
+    /// How observers read: linearizable (the database's default read) or any (the
+    /// cheapest read a node answers alone, e.g. etcd's serializable read); any implies
+    /// --observers
+    #[arg(long, value_name = "HOW", value_parser = choices(ReadFrom::ALL, ReadFrom::name))]
+    pub read_from: Option<ReadFrom>,
+    /// How each writer writes its incremented value back: blind (set it, as the seed did)
+    /// or cas (compare-and-set: only if the key still holds what was read; a failed compare
+    /// counts as an error, and a timed-out write can no longer land late over newer ones)
+    /// [default: blind]
+    #[arg(long, value_name = "MODE", value_parser = choices(WriteMode::ALL, WriteMode::name))]
+    pub write: Option<WriteMode>,
+}
+
+/// A parser for one of a closed set of choices, which help lists as possible values.
+fn choices<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(all.iter().map(|c| name(*c))).map(move |s| {
+        *all.iter()
+            .find(|c| name(**c) == s)
+            .expect("a listed choice")
+    })
+}
+
+/// The observers the flags ask for.
+pub fn observers(o: &WorkloadArgs) -> Option<ReadFrom> {
+    match (o.observers, o.read_from) {
+        (_, Some(how)) => Some(how),
+        (true, None) => Some(ReadFrom::Linearizable),
+        (false, None) => None,
+    }
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Database to run (perseus list shows them)
+    pub database: String,
+    /// Number of nodes
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Address range: a /24 inside 198.18.0.0/15 [default: the first free one]
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Longest wait for the cluster to be ready
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+    /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Remove every lab on this machine
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Watch a cluster Perseus did not start, described by a cluster file (see the README)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["db", "node"])]
+    pub cluster: Option<PathBuf>,
+    /// Watch a cluster Perseus did not start with this database's client (with --node)
+    #[arg(long, value_name = "DB", requires = "node")]
+    pub db: Option<String>,
+    /// A node of that cluster, as NAME=HOST:PORT; once per node
+    #[arg(long, value_name = "NAME=HOST:PORT", requires = "db")]
+    pub node: Vec<String>,
+    /// The name `perseus mark --cluster NAME` reaches this watch by (with --db)
+    #[arg(long, default_value = "external", requires = "db")]
+    pub name: String,
+    /// Longest wait for one request; past it the request counts as unknown
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Results directory for the record and the table [default: runs/watch-LAB-YYYYmmdd-HHMMSS]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A results directory (with record.txt), or a client log in the seed's format
+    pub path: PathBuf,
+}

@@ -1,0 +1,575 @@
+//! The command line: [`args`] parses it into a command, this module carries the command out
+//! through the library, and [`render`] shows what it returned.
+
+use anyhow::{Context, Result};
+use perseus::db;
+use perseus::fault::Action;
+use perseus::lab::{self, process, LabState};
+use perseus::spec::Spec;
+use perseus::watch::Watch;
+use perseus::workload::Settings;
+use perseus::{analysis, report, Error};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Writes a line to standard output. A closed pipe (`perseus list | head -1`) ends the
+/// output, never the command: a run goes on recording and tears its lab down.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+mod args;
+mod render;
+
+pub use args::{command, parse, Invocation};
+use args::{
+    observers, BenchCommand, Command, CompareArgs, DownArgs, LabArg, MarkArgs, RunArgs, UpArgs,
+    WatchArgs,
+};
+pub use render::say;
+use render::{list, stdout_echo};
+
+fn stamp() -> String {
+    chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
+}
+
+pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result<()> {
+    let cmd = match invocation {
+        Invocation::Fault { action, lab } => return fault(&lab, &action).await,
+        Invocation::Command(c) => *c,
+    };
+    match cmd {
+        Command::Run(a) => run(a, stop).await,
+        Command::Up(a) => up(a, stop).await,
+        Command::Down(a) => down(a),
+        Command::Status(a) => status(&a.lab).await,
+        Command::Heal(a) => fault(&a, "heal").await,
+        Command::Mark(a) => mark(&a),
+        Command::Watch(a) => watch(a, stop).await,
+        Command::Report(a) => report_cmd(&a.path),
+        Command::Compare(a) => compare(a),
+        Command::List(a) => list(a.what),
+        Command::Bench(b) => bench(b, stop).await,
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut command(), "perseus", &mut text);
+            out!("{}", String::from_utf8_lossy(&text));
+            Ok(())
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(command())
+                .render(&mut text)
+                .context("render the man page")?;
+            out!("{}", String::from_utf8_lossy(&text));
+            Ok(())
+        }
+    }
+}
+
+async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
+    if let Some(file) = &a.cluster {
+        return run_cluster(&a, file, stop).await;
+    }
+    let mut spec = match &a.spec {
+        Some(path) => Spec::load(path)?,
+        None => Spec::default(),
+    };
+    match (&a.database, &a.spec) {
+        (Some(d), _) => spec.database = d.clone(),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "name a database (perseus run etcd) or a saved spec (--spec FILE)".into(),
+            )
+            .into())
+        }
+        (None, Some(_)) => {}
+    }
+    if let Some(n) = a.nodes {
+        spec.nodes = n;
+    }
+    if a.bin_dir.is_some() {
+        spec.bin_dir = a.bin_dir.clone();
+    }
+    if a.skip_warmup {
+        spec.skip_warmup = true;
+    }
+    let nodes = spec.nodes;
+    apply(&a, &mut spec, Some(nodes))?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", spec.database, stamp())));
+    let lab_name = a
+        .lab
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say, Some(stdout_echo())).await?;
+    conclude(
+        &outcome.analysis,
+        &outcome.dir,
+        &format!("results: {}", outcome.dir.display()),
+    )
+}
+
+/// What the flags of `perseus run` set, over `spec` (a saved one, or the defaults); a
+/// scenario's nodes are checked against `nodes` if given. A run without a seed of its own
+/// (from --seed or the saved spec) gets a fresh one.
+fn apply(a: &RunArgs, spec: &mut Spec, nodes: Option<usize>) -> Result<()> {
+    if let Some(t) = &a.isolate {
+        spec.timeline.isolate = t.clone();
+    }
+    for (field, value) in [
+        (&mut spec.timeline.before, a.before),
+        (&mut spec.timeline.during, a.during),
+        (&mut spec.timeline.after, a.after),
+        (&mut spec.request_timeout, a.timeout),
+    ] {
+        if let Some(v) = value {
+            *field = v;
+        }
+    }
+    if let Some(o) = observers(&a.workload) {
+        spec.observers = Some(o);
+    }
+    if let Some(w) = a.workload.write {
+        spec.write = w;
+    }
+    if let Some(name) = &a.scenario {
+        spec.scenario = Some(perseus::scenario::Scenario::load(name, nodes)?);
+    }
+    if let Some(seed) = a.seed {
+        spec.seed = seed;
+    } else if a.spec.is_none() {
+        spec.seed = perseus::clock::monotonic_ns() ^ perseus::clock::unix_ms() as u64;
+    }
+    Ok(())
+}
+
+/// `perseus run --cluster FILE`: the seed's timeline on a cluster Perseus did not start.
+async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Result<()> {
+    let cluster = perseus::cluster::Cluster::load(file)?;
+    let mut spec = Spec {
+        database: cluster.database.clone(),
+        nodes: cluster.nodes.len(),
+        ..Spec::default()
+    };
+    spec.timeline.isolate =
+        perseus::fault::Target::Node(cluster.nodes[1.min(cluster.nodes.len() - 1)].name.clone());
+    // Node names are the cluster's: a scenario is checked against it before anything starts.
+    apply(a, &mut spec, None)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cluster.name, stamp())));
+    let outcome =
+        perseus::run::run_cluster(&spec, &cluster, &out, stop, say, Some(stdout_echo())).await?;
+    conclude(
+        &outcome.analysis,
+        &outcome.dir,
+        &format!("results: {}", outcome.dir.display()),
+    )
+}
+
+/// Prints the end-of-run summary and the line after it; fails (with its own exit code) if
+/// the record shows lost acknowledged writes or correctness violations.
+fn conclude(analysis: &perseus::analysis::Analysis, dir: &Path, last: &str) -> Result<()> {
+    out!("\n{}", report::terminal_summary(analysis));
+    outln!("{last}");
+    let c = &analysis.correctness;
+    if c.violations == 0 && c.lost_acknowledged_writes == 0 {
+        return Ok(());
+    }
+    Err(Error::Violations {
+        lost: c.lost_acknowledged_writes,
+        violations: c.violations,
+        summary: dir.join(report::SUMMARY_FILE),
+    }
+    .into())
+}
+
+async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
+    let db = db::find(&a.database)?;
+    process::require_root("perseus up")?;
+    db.check_installed(a.bin_dir.as_deref())?;
+    let subnet = a
+        .subnet
+        .as_deref()
+        .map(lab::net::Subnet::parse)
+        .transpose()?;
+    let mut state = lab::create(&a.lab.lab, db.name(), a.nodes, subnet, a.bin_dir.as_deref())?;
+    say(format!(
+        "starting {} {} nodes in lab {} ({}) …",
+        state.nodes.len(),
+        db.name(),
+        state.name,
+        state.subnet
+    ));
+    let started = tokio::select! {
+        r = db::start(&mut state, db, a.ready_timeout) => r,
+        _ = stop.cancelled() => Err(Error::Interrupted),
+    };
+    let took = match started {
+        Ok(t) => t,
+        Err(e) => {
+            lab::destroy(&state).context("removing the lab after the failed start")?;
+            return Err(e.into());
+        }
+    };
+    let health = db.health(&state.layout()).await;
+    let leader = leader_of(db, &state.layout()).await;
+    outln!(
+        "lab {}: {} {} nodes ready in {:.1} s{}",
+        state.name,
+        state.nodes.len(),
+        db.name(),
+        took.as_secs_f64(),
+        health
+            .version
+            .map(|v| format!(" (version {v})"))
+            .unwrap_or_default()
+    );
+    for (i, n) in state.nodes.iter().enumerate() {
+        let lead = if leader == Some(i) { "  leader" } else { "" };
+        outln!("  {}  {}:{}{lead}", n.name, n.addr, db.client_port());
+    }
+    let flag = if state.name == lab::DEFAULT_LAB {
+        String::new()
+    } else {
+        format!(" --lab {}", state.name)
+    };
+    outln!("next: perseus watch{flag}   (and in another terminal: perseus isolate n2{flag}, perseus rejoin n2{flag})");
+    outln!("done: perseus down{flag}");
+    Ok(())
+}
+
+fn down(a: DownArgs) -> Result<()> {
+    let names = if a.all {
+        lab::list()
+    } else {
+        vec![a.lab.lab.clone()]
+    };
+    if a.all && names.is_empty() {
+        outln!("no labs");
+        return Ok(());
+    }
+    // With --all, one lab that cannot be removed does not keep the others.
+    let mut failed = Vec::new();
+    for name in &names {
+        let t = Instant::now();
+        match lab::down(name) {
+            Ok(Some(state)) => outln!(
+                "lab {name} removed ({} nodes, their processes, namespaces and rules, bridge {}) in {} ms",
+                state.nodes.len(),
+                state.bridge,
+                t.elapsed().as_millis()
+            ),
+            Ok(None) => outln!("lab {name} removed (it had no state yet: nothing else was made)"),
+            Err(e) if !a.all => return Err(e.into()),
+            Err(e) => {
+                say(format!("lab {name} not removed: {e}"));
+                failed.push(name.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} of {} labs not removed: {} (see above)",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        ))
+    }
+}
+
+/// The node that leads now, for databases where one does.
+async fn leader_of(db: &dyn perseus::db::Database, layout: &perseus::lab::Layout) -> Option<usize> {
+    db.leadership()?.leader(layout).await
+}
+
+async fn status(name: &str) -> Result<()> {
+    let names = lab::list();
+    if names.is_empty() {
+        outln!("no labs (start one with: perseus up etcd)");
+        return Ok(());
+    }
+    let names: Vec<String> = if names.iter().any(|n| n == name) {
+        vec![name.to_string()]
+    } else {
+        names
+    };
+    for name in names {
+        let state = LabState::load(&name)?;
+        let db = db::find(&state.database).ok();
+        let health = match db {
+            Some(db) => Some((
+                db.health(&state.layout()).await,
+                leader_of(db, &state.layout()).await,
+            )),
+            None => None,
+        };
+        let in_force = perseus::fault::in_force(&state);
+        render::lab_status(&state, health.as_ref(), in_force.as_deref().ok());
+    }
+    Ok(())
+}
+
+/// Runs one fault action on a lab, from any terminal; the markers reach every watch.
+async fn fault(lab: &LabArg, text: &str) -> Result<()> {
+    let action: Action = text
+        .parse()
+        .map_err(|e: String| Error::Invalid(format!("{text}: {e}")))?;
+    process::require_root("changing faults")?;
+    let state = LabState::load(&lab.lab)?;
+    let db = db::find(&state.database)?;
+    let t = Instant::now();
+    let mut rng = perseus::fault::Rng::new(perseus::clock::monotonic_ns());
+    let done = perseus::fault::act(&action, &state, db, &mut rng).await?;
+    let ms = t.elapsed().as_millis();
+    match (&action, done.as_slice()) {
+        (Action::Start { .. }, [f]) if f.kind.name == "isolate" => {
+            let peers: Vec<&str> = (0..state.nodes.len())
+                .filter(|i| !f.nodes.contains(i))
+                .map(|i| state.nodes[i].name.as_str())
+                .collect();
+            outln!(
+                "isolated {} from {} in {ms} ms: its traffic with every peer is dropped; the client still reaches it",
+                f.target,
+                peers.join(", ")
+            )
+        }
+        (Action::Start { .. }, [f]) => outln!("{} {} in {ms} ms", f.kind.started, f.target),
+        (_, []) => outln!("nothing to undo: no such fault in force ({text})"),
+        (_, undone) => {
+            for f in undone {
+                outln!(
+                    "{} {} in {ms} ms: no rule or stopped process of that fault is left",
+                    f.kind.ended,
+                    f.target
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
+    let cluster = match (&a.cluster, &a.db) {
+        (Some(file), _) => Some(perseus::cluster::Cluster::load(file)?),
+        (None, Some(db)) => Some(perseus::cluster::Cluster::from_args(&a.name, db, &a.node)?),
+        (None, None) => None,
+    };
+    let settings = Settings {
+        timeout: a.timeout,
+        observers: observers(&a.workload),
+        write: a.workload.write.unwrap_or_default(),
+        ..Settings::default()
+    };
+    let out_for = |name: &str| {
+        a.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(format!("watch-{name}-{}", stamp())))
+    };
+    match cluster {
+        // A cluster Perseus did not start: its event log lives while the watch does, and
+        // `perseus mark --cluster NAME` reaches it.
+        Some(cluster) => {
+            let db = db::find(&cluster.database)?;
+            let (events, version) = cluster.attach(db).await?;
+            let out = out_for(&cluster.name);
+            say(format!(
+                "watching {} ({}); mark faults from another terminal with: perseus mark --cluster {} \"isolating {}\"",
+                cluster.name,
+                cluster.database,
+                cluster.name,
+                cluster.nodes[0].name
+            ));
+            let watched = watch_until(
+                db,
+                cluster.layout(),
+                events.dir(),
+                settings,
+                &out,
+                version,
+                stop,
+            )
+            .await;
+            drop(events);
+            watched
+        }
+        None => {
+            let state = LabState::load(&a.lab.lab)?;
+            let db = db::find(&state.database)?;
+            let version = db.health(&state.layout()).await.version;
+            let out = out_for(&state.name);
+            watch_until(
+                db,
+                state.layout(),
+                &state.dir(),
+                settings,
+                &out,
+                version,
+                stop,
+            )
+            .await
+        }
+    }
+}
+
+/// The seed's client on `layout` until `stop` fires (Ctrl-C), the table echoed to the
+/// terminal; then the results and the verdict.
+async fn watch_until(
+    db: &'static dyn perseus::db::Database,
+    layout: perseus::lab::Layout,
+    events_dir: &Path,
+    settings: Settings,
+    out: &Path,
+    version: Option<String>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let w = Watch::start(
+        db,
+        layout,
+        events_dir,
+        settings,
+        out,
+        Some(stdout_echo()),
+        version,
+    )?;
+    stop.cancelled().await;
+    w.stop().await?;
+    let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
+    report::write_results(out, &analysis)?;
+    conclude(&analysis, out, &format!("results: {}", out.display()))
+}
+
+fn report_cmd(path: &Path) -> Result<()> {
+    if path.is_file() {
+        // A client log in the seed's format: whole-second metrics only.
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let table = perseus::record::table::Table::parse(&text, path)?;
+        let Some((w, f)) = analysis::figures_from_table(&table) else {
+            outln!("no fault marker in {}: no metrics", path.display());
+            return Ok(());
+        };
+        outln!(
+            "{} {} in row {}",
+            w.target,
+            w.kind.started,
+            w.start_us / 1_000_000 + 1
+        );
+        let show = |v: Option<u64>| v.map_or("n/a".to_string(), |us| (us / 1_000_000).to_string());
+        outln!("{:<32}{:>9}", "metric", "seconds");
+        for m in analysis::METRICS {
+            outln!("{:<32}{:>9}", m.label, show((m.value)(&f)));
+        }
+        if table.lines.contains(&perseus::record::table::Line::Gap) {
+            outln!("(rows left out of the log, '...', count for nothing)");
+        }
+        return Ok(());
+    }
+    let record = perseus::record::in_results(path)?;
+    let analysis = analysis::analyse(&record)?;
+    report::write_results(path, &analysis)?;
+    let rewrote = format!(
+        "rewrote {} and {}",
+        path.join("client.log").display(),
+        path.join(report::SUMMARY_FILE).display()
+    );
+    conclude(&analysis, path, &rewrote)?;
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    // Checked before any analysis or output, so nothing is printed for a page that cannot
+    // be written.
+    let parent = a.out.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+        return Err(Error::Invalid(format!(
+            "--out {}: no directory {}; create it first or choose another path",
+            a.out.display(),
+            dir.display()
+        ))
+        .into());
+    }
+    let runs = a
+        .dirs
+        .iter()
+        .map(|d| report::compare::Compared::load(d))
+        .collect::<perseus::Result<Vec<_>>>()?;
+    let tables = report::compare::tables(&runs);
+    out!("{}\n{}", tables.text, tables.markdown);
+    perseus::files::write(&a.out, report::html::compare(&runs, &tables.html))?;
+    let md = a.out.with_extension("md");
+    perseus::files::write(&md, &tables.markdown)?;
+    outln!("wrote {} and {}", a.out.display(), md.display());
+    Ok(())
+}
+
+async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
+    use crate::bench;
+    match b {
+        BenchCommand::Report { length, rate } => bench::report(length.as_secs(), rate)?,
+        BenchCommand::Lab {
+            database,
+            nodes,
+            repeat,
+        } => bench::lab(db::find(&database)?, nodes, repeat.max(1)).await?,
+        BenchCommand::Client { length, rounds } => bench::client(length, rounds.max(1)).await?,
+        BenchCommand::Fault { lab, node, repeat } => {
+            let state = LabState::load(&lab.lab)?;
+            let db = db::find(&state.database)?;
+            let i = state.node_index(&node)?;
+            bench::fault_latency(&state, db, i, repeat.max(1)).await?
+        }
+        BenchCommand::Watch { lab, length } => {
+            let state = LabState::load(&lab.lab)?;
+            let db = db::find(&state.database)?;
+            bench::watch(&state, db, length, stop).await?;
+        }
+    }
+    Ok(())
+}
+
+fn mark(a: &MarkArgs) -> Result<()> {
+    let dir = match &a.cluster {
+        Some(name) => {
+            lab::validate_name(name)?;
+            let dir = perseus::cluster::clusters_dir().join(name);
+            if !dir.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "no watch of cluster '{name}' is running (start one with perseus watch --cluster FILE)"
+                ))
+                .into());
+            }
+            dir
+        }
+        None => LabState::load(&a.lab.lab)?.dir(),
+    };
+    let text = a.text.join(" ");
+    let (verb, target) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+    let is_fault = perseus::record::faults::KINDS
+        .iter()
+        .any(|k| [k.starting, k.started, k.ending, k.ended].contains(&verb));
+    if is_fault {
+        perseus::lab::events::append(&dir, verb, target)?;
+        outln!("marked: # {verb} {target}");
+    } else {
+        perseus::lab::events::append(&dir, perseus::lab::events::MARK, &text)?;
+        outln!("marked: {text}");
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! What the terminal shows: the live table's echo, progress lines, and the tables of
+//! `list`, `status` and `compare`. Rendering only: the values come from the parent module.
+
+use super::args::ListWhat;
+use anyhow::Result;
+use perseus::db::{self, Health};
+use perseus::fault::InForce;
+use perseus::lab::{process, LabState};
+
+/// The live table's echo: standard output, until it closes (`perseus run etcd | head`).
+pub fn stdout_echo() -> perseus::watch::Echo {
+    Box::new(|text: &str| {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .is_ok()
+    })
+}
+
+/// Progress and errors, on standard error; a closed stream never stops the command.
+pub fn say(line: String) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "perseus: {line}");
+}
+
+pub fn list(what: ListWhat) -> Result<()> {
+    if let ListWhat::Scenarios = what {
+        for (name, _) in perseus::scenario::BUILT_IN {
+            let sc = perseus::scenario::Scenario::load(name, None)?;
+            outln!("{name:<20}{}\n{:<20}{}", sc.description, "", sc.outline());
+        }
+        outln!("\nperseus run DB --scenario NAME|FILE.toml; a scenario file is TOML: see scenarios/ and the README");
+        return Ok(());
+    }
+    if let ListWhat::Faults = what {
+        let rows: Vec<[String; 4]> = perseus::fault::FAULTS
+            .iter()
+            .map(|f| {
+                let k = f.kind();
+                let params: Vec<&str> = f.params().iter().map(|p| p.name).collect();
+                let undo = match f.undone_by() {
+                    Some((word, _)) => format!("{word} NODE, heal"),
+                    None => "heal".into(),
+                };
+                [
+                    format!("{} {}", k.name, params.join(" ")),
+                    format!("{} / {}", k.starting, k.started),
+                    undo,
+                    f.about().to_string(),
+                ]
+            })
+            .collect();
+        let header = ["action", "markers", "undone by", "about"].map(String::from);
+        outln!("{}", columns(std::iter::once(&header).chain(&rows)));
+        outln!("\nfrom any terminal: perseus ACTION [--lab NAME]; in a scenario: faults = [\"ACTION\"]");
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = db::REGISTRY
+        .iter()
+        .map(|d| {
+            let mut needs: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
+            needs.dedup();
+            let installed = if d.check_installed(None).is_ok() {
+                "yes"
+            } else {
+                "no"
+            };
+            [
+                d.name().to_string(),
+                needs.join(" "),
+                installed.to_string(),
+                d.about().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["database", "needs", "installed", "about"].map(String::from);
+    outln!("{}", columns(std::iter::once(&header).chain(&rows)));
+    Ok(())
+}
+
+/// Rows as text columns, each as wide as its widest cell plus two spaces (the last column
+/// is not padded).
+pub fn columns<'a, const N: usize>(rows: impl Iterator<Item = &'a [String; N]> + Clone) -> String {
+    let mut widths = [0; N];
+    for row in rows.clone() {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let lines: Vec<String> = rows
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                }
+            }
+            line
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// One lab: its database, size and age, then the table of its nodes (addresses, namespaces, processes, faults in force) and
+/// its leader and readiness. `health`: what the database's probe found, with the node that
+/// leads; `None` if the database is unknown. `in_force`: `None` if it could not be read.
+pub fn lab_status(
+    state: &LabState,
+    health: Option<&(Health, Option<usize>)>,
+    in_force: Option<&[InForce]>,
+) {
+    let up_for = (perseus::clock::unix_ms() - state.created_unix_ms).max(0) as u64 / 1000;
+    outln!(
+        "lab {}: {}, {} nodes, {}, up {}",
+        state.name,
+        state.database,
+        state.nodes.len(),
+        state.subnet,
+        perseus::clock::format_duration(std::time::Duration::from_secs(up_for))
+    );
+    outln!(
+        "  {:<5}{:<15}{:<28}{:<24}faults",
+        "node",
+        "address",
+        "namespace",
+        "processes"
+    );
+    for (i, n) in state.nodes.iter().enumerate() {
+        let procs: Vec<String> = n
+            .processes
+            .iter()
+            .map(|p| {
+                let alive = if process::is_alive(p.pid, p.start_time) {
+                    ""
+                } else {
+                    " (gone)"
+                };
+                format!("{} {}{alive}", p.name, p.pid)
+            })
+            .collect();
+        let faults = match in_force {
+            Some(all) => {
+                let here: Vec<String> = all
+                    .iter()
+                    .filter(|f| f.nodes.contains(&i))
+                    .map(|f| format!("{} {}", f.kind.started, f.target))
+                    .collect();
+                if here.is_empty() {
+                    "-".to_string()
+                } else {
+                    here.join("; ")
+                }
+            }
+            None => "? (namespace missing)".to_string(),
+        };
+        let procs = if procs.is_empty() {
+            "-".to_string()
+        } else {
+            procs.join(", ")
+        };
+        outln!(
+            "  {:<5}{:<15}{:<28}{:<24}{faults}",
+            n.name,
+            n.addr.to_string(),
+            n.netns,
+            procs
+        );
+    }
+    if let Some((h, leader)) = health {
+        let leader = leader
+            .map(|i| state.nodes[i].name.clone())
+            .unwrap_or_else(|| "none".into());
+        let ready = if h.ready {
+            "ready".to_string()
+        } else {
+            format!("not ready: {}", h.why)
+        };
+        outln!("  leader: {leader}; {ready}");
+    }
+}
