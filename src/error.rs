@@ -15,6 +15,9 @@ pub mod exit {
     /// The run completed, and its record shows correctness violations (stale reads, lost
     /// writes): see `summary.json`.
     pub const VIOLATIONS: i32 = 4;
+    /// An expectation on the figures did not hold (`perseus check`, or a scenario's
+    /// `expect`).
+    pub const EXPECTATIONS: i32 = 5;
     /// Stopped by Ctrl-C or SIGTERM (after cleaning up).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -107,6 +110,9 @@ pub enum Error {
         violations: u64,
         summary: PathBuf,
     },
+
+    #[error("{failed} of {total} expectations did not hold")]
+    Expectations { failed: usize, total: usize },
 }
 
 impl Error {
@@ -126,6 +132,7 @@ impl Error {
             | Error::Unreachable(_) => exit::ENVIRONMENT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Violations { .. } => exit::VIOLATIONS,
+            Error::Expectations { .. } => exit::EXPECTATIONS,
             _ => exit::FAILURE,
         }
     }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cluster;
 pub mod db;
 pub mod error;
+pub mod expect;
 pub mod fault;
 pub mod files;
 pub mod lab;

@@ -99,6 +99,10 @@ pub struct Scenario {
     #[serde(default)]
     pub description: String,
     pub phases: Vec<Phase>,
+    /// What the run's figures must meet (`recovery_time_ms <= 5000`); `perseus run` and
+    /// `perseus check` fail with exit 5 when one does not hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<crate::expect::Expectation>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +111,8 @@ struct RawScenario {
     #[serde(default)]
     description: String,
     phase: Vec<RawPhase>,
+    #[serde(default)]
+    expect: Vec<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -160,10 +166,19 @@ impl Scenario {
                 faults,
             });
         }
+        let mut expect = Vec::new();
+        for e in &raw.expect {
+            expect.push(
+                e.get_ref()
+                    .parse()
+                    .map_err(|why| malformed(line_of(text, e.span().start), why))?,
+            );
+        }
         Ok(Scenario {
             name: name.to_string(),
             description: raw.description,
             phases,
+            expect,
         })
     }
 
@@ -222,6 +237,7 @@ impl Scenario {
                     faults: vec![Action::Heal],
                 },
             ],
+            expect: Vec::new(),
         }
     }
 

@@ -47,6 +47,7 @@ Exit codes:
   3    the machine lacks something (root, a binary, a free address range)
   4    the run completed, and its record shows lost acknowledged writes or correctness
        violations
+  5    an expectation did not hold (perseus check, or a scenario's expect list)
   130  interrupted (after cleaning up; a second Ctrl-C aborts at once)
 
 More: the README, and perseus help COMMAND.";
@@ -197,6 +198,13 @@ pub enum Command {
     Report(ReportArgs),
     /// Put runs side by side: the seed's table (terminal and markdown) and compare.html
     Compare(CompareArgs),
+    /// Gate a run in CI: check its figures against expectations (--expect, or the
+    /// scenario's own) or a baseline run; exit 5 if one does not hold
+    Check(CheckArgs),
+    /// Regenerate the seed's table: every database × scenario, each run --repeat times on a
+    /// fresh lab, into one directory with table.md and table.html; run it again with the
+    /// same flags to continue a stopped one
+    Matrix(MatrixArgs),
     /// List the databases Perseus can run (with the packages they need), the scenarios, or
     /// the faults
     List(ListArgs),
@@ -219,7 +227,7 @@ impl Command {
     /// What the first Ctrl-C does to the command, for the line that says so.
     pub fn on_interrupt(&self) -> &'static str {
         match self {
-            Command::Run(_) | Command::Up(_) => {
+            Command::Run(_) | Command::Up(_) | Command::Matrix(_) => {
                 "interrupted: stopping and tearing down …; Ctrl-C again aborts at once \
                  (then remove what is left with perseus down --lab NAME; perseus status lists the labs)"
             }
@@ -237,6 +245,7 @@ impl Command {
             self,
             Command::Report(_)
                 | Command::Compare(_)
+                | Command::Check(_)
                 | Command::List(_)
                 | Command::Status(_)
                 | Command::Completions { .. }
@@ -328,6 +337,72 @@ pub struct MarkArgs {
 }
 
 #[derive(Args)]
+pub struct MatrixArgs {
+    /// The databases, comma-separated (perseus list shows them)
+    #[arg(long, value_name = "DB,…", value_delimiter = ',', required = true)]
+    pub db: Vec<String>,
+    /// The scenarios, comma-separated: built-in names (perseus list scenarios) or TOML files
+    #[arg(
+        long,
+        value_name = "NAME|FILE,…",
+        value_delimiter = ',',
+        default_value = "isolate"
+    )]
+    pub scenario: Vec<String>,
+    /// Runs per database and scenario
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// The durations of every scenario's phases, in order, comma-separated (e.g. 10s,20s,20s
+    /// for the three phases of isolate), to shorten them [default: the scenarios' own]
+    #[arg(long, value_name = "DURATION,…", value_delimiter = ',', value_parser = parse_duration)]
+    pub phases: Vec<Duration>,
+    /// Longest wait for one request [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// The matrix's directory: a directory per row (DATABASE-SCENARIO/1 … N), table.md,
+    /// table.html [default: runs/matrix-YYYYmmdd-HHMMSS]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// A results directory of perseus run (one run, or the directory of a --repeat)
+    pub dir: PathBuf,
+    /// An expectation, [STAT(]FIGURE[)] OP NUMBER: 'downtime_on_isolation_ms <= 2000',
+    /// 'p90(recovery_time_ms) < 5000', 'lost_acknowledged_writes == 0'. FIGURE: a metric as
+    /// <key>_ms or <key>_s, lost_acknowledged_writes, lost_to_late_writes, violations; a
+    /// bare FIGURE holds for every run, STAT (min, median, p90, max) over the runs of a
+    /// repeat. Repeatable [default: the scenario's expect list]
+    #[arg(long, value_name = "EXPR", value_parser = parse_expectation)]
+    pub expect: Vec<perseus::expect::Expectation>,
+    /// A results directory to compare with (best a --repeat): each metric's median (ms) may
+    /// exceed the baseline's worst run by --tolerance of its median; lost writes and
+    /// violations may not exceed its worst run at all
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: how far above the baseline's worst run a median may be, as a share
+    /// of the baseline's median
+    #[arg(long, value_name = "PERCENT", default_value = "20%", value_parser = parse_percent, requires = "baseline")]
+    pub tolerance: f64,
+}
+
+fn parse_expectation(text: &str) -> Result<perseus::expect::Expectation, String> {
+    text.parse()
+}
+
+/// `20%` (or `20`) as 0.2.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let n = text.trim().trim_end_matches('%');
+    match n.parse::<f64>() {
+        Ok(p) if (0.0..=1000.0).contains(&p) => Ok(p / 100.0),
+        _ => Err(format!("'{text}' is not a percentage from 0% to 1000%")),
+    }
+}
+
+#[derive(Args)]
 pub struct CompareArgs {
     /// Results directories of perseus run (each with record.txt)
     #[arg(required = true, num_args = 1..)]
@@ -397,6 +472,11 @@ pub struct RunArgs {
     /// of its nodes [default: the second]; a --scenario names its nodes too
     #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec"])]
     pub cluster: Option<PathBuf>,
+    /// Run the same spec N times, each on a fresh lab, into DIR/1 … DIR/N; DIR gets each
+    /// figure's distribution over the runs (min, median, p90, max and every run's value) in
+    /// summary.json, report.md and report.html [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: Option<u32>,
 }
 
 #[derive(Args, Clone)]

@@ -10,7 +10,7 @@ use perseus::watch::Watch;
 use perseus::workload::Settings;
 use perseus::{analysis, report, Error};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Writes a line to standard output. A closed pipe (`perseus list | head -1`) ends the
@@ -35,8 +35,8 @@ mod render;
 
 pub use args::{command, parse, Invocation};
 use args::{
-    observers, BenchCommand, Command, CompareArgs, DownArgs, LabArg, MarkArgs, RunArgs, UpArgs,
-    WatchArgs,
+    observers, BenchCommand, CheckArgs, Command, CompareArgs, DownArgs, LabArg, MarkArgs,
+    MatrixArgs, RunArgs, UpArgs, WatchArgs,
 };
 pub use render::say;
 use render::{list, stdout_echo};
@@ -60,6 +60,8 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
         Command::Watch(a) => watch(a, stop).await,
         Command::Report(a) => report_cmd(&a.path),
         Command::Compare(a) => compare(a),
+        Command::Check(a) => check(&a),
+        Command::Matrix(a) => matrix(a, stop).await,
         Command::List(a) => list(a.what),
         Command::Bench(b) => bench(b, stop).await,
         Command::Completions { shell } => {
@@ -110,16 +112,212 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     apply(&a, &mut spec, Some(nodes))?;
     let out = a
         .out
+        .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", spec.database, stamp())));
     let lab_name = a
         .lab
+        .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
-    let outcome = perseus::run::run(&spec, &out, &lab_name, stop, say, Some(stdout_echo())).await?;
-    conclude(
-        &outcome.analysis,
-        &outcome.dir,
-        &format!("results: {}", outcome.dir.display()),
+    runs(&spec, &Subject::Lab(lab_name), &out, a.repeat, stop).await
+}
+
+/// `perseus run --cluster FILE`: the seed's timeline on a cluster Perseus did not start.
+async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Result<()> {
+    let cluster = perseus::cluster::Cluster::load(file)?;
+    let mut spec = Spec {
+        database: cluster.database.clone(),
+        nodes: cluster.nodes.len(),
+        ..Spec::default()
+    };
+    spec.timeline.isolate =
+        perseus::fault::Target::Node(cluster.nodes[1.min(cluster.nodes.len() - 1)].name.clone());
+    // Node names are the cluster's: a scenario is checked against it before anything starts.
+    apply(a, &mut spec, None)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cluster.name, stamp())));
+    runs(
+        &spec,
+        &Subject::Cluster(Box::new(cluster)),
+        &out,
+        a.repeat,
+        stop,
     )
+    .await
+}
+
+/// What a run runs on: a lab it makes (and removes) under this name, or a cluster Perseus
+/// did not start.
+enum Subject {
+    Lab(String),
+    Cluster(Box<perseus::cluster::Cluster>),
+}
+
+/// One run of `spec` on `subject` into `dir`, its table echoed as it grows.
+async fn one_run(
+    spec: &Spec,
+    subject: &Subject,
+    dir: &Path,
+    stop: CancellationToken,
+) -> perseus::Result<perseus::run::RunOutcome> {
+    match subject {
+        Subject::Lab(lab) => {
+            perseus::run::run(spec, dir, lab, stop, say, Some(stdout_echo())).await
+        }
+        Subject::Cluster(c) => {
+            perseus::run::run_cluster(spec, c, dir, stop, say, Some(stdout_echo())).await
+        }
+    }
+}
+
+/// `repeat` runs of `spec` (one if `None`): a single run into `out`, or runs into
+/// `out/1` … `out/N` and their distribution into `out`. Every run is made even if an
+/// earlier one lost writes; the exit code says so at the end. An error or Ctrl-C stops the
+/// repeat, after writing the distribution of the runs that ended.
+async fn runs(
+    spec: &Spec,
+    subject: &Subject,
+    out: &Path,
+    repeat: Option<u32>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let Some(n) = repeat else {
+        let outcome = one_run(spec, subject, out, stop).await?;
+        let verdict = conclude(
+            &outcome.analysis,
+            &outcome.dir,
+            &format!("results: {}", outcome.dir.display()),
+        );
+        return gate(spec, out, verdict);
+    };
+    let spec = &resume(spec, out)?;
+    let started = Instant::now();
+    let mut done: Vec<String> = Vec::new();
+    let mut ran = 0;
+    let mut failed: Option<anyhow::Error> = None;
+    let (mut lost, mut violations) = (0, 0);
+    for (name, dir) in report::repeat::run_dirs(out, n as usize) {
+        if let Ok(s) = report::summary::Summary::load(&dir.join(report::SUMMARY_FILE)) {
+            say(format!(
+                "run {name} of {n}: done already ({})",
+                dir.display()
+            ));
+            lost += s.lost_acknowledged_writes;
+            violations += s.correctness.violations;
+            done.push(name);
+            continue;
+        }
+        if dir.exists() {
+            say(format!(
+                "run {name} of {n}: removing what a stopped run left in {}",
+                dir.display()
+            ));
+            std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        }
+        let eta = match ran {
+            0 => String::new(),
+            k => {
+                let left = started.elapsed() / k * (n - done.len() as u32);
+                format!(
+                    ", about {} left",
+                    perseus::clock::format_duration(Duration::from_secs(left.as_secs()))
+                )
+            }
+        };
+        say(format!("run {name} of {n}{eta}: {}", dir.display()));
+        ran += 1;
+        match one_run(spec, subject, &dir, stop.clone()).await {
+            Ok(outcome) => {
+                out!("\n{}", report::terminal_summary(&outcome.analysis));
+                let c = &outcome.analysis.correctness;
+                lost += c.lost_acknowledged_writes;
+                violations += c.violations;
+                done.push(name);
+            }
+            Err(e) => {
+                failed = Some(anyhow::Error::new(e).context(format!("run {name} of {n}")));
+                break;
+            }
+        }
+    }
+    if !done.is_empty() {
+        let r = report::repeat::Repeat::of(out, &done)?;
+        r.write(out)?;
+        out!("\n{}", r.terminal());
+        outln!(
+            "results: {} (the runs in {}/1 … {}/{})",
+            out.display(),
+            out.display(),
+            out.display(),
+            done.len()
+        );
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let verdict = if lost == 0 && violations == 0 {
+        Ok(())
+    } else {
+        Err(Error::Violations {
+            lost,
+            violations,
+            summary: out.join(report::SUMMARY_FILE),
+        }
+        .into())
+    };
+    gate(spec, out, verdict)
+}
+
+/// The spec of the repeat in `out`: `spec`, saved there if `out` holds no repeat yet; the
+/// saved one (with its seed) if `out` holds a repeat of the same experiment, whose finished
+/// runs then count; an error if it holds another.
+fn resume(spec: &Spec, out: &Path) -> Result<Spec> {
+    let path = out.join("spec.json");
+    if !path.exists() {
+        std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+        spec.save(&path)?;
+        return Ok(spec.clone());
+    }
+    let saved = Spec::load(&path)?;
+    let unseeded = |s: &Spec| Spec {
+        seed: 0,
+        ..s.clone()
+    };
+    if unseeded(&saved) != unseeded(spec) {
+        return Err(Error::Invalid(format!(
+            "{} holds runs of another experiment (its spec.json differs); choose another --out, or repeat that one with --spec {}",
+            out.display(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok(saved)
+}
+
+/// Checks the scenario's expectations on the results in `out`, if it has any: a failed one
+/// is the outcome (exit 5); otherwise `verdict` stands.
+fn gate(spec: &Spec, out: &Path, verdict: Result<()>) -> Result<()> {
+    let expect = spec
+        .scenario
+        .as_ref()
+        .map(|s| s.expect.clone())
+        .unwrap_or_default();
+    if expect.is_empty() {
+        return verdict;
+    }
+    let figures = report::repeat::figures_of(out)?;
+    let failed = perseus::expect::check(&expect, &figures);
+    outln!("\nthe scenario's expectations:");
+    render::verdicts(&expect, &failed, None, figures.runs.len());
+    if failed.is_empty() {
+        return verdict;
+    }
+    Err(Error::Expectations {
+        failed: failed.len(),
+        total: expect.len(),
+    }
+    .into())
 }
 
 /// What the flags of `perseus run` set, over `spec` (a saved one, or the defaults); a
@@ -154,31 +352,6 @@ fn apply(a: &RunArgs, spec: &mut Spec, nodes: Option<usize>) -> Result<()> {
         spec.seed = perseus::clock::monotonic_ns() ^ perseus::clock::unix_ms() as u64;
     }
     Ok(())
-}
-
-/// `perseus run --cluster FILE`: the seed's timeline on a cluster Perseus did not start.
-async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Result<()> {
-    let cluster = perseus::cluster::Cluster::load(file)?;
-    let mut spec = Spec {
-        database: cluster.database.clone(),
-        nodes: cluster.nodes.len(),
-        ..Spec::default()
-    };
-    spec.timeline.isolate =
-        perseus::fault::Target::Node(cluster.nodes[1.min(cluster.nodes.len() - 1)].name.clone());
-    // Node names are the cluster's: a scenario is checked against it before anything starts.
-    apply(a, &mut spec, None)?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cluster.name, stamp())));
-    let outcome =
-        perseus::run::run_cluster(&spec, &cluster, &out, stop, say, Some(stdout_echo())).await?;
-    conclude(
-        &outcome.analysis,
-        &outcome.dir,
-        &format!("results: {}", outcome.dir.display()),
-    )
 }
 
 /// Prints the end-of-run summary and the line after it; fails (with its own exit code) if
@@ -517,6 +690,176 @@ fn compare(a: CompareArgs) -> Result<()> {
     perseus::files::write(&md, &tables.markdown)?;
     outln!("wrote {} and {}", a.out.display(), md.display());
     Ok(())
+}
+
+/// `perseus matrix`: every database × scenario as a repeat, then the seed's table. Each
+/// row's runs are made even if an earlier row lost writes; the exit code says so at the end.
+async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
+    use report::matrix::{Plan, Row};
+    process::require_root("perseus matrix")?;
+    // Everything is checked before the first lab starts.
+    let mut cells = Vec::new();
+    let mut skipped = Vec::new();
+    for name in &a.db {
+        let db = db::find(name)?;
+        db.check_installed(None)?;
+        for sc in &a.scenario {
+            let mut scenario = perseus::scenario::Scenario::load(sc, Some(3))?;
+            if !a.phases.is_empty() {
+                if a.phases.len() != scenario.phases.len() {
+                    return Err(Error::Invalid(format!(
+                        "--phases gives {} durations, but scenario {} has {} phases",
+                        a.phases.len(),
+                        scenario.name,
+                        scenario.phases.len()
+                    ))
+                    .into());
+                }
+                for (p, d) in scenario.phases.iter_mut().zip(&a.phases) {
+                    p.duration = *d;
+                }
+            }
+            let mut spec = Spec {
+                database: name.clone(),
+                scenario: Some(scenario),
+                observers: observers(&a.workload),
+                write: a.workload.write.unwrap_or_default(),
+                ..Spec::default()
+            };
+            if let Some(t) = a.timeout {
+                spec.request_timeout = t;
+            }
+            // A scenario a database cannot play (the leader of one where no node leads)
+            // is a row it does not have, said once here and under the table.
+            match spec.validate() {
+                Ok(()) => cells.push(spec),
+                Err(e @ Error::Invalid(_)) => {
+                    say(format!("skipping {name} × {sc}: {e}"));
+                    skipped.push(format!("{name} × {sc}: {e}"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if cells.is_empty() {
+        return Err(Error::Invalid("no database can play any of the scenarios".into()).into());
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("matrix-{}", stamp())));
+    let phases: Vec<String> = a
+        .phases
+        .iter()
+        .map(|d| perseus::clock::format_duration(*d))
+        .collect();
+    Plan {
+        databases: a.db.clone(),
+        scenarios: a.scenario.clone(),
+        repeat: a.repeat,
+        settings: format!(
+            "phases={} timeout={:?} write={} observers={:?}",
+            phases.join(","),
+            a.timeout,
+            a.workload.write.unwrap_or_default(),
+            observers(&a.workload)
+        ),
+    }
+    .begin(&out)?;
+    let lab = format!("mx-{}", std::process::id());
+    let mut rows = Vec::new();
+    let mut bad = None;
+    for (i, spec) in cells.iter().enumerate() {
+        let scenario = spec.scenario.as_ref().map_or("", |s| s.name.as_str());
+        let dir = Plan::row_dir(&out, &spec.database, scenario);
+        say(format!(
+            "row {} of {}: {} × {scenario}, {} runs",
+            i + 1,
+            cells.len(),
+            spec.database,
+            a.repeat
+        ));
+        let subject = Subject::Lab(lab.clone());
+        if let Err(e) = runs(spec, &subject, &dir, Some(a.repeat), stop.clone()).await {
+            // Lost writes or a failed expectation are findings: the matrix goes on.
+            match e.downcast_ref::<Error>() {
+                Some(Error::Violations { .. }) | Some(Error::Expectations { .. }) => bad = Some(e),
+                _ => return Err(e),
+            }
+        }
+        rows.push(Row {
+            database: spec.database.clone(),
+            scenario: scenario.to_string(),
+            repeat: report::repeat::Repeat::load(&dir.join(report::SUMMARY_FILE))?,
+        });
+    }
+    let machine = report::matrix::machine();
+    let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let mut md = report::matrix::markdown(&rows, &machine, &date);
+    for s in &skipped {
+        md.push_str(&format!("\nNot played: {s}\n"));
+    }
+    perseus::files::write(&out.join("table.md"), &md)?;
+    perseus::files::write(
+        &out.join("table.html"),
+        report::matrix::html(&rows, &machine, &date),
+    )?;
+    out!("\n{md}");
+    outln!(
+        "wrote {} and {}",
+        out.join("table.md").display(),
+        out.join("table.html").display()
+    );
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `perseus check`: the run's figures against expectations or a baseline.
+fn check(a: &CheckArgs) -> Result<()> {
+    let figures = report::repeat::figures_of(&a.dir)?;
+    let mut expectations = a.expect.clone();
+    if expectations.is_empty() && a.baseline.is_none() {
+        expectations = saved_expectations(&a.dir);
+        if expectations.is_empty() {
+            return Err(Error::Invalid(format!(
+                "nothing to check {} against: give --expect 'FIGURE OP NUMBER' or --baseline DIR (or run a scenario with an expect list)",
+                a.dir.display()
+            ))
+            .into());
+        }
+    }
+    let mut failed = perseus::expect::check(&expectations, &figures);
+    let mut total = expectations.len();
+    let mut baseline = None;
+    if let Some(dir) = &a.baseline {
+        let base = report::repeat::figures_of(dir)?;
+        let b = perseus::expect::against_baseline(&figures, &base, a.tolerance);
+        total += b.compared;
+        baseline = Some((dir.as_path(), b.compared, b.failed.is_empty()));
+        failed.extend(b.failed);
+    }
+    render::verdicts(&expectations, &failed, baseline, figures.runs.len());
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Expectations {
+        failed: failed.len(),
+        total,
+    }
+    .into())
+}
+
+/// The expectations of the scenario a results directory was run with (its spec.json, or
+/// that of its first run for a repeat); none if it has none.
+fn saved_expectations(dir: &Path) -> Vec<perseus::expect::Expectation> {
+    [dir.join("spec.json"), dir.join("1").join("spec.json")]
+        .iter()
+        .find_map(|p| Spec::load(p).ok())
+        .and_then(|s| s.scenario)
+        .map(|s| s.expect)
+        .unwrap_or_default()
 }
 
 async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {

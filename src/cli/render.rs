@@ -181,3 +181,40 @@ pub fn lab_status(
         outln!("  leader: {leader}; {ready}");
     }
 }
+
+/// A line per expectation (`ok` or `FAIL` with why), then the baseline's verdict (`dir`,
+/// figures compared, whether all were within bounds) and its failures, and a last line if
+/// everything held.
+pub fn verdicts(
+    expectations: &[perseus::expect::Expectation],
+    failed: &[perseus::expect::Failure],
+    baseline: Option<(&std::path::Path, usize, bool)>,
+    runs: usize,
+) {
+    for e in expectations {
+        let text = e.to_string();
+        match failed.iter().find(|f| f.expectation == text) {
+            Some(f) => outln!("FAIL  {text}: {}", f.why),
+            None => outln!("ok    {text}"),
+        }
+    }
+    if let Some((dir, compared, true)) = baseline {
+        outln!(
+            "ok    {compared} figures within the baseline {}",
+            dir.display()
+        );
+    }
+    for f in failed {
+        if !expectations.iter().any(|e| e.to_string() == f.expectation) {
+            outln!("FAIL  {}: {}", f.expectation, f.why);
+        }
+    }
+    let runs = if runs == 1 {
+        "1 run".to_string()
+    } else {
+        format!("{runs} runs")
+    };
+    if failed.is_empty() {
+        outln!("every expectation holds ({runs})");
+    }
+}

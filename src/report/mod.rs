@@ -3,6 +3,8 @@
 
 pub mod compare;
 pub mod html;
+pub mod matrix;
+pub mod repeat;
 pub mod summary;
 pub mod svg;
 

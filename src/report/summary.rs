@@ -100,6 +100,41 @@ impl Summary {
         (get("s"), get("ms"))
     }
 
+    /// Reads a run's `summary.json`.
+    pub fn load(path: &std::path::Path) -> crate::error::Result<Summary> {
+        use crate::error::Error;
+        let text =
+            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+            what: "summary".into(),
+            path: path.to_path_buf(),
+            line: e.line(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Every figure a gate or a distribution can name, by key: each metric of [`METRICS`]
+    /// as `<key>_s` and `<key>_ms` (`None`: not applicable), `lost_acknowledged_writes`,
+    /// `lost_to_late_writes` and `violations`.
+    pub fn figures(&self) -> BTreeMap<String, Option<u64>> {
+        let mut f = BTreeMap::new();
+        for m in METRICS {
+            let (s, ms) = self.metric(m.key);
+            f.insert(format!("{}_s", m.key), s);
+            f.insert(format!("{}_ms", m.key), ms);
+        }
+        f.insert(
+            "lost_acknowledged_writes".into(),
+            Some(self.lost_acknowledged_writes),
+        );
+        f.insert(
+            "lost_to_late_writes".into(),
+            Some(self.lost_to_late_writes()),
+        );
+        f.insert("violations".into(), Some(self.correctness.violations));
+        f
+    }
+
     /// What was lost to late writes.
     pub fn lost_to_late_writes(&self) -> u64 {
         self.correctness

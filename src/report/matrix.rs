@@ -1,0 +1,256 @@
+//! `perseus matrix`: the seed's table regenerated, one row per database and scenario, each
+//! cell the distribution of that figure over the repeated runs of that row.
+
+use super::repeat::{Repeat, Stats};
+use super::svg::esc;
+use crate::analysis::METRICS;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What a matrix is: saved as `matrix.json` in its directory, so that running it again
+/// continues it (and a different one is refused there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub databases: Vec<String>,
+    /// The scenarios by the name or file the user gave.
+    pub scenarios: Vec<String>,
+    pub repeat: u32,
+    /// Every other setting of the runs, as `perseus run` flags would give them.
+    pub settings: String,
+}
+
+impl Plan {
+    /// The directory of the row of `database` and `scenario` (its scenario's name).
+    pub fn row_dir(dir: &Path, database: &str, scenario: &str) -> PathBuf {
+        dir.join(format!("{database}-{scenario}"))
+    }
+
+    /// Saves the plan in `dir`, or checks that `dir` holds the same one.
+    pub fn begin(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("matrix.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let saved: Option<Plan> = serde_json::from_str(&text).ok();
+            if saved.as_ref() != Some(self) {
+                return Err(Error::Invalid(format!(
+                    "{} holds another matrix (its matrix.json differs); choose another --out",
+                    dir.display()
+                )));
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        let json = serde_json::to_string_pretty(self).expect("a plan serialises");
+        crate::files::write(&path, json + "\n")
+    }
+}
+
+/// One row of the table.
+pub struct Row {
+    pub database: String,
+    pub scenario: String,
+    pub repeat: Repeat,
+}
+
+/// A cell: the median of the figure in seconds with its range over the runs,
+/// `median (min–max)`; just the value when every run agrees; `n/a` when no run measured it.
+fn seconds(s: Option<&Stats>) -> String {
+    let Some(s) = s else {
+        return "n/a".into();
+    };
+    let f = |ms: u64| format!("{:.1}", ms as f64 / 1000.0);
+    match (s.median, s.min, s.max) {
+        (Some(m), Some(lo), Some(hi)) if lo == hi => f(m),
+        (Some(m), Some(lo), Some(hi)) => format!("{} ({}–{})", f(m), f(lo), f(hi)),
+        _ => "n/a".into(),
+    }
+}
+
+fn count(s: Option<&Stats>) -> String {
+    match s.map(|s| (s.median, s.min, s.max)) {
+        Some((Some(m), Some(lo), Some(hi))) if lo == hi => super::thousands(m),
+        Some((Some(m), Some(lo), Some(hi))) => format!(
+            "{} ({}–{})",
+            super::thousands(m),
+            super::thousands(lo),
+            super::thousands(hi)
+        ),
+        _ => "n/a".into(),
+    }
+}
+
+/// The header and the cells of each row.
+fn cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header: Vec<String> = ["database", "version", "scenario", "runs"]
+        .map(String::from)
+        .to_vec();
+    header.extend(METRICS.iter().map(|m| format!("{} (s)", m.short)));
+    header.push("lost ack. writes".into());
+    let body = rows
+        .iter()
+        .map(|r| {
+            let f = &r.repeat.figures;
+            let mut c = vec![
+                r.database.clone(),
+                r.repeat.database_versions.join(", "),
+                r.scenario.clone(),
+                r.repeat.runs.len().to_string(),
+            ];
+            c.extend(
+                METRICS
+                    .iter()
+                    .map(|m| seconds(f.get(&format!("{}_ms", m.key)))),
+            );
+            c.push(count(f.get("lost_acknowledged_writes")));
+            c
+        })
+        .collect();
+    (header, body)
+}
+
+/// The table in markdown, under a line that says where and when it was measured.
+pub fn markdown(rows: &[Row], machine: &str, date: &str) -> String {
+    let (header, body) = cells(rows);
+    let mut t = format!(
+        "Measured on {machine}, {date}. Each cell: median (min–max) over the runs, in seconds (from the operation history); lost ack. writes: acknowledged writes the database no longer held.\n\n| {} |\n|{}|\n",
+        header.join(" | "),
+        header
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i < 3 { "---" } else { "---:" })
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for row in body {
+        t.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    t
+}
+
+/// The table as a page, each row linked to its repeat's report.
+pub fn html(rows: &[Row], machine: &str, date: &str) -> String {
+    let (header, body) = cells(rows);
+    let mut b = format!(
+        "<h1>Perseus: the seed's table</h1><p class=\"lead\">Measured on {}, {}. Each cell: median (min–max) over the runs, in seconds.</p><table><tr>",
+        esc(machine),
+        esc(date)
+    );
+    for h in &header {
+        b.push_str(&format!("<th>{}</th>", esc(h)));
+    }
+    b.push_str("</tr>");
+    for (r, cells) in rows.iter().zip(body) {
+        b.push_str("<tr>");
+        for (i, c) in cells.iter().enumerate() {
+            if i == 2 {
+                b.push_str(&format!(
+                    "<td><a href=\"{}-{}/report.html\">{}</a></td>",
+                    esc(&r.database),
+                    esc(&r.scenario),
+                    esc(c)
+                ));
+            } else {
+                b.push_str(&format!("<td>{}</td>", esc(c)));
+            }
+        }
+        b.push_str("</tr>");
+    }
+    b.push_str("</table>");
+    super::html::page("Perseus: the seed's table", &b)
+}
+
+/// This machine in a few words: processor, cores and memory (from `/proc`).
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("an unknown processor".to_string(), |(_, m)| {
+            m.trim().to_string()
+        });
+    let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(String::new(), |kib| {
+            format!(", {} GiB", (kib + (1 << 19)) >> 20)
+        });
+    format!("{model}, {cores} cores{mem}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn repeat(values: &[(&str, Vec<Option<u64>>)]) -> Repeat {
+        Repeat {
+            format: super::super::repeat::FORMAT.into(),
+            repeat_version: 1,
+            database: "etcd".into(),
+            database_versions: vec!["3.4.23".into()],
+            write: "blind".into(),
+            runs: vec!["1".into(), "2".into(), "3".into()],
+            figures: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), Stats::of(v.clone())))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn a_cell_is_the_median_with_its_range_in_seconds() {
+        let r = repeat(&[
+            (
+                "downtime_on_isolation_ms",
+                vec![Some(1662), Some(2100), Some(1200)],
+            ),
+            ("recovery_time_ms", vec![Some(3000), Some(3000), Some(3000)]),
+            ("disturbance_time_ms", vec![None, None, None]),
+            ("lost_acknowledged_writes", vec![Some(0), Some(12), Some(0)]),
+        ]);
+        let rows = [Row {
+            database: "etcd".into(),
+            scenario: "isolate-leader".into(),
+            repeat: r,
+        }];
+        let md = markdown(&rows, "a test machine", "2026-11-30");
+        let line = md.lines().last().unwrap();
+        assert!(
+            line.starts_with("| etcd | 3.4.23 | isolate-leader | 3 | 1.7 (1.2–2.1) |"),
+            "{line}"
+        );
+        assert!(
+            line.contains("| 3.0 |"),
+            "every run agrees: one value: {line}"
+        );
+        assert!(line.contains("| n/a |"), "{line}");
+        assert!(line.ends_with("| 0 (0–12) |"), "{line}");
+        assert!(md.starts_with("Measured on a test machine, 2026-11-30."));
+        let page = html(&rows, "m", "d");
+        assert!(page.contains("href=\"etcd-isolate-leader/report.html\""));
+    }
+
+    #[test]
+    fn a_directory_holds_one_plan() {
+        let dir = std::env::temp_dir().join(format!("perseus-matrix-test-{}", std::process::id()));
+        let plan = Plan {
+            databases: vec!["etcd".into()],
+            scenarios: vec!["isolate".into()],
+            repeat: 2,
+            settings: "--write cas".into(),
+        };
+        plan.begin(&dir).unwrap();
+        plan.begin(&dir).unwrap();
+        let other = Plan {
+            repeat: 3,
+            ..plan.clone()
+        };
+        let e = other.begin(&dir).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("holds another matrix"), "{e}");
+    }
+}

@@ -1,0 +1,303 @@
+//! Repeated runs of one spec (`perseus run --repeat N`): each figure's distribution over
+//! the runs, as `summary.json`, `report.md` and `report.html` of the directory that holds
+//! the runs (`DIR/1`, `DIR/2`, …).
+
+use super::summary::Summary;
+use super::{thousands, SUMMARY_FILE};
+use crate::analysis::METRICS;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The value of `format` in a repeat's `summary.json`.
+pub const FORMAT: &str = "perseus-repeat";
+/// The version of the repeat summary's layout.
+pub const REPEAT_VERSION: u32 = 1;
+
+/// One figure over the runs. Quantiles are nearest-rank over the runs that have a value:
+/// the median is the value at rank ⌈n/2⌉, p90 at ⌈0.9 n⌉ of the n sorted values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub min: Option<u64>,
+    pub median: Option<u64>,
+    pub p90: Option<u64>,
+    pub max: Option<u64>,
+    /// Every run's value, in run order; `null`: not applicable in that run.
+    pub values: Vec<Option<u64>>,
+}
+
+impl Stats {
+    pub fn of(values: Vec<Option<u64>>) -> Stats {
+        use crate::expect::Stat;
+        let v: Vec<u64> = values.iter().flatten().copied().collect();
+        Stats {
+            min: Stat::Min.of(&v),
+            median: Stat::Median.of(&v),
+            p90: Stat::P90.of(&v),
+            max: Stat::Max.of(&v),
+            values,
+        }
+    }
+}
+
+/// The aggregate of repeated runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repeat {
+    /// Always [`FORMAT`]: what tells this file from one run's summary.
+    pub format: String,
+    pub repeat_version: u32,
+    pub database: String,
+    /// Every version the runs reported, once each.
+    pub database_versions: Vec<String>,
+    pub write: String,
+    /// The runs' directories, relative to this one, in run order.
+    pub runs: Vec<String>,
+    /// Each figure of [`Summary::figures`] by key.
+    pub figures: BTreeMap<String, Stats>,
+}
+
+impl Repeat {
+    /// The aggregate of the runs in `dir`'s subdirectories `names`, from their summaries.
+    pub fn of(dir: &Path, names: &[String]) -> Result<Repeat> {
+        let mut summaries = Vec::new();
+        for name in names {
+            let path = dir.join(name).join(SUMMARY_FILE);
+            summaries.push(Summary::load(&path)?);
+        }
+        let first = summaries
+            .first()
+            .ok_or_else(|| Error::Invalid(format!("{}: no runs to aggregate", dir.display())))?;
+        let mut versions: Vec<String> = summaries
+            .iter()
+            .filter_map(|s| s.database_version.clone())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        let per_run: Vec<BTreeMap<String, Option<u64>>> =
+            summaries.iter().map(|s| s.figures()).collect();
+        let keys: Vec<String> = per_run[0].keys().cloned().collect();
+        let figures = keys
+            .into_iter()
+            .map(|k| {
+                let values = per_run
+                    .iter()
+                    .map(|f| f.get(&k).copied().flatten())
+                    .collect();
+                (k, Stats::of(values))
+            })
+            .collect();
+        Ok(Repeat {
+            format: FORMAT.into(),
+            repeat_version: REPEAT_VERSION,
+            database: first.database.clone(),
+            database_versions: versions,
+            write: first.write.clone(),
+            runs: names.to_vec(),
+            figures,
+        })
+    }
+
+    /// Reads a repeat's `summary.json`.
+    pub fn load(path: &Path) -> Result<Repeat> {
+        let text =
+            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+            what: "repeat summary".into(),
+            path: path.to_path_buf(),
+            line: e.line(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Writes `summary.json`, `report.md` and `report.html` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("a repeat serialises");
+        crate::files::write(&dir.join(SUMMARY_FILE), json + "\n")?;
+        crate::files::write(&dir.join(super::MARKDOWN_FILE), self.markdown())?;
+        crate::files::write(&dir.join(super::HTML_FILE), super::html::repeat(self))
+    }
+
+    /// The distribution of every figure, one row each, as a markdown table.
+    pub fn markdown(&self) -> String {
+        let mut t = format!(
+            "# {} × {}: {}\n\n| figure | min | median | p90 | max | runs |\n|---|---:|---:|---:|---:|---|\n",
+            self.runs.len(),
+            self.database,
+            self.database_versions.join(", ")
+        );
+        for (label, key) in rows() {
+            if let Some(s) = self.figures.get(&key) {
+                let cells = [s.min, s.median, s.p90, s.max].map(show);
+                let values: Vec<String> = s.values.iter().map(|v| show(*v)).collect();
+                t.push_str(&format!(
+                    "| {label} | {} | {} | {} | {} | {} |\n",
+                    cells[0],
+                    cells[1],
+                    cells[2],
+                    cells[3],
+                    values.join(" ")
+                ));
+            }
+        }
+        t
+    }
+
+    /// The terminal's table: each figure's min, median, p90 and max.
+    pub fn terminal(&self) -> String {
+        let mut t = format!(
+            "{} runs of {} ({} writes)\n{:<44}{:>10}{:>10}{:>10}{:>10}\n",
+            self.runs.len(),
+            self.database,
+            self.write,
+            "figure",
+            "min",
+            "median",
+            "p90",
+            "max"
+        );
+        for (label, key) in rows() {
+            if let Some(s) = self.figures.get(&key) {
+                let [a, b, c, d] = [s.min, s.median, s.p90, s.max].map(show);
+                t.push_str(&format!("{label:<44}{a:>10}{b:>10}{c:>10}{d:>10}\n"));
+            }
+        }
+        t
+    }
+}
+
+fn show(v: Option<u64>) -> String {
+    v.map_or("n/a".into(), thousands)
+}
+
+/// The figures in the order tables show them, with their labels: each metric in
+/// milliseconds, then what was lost and the violations.
+pub fn rows() -> Vec<(String, String)> {
+    let mut r: Vec<(String, String)> = METRICS
+        .iter()
+        .map(|m| (format!("{} (ms)", m.label), format!("{}_ms", m.key)))
+        .collect();
+    r.extend(
+        [
+            ("lost acknowledged writes", "lost_acknowledged_writes"),
+            ("of them overwritten by late writes", "lost_to_late_writes"),
+            ("violations", "violations"),
+        ]
+        .map(|(l, k)| (l.to_string(), k.to_string())),
+    );
+    r
+}
+
+/// The figures of a results directory: of its one run, or of every run of a repeat.
+pub fn figures_of(dir: &Path) -> Result<crate::expect::Figures> {
+    let path = dir.join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        Error::Invalid(format!(
+            "{} has no {SUMMARY_FILE}: give a results directory of perseus run (perseus report DIR writes it from the record)",
+            dir.display()
+        ))
+    })?;
+    let is_repeat = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .is_some_and(|v| v["format"] == FORMAT);
+    if is_repeat {
+        let r = Repeat::load(&path)?;
+        return Ok(crate::expect::Figures {
+            runs: r.runs,
+            values: r.figures.into_iter().map(|(k, s)| (k, s.values)).collect(),
+        });
+    }
+    let s = Summary::load(&path)?;
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok(crate::expect::Figures {
+        runs: vec![name],
+        values: s.figures().into_iter().map(|(k, v)| (k, vec![v])).collect(),
+    })
+}
+
+/// The run directories of a repeat in `dir`: `1`, `2`, … `n`.
+pub fn run_dirs(dir: &Path, n: usize) -> Vec<(String, PathBuf)> {
+    (1..=n)
+        .map(|k| (k.to_string(), dir.join(k.to_string())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank_over_the_runs_that_have_a_value() {
+        let s = Stats::of(vec![Some(30), None, Some(10), Some(20), Some(40)]);
+        assert_eq!(
+            (s.min, s.median, s.p90, s.max),
+            (Some(10), Some(20), Some(40), Some(40))
+        );
+        assert_eq!(s.values[1], None, "values keep run order and gaps");
+        let one = Stats::of(vec![Some(7)]);
+        assert_eq!(
+            (one.min, one.median, one.p90, one.max),
+            (Some(7), Some(7), Some(7), Some(7))
+        );
+        let ten = Stats::of((1..=10).map(Some).collect());
+        assert_eq!((ten.median, ten.p90), (Some(5), Some(9)));
+        let none = Stats::of(vec![None, None]);
+        assert_eq!((none.min, none.median, none.max), (None, None, None));
+    }
+
+    /// The aggregate of three runs holds each run's own figures, in run order.
+    #[test]
+    fn a_repeat_aggregates_its_runs_summaries() {
+        let dir = std::env::temp_dir().join(format!("perseus-repeat-test-{}", std::process::id()));
+        let mut written = Vec::new();
+        for (k, (len, lost)) in [(30, 0), (40, 5), (35, 2)].into_iter().enumerate() {
+            let run = dir.join((k + 1).to_string());
+            crate::record::synthetic::synthetic_record(&run, len, 50).unwrap();
+            let a = crate::analysis::analyse(&run.join(crate::record::FILE_NAME)).unwrap();
+            let mut s = super::super::summary::of(&a);
+            s.lost_acknowledged_writes = lost;
+            crate::files::write(&run.join(SUMMARY_FILE), serde_json::to_string(&s).unwrap())
+                .unwrap();
+            written.push(s);
+        }
+        let names: Vec<String> = run_dirs(&dir, 3).into_iter().map(|(n, _)| n).collect();
+        let r = Repeat::of(&dir, &names).unwrap();
+        r.write(&dir).unwrap();
+        let back = Repeat::load(&dir.join(SUMMARY_FILE)).unwrap();
+        let page = std::fs::read_to_string(dir.join(super::super::HTML_FILE)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        assert_eq!(back, r, "summary.json reads back as written");
+        assert_eq!(r.format, FORMAT);
+        assert_eq!(r.runs, ["1", "2", "3"]);
+        let lost = &r.figures["lost_acknowledged_writes"];
+        assert_eq!(lost.values, [Some(0), Some(5), Some(2)]);
+        assert_eq!(
+            (lost.min, lost.median, lost.max),
+            (Some(0), Some(2), Some(5))
+        );
+        let mut keys = crate::expect::figure_keys();
+        keys.sort();
+        assert_eq!(
+            written[0].figures().into_keys().collect::<Vec<_>>(),
+            keys,
+            "expectations name exactly the summary's figures"
+        );
+        for (k, s) in written.iter().enumerate() {
+            for (key, v) in s.figures() {
+                assert_eq!(r.figures[&key].values[k], v, "run {} {key}", k + 1);
+            }
+        }
+        assert!(
+            page.contains("href=\"2/report.html\""),
+            "points link to their runs"
+        );
+        assert!(r
+            .markdown()
+            .contains("| lost acknowledged writes | 0 | 2 | 5 | 5 | 0 5 2 |"));
+        assert!(r.terminal().contains("3 runs of"));
+    }
+}

@@ -1,0 +1,153 @@
+//! `perseus run --repeat` and `perseus check`: three runs of one scenario on etcd, their
+//! distribution checked against each run's own summary, and the gate on it.
+
+use crate::support::*;
+use perseus::report::repeat::Repeat;
+use perseus::report::summary::Summary;
+
+#[test]
+fn three_runs_make_a_distribution_that_check_gates() {
+    require_lab("etcd", "etcd-server");
+    let out = out_dir("repeat");
+    let scenario = out.with_extension("toml");
+    std::fs::write(
+        &scenario,
+        r#"description = "isolate n2 briefly, with a gate"
+expect = ["lost_acknowledged_writes == 0", "max(downtime_on_isolation_ms) <= 600000"]
+
+[[phase]]
+name = "before"
+duration = "3s"
+
+[[phase]]
+name = "isolated"
+duration = "4s"
+faults = ["isolate n2"]
+
+[[phase]]
+name = "after"
+duration = "5s"
+faults = ["rejoin n2"]
+"#,
+    )
+    .unwrap();
+    let lab = lab_name("repeat");
+    let _guard = LabGuard(lab.clone());
+    let (code, stdout, stderr) = run(&[
+        "run",
+        "etcd",
+        "--repeat",
+        "3",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--write",
+        "cas",
+        "--lab",
+        &lab,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&scenario);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for k in 1..=3 {
+        assert!(
+            stderr.contains(&format!("run {k} of 3")),
+            "progress names run {k}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("left"),
+        "an estimate of the time left: {stderr}"
+    );
+    assert!(stdout.contains("3 runs of etcd"), "{stdout}");
+    assert!(
+        stdout.contains("the scenario's expectations:")
+            && stdout.contains("ok    lost_acknowledged_writes == 0"),
+        "{stdout}"
+    );
+    assert!(leftovers(&lab, &[]).is_empty(), "every lab is gone");
+
+    // The distribution holds each run's own figures, in run order.
+    let r = Repeat::load(&out.join("summary.json")).expect("the repeat's summary");
+    assert_eq!(r.runs, ["1", "2", "3"]);
+    let runs: Vec<Summary> = (1..=3)
+        .map(|k| Summary::load(&out.join(k.to_string()).join("summary.json")).unwrap())
+        .collect();
+    for (k, s) in runs.iter().enumerate() {
+        for (key, v) in s.figures() {
+            assert_eq!(r.figures[&key].values[k], v, "run {} {key}", k + 1);
+        }
+    }
+    let down = &r.figures["downtime_on_isolation_ms"];
+    let mut v: Vec<u64> = down.values.iter().flatten().copied().collect();
+    v.sort();
+    assert_eq!(v.len(), 3, "every run measured it: {down:?}");
+    assert_eq!(
+        (down.min, down.median, down.max),
+        (Some(v[0]), Some(v[1]), Some(v[2]))
+    );
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for k in 1..=3 {
+        assert!(
+            page.contains(&format!("href=\"{k}/report.html\"")),
+            "run {k} is linked"
+        );
+        assert!(out.join(k.to_string()).join("report.html").exists());
+    }
+
+    // The gate.
+    let dir = out.to_str().unwrap();
+    let (code, stdout, _) = run(&["check", dir, "--expect", "lost_acknowledged_writes == 0"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("ok    lost_acknowledged_writes == 0"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(&[
+        "check",
+        dir,
+        "--expect",
+        "max(lost_acknowledged_writes) >= 1",
+        "--expect",
+        "violations == 0",
+    ]);
+    assert_eq!(code, 5, "a failed expectation exits 5: {stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "FAIL  max(lost_acknowledged_writes) >= 1: max(lost_acknowledged_writes) was 0 over 3 runs"
+        )
+            && stdout.contains("ok    violations == 0"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 of 2 expectations did not hold"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = run(&["check", dir]);
+    assert_eq!(code, 0, "the scenario's own expectations: {stdout}");
+    assert!(
+        stdout.contains("max(downtime_on_isolation_ms) <= 600000"),
+        "{stdout}"
+    );
+    let one = out.join("1");
+    let (code, stdout, _) = run(&["check", one.to_str().unwrap(), "--baseline", dir]);
+    assert_eq!(
+        code, 0,
+        "a run is within a baseline it is part of: {stdout}"
+    );
+    assert!(stdout.contains("figures within the baseline"), "{stdout}");
+
+    let (code, _, stderr) = run(&["check", dir, "--expect", "downtime <= 2s"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a whole number"), "{stderr}");
+    let (code, _, stderr) = run(&["check", dir, "--expect", "downtime_ms <= 2"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the figures are: downtime_on_isolation_ms"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["check", "/nonexistent-perseus-dir"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("has no summary.json"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}
