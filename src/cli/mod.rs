@@ -256,17 +256,11 @@ async fn runs(
     if let Some(e) = failed {
         return Err(e);
     }
-    let verdict = if lost == 0 && violations == 0 {
-        Ok(())
-    } else {
-        Err(Error::Violations {
-            lost,
-            violations,
-            summary: out.join(report::SUMMARY_FILE),
-        }
-        .into())
-    };
-    gate(spec, out, verdict)
+    gate(
+        spec,
+        out,
+        verdict(lost, violations, out.join(report::SUMMARY_FILE)),
+    )
 }
 
 /// The spec of the repeat in `out`: `spec`, saved there if `out` holds no repeat yet; the
@@ -360,13 +354,22 @@ fn conclude(analysis: &perseus::analysis::Analysis, dir: &Path, last: &str) -> R
     out!("\n{}", report::terminal_summary(analysis));
     outln!("{last}");
     let c = &analysis.correctness;
-    if c.violations == 0 && c.lost_acknowledged_writes == 0 {
+    verdict(
+        c.lost_acknowledged_writes,
+        c.violations,
+        dir.join(report::SUMMARY_FILE),
+    )
+}
+
+/// Fails (exit 4) if anything was lost or violated, pointing at the file that says where.
+fn verdict(lost: u64, violations: u64, summary: PathBuf) -> Result<()> {
+    if lost == 0 && violations == 0 {
         return Ok(());
     }
     Err(Error::Violations {
-        lost: c.lost_acknowledged_writes,
-        violations: c.violations,
-        summary: dir.join(report::SUMMARY_FILE),
+        lost,
+        violations,
+        summary,
     }
     .into())
 }
@@ -628,6 +631,33 @@ async fn watch_until(
     conclude(&analysis, out, &format!("results: {}", out.display()))
 }
 
+/// `perseus report DIR` on the directory of a repeat: every run's results from its record,
+/// then the distribution over the runs.
+fn report_repeat(dir: &Path) -> Result<()> {
+    let mut names = Vec::new();
+    let (mut lost, mut violations) = (0, 0);
+    for k in 1.. {
+        let run = dir.join(k.to_string());
+        let Ok(record) = perseus::record::in_results(&run) else {
+            break;
+        };
+        let a = analysis::analyse(&record)?;
+        report::write_results(&run, &a)?;
+        lost += a.correctness.lost_acknowledged_writes;
+        violations += a.correctness.violations;
+        names.push(k.to_string());
+    }
+    let r = report::repeat::Repeat::of(dir, &names)?;
+    r.write(dir)?;
+    out!("{}", r.terminal());
+    outln!(
+        "rewrote the results of {} runs and their distribution in {}",
+        names.len(),
+        dir.join(report::SUMMARY_FILE).display()
+    );
+    verdict(lost, violations, dir.join(report::SUMMARY_FILE))
+}
+
 fn report_cmd(path: &Path) -> Result<()> {
     if path.is_file() {
         // A client log in the seed's format: whole-second metrics only.
@@ -653,6 +683,11 @@ fn report_cmd(path: &Path) -> Result<()> {
             outln!("(rows left out of the log, '...', count for nothing)");
         }
         return Ok(());
+    }
+    if !path.join(perseus::record::FILE_NAME).exists()
+        && path.join("1").join(perseus::record::FILE_NAME).exists()
+    {
+        return report_repeat(path);
     }
     let record = perseus::record::in_results(path)?;
     let analysis = analysis::analyse(&record)?;
@@ -811,6 +846,20 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
         out.join("table.html").display()
     );
     match bad {
+        // Whatever row failed last, the verdict is the whole matrix's.
+        Some(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Violations { .. })) => {
+            let total = |key: &str| -> u64 {
+                rows.iter()
+                    .filter_map(|r| r.repeat.figures.get(key))
+                    .flat_map(|s| s.values.iter().flatten())
+                    .sum()
+            };
+            verdict(
+                total("lost_acknowledged_writes"),
+                total("violations"),
+                out.join("table.md"),
+            )
+        }
         Some(e) => Err(e),
         None => Ok(()),
     }

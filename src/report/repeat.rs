@@ -121,9 +121,10 @@ impl Repeat {
     /// The distribution of every figure, one row each, as a markdown table.
     pub fn markdown(&self) -> String {
         let mut t = format!(
-            "# {} × {}: {}\n\n| figure | min | median | p90 | max | runs |\n|---|---:|---:|---:|---:|---|\n",
-            self.runs.len(),
+            "# {}, {} runs ({} writes)\n\n{}\n\n| figure | min | median | p90 | max | runs |\n|---|---:|---:|---:|---:|---|\n",
             self.database,
+            self.runs.len(),
+            self.write,
             self.database_versions.join(", ")
         );
         for (label, key) in rows() {

@@ -95,6 +95,16 @@ faults = ["rejoin n2"]
         assert!(out.join(k.to_string()).join("report.html").exists());
     }
 
+    // The distribution is rebuilt from the records alone.
+    let (code, stdout, stderr) = run(&["report", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("rewrote the results of 3 runs"), "{stdout}");
+    let again = Repeat::load(&out.join("summary.json")).unwrap();
+    assert_eq!(
+        again.figures, r.figures,
+        "the same distribution from the records"
+    );
+
     // The gate.
     let dir = out.to_str().unwrap();
     let (code, stdout, _) = run(&["check", dir, "--expect", "lost_acknowledged_writes == 0"]);
