@@ -1,5 +1,6 @@
-//! What the terminal shows: the live table's echo, progress lines, and the tables of
-//! `list`, `status` and `compare`. Rendering only: the values come from the parent module.
+//! What the terminal shows: the live table's echo, progress lines, the tables of `list` and
+//! `status`, and the verdicts of `check`. Rendering only: the values come from the parent
+//! module and the library.
 
 use super::args::ListWhat;
 use anyhow::Result;
@@ -24,6 +25,8 @@ pub fn say(line: String) {
     let _ = writeln!(std::io::stderr(), "perseus: {line}");
 }
 
+/// `perseus list`: the databases (with their packages and whether they are installed), the
+/// built-in scenarios, or the faults, from their registries.
 pub fn list(what: ListWhat) -> Result<()> {
     if let ListWhat::Scenarios = what {
         for (name, _) in perseus::scenario::BUILT_IN {
@@ -104,8 +107,8 @@ pub fn columns<'a, const N: usize>(rows: impl Iterator<Item = &'a [String; N]> +
     lines.join("\n")
 }
 
-/// One lab: its database, size and age, then the table of its nodes (addresses, namespaces, processes, faults in force) and
-/// its leader and readiness. `health`: what the database's probe found, with the node that
+/// One lab: its database, size and age, then the table of its nodes (addresses, namespaces,
+/// processes, faults in force) and its leader and readiness. `health`: what the database's probe found, with the node that
 /// leads; `None` if the database is unknown. `in_force`: `None` if it could not be read.
 pub fn lab_status(
     state: &LabState,
