@@ -485,7 +485,7 @@ pub async fn watch(
         perseus::workload::Settings::default(),
         &out,
         None,
-        None,
+        perseus::watch::Servers::of_lab(db, None),
     )?;
     let t = Instant::now();
     while t.elapsed() < length && !stop.is_cancelled() {

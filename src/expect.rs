@@ -25,6 +25,7 @@ pub fn figure_keys() -> Vec<String> {
             "lost_acknowledged_writes",
             "lost_to_late_writes",
             "violations",
+            "outside_expected",
         ]
         .map(String::from),
     );

@@ -122,7 +122,7 @@ struct Subject {
     layout: crate::lab::Layout,
     /// The event log that fault markers and marks reach the record through.
     events_dir: PathBuf,
-    version: Option<String>,
+    servers: crate::watch::Servers,
     /// Wait, once steady, until the database has warmed up (labs, unless --skip-warmup).
     wait_warm: bool,
 }
@@ -145,7 +145,7 @@ async fn experiment(
         spec.settings(),
         out.dir,
         out.echo.take(),
-        subject.version,
+        subject.servers,
     )?);
     wait_steady(w, &subject.layout, spec.steady_timeout, stop, say).await?;
     if subject.wait_warm {
@@ -202,7 +202,7 @@ async fn stages(
     let subject = Subject {
         layout: state.layout(),
         events_dir: state.dir(),
-        version: health.version,
+        servers: crate::watch::Servers::of_lab(db, health.version),
         wait_warm: !spec.skip_warmup,
     };
     let mut backend = schedule::Lab {
@@ -289,7 +289,10 @@ pub async fn run_cluster(
     let subject = Subject {
         layout: cluster.layout(),
         events_dir: events.dir().to_path_buf(),
-        version,
+        servers: crate::watch::Servers {
+            version,
+            ..Default::default()
+        },
         wait_warm: false,
     };
     let mut out = Output {

@@ -137,7 +137,15 @@ impl Backend for Lab<'_> {
         .map(|_| ())
     }
 
+    /// Marks which node leads just before the fault starts (where one can), so that the
+    /// report knows the role of the node it hits.
     async fn start(&mut self, action: &Action) -> Result<InForce> {
+        if let Some(l) = self.db.leadership() {
+            let layout = self.lab.layout();
+            let leader = l.leader(&layout).await;
+            let name = leader.map(|i| layout.nodes[i].name.as_str());
+            events::append(&self.lab.dir(), events::MARK, &marks::leader(name))?;
+        }
         fault::start(action, self.lab, self.db, &mut self.rng).await
     }
 

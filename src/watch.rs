@@ -44,6 +44,26 @@ pub struct Watch {
     _claim: crate::lab::Lock,
 }
 
+/// What the servers a watch runs against are, for the record's header.
+#[derive(Debug, Clone, Default)]
+pub struct Servers {
+    /// Their version, as they report it.
+    pub version: Option<String>,
+    /// The settings that govern their failover, where Perseus started them (a lab's
+    /// `Failover::settings`); empty for a cluster Perseus did not start.
+    pub failover: crate::db::failover::Settings,
+}
+
+impl Servers {
+    /// The servers of a lab Perseus started `db` in, reporting `version`.
+    pub fn of_lab(db: &dyn Database, version: Option<String>) -> Servers {
+        Servers {
+            version,
+            failover: db.failover().map(|f| f.settings()).unwrap_or_default(),
+        }
+    }
+}
+
 /// Where the per-second table goes as it grows, besides `client.log` (the terminal, for
 /// the binary): each call gets whole lines; returning `false` (a closed pipe) stops the
 /// echo, not the watch.
@@ -61,7 +81,7 @@ impl Watch {
         settings: Settings,
         dir: &Path,
         echo: Option<Echo>,
-        version: Option<String>,
+        servers: Servers,
     ) -> Result<Watch> {
         // One watch per lab (or cluster): two would write the same keys, and each would
         // read the other's writes as lost updates.
@@ -76,7 +96,9 @@ impl Watch {
         let t0_ns = monotonic_ns();
         let names = layout.nodes.iter().map(|n| n.name.clone()).collect();
         let mut header = Header::new(db.name(), names, unix_ms(), t0_ns);
-        header.database_version = version;
+        header.database_version = servers.version;
+        header.failover = servers.failover;
+        header.timeout_ms = Some(settings.timeout.as_millis() as u64);
         header.write = Some(settings.write.name().to_string());
         header.addresses = (0..layout.nodes.len())
             .map(|i| layout.client_addr(i, db.client_port()).to_string())

@@ -6,7 +6,7 @@ use perseus::db;
 use perseus::fault::Action;
 use perseus::lab::{self, process, LabState};
 use perseus::spec::Spec;
-use perseus::watch::Watch;
+use perseus::watch::{Servers, Watch};
 use perseus::workload::Settings;
 use perseus::{analysis, report, Error};
 use std::path::{Path, PathBuf};
@@ -578,7 +578,10 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
                 events.dir(),
                 settings,
                 &out,
-                version,
+                Servers {
+                    version,
+                    ..Default::default()
+                },
                 stop,
             )
             .await;
@@ -596,7 +599,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
                 &state.dir(),
                 settings,
                 &out,
-                version,
+                Servers::of_lab(db, version),
                 stop,
             )
             .await
@@ -612,7 +615,7 @@ async fn watch_until(
     events_dir: &Path,
     settings: Settings,
     out: &Path,
-    version: Option<String>,
+    servers: Servers,
     stop: CancellationToken,
 ) -> Result<()> {
     let w = Watch::start(
@@ -622,7 +625,7 @@ async fn watch_until(
         settings,
         out,
         Some(stdout_echo()),
-        version,
+        servers,
     )?;
     stop.cancelled().await;
     w.stop().await?;

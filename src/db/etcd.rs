@@ -2,6 +2,7 @@
 //! Ready when every member answers and all agree on a leader. The client uses etcd's
 //! default, linearizable reads.
 
+use super::failover::{self, Bound, Expected, Failover, Role, Settings};
 use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
@@ -10,6 +11,11 @@ use std::time::Duration;
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
+/// How often the leader sends heartbeats (`--heartbeat-interval`, ms; etcd's default).
+pub const HEARTBEAT_MS: u64 = 100;
+/// How long a follower waits without a heartbeat before it campaigns (`--election-timeout`,
+/// ms; etcd's default).
+pub const ELECTION_MS: u64 = 1000;
 /// The system user etcd runs as (Debian's `etcd-server` makes it), not root.
 const USER: &str = "etcd";
 
@@ -216,6 +222,10 @@ impl Database for Etcd {
             &format!("perseus-{}", layout.lab),
             "--initial-cluster-state",
             "new",
+            "--heartbeat-interval",
+            &HEARTBEAT_MS.to_string(),
+            "--election-timeout",
+            &ELECTION_MS.to_string(),
             "--logger",
             "zap",
             "--log-outputs",
@@ -239,6 +249,10 @@ impl Database for Etcd {
 
     async fn health(&self, layout: &Layout) -> Health {
         probe(layout).await.0
+    }
+
+    fn failover(&self) -> Option<&dyn Failover> {
+        Some(self)
     }
 
     fn leadership(&self) -> Option<&dyn super::Leadership> {
@@ -305,6 +319,45 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
         version: answers.iter().flatten().next().map(|a| a.2.clone()),
     };
     (health, leader)
+}
+
+/// Raft's election, as etcd's tuning guide describes it: a follower that hears no heartbeat
+/// for an election timeout (randomised by Raft between one and two of them) campaigns.
+impl Failover for Etcd {
+    fn settings(&self) -> Settings {
+        [
+            ("heartbeat-interval".to_string(), HEARTBEAT_MS),
+            ("election-timeout".to_string(), ELECTION_MS),
+        ]
+        .into()
+    }
+
+    fn expect(&self, s: &Settings, role: Role, client_timeout: Duration) -> Option<Expected> {
+        let heartbeat = failover::ms(s, "heartbeat-interval", 1)?;
+        let election = failover::ms(s, "election-timeout", 1)?;
+        let bounds: Vec<Bound> = match role {
+            Role::Follower => failover::unaffected(
+                "the leader and the other follower keep a majority: nothing stops",
+            ),
+            Role::Leader => failover::both(
+                election.saturating_sub(heartbeat),
+                2 * election + 2 * heartbeat + client_timeout,
+                format!(
+                    "the followers campaign one to two election timeouts (election-timeout {}) \
+                     after the last heartbeat (heartbeat-interval {}); a request in flight to \
+                     the old leader waits out the client's timeout ({})",
+                    failover::show(election),
+                    failover::show(heartbeat),
+                    failover::show(client_timeout)
+                ),
+            ),
+            Role::Unknown => return None,
+        };
+        Some(Expected {
+            bounds,
+            source: "https://etcd.io/docs/v3.4/tuning/",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! each receiving a full copy (rsync state transfer) from a synced node. `mariadbd` runs as
 //! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
 
+use super::failover::{self, Expected, Failover, Role, Settings};
 use super::mysql;
 use super::{Client, ClientError, CutOff, Database, Health, StagedStart};
 use crate::error::{Error, Result};
@@ -25,6 +26,32 @@ const SERVER: mysql::Server = mysql::Server {
 };
 
 pub struct Galera;
+
+/// The group membership timeouts (ms) Perseus starts every node with (Galera's defaults,
+/// stated so that the failover model reads what the servers were told): how long a silent
+/// peer goes before it is suspected, how often silence is checked, the hard limit, and
+/// how often a membership change is resent.
+const EVS: [(&str, u64); 4] = [
+    ("evs.suspect_timeout", 5000),
+    ("evs.inactive_check_period", 500),
+    ("evs.inactive_timeout", 15_000),
+    ("evs.join_retrans_period", 1000),
+];
+
+/// [`EVS`] as `wsrep_provider_options` entries (ISO 8601 durations: `PT5S`).
+fn evs_options() -> String {
+    EVS.iter()
+        .map(|(name, ms)| {
+            let secs = if ms % 1000 == 0 {
+                (ms / 1000).to_string()
+            } else {
+                format!("{}", *ms as f64 / 1000.0)
+            };
+            format!("{name}=PT{secs}S")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
 
 fn data_dir(node_dir: &Path) -> PathBuf {
     node_dir.join("data")
@@ -56,7 +83,8 @@ pub fn config(layout: &Layout, node: usize) -> String {
          wsrep_node_address={addr}\n\
          wsrep_sst_method=rsync\n\
          wsrep_sst_receive_address={addr}:4444\n\
-         wsrep_provider_options=\"gmcast.listen_addr=tcp://{addr}:4567;ist.recv_addr={addr}:4568;gcache.size=64M\"\n",
+         wsrep_provider_options=\"gmcast.listen_addr=tcp://{addr}:4567;ist.recv_addr={addr}:4568;gcache.size=64M;{evs}\"\n",
+        evs = evs_options(),
         addr = n.addr,
         lab = layout.lab,
         name = n.name,
@@ -141,6 +169,10 @@ impl Database for Galera {
 
     fn client_port(&self) -> u16 {
         PORT
+    }
+
+    fn failover(&self) -> Option<&dyn Failover> {
+        Some(self)
     }
 
     fn cut_off(&self) -> CutOff {
@@ -274,6 +306,38 @@ impl Database for Galera {
     }
 }
 
+/// Galera's group membership (EVS), as its parameter reference describes it: every node
+/// waits for a silent peer until the others suspect it and install a view without it. No
+/// node leads, so the model is the same whichever node is cut off.
+impl Failover for Galera {
+    fn settings(&self) -> Settings {
+        EVS.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn expect(&self, s: &Settings, _role: Role, client_timeout: Duration) -> Option<Expected> {
+        let suspect = failover::ms(s, "evs.suspect_timeout", 1)?;
+        let check = failover::ms(s, "evs.inactive_check_period", 1)?;
+        let retrans = failover::ms(s, "evs.join_retrans_period", 1)?;
+        Some(Expected {
+            bounds: failover::both(
+                suspect,
+                suspect + check + retrans + client_timeout,
+                format!(
+                    "every node stalls until the others suspect the cut node after \
+                     evs.suspect_timeout {} (checked every evs.inactive_check_period {}) and \
+                     agree on a view without it (resent every evs.join_retrans_period {}); a \
+                     request in flight waits out the client's timeout ({})",
+                    failover::show(suspect),
+                    failover::show(check),
+                    failover::show(retrans),
+                    failover::show(client_timeout)
+                ),
+            ),
+            source: "https://galeracluster.com/library/documentation/galera-parameters.html",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +357,7 @@ mod tests {
             "wsrep_node_address=198.18.1.2",
             "wsrep_sst_method=rsync",
             "wsrep_sst_receive_address=198.18.1.2:4444",
-            "wsrep_provider_options=\"gmcast.listen_addr=tcp://198.18.1.2:4567;ist.recv_addr=198.18.1.2:4568;gcache.size=64M\"",
+            "wsrep_provider_options=\"gmcast.listen_addr=tcp://198.18.1.2:4567;ist.recv_addr=198.18.1.2:4568;gcache.size=64M;evs.suspect_timeout=PT5S;evs.inactive_check_period=PT0.5S;evs.inactive_timeout=PT15S;evs.join_retrans_period=PT1S\"",
         ] {
             assert!(c.lines().any(|l| l == line), "missing {line} in\n{c}");
         }

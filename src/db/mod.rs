@@ -2,6 +2,7 @@
 //! One file per database; [`REGISTRY`] lists them.
 
 pub mod etcd;
+pub mod failover;
 pub mod galera;
 pub mod http;
 pub mod mysql;
@@ -277,6 +278,11 @@ pub trait Database: Send + Sync {
     }
     /// What a client of a node cut off from its peers sees, as the documentation says.
     fn cut_off(&self) -> CutOff;
+    /// Its failover model, for databases whose failover timeouts Perseus sets; `None`: no
+    /// model (the report then shows no expected range).
+    fn failover(&self) -> Option<&dyn failover::Failover> {
+        None
+    }
     /// The key node `node`'s client increments.
     fn key(&self, layout: &Layout, node: usize) -> String {
         format!("perseus-{}", layout.nodes[node].name)

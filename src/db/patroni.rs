@@ -7,6 +7,7 @@
 //! `target_session_attrs=read-write`, which settles on whichever server accepts writes. The
 //! record notes which server that was.
 
+use super::failover::{self, Expected, Failover, Role, Settings};
 use super::{
     etcd, http, Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED,
 };
@@ -52,7 +53,7 @@ pub fn config(layout: &Layout, node: usize) -> String {
          restapi:\n  listen: {addr}:{API_PORT}\n  connect_address: {addr}:{API_PORT}\n\
          etcd3:\n  hosts: {hosts}\n\
          bootstrap:\n\
-         \x20 dcs:\n    ttl: 30\n    loop_wait: 10\n    retry_timeout: 10\n    maximum_lag_on_failover: 1048576\n\
+         \x20 dcs:\n    ttl: {TTL_S}\n    loop_wait: {LOOP_WAIT_S}\n    retry_timeout: {RETRY_TIMEOUT_S}\n    maximum_lag_on_failover: 1048576\n\
          \x20   postgresql:\n      use_pg_rewind: true\n\
          \x20 initdb:\n  - encoding: UTF8\n  - auth: scram-sha-256\n\
          \x20 pg_hba:\n  - local all all trust\n  - host replication replicator {net} scram-sha-256\n  - host all all {net} scram-sha-256\n\
@@ -328,6 +329,10 @@ impl Database for Patroni {
         probe(layout).await.0
     }
 
+    fn failover(&self) -> Option<&dyn Failover> {
+        Some(self)
+    }
+
     fn leadership(&self) -> Option<&dyn super::Leadership> {
         Some(self)
     }
@@ -437,6 +442,74 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
         version,
     };
     (health, leader)
+}
+
+/// How long the leader key lives in the DCS without a refresh (`ttl`, s).
+pub const TTL_S: u64 = 30;
+/// How long each member's HA loop sleeps between rounds (`loop_wait`, s).
+pub const LOOP_WAIT_S: u64 = 10;
+/// How long DCS and PostgreSQL operations are retried before the primary demotes itself
+/// (`retry_timeout`, s).
+pub const RETRY_TIMEOUT_S: u64 = 10;
+
+/// Patroni's leader key, as its dynamic configuration describes it: a primary that cannot
+/// refresh the key in the DCS demotes itself after `retry_timeout`; the key expires `ttl`
+/// after its last refresh, and a replica takes it on its next round (`loop_wait`). Clients
+/// follow whichever server takes writes, the cut-off primary too while it does.
+impl Failover for Patroni {
+    fn settings(&self) -> Settings {
+        [
+            ("ttl".to_string(), TTL_S),
+            ("loop_wait".to_string(), LOOP_WAIT_S),
+            ("retry_timeout".to_string(), RETRY_TIMEOUT_S),
+        ]
+        .into()
+    }
+
+    fn expect(&self, s: &Settings, role: Role, client_timeout: Duration) -> Option<Expected> {
+        let ttl = failover::ms(s, "ttl", 1000)?;
+        let loop_wait = failover::ms(s, "loop_wait", 1000)?;
+        let retry = failover::ms(s, "retry_timeout", 1000)?;
+        let bounds = match role {
+            Role::Follower => {
+                failover::unaffected("the primary keeps refreshing its leader key: nothing stops")
+            }
+            Role::Leader => {
+                // Demoted within [retry, retry + loop_wait]; a replica promoted within
+                // [ttl - loop_wait, ttl + loop_wait]; nobody takes writes in between.
+                let promoted_low = ttl.saturating_sub(loop_wait);
+                let promoted_high = ttl + loop_wait + client_timeout;
+                let why = format!(
+                    "the cut-off primary keeps taking writes until it demotes itself \
+                     retry_timeout {} after its last round (rounds every loop_wait {}); a \
+                     replica takes the leader key ttl {} after its last refresh, on its next \
+                     round",
+                    failover::show(retry),
+                    failover::show(loop_wait),
+                    failover::show(ttl)
+                );
+                vec![
+                    failover::Bound {
+                        figure: failover::DOWNTIME,
+                        low: promoted_low.saturating_sub(retry + loop_wait),
+                        high: promoted_high.saturating_sub(retry),
+                        why: why.clone(),
+                    },
+                    failover::Bound {
+                        figure: failover::DISTURBANCE,
+                        low: promoted_low,
+                        high: promoted_high,
+                        why,
+                    },
+                ]
+            }
+            Role::Unknown => return None,
+        };
+        Some(Expected {
+            bounds,
+            source: "https://patroni.readthedocs.io/en/latest/dynamic_configuration.html",
+        })
+    }
 }
 
 #[cfg(test)]

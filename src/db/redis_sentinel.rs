@@ -8,6 +8,7 @@
 //! Configuration as shipped otherwise: asynchronous replication, no `min-replicas-to-write`,
 //! append-only file with `appendfsync everysec`.
 
+use super::failover::{self, Expected, Failover, Role, Settings};
 use super::resp::{self, Conn, Reply, RespError};
 use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ const USER: &str = "redis";
 /// How long a Sentinel waits on an unreachable primary before it counts it down (Redis's
 /// default is 30 s; a short scenario would never see a failover).
 pub const DOWN_AFTER_MS: u32 = 2000;
+/// How long a Sentinel gives a failover before another may try (`failover-timeout`, ms).
+pub const FAILOVER_TIMEOUT_MS: u32 = 10_000;
 /// How often a client asks its Sentinel whether the primary moved.
 const RECHECK: Duration = Duration::from_millis(100);
 const PROBE: Duration = Duration::from_millis(800);
@@ -115,7 +118,7 @@ pub fn sentinel_config(layout: &Layout, node: usize) -> String {
          dir {dir}\n\
          sentinel monitor {MASTER} {primary} {PORT} {quorum}\n\
          sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n\
-         sentinel failover-timeout {MASTER} 10000\n\
+         sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n\
          sentinel parallel-syncs {MASTER} 1\n\
          sentinel myid {id}\n\
          {known}",
@@ -428,6 +431,10 @@ impl Database for RedisSentinel {
         probe(layout).await.0
     }
 
+    fn failover(&self) -> Option<&dyn Failover> {
+        Some(self)
+    }
+
     fn leadership(&self) -> Option<&dyn super::Leadership> {
         Some(self)
     }
@@ -492,6 +499,49 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
         version: views.iter().find_map(|v| v.version.clone()),
     };
     (health, leader)
+}
+
+/// Sentinel's failover, as its documentation describes it, with clients that ask their own
+/// node's Sentinel where the primary is: whichever node is cut off, every client reaches a
+/// primary that takes its writes (the cut-off one until the others promote a replica, as
+/// nothing makes it refuse writes), so the isolation costs acknowledged writes, not time.
+impl Failover for RedisSentinel {
+    fn settings(&self) -> Settings {
+        [
+            (
+                "down-after-milliseconds".to_string(),
+                u64::from(DOWN_AFTER_MS),
+            ),
+            (
+                "failover-timeout".to_string(),
+                u64::from(FAILOVER_TIMEOUT_MS),
+            ),
+            ("min-replicas-to-write".to_string(), 0),
+        ]
+        .into()
+    }
+
+    fn expect(&self, s: &Settings, role: Role, _client_timeout: Duration) -> Option<Expected> {
+        let down_after = failover::ms(s, "down-after-milliseconds", 1)?;
+        if s.get("min-replicas-to-write").copied()? != 0 {
+            return None; // a cut-off primary then refuses writes: not this model
+        }
+        let why = match role {
+            Role::Follower => {
+                "the primary keeps its replica and every client: nothing stops".to_string()
+            }
+            _ => format!(
+                "with min-replicas-to-write 0 a cut-off primary still takes writes, and each \
+                 client writes to it until its node's Sentinel names the replica promoted \
+                 after down-after-milliseconds {}: no time is lost, writes are",
+                failover::show(down_after)
+            ),
+        };
+        Some(Expected {
+            bounds: failover::both(Duration::ZERO, Duration::ZERO, why),
+            source: "https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! set, on a znode of its own (`/perseus-n1` …), through a session with its node only.
 //! Ready when every node answers `srvr` as leader or follower and exactly one leads.
 
+use super::failover::{self, Bound, Expected, Failover, Role, Settings};
 use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
 use crate::lab::{Layout, ProcessSpec};
@@ -22,13 +23,20 @@ const USER: &str = "zookeeper";
 
 pub struct Zookeeper;
 
+/// One tick (`tickTime`, ms), ZooKeeper's unit of time for its timeouts.
+pub const TICK_MS: u64 = 2000;
+/// Ticks a follower has to connect and sync to a new leader (`initLimit`).
+pub const INIT_LIMIT: u64 = 10;
+/// Ticks a follower may go without hearing from its leader (`syncLimit`).
+pub const SYNC_LIMIT: u64 = 5;
+
 /// `zoo.cfg` of node `node`.
 pub fn config(layout: &Layout, node: usize) -> String {
     let n = &layout.nodes[node];
     let mut c = format!(
-        "tickTime=2000\n\
-         initLimit=10\n\
-         syncLimit=5\n\
+        "tickTime={TICK_MS}\n\
+         initLimit={INIT_LIMIT}\n\
+         syncLimit={SYNC_LIMIT}\n\
          dataDir={dir}/data\n\
          clientPort={CLIENT_PORT}\n\
          clientPortAddress={addr}\n\
@@ -261,6 +269,10 @@ impl Database for Zookeeper {
         probe(layout).await.0
     }
 
+    fn failover(&self) -> Option<&dyn Failover> {
+        Some(self)
+    }
+
     fn leadership(&self) -> Option<&dyn super::Leadership> {
         Some(self)
     }
@@ -336,6 +348,47 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
         version,
     };
     (health, (leaders.len() == 1).then(|| leaders[0]))
+}
+
+/// Zab, as the administrator's guide describes its timeouts: a follower that hears nothing
+/// from its leader for `syncLimit` ticks drops it and looks for another.
+impl Failover for Zookeeper {
+    fn settings(&self) -> Settings {
+        [
+            ("tickTime".to_string(), TICK_MS),
+            ("initLimit".to_string(), INIT_LIMIT),
+            ("syncLimit".to_string(), SYNC_LIMIT),
+        ]
+        .into()
+    }
+
+    fn expect(&self, s: &Settings, role: Role, client_timeout: Duration) -> Option<Expected> {
+        let tick = failover::ms(s, "tickTime", 1)?;
+        let sync = s.get("syncLimit").copied()?;
+        let limit = tick * u32::try_from(sync).ok()?;
+        let bounds: Vec<Bound> = match role {
+            Role::Follower => failover::unaffected(
+                "the leader keeps a quorum with the other follower: nothing stops",
+            ),
+            Role::Leader => failover::both(
+                limit.saturating_sub(tick / 2),
+                limit + tick + client_timeout,
+                format!(
+                    "the followers give up on the leader after syncLimit {sync} × tickTime {} \
+                     without a packet (it pings every half tick), elect another and sync \
+                     within about a tick; a request in flight waits out the client's timeout \
+                     ({})",
+                    failover::show(tick),
+                    failover::show(client_timeout)
+                ),
+            ),
+            Role::Unknown => return None,
+        };
+        Some(Expected {
+            bounds,
+            source: "https://zookeeper.apache.org/doc/r3.8.4/zookeeperAdmin.html",
+        })
+    }
 }
 
 #[cfg(test)]

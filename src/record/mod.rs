@@ -43,6 +43,13 @@ pub mod marks {
     /// Before the first fault: the database had warmed up, or had not.
     pub const WARM: &str = "warmed-up";
     pub const NOT_WARM: &str = "not-warmed-up";
+    /// Before each fault a lab starts, where the database has a leader: `leader n1`, or
+    /// `leader none` while no node leads.
+    pub const LEADER: &str = "leader";
+    /// The text of [`LEADER`]'s mark.
+    pub fn leader(node: Option<&str>) -> String {
+        format!("{LEADER} {}", node.unwrap_or("none"))
+    }
 }
 
 pub const FORMAT_VERSION: u32 = 2;
@@ -173,6 +180,13 @@ pub struct Header {
     /// How the writers wrote: `blind` or `cas` (absent in records of format 1: blind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<String>,
+    /// The settings that govern the database's failover as Perseus started it (see
+    /// `db::failover`); absent for a cluster Perseus did not start.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub failover: std::collections::BTreeMap<String, u64>,
+    /// The clients' request timeout in milliseconds (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     /// The origin `t0` on the wall clock.
     pub t0_unix_ms: i64,
     /// The origin `t0` on the monotonic clock.
@@ -189,6 +203,8 @@ impl Header {
             nodes,
             addresses: Vec::new(),
             write: None,
+            failover: Default::default(),
+            timeout_ms: None,
             t0_unix_ms,
             t0_monotonic_ns,
         }

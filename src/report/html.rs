@@ -502,6 +502,10 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     b.push_str("<h2>Metrics</h2>");
     b.push_str(&metrics_html(a));
     b.push_str(&intervals_html(a));
+    let expected = crate::report::expected_lines(&crate::report::summary::of(a));
+    if !expected.is_empty() {
+        b.push_str(&format!("<pre>{}</pre>", esc(&expected)));
+    }
     b.push_str(r#"<p class="small">Whole seconds: from the per-second table, as the original Perseus counted. Milliseconds: from every request, a node being dark between two completed increments more than 500 ms apart.</p>"#);
     b.push_str("<h2>What the clients saw</h2>");
     let range = x_range(a, 0.0);

@@ -4,6 +4,7 @@
 use super::repeat::{Repeat, Stats};
 use super::svg::esc;
 use crate::analysis::METRICS;
+use crate::db::failover::{DISTURBANCE, DOWNTIME};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -87,6 +88,7 @@ fn cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
         .to_vec();
     header.extend(METRICS.iter().map(|m| format!("{} (s)", m.short)));
     header.push("lost ack. writes".into());
+    header.push("expected (s)".into());
     let body = rows
         .iter()
         .map(|r| {
@@ -97,16 +99,87 @@ fn cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
                 r.scenario.clone(),
                 r.repeat.runs.len().to_string(),
             ];
-            c.extend(
-                METRICS
-                    .iter()
-                    .map(|m| seconds(f.get(&format!("{}_ms", m.key)))),
-            );
+            c.extend(METRICS.iter().map(|m| {
+                let key = format!("{}_ms", m.key);
+                let outside = r.repeat.expected.get(&key).map_or(0, |e| e.outside.len());
+                let cell = seconds(f.get(&key));
+                if outside > 0 {
+                    format!("{cell} †{outside}")
+                } else {
+                    cell
+                }
+            }));
             c.push(count(f.get("lost_acknowledged_writes")));
+            c.push(expected_cell(&r.repeat));
             c
         })
         .collect();
     (header, body)
+}
+
+/// The expected ranges of a row's downtime on isolation and disturbance, `low–high / low–high`
+/// in seconds, each distinct pair once with its number of runs where they differ; `—`
+/// where no model spoke.
+fn expected_cell(r: &Repeat) -> String {
+    use super::expected::range_s;
+    let range = |key: &str, k: usize| -> Option<String> {
+        let [lo, hi] = r.expected.get(key)?.ranges.get(k).copied().flatten()?;
+        Some(range_s(lo, hi))
+    };
+    let mut pairs: Vec<(String, usize)> = Vec::new();
+    for k in 0..r.runs.len() {
+        let (Some(d), Some(t)) = (
+            range(&format!("{DOWNTIME}_ms"), k),
+            range(&format!("{DISTURBANCE}_ms"), k),
+        ) else {
+            continue;
+        };
+        let pair = format!("{d} / {t}");
+        match pairs.iter_mut().find(|(p, _)| *p == pair) {
+            Some((_, n)) => *n += 1,
+            None => pairs.push((pair, 1)),
+        }
+    }
+    match pairs.len() {
+        0 => "—".into(),
+        1 => pairs.remove(0).0,
+        _ => pairs
+            .iter()
+            .map(|(p, n)| format!("{p} ×{n}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// Under the table: what the expected column and the † marks mean, and each database's
+/// model in a sentence with its source.
+fn expected_notes(rows: &[Row]) -> String {
+    let mut models: Vec<(String, Vec<String>, String)> = Vec::new();
+    for r in rows {
+        for e in r.repeat.expected.values() {
+            let db = &r.repeat.database;
+            let i = match models.iter().position(|(d, _, _)| d == db) {
+                Some(i) => i,
+                None => {
+                    models.push((db.clone(), Vec::new(), e.source.clone()));
+                    models.len() - 1
+                }
+            };
+            for w in &e.why {
+                if !models[i].1.contains(w) {
+                    models[i].1.push(w.clone());
+                }
+            }
+        }
+    }
+    if models.is_empty() {
+        return String::new();
+    }
+    let mut t = "\nExpected: the range of downtime on isolation / disturbance that the database's failover model derives from the timeouts it ran with and from what the node cut off was (leader or not), per run; ×k: k runs had that range. †k: k runs fell outside their range (the row's report.md names them).\n\n".to_string();
+    for (db, whys, source) in models {
+        t.push_str(&format!("- {db} ({source}): {}.\n", whys.join("; ")));
+    }
+    t
 }
 
 /// The table in markdown, under a line that says where and when it was measured.
@@ -125,6 +198,7 @@ pub fn markdown(rows: &[Row], machine: &str, date: &str) -> String {
     for row in body {
         t.push_str(&format!("| {} |\n", row.join(" | ")));
     }
+    t.push_str(&expected_notes(rows));
     t
 }
 
@@ -157,6 +231,10 @@ pub fn html(rows: &[Row], machine: &str, date: &str) -> String {
         b.push_str("</tr>");
     }
     b.push_str("</table>");
+    let notes = expected_notes(rows);
+    if !notes.is_empty() {
+        b.push_str(&format!("<pre>{}</pre>", esc(notes.trim())));
+    }
     super::html::page("Perseus: the seed's table", &b)
 }
 
@@ -195,6 +273,8 @@ mod tests {
             database_versions: vec!["3.4.23".into()],
             write: "blind".into(),
             runs: vec!["1".into(), "2".into(), "3".into()],
+            roles: vec![Some("leader".into()); 3],
+            expected: BTreeMap::new(),
             figures: values
                 .iter()
                 .map(|(k, v)| (k.to_string(), Stats::of(v.clone())))
@@ -229,10 +309,56 @@ mod tests {
             "every run agrees: one value: {line}"
         );
         assert!(line.contains("| n/a |"), "{line}");
-        assert!(line.ends_with("| 0 (0–12) |"), "{line}");
+        assert!(line.ends_with("| 0 (0–12) | — |"), "no model: {line}");
         assert!(md.starts_with("Measured on a test machine, 2026-11-30."));
         let page = html(&rows, "m", "d");
         assert!(page.contains("href=\"etcd-isolate-leader/report.html\""));
+    }
+
+    /// The expected column pairs each run's ranges; a figure outside its range is marked
+    /// with the number of runs, and the notes say each database's model.
+    #[test]
+    fn expected_ranges_and_runs_outside_them_show_in_the_table() {
+        use super::super::repeat::ExpectedRuns;
+        let mut r = repeat(&[
+            (
+                "downtime_on_isolation_ms",
+                vec![Some(0), Some(1900), Some(0)],
+            ),
+            ("disturbance_time_ms", vec![Some(0), Some(6700), Some(0)]),
+        ]);
+        let runs = |ranges: Vec<Option<[u64; 2]>>, outside: &[&str]| ExpectedRuns {
+            ranges,
+            outside: outside.iter().map(|s| s.to_string()).collect(),
+            why: vec!["the followers campaign".into()],
+            source: "https://etcd.io/docs/v3.4/tuning/".into(),
+        };
+        let ranges = vec![Some([0, 0]), Some([900, 3200]), Some([0, 0])];
+        r.expected = [
+            (
+                "downtime_on_isolation_ms".to_string(),
+                runs(ranges.clone(), &[]),
+            ),
+            ("disturbance_time_ms".to_string(), runs(ranges, &["2"])),
+        ]
+        .into();
+        let rows = [Row {
+            database: "etcd".into(),
+            scenario: "isolate".into(),
+            repeat: r,
+        }];
+        let md = markdown(&rows, "m", "d");
+        let line = md.lines().find(|l| l.starts_with("| etcd")).unwrap();
+        assert!(
+            line.ends_with("| 0.0 / 0.0 ×2; 0.9–3.2 / 0.9–3.2 ×1 |"),
+            "{line}"
+        );
+        assert!(line.contains("| 0.0 (0.0–6.7) †1 |"), "{line}");
+        assert!(
+            line.contains("| 0.0 (0.0–1.9) |"),
+            "within: no mark: {line}"
+        );
+        assert!(md.contains("- etcd (https://etcd.io/docs/v3.4/tuning/): the followers campaign."));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! table rebuilt from the record.
 
 pub mod compare;
+pub mod expected;
 pub mod html;
 pub mod matrix;
 pub mod repeat;
@@ -258,14 +259,59 @@ pub fn markdown_row(s: &summary::Summary) -> String {
 
 /// `report.md`: the row in the seed's table, and the run in a few lines.
 pub fn markdown(a: &Analysis) -> String {
+    let s = summary::of(a);
+    let expected = expected_lines(&s);
     format!(
-        "{}{}\n{}\n\n{}. Correctness: {}.\n",
+        "{}{}\n{}\n\n{}. Correctness: {}.\n{}",
         markdown_header(),
-        markdown_row(&summary::of(a)),
+        markdown_row(&s),
         summary_sentence(a),
         sentence_case(&loss_line(a)),
-        verdict(&a.correctness)
+        verdict(&a.correctness),
+        if expected.is_empty() {
+            String::new()
+        } else {
+            format!("\n```\n{expected}```\n")
+        }
     )
+}
+
+/// The isolation figures beside the ranges the database's failover model expects, a few
+/// lines (nothing where no model speaks).
+pub fn expected_lines(s: &summary::Summary) -> String {
+    let Some(first) = s.expected.first() else {
+        return String::new();
+    };
+    let role = match s.fault.as_ref().and_then(|f| f.role.as_deref()) {
+        Some(role) => format!("{} was {role}", s.fault.as_ref().map_or("", |f| &f.target)),
+        None => "no node led".into(),
+    };
+    let mut out = format!(
+        "against {}'s failover model ({role}; {}):\n",
+        s.database, first.source
+    );
+    let mut whys: Vec<&str> = Vec::new();
+    for e in &s.expected {
+        let key = e.figure.strip_suffix("_ms").unwrap_or(&e.figure);
+        let label = METRICS
+            .iter()
+            .find(|m| m.key == key)
+            .map_or(key, |m| m.label);
+        out.push_str(&format!(
+            "  {label:<24}{}measured {}, expected {} s\n",
+            if e.within { "" } else { "OUTSIDE: " },
+            e.measured_ms
+                .map_or("n/a".into(), |m| format!("{:.1} s", m as f64 / 1000.0)),
+            expected::range_s(e.low_ms, e.high_ms)
+        ));
+        if !whys.contains(&e.why.as_str()) {
+            whys.push(&e.why);
+        }
+    }
+    for why in whys {
+        out.push_str(&format!("  why: {why}\n"));
+    }
+    out
 }
 
 /// The metrics table for the terminal: whole seconds (from the per-second table) and
@@ -361,8 +407,9 @@ pub fn terminal_summary(a: &Analysis) -> String {
         String::new()
     };
     format!(
-        "{headline}{}{}{}{}",
+        "{headline}{}{}{}{}{}",
         metrics_table(a),
+        expected_lines(&summary::of(a)),
         intervals_table(a),
         errors_table(a),
         correctness_lines(a)

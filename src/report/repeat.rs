@@ -55,6 +55,48 @@ pub struct Repeat {
     pub runs: Vec<String>,
     /// Each figure of [`Summary::figures`] by key.
     pub figures: BTreeMap<String, Stats>,
+    /// What the node each run's first fault hit was (`leader`, `follower`), in run order;
+    /// `null`: not known.
+    #[serde(default)]
+    pub roles: Vec<Option<String>>,
+    /// The figures a failover model bounds (`report::expected`), by key, over the runs.
+    #[serde(default)]
+    pub expected: BTreeMap<String, ExpectedRuns>,
+}
+
+/// One figure against its expected range over the runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedRuns {
+    /// Each run's range `[low, high]` in milliseconds, in run order; `null`: no model spoke.
+    pub ranges: Vec<Option<[u64; 2]>>,
+    /// The runs (by directory name) whose value fell outside their range.
+    pub outside: Vec<String>,
+    /// Why, once per distinct reason.
+    pub why: Vec<String>,
+    pub source: String,
+}
+
+/// Each bounded figure over `summaries` (run `names[k]` is `summaries[k]`).
+fn expected_runs(summaries: &[Summary], names: &[String]) -> BTreeMap<String, ExpectedRuns> {
+    let mut out: BTreeMap<String, ExpectedRuns> = BTreeMap::new();
+    for (k, s) in summaries.iter().enumerate() {
+        for e in &s.expected {
+            let runs = out.entry(e.figure.clone()).or_insert_with(|| ExpectedRuns {
+                ranges: vec![None; summaries.len()],
+                outside: Vec::new(),
+                why: Vec::new(),
+                source: e.source.clone(),
+            });
+            runs.ranges[k] = Some([e.low_ms, e.high_ms]);
+            if !e.within {
+                runs.outside.push(names[k].clone());
+            }
+            if !runs.why.contains(&e.why) {
+                runs.why.push(e.why.clone());
+            }
+        }
+    }
+    out
 }
 
 impl Repeat {
@@ -95,6 +137,11 @@ impl Repeat {
             write: first.write.clone(),
             runs: names.to_vec(),
             figures,
+            roles: summaries
+                .iter()
+                .map(|s| s.fault.as_ref().and_then(|f| f.role.clone()))
+                .collect(),
+            expected: expected_runs(&summaries, names),
         })
     }
 
@@ -141,6 +188,54 @@ impl Repeat {
                 ));
             }
         }
+        t.push_str(&self.expected_text());
+        t
+    }
+
+    /// The bounded figures against their ranges, a few lines (nothing without a model).
+    pub fn expected_text(&self) -> String {
+        if self.expected.is_empty() {
+            return String::new();
+        }
+        let roles: Vec<String> = self
+            .runs
+            .iter()
+            .zip(&self.roles)
+            .map(|(n, r)| format!("{n}: {}", r.as_deref().unwrap_or("no leader")))
+            .collect();
+        let mut t = format!(
+            "\nAgainst {}'s failover model (the node cut off in each run was {}):\n\n",
+            self.database,
+            roles.join(", ")
+        );
+        let mut whys: Vec<&str> = Vec::new();
+        for (key, e) in &self.expected {
+            let ranges: Vec<String> = e
+                .ranges
+                .iter()
+                .map(|r| r.map_or("-".into(), |[lo, hi]| super::expected::range_s(lo, hi)))
+                .collect();
+            t.push_str(&format!(
+                "- {key}: expected (s) {}; {}\n",
+                ranges.join(" "),
+                if e.outside.is_empty() {
+                    "every run within".to_string()
+                } else {
+                    format!("OUTSIDE in run {}", e.outside.join(", "))
+                }
+            ));
+            for w in &e.why {
+                if !whys.contains(&w.as_str()) {
+                    whys.push(w);
+                }
+            }
+        }
+        for w in whys {
+            t.push_str(&format!("- why: {w}\n"));
+        }
+        if let Some(e) = self.expected.values().next() {
+            t.push_str(&format!("- source: {}\n", e.source));
+        }
         t
     }
 
@@ -163,6 +258,7 @@ impl Repeat {
                 t.push_str(&format!("{label:<44}{a:>10}{b:>10}{c:>10}{d:>10}\n"));
             }
         }
+        t.push_str(&self.expected_text());
         t
     }
 }
@@ -183,6 +279,7 @@ pub fn rows() -> Vec<(String, String)> {
             ("lost acknowledged writes", "lost_acknowledged_writes"),
             ("of them overwritten by late writes", "lost_to_late_writes"),
             ("violations", "violations"),
+            ("figures outside their expected range", "outside_expected"),
         ]
         .map(|(l, k)| (l.to_string(), k.to_string())),
     );

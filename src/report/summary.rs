@@ -4,6 +4,7 @@
 use crate::analysis::correctness::{Loss, Violation, ViolationKind};
 use crate::analysis::{Analysis, NodeOps, Phase, METRICS};
 use crate::record::marks;
+use crate::report::expected::{self, ExpectedFigure};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -41,6 +42,10 @@ pub struct Summary {
     pub correctness: CorrectnessSummary,
     /// Errors by node name, phase and code.
     pub errors_by_phase: BTreeMap<String, BTreeMap<Phase, BTreeMap<String, u64>>>,
+    /// The isolation figures beside the ranges the database's failover model expects
+    /// (`report::expected`); empty where no model speaks.
+    #[serde(default)]
+    pub expected: Vec<ExpectedFigure>,
 }
 
 fn first_version() -> u32 {
@@ -59,6 +64,10 @@ pub struct FaultSummary {
     pub end_at_ms: Option<u64>,
     /// Whether the database had warmed up when it started; `null`: not known.
     pub warmed_up: Option<bool>,
+    /// What the node it hit was just before: `leader` or `follower`; `null`: not known
+    /// (no node led, the database has no leader, or the run did not ask).
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +124,8 @@ impl Summary {
 
     /// Every figure a gate or a distribution can name, by key: each metric of [`METRICS`]
     /// as `<key>_s` and `<key>_ms` (`None`: not applicable), `lost_acknowledged_writes`,
-    /// `lost_to_late_writes` and `violations`.
+    /// `lost_to_late_writes`, `violations`, and `outside_expected` (how many figures fell
+    /// outside the range the database's failover model expects; 0 where none speaks).
     pub fn figures(&self) -> BTreeMap<String, Option<u64>> {
         let mut f = BTreeMap::new();
         for m in METRICS {
@@ -132,6 +142,10 @@ impl Summary {
             Some(self.lost_to_late_writes()),
         );
         f.insert("violations".into(), Some(self.correctness.violations));
+        f.insert(
+            "outside_expected".into(),
+            Some(self.expected.iter().filter(|e| !e.within).count() as u64),
+        );
         f
     }
 
@@ -183,8 +197,13 @@ pub fn of(a: &Analysis) -> Summary {
             at_ms: w.start_us / 1000,
             end_at_ms: w.end_us.map(|r| r / 1000),
             warmed_up,
+            role: expected::role_name(expected::role(a)),
         }
     });
+    let figures = match (a.seconds, a.precise) {
+        (Some(s), Some(ms)) => metrics(&s, &ms),
+        _ => BTreeMap::new(),
+    };
     Summary {
         summary_version: SUMMARY_VERSION,
         perseus_version: env!("CARGO_PKG_VERSION").into(),
@@ -208,10 +227,8 @@ pub fn of(a: &Analysis) -> Summary {
                 metrics: metrics(&i.seconds, &i.precise),
             })
             .collect(),
-        metrics: match (a.seconds, a.precise) {
-            (Some(s), Some(ms)) => metrics(&s, &ms),
-            _ => BTreeMap::new(),
-        },
+        expected: expected::of(a, &figures),
+        metrics: figures,
         operations: a
             .header
             .nodes

@@ -78,6 +78,24 @@ faults = ["rejoin n2"]
             assert_eq!(r.figures[&key].values[k], v, "run {} {key}", k + 1);
         }
     }
+    // Each run knows what n2 was when it was cut off, and bears the range etcd's failover
+    // model gives for that role (whether the run fell inside it is the database's affair).
+    let ranges = &r.expected["downtime_on_isolation_ms"].ranges;
+    for (k, s) in runs.iter().enumerate() {
+        let role = s.fault.as_ref().and_then(|f| f.role.as_deref());
+        let want = match role {
+            Some("leader") => [900, 3200],
+            Some("follower") => [0, 0],
+            other => panic!("run {}: n2's role not recorded: {other:?}", k + 1),
+        };
+        assert_eq!(ranges[k], Some(want), "run {} ({role:?})", k + 1);
+        assert_eq!(r.roles[k].as_deref(), role);
+        let e = &s.expected[0];
+        assert_eq!(
+            e.within,
+            e.measured_ms.is_some_and(|m| m >= want[0] && m <= want[1])
+        );
+    }
     let down = &r.figures["downtime_on_isolation_ms"];
     let mut v: Vec<u64> = down.values.iter().flatten().copied().collect();
     v.sort();

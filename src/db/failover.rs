@@ -1,0 +1,187 @@
+//! What a database's own timeouts imply for the isolation of one node: the settings that
+//! govern its failover, as Perseus starts it, and a small model per database that turns
+//! them into an expected range for the isolation figures. The report puts each measured
+//! figure next to its range and flags it when it falls outside.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The settings that govern a database's failover: each under the name its own
+/// configuration gives it, with the value in that configuration's unit (ISO durations such
+/// as Galera's `PT5S` in milliseconds).
+pub type Settings = BTreeMap<String, u64>;
+
+/// The isolation figures a model bounds (keys of `analysis::METRICS`).
+pub const DOWNTIME: &str = "downtime_on_isolation";
+pub const DISTURBANCE: &str = "disturbance_time";
+
+/// What the isolated node was when it was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It led (the database reported it as leader just before the cut).
+    Leader,
+    /// Another node led.
+    Follower,
+    /// Not known: no node led, the database has no leader, or nobody asked.
+    Unknown,
+}
+
+/// An expected range for one figure, in the figure's millisecond form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// A key of `analysis::METRICS`.
+    pub figure: &'static str,
+    pub low: Duration,
+    pub high: Duration,
+    /// How the range follows from the settings, for the report (one sentence).
+    pub why: String,
+}
+
+/// A model's answer: the ranges, and where the database's documentation says what the
+/// model assumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub bounds: Vec<Bound>,
+    pub source: &'static str,
+}
+
+/// An optional ability: the database's failover is governed by timeouts Perseus sets when
+/// it starts it, and its documentation says what they imply when one node of three is cut
+/// off from its peers while every client still reaches its own node.
+pub trait Failover: Send + Sync {
+    /// The settings as Perseus starts the database (they go into the record's header).
+    fn settings(&self) -> Settings;
+    /// The expected ranges for a node in `role` cut off from its peers, from `settings` (as a
+    /// record saved them) and the client's request timeout; `None` where the model has
+    /// nothing to say (a setting missing, a role it needs but does not know).
+    fn expect(&self, settings: &Settings, role: Role, client_timeout: Duration)
+        -> Option<Expected>;
+}
+
+/// A setting in milliseconds, scaled from its unit: `unit_ms` milliseconds per unit.
+pub fn ms(settings: &Settings, name: &str, unit_ms: u64) -> Option<Duration> {
+    settings
+        .get(name)
+        .map(|v| Duration::from_millis(v.saturating_mul(unit_ms)))
+}
+
+/// The same range for both isolation figures: where no connected node serves until the
+/// failover ends, it ends the downtime and the disturbance alike.
+pub fn both(low: Duration, high: Duration, why: String) -> Vec<Bound> {
+    [DOWNTIME, DISTURBANCE]
+        .into_iter()
+        .map(|figure| Bound {
+            figure,
+            low,
+            high,
+            why: why.clone(),
+        })
+        .collect()
+}
+
+/// Nothing stops: the connected nodes keep a leader and a majority.
+pub fn unaffected(why: &str) -> Vec<Bound> {
+    both(Duration::ZERO, Duration::ZERO, why.to_string())
+}
+
+/// A duration as the report writes it in a model's reason: `1000 ms`, `10 s`.
+pub fn show(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 10_000 && ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_scale_to_milliseconds_and_a_missing_one_is_none() {
+        let s: Settings = [("ttl".to_string(), 30), ("tickTime".to_string(), 2000)].into();
+        assert_eq!(ms(&s, "ttl", 1000), Some(Duration::from_secs(30)));
+        assert_eq!(ms(&s, "tickTime", 1), Some(Duration::from_millis(2000)));
+        assert_eq!(ms(&s, "syncLimit", 1), None);
+        assert_eq!(show(Duration::from_millis(1000)), "1000 ms");
+        assert_eq!(show(Duration::from_secs(30)), "30 s");
+        assert_eq!(show(Duration::from_millis(12_500)), "12500 ms");
+    }
+
+    /// Every model reads the settings its database is started with, bounds both isolation
+    /// figures with low ≤ high, and says nothing when a setting is missing.
+    #[test]
+    fn every_model_speaks_from_its_own_settings() {
+        let timeout = Duration::from_secs(1);
+        let mut models = 0;
+        for db in crate::db::REGISTRY {
+            let Some(f) = db.failover() else { continue };
+            models += 1;
+            let settings = f.settings();
+            for role in [Role::Leader, Role::Follower] {
+                let e = f
+                    .expect(&settings, role, timeout)
+                    .unwrap_or_else(|| panic!("{} {role:?}: no model", db.name()));
+                assert!(e.source.starts_with("https://"), "{}", db.name());
+                let figures: Vec<&str> = e.bounds.iter().map(|b| b.figure).collect();
+                assert_eq!(figures, [DOWNTIME, DISTURBANCE], "{}", db.name());
+                for b in &e.bounds {
+                    assert!(b.low <= b.high, "{} {role:?} {b:?}", db.name());
+                    assert!(!b.why.is_empty());
+                }
+            }
+            assert_eq!(
+                f.expect(&Settings::new(), Role::Leader, timeout),
+                None,
+                "{}: a record without settings gets no range",
+                db.name()
+            );
+        }
+        assert!(
+            models >= 5,
+            "etcd, Galera, Patroni, Redis Sentinel, ZooKeeper"
+        );
+    }
+
+    /// The figures of the models, worked out by hand from each database's defaults.
+    #[test]
+    fn the_models_give_the_documented_ranges() {
+        let range = |name: &str, role: Role, figure: &str| {
+            let f = crate::db::find(name).unwrap().failover().unwrap();
+            let e = f
+                .expect(&f.settings(), role, Duration::from_secs(1))
+                .unwrap();
+            let b = e.bounds.iter().find(|b| b.figure == figure).unwrap();
+            (b.low.as_millis() as u64, b.high.as_millis() as u64)
+        };
+        // etcd: one to two election timeouts (1000 ms) after the last heartbeat (100 ms),
+        // plus a request timeout.
+        assert_eq!(range("etcd", Role::Leader, DOWNTIME), (900, 3200));
+        assert_eq!(range("etcd", Role::Follower, DOWNTIME), (0, 0));
+        // ZooKeeper: syncLimit 5 × tickTime 2000, less half a tick, to plus a tick and a
+        // request timeout.
+        assert_eq!(
+            range("zookeeper", Role::Leader, DISTURBANCE),
+            (9000, 13_000)
+        );
+        // Galera: whichever node, suspect 5 s, to plus a check, a resend and a timeout.
+        assert_eq!(range("galera", Role::Unknown, DOWNTIME), (5000, 7500));
+        // Patroni: promoted within ttl ± loop_wait (+ a timeout); demoted after
+        // retry_timeout to retry_timeout + loop_wait.
+        assert_eq!(
+            range("patroni", Role::Leader, DISTURBANCE),
+            (20_000, 41_000)
+        );
+        assert_eq!(range("patroni", Role::Leader, DOWNTIME), (0, 31_000));
+        // Redis Sentinel: a primary always takes writes; the cost is lost writes.
+        assert_eq!(range("redis-sentinel", Role::Leader, DOWNTIME), (0, 0));
+        assert_eq!(range("redis-sentinel", Role::Unknown, DISTURBANCE), (0, 0));
+    }
+
+    #[test]
+    fn the_bounded_figures_are_metrics() {
+        let keys: Vec<&str> = crate::analysis::METRICS.iter().map(|m| m.key).collect();
+        assert!(keys.contains(&DOWNTIME) && keys.contains(&DISTURBANCE));
+    }
+}

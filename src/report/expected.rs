@@ -1,0 +1,176 @@
+//! Measured next to expected: the isolation figures of a run beside the ranges its
+//! database's failover model (`db::failover`) derives from the settings the record saved.
+//! A model speaks only of one node of three or more cut off from its peers (`isolate`),
+//! in a lab Perseus started (a cluster's settings are not known).
+
+use crate::analysis::Analysis;
+use crate::db::failover::Role;
+use crate::record::marks;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One figure with its expected range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedFigure {
+    /// A figure key of `summary.json` (`downtime_on_isolation_ms`).
+    pub figure: String,
+    pub low_ms: u64,
+    pub high_ms: u64,
+    /// `null`: not applicable (e.g. never steady again), which is outside any range.
+    pub measured_ms: Option<u64>,
+    pub within: bool,
+    /// How the range follows from the database's settings.
+    pub why: String,
+    /// Where the database's documentation describes what the model assumes.
+    pub source: String,
+}
+
+impl ExpectedFigure {
+    /// `measured 10.5 s; expected 9.0–13.0 s (…)`, with `OUTSIDE` first when it is.
+    pub fn describe(&self) -> String {
+        let s = |ms: u64| format!("{:.1}", ms as f64 / 1000.0);
+        format!(
+            "{}measured {}; expected {} s: {}",
+            if self.within { "" } else { "OUTSIDE: " },
+            self.measured_ms
+                .map_or("n/a".to_string(), |m| format!("{} s", s(m))),
+            range_s(self.low_ms, self.high_ms),
+            self.why
+        )
+    }
+}
+
+/// A range in seconds with one decimal: `0.9–3.2`, or `0.0` where it is one value.
+pub fn range_s(low_ms: u64, high_ms: u64) -> String {
+    let s = |ms: u64| format!("{:.1}", ms as f64 / 1000.0);
+    if low_ms == high_ms {
+        s(low_ms)
+    } else {
+        format!("{}–{}", s(low_ms), s(high_ms))
+    }
+}
+
+/// The role of the node the first fault cut off: from the last `leader` mark before it.
+pub fn role(a: &Analysis) -> Role {
+    let Some(w) = &a.window else {
+        return Role::Unknown;
+    };
+    let mark = a.marks.iter().rev().find_map(|(t, m)| {
+        let who = m.strip_prefix(marks::LEADER)?.strip_prefix(' ')?;
+        (*t <= w.start_us).then_some(who)
+    });
+    match mark.and_then(|who| a.header.nodes.iter().position(|n| n == who)) {
+        Some(i) if w.affected == 1 << i => Role::Leader,
+        Some(_) => Role::Follower,
+        None => Role::Unknown,
+    }
+}
+
+/// The role's name in `summary.json`.
+pub fn role_name(role: Role) -> Option<String> {
+    match role {
+        Role::Leader => Some("leader".into()),
+        Role::Follower => Some("follower".into()),
+        Role::Unknown => None,
+    }
+}
+
+/// The expected ranges of `a`'s first fault, each with the measured value from `metrics`
+/// (`summary.json`'s figures); empty where no model speaks.
+pub fn of(a: &Analysis, metrics: &BTreeMap<String, Option<u64>>) -> Vec<ExpectedFigure> {
+    let Some(w) = &a.window else {
+        return Vec::new();
+    };
+    let one_of_three = w.affected.count_ones() == 1 && a.header.nodes.len() >= 3;
+    let (Some(timeout), true) = (
+        a.header.timeout_ms,
+        w.kind.name == "isolate" && one_of_three,
+    ) else {
+        return Vec::new();
+    };
+    let Some(model) = crate::db::find(&a.header.database)
+        .ok()
+        .and_then(|db| db.failover())
+    else {
+        return Vec::new();
+    };
+    let Some(expected) = model.expect(&a.header.failover, role(a), Duration::from_millis(timeout))
+    else {
+        return Vec::new();
+    };
+    expected
+        .bounds
+        .iter()
+        .map(|b| {
+            let figure = format!("{}_ms", b.figure);
+            let measured_ms = metrics.get(&figure).copied().flatten();
+            let (low_ms, high_ms) = (b.low.as_millis() as u64, b.high.as_millis() as u64);
+            ExpectedFigure {
+                within: measured_ms.is_some_and(|m| (low_ms..=high_ms).contains(&m)),
+                figure,
+                low_ms,
+                high_ms,
+                measured_ms,
+                why: b.why.clone(),
+                source: expected.source.to_string(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Database;
+
+    /// The synthetic record: etcd, n2 cut off for the middle third, n1 and n3 serving
+    /// throughout. Its role comes from the last `leader` mark before the cut.
+    #[test]
+    fn the_role_comes_from_the_leader_mark_and_decides_the_range() {
+        let dir =
+            std::env::temp_dir().join(format!("perseus-expected-test-{}", std::process::id()));
+        crate::record::synthetic::synthetic_record(&dir, 30, 60).unwrap();
+        let mut a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let figures = crate::report::summary::of(&a).metrics;
+        assert!(
+            of(&a, &figures).is_empty(),
+            "no settings in the record: no model"
+        );
+
+        a.header.failover = crate::db::etcd::Etcd.failover().unwrap().settings();
+        a.header.timeout_ms = Some(1000);
+        let start = a.window.as_ref().unwrap().start_us;
+        assert_eq!(role(&a), Role::Unknown);
+        assert!(of(&a, &figures).is_empty(), "etcd's model needs the role");
+
+        a.marks.push((start - 1, marks::leader(Some("n1"))));
+        assert_eq!(role(&a), Role::Follower);
+        let e = of(&a, &figures);
+        assert_eq!(e.len(), 2);
+        assert!(e.iter().all(|e| e.within && e.high_ms == 0), "{e:?}");
+
+        a.marks.push((start, marks::leader(Some("n2"))));
+        assert_eq!(role(&a), Role::Leader);
+        let e = of(&a, &figures);
+        let d = e
+            .iter()
+            .find(|e| e.figure == "downtime_on_isolation_ms")
+            .unwrap();
+        assert_eq!((d.low_ms, d.high_ms, d.measured_ms), (900, 3200, Some(0)));
+        assert!(!d.within, "0 s is less than an election: outside");
+        assert!(d
+            .describe()
+            .starts_with("OUTSIDE: measured 0.0 s; expected 0.9–3.2 s"));
+
+        a.marks.push((start + 1, marks::leader(Some("n3"))));
+        assert_eq!(
+            role(&a),
+            Role::Leader,
+            "a mark after the cut does not count"
+        );
+        a.marks.push((start, marks::leader(None)));
+        assert_eq!(role(&a), Role::Unknown, "no leader");
+    }
+}
