@@ -3,13 +3,16 @@
 //!
 //! # Definitions
 //! Both forms start from a time line of *segments*, each with the set of nodes that were
-//! **serving** during it:
+//! **serving** during it and the set that were **steady**:
 //! - whole seconds: one segment per row of the table; a node serves in a row if it completed
-//!   at least one increment in that second (rows left out of a published log are no
+//!   at least one increment in that second, and is steady in it if, besides, none of its
+//!   requests failed or timed out in that second (rows left out of a published log are no
 //!   segment at all: they count for nothing);
 //! - milliseconds: a node is **dark** from one completed increment to its next one when the
 //!   two are more than [`DARK_GAP_US`] apart (and from the start, or to the end, of the record
-//!   likewise); otherwise it serves.
+//!   likewise); otherwise it serves. It is steady when it serves and no request of it is
+//!   on its way to failing: from the start to the end of every failed or timed-out request
+//!   it is not.
 //!
 //! The fault window comes from the first `isolating X` event and the next `rejoining X`.
 //! The **isolation phase** runs from the isolation to the rejoin, the **recovery phase** from
@@ -19,11 +22,18 @@
 //! - **partial downtime**: time in the phase when some node served but not every node of `C`
 //!   (with 3 nodes: exactly one of the two connected nodes served);
 //! - **disturbance time**: from the isolation to the start of the last stretch of the
-//!   isolation phase in which every node of `C` serves without a break to the phase's end
-//!   ("serves steadily"); 0 if `C` never stopped serving; `None` (n/a) if the phase ended
-//!   with some node of `C` not serving;
+//!   isolation phase in which every node of `C` is steady without a break to the phase's
+//!   end; 0 if `C` never stopped being steady; `None` (n/a) if the phase ended with some node
+//!   of `C` not steady;
 //! - **recovery time**: the same from the rejoin, for every node (the rejoined one included),
 //!   over the recovery phase.
+//!
+//! Steady is the seed's word ("until two nodes became steady"): a client that completes
+//! increments but also sees requests time out is not steady. Perseus counted such a second as
+//! steady until `summary.json` version 2; that *lenient* reading of disturbance and recovery time is kept
+//! beside each interval ([`Interval::lenient_seconds`], [`Interval::lenient_precise`]) so
+//! reports can show both where they differ. The seed's own TiDB excerpt has no row in which
+//! a node both served and erred, so both readings give its figures.
 
 use crate::error::Result;
 pub mod correctness;
@@ -42,12 +52,25 @@ pub const DARK_GAP_US: u64 = 500_000;
 
 pub use crate::nodeset::{all_nodes, NodeSet};
 
-/// A stretch of time during which the same nodes served.
+/// A stretch of time during which the same nodes served, and the same were steady.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
     pub start_us: u64,
     pub end_us: u64,
     pub serving: NodeSet,
+    /// The serving nodes none of whose requests was failing (a subset of `serving`).
+    pub steady: NodeSet,
+}
+
+/// `segments` read leniently: every serving node counts as steady.
+pub fn lenient(segments: &[Segment]) -> Vec<Segment> {
+    segments
+        .iter()
+        .map(|s| Segment {
+            steady: s.serving,
+            ..*s
+        })
+        .collect()
 }
 
 /// A fault interval: from a fault's start marker (`isolating n2`) to its end marker
@@ -73,6 +96,11 @@ pub struct Interval {
     pub seconds: Figures,
     /// From the operation history.
     pub precise: Figures,
+    /// Whole seconds, counting a node that served as steady even while requests of it
+    /// failed (as `summary.json` version 1 did; see the module's definitions).
+    pub lenient_seconds: Figures,
+    /// Milliseconds, likewise.
+    pub lenient_precise: Figures,
 }
 
 /// The seed's six figures, in microseconds. `None`: not applicable (never steady, or no rejoin).
@@ -168,13 +196,13 @@ pub fn time_where(segments: &[Segment], a: u64, b: u64, pred: impl Fn(NodeSet) -
         .sum()
 }
 
-/// Time from `a` until every node of `expected` serves steadily through to `b`: `Some(0)` if
-/// they never stopped, `None` if the phase ends with one of them not serving.
+/// Time from `a` until every node of `expected` is steady through to `b`: `Some(0)` if
+/// they never stopped, `None` if the phase ends with one of them not steady.
 pub fn settle_time(segments: &[Segment], a: u64, b: u64, expected: NodeSet) -> Option<u64> {
     let mut last_bad_end = None;
     let mut good_after = false;
     for s in segments.iter().filter(|s| overlap(s, a, b) > 0) {
-        if s.serving & expected != expected {
+        if s.steady & expected != expected {
             last_bad_end = Some(s.end_us.min(b));
             good_after = false;
         } else {
@@ -232,6 +260,7 @@ pub fn segments_from_rows<'a>(
         start_us: (r.second - 1) * 1_000_000,
         end_us: r.second * 1_000_000,
         serving: r.serving(),
+        steady: r.steady(),
     })
     .collect()
 }
@@ -333,11 +362,13 @@ pub fn figures_from_table(table: &Table) -> Option<(FaultWindow, Figures)> {
     Some((w, f))
 }
 
-/// Follows each node's completed increments and collects the stretches in which it was dark.
+/// Follows each node's completed increments and failed requests, and collects the
+/// stretches in which it was dark, and those in which a request of it was failing.
 #[derive(Debug, Clone)]
 pub struct DarkTracker {
     last_ok: Vec<u64>,
     dark: Vec<Vec<(u64, u64)>>,
+    failing: Vec<Vec<(u64, u64)>>,
 }
 
 impl DarkTracker {
@@ -346,6 +377,17 @@ impl DarkTracker {
         DarkTracker {
             last_ok: vec![0; nodes],
             dark: vec![Vec::new(); nodes],
+            failing: vec![Vec::new(); nodes],
+        }
+    }
+
+    /// A request of `node`'s client that failed or timed out, from `start_us` to `end_us`.
+    pub fn failure(&mut self, node: usize, start_us: u64, end_us: u64) {
+        let f = &mut self.failing[node];
+        // Requests of one client follow each other: merge what touches the last one.
+        match f.last_mut() {
+            Some(last) if start_us <= last.1 => last.1 = last.1.max(end_us),
+            _ => f.push((start_us, end_us.max(start_us))),
         }
     }
 
@@ -367,25 +409,41 @@ impl DarkTracker {
             }
         }
         let mut cuts: Vec<u64> = vec![0, end_us];
-        for d in self.dark.iter().flatten() {
+        for d in self.dark.iter().chain(&self.failing).flatten() {
             cuts.push(d.0.min(end_us));
             cuts.push(d.1.min(end_us));
         }
         cuts.sort_unstable();
         cuts.dedup();
+        // Each node's stretches are in time order: walk them with one cursor per node.
+        let mut at_dark = vec![0; n];
+        let mut at_failing = vec![0; n];
+        let inside = |list: &[(u64, u64)], at: &mut usize, t: u64| {
+            while *at < list.len() && list[*at].1 <= t {
+                *at += 1;
+            }
+            *at < list.len() && list[*at].0 <= t
+        };
         let mut segments: Vec<Segment> = Vec::with_capacity(cuts.len());
         for pair in cuts.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             let mid = a + (b - a) / 2;
-            let serving = (0..n)
-                .filter(|&i| !self.dark[i].iter().any(|&(s, e)| s <= mid && mid < e))
-                .fold(0, |m, i| m | 1 << i);
+            let (mut serving, mut steady) = (0, 0);
+            for i in 0..n {
+                if !inside(&self.dark[i], &mut at_dark[i], mid) {
+                    serving |= 1 << i;
+                    if !inside(&self.failing[i], &mut at_failing[i], mid) {
+                        steady |= 1 << i;
+                    }
+                }
+            }
             match segments.last_mut() {
-                Some(last) if last.serving == serving => last.end_us = b,
+                Some(last) if last.serving == serving && last.steady == steady => last.end_us = b,
                 _ => segments.push(Segment {
                     start_us: a,
                     end_us: b,
                     serving,
+                    steady,
                 }),
             }
         }
@@ -452,6 +510,8 @@ pub struct Analysis {
     pub seconds: Option<Figures>,
     /// Milliseconds (µs precision), from the operation history.
     pub precise: Option<Figures>,
+    /// The lenient reading of both (see [`Interval::lenient_seconds`]).
+    pub lenient: Option<(Figures, Figures)>,
     pub ops: Vec<NodeOps>,
     pub errors: ErrorsByPhase,
     pub correctness: correctness::Correctness,
@@ -506,6 +566,8 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
                 if op.is_success() {
                     o.increments += 1;
                     dark.success(op.node, op.end_us());
+                } else if op.is_error() {
+                    dark.failure(op.node, op.start_us, op.end_us());
                 }
                 if let Some(e) = &op.error {
                     *o.errors.entry(e.clone()).or_default() += 1;
@@ -558,10 +620,15 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             window: w.clone(),
             seconds: seed_figures(&rows, n, &row_aligned(w), rows_end, 0),
             precise: seed_figures(&dark, n, w, end_us, DARK_GAP_US),
+            lenient_seconds: seed_figures(&lenient(&rows), n, &row_aligned(w), rows_end, 0),
+            lenient_precise: seed_figures(&lenient(&dark), n, w, end_us, DARK_GAP_US),
         })
         .collect();
     let seconds = intervals.first().map(|i| i.seconds);
     let precise = intervals.first().map(|i| i.precise);
+    let lenient = intervals
+        .first()
+        .map(|i| (i.lenient_seconds, i.lenient_precise));
     Ok(Analysis {
         header,
         table,
@@ -571,6 +638,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         window,
         seconds,
         precise,
+        lenient,
         ops,
         errors,
         correctness: checker.finish(),
@@ -634,6 +702,7 @@ mod tests {
             start_us: a * S,
             end_us: b * S,
             serving,
+            steady: serving,
         }
     }
 
@@ -715,12 +784,14 @@ mod tests {
                 Segment {
                     start_us: 0,
                     end_us: S,
-                    serving: 0b11
+                    serving: 0b11,
+                    steady: 0b11
                 },
                 Segment {
                     start_us: S,
                     end_us: 3 * S,
-                    serving: 0b10
+                    serving: 0b10,
+                    steady: 0b10
                 },
             ]
         );
@@ -730,6 +801,56 @@ mod tests {
         let segs = d.segments(2 * S);
         assert_eq!(segs.last().unwrap().serving, 0);
         assert_eq!(segs.last().unwrap().start_us, 100_000);
+    }
+
+    /// A node that serves but whose request fails is not steady while it fails: the
+    /// disturbance runs to the end of that failure, the lenient reading ignores it.
+    #[test]
+    fn a_failing_request_is_not_steady_and_the_lenient_reading_ignores_it() {
+        let mut d = DarkTracker::new(3);
+        for t in (0..=300).map(|i| i * 10_000) {
+            for node in 0..3 {
+                if node == 1 && (100..200).contains(&(t / 10_000)) {
+                    continue; // n2 cut off from 1 s to 2 s
+                }
+                d.success(node, t);
+            }
+        }
+        // n1's request refused in 5 ms at 1.5 s, between two increments.
+        d.failure(0, 1_500_000, 1_505_000);
+        let segs = d.segments(3 * S);
+        let failing = segs
+            .iter()
+            .find(|s| s.start_us == 1_500_000)
+            .expect("a cut where the failure starts");
+        assert_eq!(
+            (failing.end_us, failing.serving, failing.steady),
+            (1_505_000, 0b101, 0b100)
+        );
+        let w = FaultWindow {
+            start_us: S,
+            end_us: Some(2 * S),
+            ..isolation()
+        };
+        let f = seed_figures(&segs, 3, &w, 3 * S, 0);
+        assert_eq!(f.downtime_on_isolation, 0);
+        assert_eq!(f.partial_downtime_on_isolation, 0, "n1 served throughout");
+        assert_eq!(
+            f.disturbance_time,
+            Some(505_000),
+            "steady after the failure ended"
+        );
+        let f = seed_figures(&lenient(&segs), 3, &w, 3 * S, 0);
+        assert_eq!(f.disturbance_time, Some(0));
+
+        // Whole seconds: a row with an error is not steady for that node.
+        let row = crate::record::table::Row {
+            second: 2,
+            ok: vec![50, 0, 48],
+            err: vec![1, 3, 0],
+            wall: String::new(),
+        };
+        assert_eq!((row.serving(), row.steady()), (0b101, 0b100));
     }
 
     #[test]

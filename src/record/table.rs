@@ -39,6 +39,17 @@ impl Row {
             .fold(0, |m, (i, _)| m | 1 << i)
     }
 
+    /// The serving nodes none of whose requests failed or timed out in this second.
+    pub fn steady(&self) -> u64 {
+        self.serving()
+            & self
+                .err
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n == 0)
+                .fold(0, |m, (i, _)| m | 1 << i)
+    }
+
     pub fn render(&self) -> String {
         let mut s = self.second.to_string();
         for n in self.ok.iter().chain(&self.err) {

@@ -298,6 +298,10 @@ fn metrics_html(a: &Analysis) -> String {
         );
     }
     s.push_str("</table>");
+    let lenient = super::lenient_line(a);
+    if !lenient.is_empty() {
+        let _ = write!(s, r#"<p class="small">{}</p>"#, esc(lenient.trim()));
+    }
     s.push_str(&loss_html(a));
     s
 }
@@ -506,7 +510,7 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     if !expected.is_empty() {
         b.push_str(&format!("<pre>{}</pre>", esc(&expected)));
     }
-    b.push_str(r#"<p class="small">Whole seconds: from the per-second table, as the original Perseus counted. Milliseconds: from every request, a node being dark between two completed increments more than 500 ms apart.</p>"#);
+    b.push_str(r#"<p class="small">Whole seconds: from the per-second table, as the original Perseus counted. Milliseconds: from every request, a node being dark between two completed increments more than 500 ms apart. Disturbance and recovery time run until the nodes are steady: serving, with no request failing or timing out.</p>"#);
     b.push_str("<h2>What the clients saw</h2>");
     let range = x_range(a, 0.0);
     b.push_str(

@@ -332,7 +332,36 @@ pub fn metrics_table(a: &Analysis) -> String {
             text(&millis(*b))
         ));
     }
+    s.push_str(&lenient_line(a));
     s
+}
+
+/// Where they differ, disturbance and recovery time read leniently (a node that served
+/// counts as steady even while requests of it failed), one line; else nothing.
+pub fn lenient_line(a: &Analysis) -> String {
+    let (Some(sec), Some(ms), Some((lsec, lms))) = (a.seconds, a.precise, a.lenient) else {
+        return String::new();
+    };
+    let differ: Vec<String> = METRICS
+        .iter()
+        .filter(|m| summary::LENIENT.contains(&m.key))
+        .filter(|m| ((m.value)(&sec), (m.value)(&ms)) != ((m.value)(&lsec), (m.value)(&lms)))
+        .map(|m| {
+            format!(
+                "{} {} s / {} ms",
+                m.label,
+                text(&secs((m.value)(&lsec))),
+                text(&millis((m.value)(&lms)))
+            )
+        })
+        .collect();
+    if differ.is_empty() {
+        return String::new();
+    }
+    format!(
+        "(with failing requests counted as steady: {})\n",
+        differ.join(", ")
+    )
 }
 
 /// Errors per node and phase, by code: `n2 during: 1047 ×134, timed out after 1s ×5`.

@@ -9,8 +9,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The shape of `summary.json`. Within a version fields are only added, never renamed,
-/// removed or given another meaning.
-pub const SUMMARY_VERSION: u32 = 1;
+/// removed or given another meaning. Version 2: disturbance and recovery time count a node
+/// as steady only while none of its requests fails (version 1 counted any node that
+/// served; that reading is now `lenient`).
+pub const SUMMARY_VERSION: u32 = 2;
+
+/// The figures whose lenient reading `summary.json` keeps (see `analysis`'s definitions).
+pub const LENIENT: [&str; 2] = ["disturbance_time", "recovery_time"];
 
 /// `summary.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +42,10 @@ pub struct Summary {
     /// Each metric of [`METRICS`] as `<key>_s` (whole seconds, from the per-second table)
     /// and `<key>_ms` (from the operation history); `null`: not applicable.
     pub metrics: BTreeMap<String, Option<u64>>,
+    /// [`LENIENT`]'s figures as `<key>_s` and `<key>_ms`, counting a node that served as
+    /// steady even while requests of it failed (version 1's reading).
+    #[serde(default)]
+    pub lenient: BTreeMap<String, Option<u64>>,
     /// Operation counts by node name.
     pub operations: BTreeMap<String, NodeOps>,
     pub correctness: CorrectnessSummary,
@@ -229,6 +238,17 @@ pub fn of(a: &Analysis) -> Summary {
             .collect(),
         expected: expected::of(a, &figures),
         metrics: figures,
+        lenient: match a.lenient {
+            Some((s, ms)) => metrics(&s, &ms)
+                .into_iter()
+                .filter(|(k, _)| {
+                    LENIENT
+                        .iter()
+                        .any(|l| k.strip_prefix(l).is_some_and(|u| u == "_s" || u == "_ms"))
+                })
+                .collect(),
+            None => BTreeMap::new(),
+        },
         operations: a
             .header
             .nodes
