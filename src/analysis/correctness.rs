@@ -50,7 +50,9 @@ pub const HORIZON_US: u64 = 60_000_000;
 pub const EXAMPLES: usize = 10;
 
 /// What an anomalous read was (see the module's documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ViolationKind {
     StaleRead,
@@ -84,7 +86,7 @@ impl ViolationKind {
 }
 
 /// One write, as a read is judged against it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WriteRef {
     pub value: i64,
     /// Its attempt number, where the record has them.
@@ -96,7 +98,7 @@ pub struct WriteRef {
 }
 
 /// One anomalous read, with the writes involved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Violation {
     pub kind: ViolationKind,
     pub phase: Phase,
@@ -124,7 +126,7 @@ pub struct Violation {
 
 /// Acknowledged writes found gone: a read by the key's writer (or a final read) returned
 /// less than values whose writes had been acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Loss {
     pub phase: Phase,
     /// The node whose key it is.

@@ -452,7 +452,7 @@ impl DarkTracker {
 }
 
 /// Counts of one node's operations.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct NodeOps {
     pub increments: u64,
     pub ok: u64,
@@ -463,7 +463,9 @@ pub struct NodeOps {
 }
 
 /// Where an error stands relative to the fault window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Before,

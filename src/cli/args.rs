@@ -184,7 +184,7 @@ pub enum Command {
     /// Remove a lab: every process, namespace, link and rule it made (also after a crash)
     Down(DownArgs),
     /// Show labs: nodes, addresses, processes, leader, faults in force
-    Status(LabArg),
+    Status(StatusArgs),
     /// Undo every fault in force in the lab
     Heal(LabArg),
     /// Put an event into every running watch of the lab, now: a fault marker if it starts
@@ -221,6 +221,29 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. perseus man > /usr/local/share/man/man1/perseus.1
     Man,
+    /// Print the JSON Schema of a document Perseus writes: summary (a run's summary.json),
+    /// repeat (a --repeat's), check or compare (their --json); the same as docs/schema/
+    Schema {
+        #[arg(value_enum)]
+        document: SchemaDoc,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SchemaDoc {
+    Summary,
+    Repeat,
+    Check,
+    Compare,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// Print the labs as JSON (format perseus-status)
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Command {
@@ -250,6 +273,7 @@ impl Command {
                 | Command::Status(_)
                 | Command::Completions { .. }
                 | Command::Man
+                | Command::Schema { .. }
         )
     }
 }
@@ -313,6 +337,9 @@ pub struct ListArgs {
     /// What to list
     #[arg(value_enum, default_value = "databases")]
     pub what: ListWhat,
+    /// Print the list as JSON (format perseus-list)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -375,7 +402,8 @@ pub struct CheckArgs {
     /// 'p90(recovery_time_ms) < 5000', 'lost_acknowledged_writes == 0'. FIGURE: a metric as
     /// <key>_ms or <key>_s, lost_acknowledged_writes, lost_to_late_writes, violations; a
     /// bare FIGURE holds for every run, STAT (min, median, p90, max) over the runs of a
-    /// repeat. Repeatable [default: the scenario's expect list]
+    /// repeat; outside_expected counts the figures outside the range the database's failover
+    /// model expects. Repeatable [default: the scenario's expect list]
     #[arg(long, value_name = "EXPR", value_parser = parse_expectation)]
     pub expect: Vec<perseus::expect::Expectation>,
     /// A results directory to compare with (best a --repeat): each metric's median (ms) may
@@ -387,6 +415,10 @@ pub struct CheckArgs {
     /// of the baseline's median
     #[arg(long, value_name = "PERCENT", default_value = "20%", value_parser = parse_percent, requires = "baseline")]
     pub tolerance: f64,
+    /// Print the verdicts as JSON (format perseus-check) instead of lines; the exit code is
+    /// the same
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_expectation(text: &str) -> Result<perseus::expect::Expectation, String> {
@@ -410,6 +442,12 @@ pub struct CompareArgs {
     /// Where to write the comparison page; compare.md is written beside it
     #[arg(long, default_value = "compare.html")]
     pub out: PathBuf,
+    /// Print the runs' summaries as JSON (format perseus-compare) instead of the tables
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print a CSV row per run (every figure a column) instead of the tables
+    #[arg(long)]
+    pub csv: bool,
 }
 
 #[derive(Args)]
@@ -477,6 +515,10 @@ pub struct RunArgs {
     /// summary.json, report.md and report.html [default: 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: Option<u32>,
+    /// Print the results as JSON on standard output (DIR's summary.json: one run's, or the
+    /// repeat's); the live table and progress go to standard error
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -579,4 +621,7 @@ pub struct WatchArgs {
 pub struct ReportArgs {
     /// A results directory (with record.txt), or a client log in the seed's format
     pub path: PathBuf,
+    /// Print the rewritten summary.json on standard output instead of the tables
+    #[arg(long)]
+    pub json: bool,
 }

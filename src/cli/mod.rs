@@ -13,21 +13,59 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Writes a line to standard output. A closed pipe (`perseus list | head -1`) ends the
-/// output, never the command: a run goes on recording and tears its lab down.
+/// Whether standard output carries a document (`--json`, `--csv`): then what is written
+/// for people goes to standard error.
+static MACHINE_OUTPUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn machine_output() -> bool {
+    MACHINE_OUTPUT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes text for people: to standard output, or standard error while standard output
+/// carries a document. A closed pipe (`perseus list | head -1`) ends the output, never the
+/// command: a run goes on recording and tears its lab down.
+fn human(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let _ = if machine_output() {
+        std::io::stderr().write_fmt(args)
+    } else {
+        std::io::stdout().write_fmt(args)
+    };
+}
+
+/// Writes a line for people (see [`human`]).
 macro_rules! outln {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        crate::cli::human(format_args!("{}\n", format_args!($($arg)*)));
     }};
 }
 
 /// [`outln!`] without the newline.
 macro_rules! out {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        crate::cli::human(format_args!($($arg)*));
     }};
+}
+
+/// Prints a document on standard output (`--json`, `--csv`).
+fn document(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
+/// Prints `value` as JSON on standard output.
+fn json<T: serde::Serialize>(value: &T) {
+    document(&(serde_json::to_string_pretty(value).expect("a document serialises") + "\n"));
+}
+
+/// Prints the `summary.json` of results directory `dir` (one run's or a repeat's) as it is.
+fn json_summary(dir: &Path) -> Result<()> {
+    let path = dir.join(report::SUMMARY_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    document(&text);
+    Ok(())
 }
 
 mod args;
@@ -41,6 +79,18 @@ use args::{
 pub use render::say;
 use render::{list, stdout_echo};
 
+/// The live table's echo: standard output, or standard error while it carries a document.
+fn echo() -> perseus::watch::Echo {
+    if machine_output() {
+        Box::new(|text: &str| {
+            use std::io::Write as _;
+            std::io::stderr().write_all(text.as_bytes()).is_ok()
+        })
+    } else {
+        stdout_echo()
+    }
+}
+
 fn stamp() -> String {
     chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
 }
@@ -50,19 +100,35 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
         Invocation::Fault { action, lab } => return fault(&lab, &action).await,
         Invocation::Command(c) => *c,
     };
+    let machine = match &cmd {
+        Command::Run(a) => a.json,
+        Command::Report(a) => a.json,
+        Command::Compare(a) => a.json || a.csv,
+        Command::Check(a) => a.json,
+        Command::Status(a) => a.json,
+        Command::List(a) => a.json,
+        _ => false,
+    };
+    MACHINE_OUTPUT.store(machine, std::sync::atomic::Ordering::Relaxed);
     match cmd {
         Command::Run(a) => run(a, stop).await,
         Command::Up(a) => up(a, stop).await,
         Command::Down(a) => down(a),
-        Command::Status(a) => status(&a.lab).await,
+        Command::Status(a) => status(&a.lab.lab, a.json).await,
         Command::Heal(a) => fault(&a, "heal").await,
         Command::Mark(a) => mark(&a),
         Command::Watch(a) => watch(a, stop).await,
-        Command::Report(a) => report_cmd(&a.path),
+        Command::Report(a) => {
+            let done = report_cmd(&a.path);
+            if a.json && a.path.is_dir() {
+                json_summary(&a.path)?;
+            }
+            done
+        }
         Command::Compare(a) => compare(a),
         Command::Check(a) => check(&a),
         Command::Matrix(a) => matrix(a, stop).await,
-        Command::List(a) => list(a.what),
+        Command::List(a) => list(a.what, a.json),
         Command::Bench(b) => bench(b, stop).await,
         Command::Completions { shell } => {
             let mut text = Vec::new();
@@ -76,6 +142,20 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
                 .render(&mut text)
                 .context("render the man page")?;
             out!("{}", String::from_utf8_lossy(&text));
+            Ok(())
+        }
+        Command::Schema { document: d } => {
+            let name = match d {
+                args::SchemaDoc::Summary => "summary.schema.json",
+                args::SchemaDoc::Repeat => "repeat.schema.json",
+                args::SchemaDoc::Check => "check.schema.json",
+                args::SchemaDoc::Compare => "compare.schema.json",
+            };
+            let (_, schema) = report::json::schemas()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .expect("every document has a schema");
+            json(&schema);
             Ok(())
         }
     }
@@ -118,7 +198,17 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
         .lab
         .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
-    runs(&spec, &Subject::Lab(lab_name), &out, a.repeat, stop).await
+    let done = runs(&spec, &Subject::Lab(lab_name), &out, a.repeat, stop).await;
+    json_after(a.json, &out, done)
+}
+
+/// With `--json`: the results' summary on standard output, if the run got that far,
+/// whatever its verdict; then the verdict.
+fn json_after(json: bool, out: &Path, done: Result<()>) -> Result<()> {
+    if json && out.join(report::SUMMARY_FILE).exists() {
+        json_summary(out)?;
+    }
+    done
 }
 
 /// `perseus run --cluster FILE`: the seed's timeline on a cluster Perseus did not start.
@@ -137,14 +227,15 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cluster.name, stamp())));
-    runs(
+    let done = runs(
         &spec,
         &Subject::Cluster(Box::new(cluster)),
         &out,
         a.repeat,
         stop,
     )
-    .await
+    .await;
+    json_after(a.json, &out, done)
 }
 
 /// What a run runs on: a lab it makes (and removes) under this name, or a cluster Perseus
@@ -162,11 +253,9 @@ async fn one_run(
     stop: CancellationToken,
 ) -> perseus::Result<perseus::run::RunOutcome> {
     match subject {
-        Subject::Lab(lab) => {
-            perseus::run::run(spec, dir, lab, stop, say, Some(stdout_echo())).await
-        }
+        Subject::Lab(lab) => perseus::run::run(spec, dir, lab, stop, say, Some(echo())).await,
         Subject::Cluster(c) => {
-            perseus::run::run_cluster(spec, c, dir, stop, say, Some(stdout_echo())).await
+            perseus::run::run_cluster(spec, c, dir, stop, say, Some(echo())).await
         }
     }
 }
@@ -475,11 +564,11 @@ async fn leader_of(db: &dyn perseus::db::Database, layout: &perseus::lab::Layout
     db.leadership()?.leader(layout).await
 }
 
-async fn status(name: &str) -> Result<()> {
+async fn status(name: &str, as_json: bool) -> Result<()> {
     let names = lab::list();
+    let mut labs = Vec::new();
     if names.is_empty() {
         outln!("no labs (start one with: perseus up etcd)");
-        return Ok(());
     }
     let names: Vec<String> = if names.iter().any(|n| n == name) {
         vec![name.to_string()]
@@ -497,7 +586,18 @@ async fn status(name: &str) -> Result<()> {
             None => None,
         };
         let in_force = perseus::fault::in_force(&state);
-        render::lab_status(&state, health.as_ref(), in_force.as_deref().ok());
+        if as_json {
+            labs.push(render::lab_json(
+                &state,
+                health.as_ref(),
+                in_force.as_deref().ok(),
+            ));
+        } else {
+            render::lab_status(&state, health.as_ref(), in_force.as_deref().ok());
+        }
+    }
+    if as_json {
+        json(&serde_json::json!({"format": "perseus-status", "version": 1, "labs": labs}));
     }
     Ok(())
 }
@@ -669,8 +769,30 @@ fn report_cmd(path: &Path) -> Result<()> {
         let table = perseus::record::table::Table::parse(&text, path)?;
         let Some((w, f)) = analysis::figures_from_table(&table) else {
             outln!("no fault marker in {}: no metrics", path.display());
+            if machine_output() {
+                json(
+                    &serde_json::json!({"format": "perseus-log-figures", "version": 1, "fault": null, "metrics": {}}),
+                );
+            }
             return Ok(());
         };
+        if machine_output() {
+            let metrics: serde_json::Map<String, serde_json::Value> = analysis::METRICS
+                .iter()
+                .map(|m| {
+                    (
+                        format!("{}_s", m.key),
+                        (m.value)(&f).map(|us| us / 1_000_000).into(),
+                    )
+                })
+                .collect();
+            json(&serde_json::json!({
+                "format": "perseus-log-figures",
+                "version": 1,
+                "fault": {"kind": w.kind.name, "target": w.target, "row": w.start_us / 1_000_000 + 1},
+                "metrics": metrics,
+            }));
+        }
         outln!(
             "{} {} in row {}",
             w.target,
@@ -722,11 +844,18 @@ fn compare(a: CompareArgs) -> Result<()> {
         .map(|d| report::compare::Compared::load(d))
         .collect::<perseus::Result<Vec<_>>>()?;
     let tables = report::compare::tables(&runs);
-    out!("{}\n{}", tables.text, tables.markdown);
+    if !machine_output() {
+        out!("{}\n{}", tables.text, tables.markdown);
+    }
     perseus::files::write(&a.out, report::html::compare(&runs, &tables.html))?;
     let md = a.out.with_extension("md");
     perseus::files::write(&md, &tables.markdown)?;
     outln!("wrote {} and {}", a.out.display(), md.display());
+    if a.json {
+        json(&report::json::Comparison::of(&runs));
+    } else if a.csv {
+        document(&report::json::compare_csv(&runs));
+    }
     Ok(())
 }
 
@@ -842,11 +971,13 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
         &out.join("table.html"),
         report::matrix::html(&rows, &machine, &date),
     )?;
+    perseus::files::write(&out.join("table.csv"), report::json::matrix_csv(&rows))?;
     out!("\n{md}");
     outln!(
-        "wrote {} and {}",
+        "wrote {}, {} and {}",
         out.join("table.md").display(),
-        out.join("table.html").display()
+        out.join("table.html").display(),
+        out.join("table.csv").display()
     );
     match bad {
         // Whatever row failed last, the verdict is the whole matrix's.
@@ -885,14 +1016,31 @@ fn check(a: &CheckArgs) -> Result<()> {
     let mut failed = perseus::expect::check(&expectations, &figures);
     let mut total = expectations.len();
     let mut baseline = None;
+    let mut base_failed = Vec::new();
     if let Some(dir) = &a.baseline {
         let base = report::repeat::figures_of(dir)?;
         let b = perseus::expect::against_baseline(&figures, &base, a.tolerance);
         total += b.compared;
         baseline = Some((dir.as_path(), b.compared, b.failed.is_empty()));
+        base_failed = b.failed.clone();
         failed.extend(b.failed);
     }
-    render::verdicts(&expectations, &failed, baseline, figures.runs.len());
+    if a.json {
+        let own: Vec<perseus::expect::Failure> = failed
+            .iter()
+            .filter(|f| !base_failed.contains(f))
+            .cloned()
+            .collect();
+        json(&report::json::CheckReport::new(
+            &a.dir,
+            figures.runs.len(),
+            &expectations,
+            &own,
+            baseline.map(|(d, n, _)| (d, n, base_failed.as_slice())),
+        ));
+    } else {
+        render::verdicts(&expectations, &failed, baseline, figures.runs.len());
+    }
     if failed.is_empty() {
         return Ok(());
     }

@@ -26,8 +26,13 @@ pub fn say(line: String) {
 }
 
 /// `perseus list`: the databases (with their packages and whether they are installed), the
-/// built-in scenarios, or the faults, from their registries.
-pub fn list(what: ListWhat) -> Result<()> {
+/// built-in scenarios, or the faults, from their registries; as JSON (format `perseus-list`)
+/// with `json`.
+pub fn list(what: ListWhat, json: bool) -> Result<()> {
+    if json {
+        super::json(&list_json(what)?);
+        return Ok(());
+    }
     if let ListWhat::Scenarios = what {
         for (name, _) in perseus::scenario::BUILT_IN {
             let sc = perseus::scenario::Scenario::load(name, None)?;
@@ -80,6 +85,104 @@ pub fn list(what: ListWhat) -> Result<()> {
     let header = ["database", "needs", "installed", "about"].map(String::from);
     outln!("{}", columns(std::iter::once(&header).chain(&rows)));
     Ok(())
+}
+
+/// What `perseus list --json` prints.
+fn list_json(what: ListWhat) -> Result<serde_json::Value> {
+    use serde_json::json;
+    let (name, items): (&str, Vec<serde_json::Value>) = match what {
+        ListWhat::Databases => (
+            "databases",
+            db::REGISTRY
+                .iter()
+                .map(|d| {
+                    let mut packages: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
+                    packages.dedup();
+                    json!({
+                        "name": d.name(),
+                        "packages": packages,
+                        "installed": d.check_installed(None).is_ok(),
+                        "about": d.about(),
+                        "leader": d.leadership().is_some(),
+                        "failover_settings": d.failover().map(|f| f.settings()),
+                    })
+                })
+                .collect(),
+        ),
+        ListWhat::Scenarios => (
+            "scenarios",
+            perseus::scenario::BUILT_IN
+                .iter()
+                .map(|(name, _)| {
+                    let sc = perseus::scenario::Scenario::load(name, None)?;
+                    Ok(json!({
+                        "name": name,
+                        "description": sc.description,
+                        "outline": sc.outline(),
+                    }))
+                })
+                .collect::<Result<_>>()?,
+        ),
+        ListWhat::Faults => (
+            "faults",
+            perseus::fault::FAULTS
+                .iter()
+                .map(|f| {
+                    let k = f.kind();
+                    json!({
+                        "name": k.name,
+                        "params": f.params().iter().map(|p| p.name).collect::<Vec<_>>(),
+                        "markers": [k.starting, k.started, k.ending, k.ended],
+                        "undone_by": f.undone_by().map(|(word, _)| word),
+                        "about": f.about(),
+                    })
+                })
+                .collect(),
+        ),
+    };
+    Ok(json!({"format": "perseus-list", "version": 1, "what": name, "items": items}))
+}
+
+/// `perseus status --json`: one lab as JSON, with what [`lab_status`] shows.
+pub fn lab_json(
+    state: &LabState,
+    health: Option<&(Health, Option<usize>)>,
+    in_force: Option<&[InForce]>,
+) -> serde_json::Value {
+    use serde_json::json;
+    let up_s = (perseus::clock::unix_ms() - state.created_unix_ms).max(0) as u64 / 1000;
+    let nodes: Vec<serde_json::Value> = state
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            json!({
+                "name": n.name,
+                "address": n.addr.to_string(),
+                "namespace": n.netns,
+                "processes": n.processes.iter().map(|p| json!({
+                    "name": p.name,
+                    "pid": p.pid,
+                    "alive": process::is_alive(p.pid, p.start_time),
+                })).collect::<Vec<_>>(),
+                "faults": in_force.map(|all| all
+                    .iter()
+                    .filter(|f| f.nodes.contains(&i))
+                    .map(|f| format!("{} {}", f.kind.started, f.target))
+                    .collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    json!({
+        "name": state.name,
+        "database": state.database,
+        "subnet": state.subnet.to_string(),
+        "up_s": up_s,
+        "nodes": nodes,
+        "leader": health.and_then(|(_, l)| l.map(|i| state.nodes[i].name.clone())),
+        "ready": health.map(|(h, _)| h.ready),
+        "why": health.filter(|(h, _)| !h.ready).map(|(h, _)| h.why.clone()),
+    })
 }
 
 /// Rows as text columns, each as wide as its widest cell plus two spaces (the last column

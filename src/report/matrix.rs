@@ -268,7 +268,7 @@ mod tests {
     fn repeat(values: &[(&str, Vec<Option<u64>>)]) -> Repeat {
         Repeat {
             format: super::super::repeat::FORMAT.into(),
-            repeat_version: 1,
+            version: 2,
             database: "etcd".into(),
             database_versions: vec!["3.4.23".into()],
             write: "blind".into(),

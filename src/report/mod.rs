@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod expected;
 pub mod html;
+pub mod json;
 pub mod matrix;
 pub mod repeat;
 pub mod summary;

@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 
 /// The value of `format` in a repeat's `summary.json`.
 pub const FORMAT: &str = "perseus-repeat";
-/// The version of the repeat summary's layout.
-pub const REPEAT_VERSION: u32 = 1;
+/// The version of the repeat summary's layout (2: `repeat_version` is `version`; the runs'
+/// roles and expected ranges; the runs' figures of summary version 2). The JSON Schema is
+/// `docs/schema/repeat.schema.json`.
+pub const REPEAT_VERSION: u32 = 2;
 
 /// One figure over the runs. Quantiles are nearest-rank over the runs that have a value:
 /// the median is the value at rank ⌈n/2⌉, p90 at ⌈0.9 n⌉ of the n sorted values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stats {
     pub min: Option<u64>,
     pub median: Option<u64>,
@@ -42,11 +44,12 @@ impl Stats {
 }
 
 /// The aggregate of repeated runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Repeat {
     /// Always [`FORMAT`]: what tells this file from one run's summary.
     pub format: String,
-    pub repeat_version: u32,
+    #[serde(alias = "repeat_version")]
+    pub version: u32,
     pub database: String,
     /// Every version the runs reported, once each.
     pub database_versions: Vec<String>,
@@ -65,7 +68,7 @@ pub struct Repeat {
 }
 
 /// One figure against its expected range over the runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExpectedRuns {
     /// Each run's range `[low, high]` in milliseconds, in run order; `null`: no model spoke.
     pub ranges: Vec<Option<[u64; 2]>>,
@@ -131,7 +134,7 @@ impl Repeat {
             .collect();
         Ok(Repeat {
             format: FORMAT.into(),
-            repeat_version: REPEAT_VERSION,
+            version: REPEAT_VERSION,
             database: first.database.clone(),
             database_versions: versions,
             write: first.write.clone(),

@@ -8,21 +8,30 @@ use crate::report::expected::{self, ExpectedFigure};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The value of `format` in one run's `summary.json`.
+pub const FORMAT: &str = "perseus-summary";
+
 /// The shape of `summary.json`. Within a version fields are only added, never renamed,
 /// removed or given another meaning. Version 2: disturbance and recovery time count a node
 /// as steady only while none of its requests fails (version 1 counted any node that
-/// served; that reading is now `lenient`).
+/// served; that reading is now `lenient`); `format` is new and `summary_version` is
+/// `version`. The JSON Schema is `docs/schema/summary.schema.json`.
 pub const SUMMARY_VERSION: u32 = 2;
 
 /// The figures whose lenient reading `summary.json` keeps (see `analysis`'s definitions).
 pub const LENIENT: [&str; 2] = ["disturbance_time", "recovery_time"];
 
 /// `summary.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
-    /// [`SUMMARY_VERSION`] when written (absent in files older than the field: 1).
-    #[serde(default = "first_version")]
-    pub summary_version: u32,
+    /// Always `perseus-summary` (absent in version 1): what tells this file from a
+    /// repeat's.
+    #[serde(default = "format")]
+    pub format: String,
+    /// [`SUMMARY_VERSION`] when written (`summary_version` in version 1; absent in files
+    /// older than that field: 1).
+    #[serde(default = "first_version", alias = "summary_version")]
+    pub version: u32,
     pub perseus_version: String,
     pub database: String,
     pub database_version: Option<String>,
@@ -57,6 +66,10 @@ pub struct Summary {
     pub expected: Vec<ExpectedFigure>,
 }
 
+fn format() -> String {
+    FORMAT.into()
+}
+
 fn first_version() -> u32 {
     1
 }
@@ -65,7 +78,7 @@ fn blind() -> String {
     "blind".into()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultSummary {
     pub kind: String,
     pub target: String,
@@ -79,7 +92,7 @@ pub struct FaultSummary {
     pub role: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IntervalSummary {
     pub kind: String,
     pub target: String,
@@ -89,7 +102,7 @@ pub struct IntervalSummary {
 }
 
 /// The correctness checks, with nodes by name (see `analysis::correctness::Correctness`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CorrectnessSummary {
     pub reads_checked: u64,
     pub final_reads: u64,
@@ -214,7 +227,8 @@ pub fn of(a: &Analysis) -> Summary {
         _ => BTreeMap::new(),
     };
     Summary {
-        summary_version: SUMMARY_VERSION,
+        format: FORMAT.into(),
+        version: SUMMARY_VERSION,
         perseus_version: env!("CARGO_PKG_VERSION").into(),
         database: a.header.database.clone(),
         database_version: a.header.database_version.clone(),
@@ -302,7 +316,8 @@ mod tests {
         let text = serde_json::to_string_pretty(&s).unwrap();
         let back: Summary = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s);
-        assert_eq!(s.summary_version, SUMMARY_VERSION);
+        assert_eq!((s.format.as_str(), s.version), (FORMAT, SUMMARY_VERSION));
+        assert!(text.contains("\"format\": \"perseus-summary\""));
         assert_eq!(s.metric("downtime_on_isolation"), (Some(0), Some(0)));
         assert!(METRICS
             .iter()
@@ -313,7 +328,7 @@ mod tests {
             "../../docs/findings/etcd-pause-late-write-summary.json"
         ))
         .unwrap();
-        assert_eq!((old.summary_version, old.write.as_str()), (1, "blind"));
+        assert_eq!((old.version, old.write.as_str()), (1, "blind"));
         assert_eq!(old.lost_to_late_writes(), 2307);
         assert_eq!(old.lost_acknowledged_writes, 2307);
     }

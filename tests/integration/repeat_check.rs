@@ -151,6 +151,30 @@ faults = ["rejoin n2"]
         stderr.contains("1 of 2 expectations did not hold"),
         "{stderr}"
     );
+    // The same verdicts as a document, with the same exit code.
+    let (code, stdout, _) = run(&[
+        "check",
+        dir,
+        "--expect",
+        "max(lost_acknowledged_writes) >= 1",
+        "--expect",
+        "violations == 0",
+        "--json",
+    ]);
+    assert_eq!(code, 5, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("check --json is JSON");
+    assert_eq!(
+        (v["format"].as_str(), v["passed"].as_bool()),
+        (Some("perseus-check"), Some(false))
+    );
+    assert_eq!(v["expectations"][0]["ok"], false);
+    assert_eq!(v["expectations"][1]["ok"], true);
+    let (code, stdout, _) = run(&["report", dir, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("report --json is JSON");
+    assert_eq!(v["format"], "perseus-repeat");
+    assert_eq!(v["runs"].as_array().map(Vec::len), Some(3));
+
     let (code, stdout, _) = run(&["check", dir]);
     assert_eq!(code, 0, "the scenario's own expectations: {stdout}");
     assert!(
