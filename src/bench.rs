@@ -243,6 +243,7 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
         }],
         bin_dir: None,
         credentials: None,
+        settings: Default::default(),
         secret: None,
     };
     let t0_ns = perseus::clock::monotonic_ns();
@@ -357,7 +358,7 @@ pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Resu
     for i in 0..repeat {
         let name = format!("bench-{}-{i}", std::process::id());
         let t = Instant::now();
-        let mut state = lab::create(&name, db.name(), nodes, None, None)?;
+        let mut state = lab::create(&name, db.name(), nodes, None, None, &Default::default())?;
         let started = perseus::db::start(&mut state, db, Duration::from_secs(120)).await;
         let ready = t.elapsed();
         let t = Instant::now();
@@ -485,7 +486,7 @@ pub async fn watch(
         perseus::workload::Settings::default(),
         &out,
         None,
-        perseus::watch::Servers::of_lab(db, None),
+        perseus::watch::Servers::of_lab(db, &state.layout(), None),
     )?;
     let t = Instant::now();
     while t.elapsed() < length && !stop.is_cancelled() {

@@ -307,6 +307,7 @@ impl Cluster {
             bin_dir: None,
             credentials: self.credentials.clone(),
             secret: None,
+            settings: Default::default(),
         }
     }
 

@@ -75,6 +75,7 @@ pub async fn run(
         spec.nodes,
         None,
         spec.bin_dir.as_deref(),
+        &spec.set,
     )?;
     let guard = LabGuard(lab_name.to_string());
     let mut out = Output {
@@ -92,6 +93,9 @@ pub async fn run(
     if let Err(e) = state.collect_logs(&dir.join("logs")) {
         teardown.push(e);
     }
+    if let Err(e) = save_config(&state, db, &dir.join("config")) {
+        teardown.push(e);
+    }
     let t = Instant::now();
     if let Err(e) = lab::destroy(&state) {
         teardown.push(e);
@@ -107,6 +111,65 @@ pub async fn run(
         dir: dir.to_path_buf(),
         analysis: analysis.ok_or_else(|| record_gone(dir))?,
     })
+}
+
+/// Saves the servers' configuration as they were started into `dest`: each node's
+/// configuration files (`NODE-FILE`, from its directory and the one below) and the command
+/// line of each of its processes (`NODE-PROCESS.command`), with the lab's password blanked
+/// out.
+fn save_config(state: &LabState, db: &dyn Database, dest: &Path) -> Result<()> {
+    const KINDS: [&str; 6] = ["cnf", "cfg", "conf", "yml", "yaml", "toml"];
+    std::fs::create_dir_all(dest).map_err(Error::io(format!("create {}", dest.display())))?;
+    let layout = state.layout();
+    let redact = |text: String| match &layout.secret {
+        Some(secret) if !secret.is_empty() => text.replace(secret.as_str(), "<the lab's password>"),
+        _ => text,
+    };
+    for (i, node) in state.nodes.iter().enumerate() {
+        let mut files = Vec::new();
+        let entries = |d: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(d)
+                .map(|r| r.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        for p in entries(&node.dir) {
+            if p.is_dir() {
+                files.extend(entries(&p).into_iter().filter(|f| f.is_file()));
+            } else {
+                files.push(p);
+            }
+        }
+        for f in files {
+            let is_config = f
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| KINDS.contains(&e));
+            let small = f
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024);
+            if !(is_config && small) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            let name = f
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            crate::files::write(&dest.join(format!("{}-{name}", node.name)), redact(text))?;
+        }
+        for p in db.processes(&layout, i) {
+            let line = std::iter::once(p.program.clone())
+                .chain(p.args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            crate::files::write(
+                &dest.join(format!("{}-{}.command", node.name, p.name)),
+                redact(line) + "\n",
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Where a run's results go: its directory, the echo of its table (until the watch takes
@@ -202,7 +265,7 @@ async fn stages(
     let subject = Subject {
         layout: state.layout(),
         events_dir: state.dir(),
-        servers: crate::watch::Servers::of_lab(db, health.version),
+        servers: crate::watch::Servers::of_lab(db, &state.layout(), health.version),
         wait_warm: !spec.skip_warmup,
     };
     let mut backend = schedule::Lab {

@@ -41,6 +41,12 @@ pub struct Spec {
     /// Where the user keeps binaries that no package installs (e.g. TiDB's from TiUP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bin_dir: Option<std::path::PathBuf>,
+    /// Each node's client at most this many cycles a second; `None`: as fast as answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
+    /// Server settings to change from the preset's (`--set NAME=VALUE`), by knob name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub set: crate::db::knob::Overrides,
 }
 
 impl Default for Spec {
@@ -58,6 +64,8 @@ impl Default for Spec {
             observers: None,
             write: crate::workload::WriteMode::Blind,
             bin_dir: None,
+            set: Default::default(),
+            rate: None,
         }
     }
 }
@@ -69,6 +77,7 @@ impl Spec {
             timeout: self.request_timeout,
             observers: self.observers,
             write: self.write,
+            rate: self.rate,
             ..crate::workload::Settings::default()
         }
     }
@@ -128,6 +137,7 @@ impl Spec {
                 )));
             }
         }
+        crate::db::knob::check(&self.database, db.knobs(), &self.set)?;
         if !(1..=crate::lab::MAX_NODES).contains(&self.nodes) {
             return Err(Error::Invalid(format!(
                 "--nodes {}: a lab has 1 to {} nodes",

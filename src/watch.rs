@@ -49,17 +49,17 @@ pub struct Watch {
 pub struct Servers {
     /// Their version, as they report it.
     pub version: Option<String>,
-    /// The settings that govern their failover, where Perseus started them (a lab's
-    /// `Failover::settings`); empty for a cluster Perseus did not start.
-    pub failover: crate::db::failover::Settings,
+    /// The effective value of every setting the preset documents (`db::knob`), where
+    /// Perseus started them; empty for a cluster Perseus did not start.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 impl Servers {
-    /// The servers of a lab Perseus started `db` in, reporting `version`.
-    pub fn of_lab(db: &dyn Database, version: Option<String>) -> Servers {
+    /// The servers Perseus started `db` on in the lab of `layout`, reporting `version`.
+    pub fn of_lab(db: &dyn Database, layout: &Layout, version: Option<String>) -> Servers {
         Servers {
             version,
-            failover: db.failover().map(|f| f.settings()).unwrap_or_default(),
+            settings: crate::db::knob::effective(layout, db.knobs()),
         }
     }
 }
@@ -97,8 +97,9 @@ impl Watch {
         let names = layout.nodes.iter().map(|n| n.name.clone()).collect();
         let mut header = Header::new(db.name(), names, unix_ms(), t0_ns);
         header.database_version = servers.version;
-        header.failover = servers.failover;
+        header.settings = servers.settings;
         header.timeout_ms = Some(settings.timeout.as_millis() as u64);
+        header.rate = settings.rate;
         header.write = Some(settings.write.name().to_string());
         header.addresses = (0..layout.nodes.len())
             .map(|i| layout.client_addr(i, db.client_port()).to_string())

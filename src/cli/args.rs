@@ -346,6 +346,8 @@ pub struct ListArgs {
 pub enum ListWhat {
     Databases,
     Scenarios,
+    /// Every database's settings that --set changes, with the preset's values
+    Settings,
     /// Every fault: its action, markers, and what undoes it
     Faults,
 }
@@ -419,6 +421,13 @@ pub struct CheckArgs {
     /// the same
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err("a setting is NAME=VALUE, e.g. election-timeout=500".into()),
+    }
 }
 
 fn parse_expectation(text: &str) -> Result<perseus::expect::Expectation, String> {
@@ -508,13 +517,18 @@ pub struct RunArgs {
     /// Run against a cluster Perseus did not start, described by a cluster file (nodes,
     /// client, credentials, your own fault commands; see the README); --isolate names one
     /// of its nodes [default: the second]; a --scenario names its nodes too
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec", "set"])]
     pub cluster: Option<PathBuf>,
     /// Run the same spec N times, each on a fresh lab, into DIR/1 … DIR/N; DIR gets each
     /// figure's distribution over the runs (min, median, p90, max and every run's value) in
     /// summary.json, report.md and report.html [default: 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: Option<u32>,
+    /// Change a server setting from the preset's, NAME=VALUE (repeatable): the ones that
+    /// govern failover and catch-up, e.g. election-timeout=500 for etcd,
+    /// innodb_flush_log_at_trx_commit=2 for Galera; perseus list settings shows them all
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
     /// Print the results as JSON on standard output (DIR's summary.json: one run's, or the
     /// repeat's); the live table and progress go to standard error
     #[arg(long)]
@@ -538,6 +552,19 @@ pub struct WorkloadArgs {
     /// [default: blind]
     #[arg(long, value_name = "MODE", value_parser = choices(WriteMode::ALL, WriteMode::name))]
     pub write: Option<WriteMode>,
+    /// Cap each node's client at this many read → increment → write cycles a second
+    /// (500/s, or 500), to reproduce a slower client such as the seed's; the report states
+    /// the rate achieved [default: as fast as the database answers]
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub rate: Option<u32>,
+}
+
+fn parse_rate(text: &str) -> Result<u32, String> {
+    let n = text.strip_suffix("/s").unwrap_or(text);
+    match n.parse::<u32>() {
+        Ok(r) if (1..=1_000_000).contains(&r) => Ok(r),
+        _ => Err("a rate is cycles a second per node, 1 to 1000000: 500/s".into()),
+    }
 }
 
 /// A parser for one of a closed set of choices, which help lists as possible values.
@@ -580,6 +607,11 @@ pub struct UpArgs {
     /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    /// Change a server setting from the preset's, NAME=VALUE (repeatable): the ones that
+    /// govern failover and catch-up, e.g. election-timeout=500 for etcd,
+    /// innodb_flush_log_at_trx_commit=2 for Galera; perseus list settings shows them all
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
 }
 
 #[derive(Args)]

@@ -188,6 +188,7 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     if a.skip_warmup {
         spec.skip_warmup = true;
     }
+    spec.set.extend(a.set.iter().cloned());
     let nodes = spec.nodes;
     apply(&a, &mut spec, Some(nodes))?;
     let out = a
@@ -423,6 +424,9 @@ fn apply(a: &RunArgs, spec: &mut Spec, nodes: Option<usize>) -> Result<()> {
     if let Some(o) = observers(&a.workload) {
         spec.observers = Some(o);
     }
+    if let Some(r) = a.workload.rate {
+        spec.rate = Some(r);
+    }
     if let Some(w) = a.workload.write {
         spec.write = w;
     }
@@ -472,7 +476,16 @@ async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
         .as_deref()
         .map(lab::net::Subnet::parse)
         .transpose()?;
-    let mut state = lab::create(&a.lab.lab, db.name(), a.nodes, subnet, a.bin_dir.as_deref())?;
+    let set: perseus::db::knob::Overrides = a.set.iter().cloned().collect();
+    perseus::db::knob::check(db.name(), db.knobs(), &set)?;
+    let mut state = lab::create(
+        &a.lab.lab,
+        db.name(),
+        a.nodes,
+        subnet,
+        a.bin_dir.as_deref(),
+        &set,
+    )?;
     say(format!(
         "starting {} {} nodes in lab {} ({}) …",
         state.nodes.len(),
@@ -651,6 +664,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
         timeout: a.timeout,
         observers: observers(&a.workload),
         write: a.workload.write.unwrap_or_default(),
+        rate: a.workload.rate,
         ..Settings::default()
     };
     let out_for = |name: &str| {
@@ -699,7 +713,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
                 &state.dir(),
                 settings,
                 &out,
-                Servers::of_lab(db, version),
+                Servers::of_lab(db, &state.layout(), version),
                 stop,
             )
             .await
@@ -891,6 +905,7 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
                 scenario: Some(scenario),
                 observers: observers(&a.workload),
                 write: a.workload.write.unwrap_or_default(),
+                rate: a.workload.rate,
                 ..Spec::default()
             };
             if let Some(t) = a.timeout {
@@ -925,11 +940,14 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
         scenarios: a.scenario.clone(),
         repeat: a.repeat,
         settings: format!(
-            "phases={} timeout={:?} write={} observers={:?}",
+            "phases={} timeout={:?} write={} observers={:?}{}",
             phases.join(","),
             a.timeout,
             a.workload.write.unwrap_or_default(),
-            observers(&a.workload)
+            observers(&a.workload),
+            a.workload
+                .rate
+                .map_or(String::new(), |r| format!(" rate={r}/s"))
         ),
     }
     .begin(&out)?;

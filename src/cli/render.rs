@@ -41,6 +41,25 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
         outln!("\nperseus run DB --scenario NAME|FILE.toml; a scenario file is TOML: see scenarios/ and the README");
         return Ok(());
     }
+    if let ListWhat::Settings = what {
+        let rows: Vec<[String; 4]> = db::REGISTRY
+            .iter()
+            .flat_map(|d| {
+                d.knobs().iter().map(|k| {
+                    [
+                        d.name().to_string(),
+                        k.name.to_string(),
+                        k.default.to_string(),
+                        k.about.to_string(),
+                    ]
+                })
+            })
+            .collect();
+        let header = ["database", "setting", "preset", "what it governs"].map(String::from);
+        outln!("{}", columns(std::iter::once(&header).chain(&rows)));
+        outln!("\nperseus run DB --set NAME=VALUE (repeatable); perseus up DB --set NAME=VALUE");
+        return Ok(());
+    }
     if let ListWhat::Faults = what {
         let rows: Vec<[String; 4]> = perseus::fault::FAULTS
             .iter()
@@ -104,7 +123,23 @@ fn list_json(what: ListWhat) -> Result<serde_json::Value> {
                         "installed": d.check_installed(None).is_ok(),
                         "about": d.about(),
                         "leader": d.leadership().is_some(),
-                        "failover_settings": d.failover().map(|f| f.settings()),
+                        "settings": d.knobs().iter().map(|k| json!({
+                            "name": k.name,
+                            "default": k.default,
+                            "about": k.about,
+                        })).collect::<Vec<_>>(),
+                        "failover_model": d.failover().is_some(),
+                    })
+                })
+                .collect(),
+        ),
+        ListWhat::Settings => (
+            "settings",
+            db::REGISTRY
+                .iter()
+                .flat_map(|d| {
+                    d.knobs().iter().map(|k| {
+                        json!({"database": d.name(), "name": k.name, "default": k.default, "about": k.about})
                     })
                 })
                 .collect(),

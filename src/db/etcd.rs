@@ -3,6 +3,7 @@
 //! default, linearizable reads.
 
 use super::failover::{self, Bound, Expected, Failover, Role, Settings};
+use super::knob::{self, Kind, Knob};
 use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
@@ -11,11 +12,29 @@ use std::time::Duration;
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
-/// How often the leader sends heartbeats (`--heartbeat-interval`, ms; etcd's default).
-pub const HEARTBEAT_MS: u64 = 100;
-/// How long a follower waits without a heartbeat before it campaigns (`--election-timeout`,
-/// ms; etcd's default).
-pub const ELECTION_MS: u64 = 1000;
+/// The settings `--set` changes, each passed as the flag of that name; the defaults are
+/// etcd 3.4's own, stated so that the record and the failover model read what the servers
+/// were told.
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        name: "heartbeat-interval",
+        default: "100",
+        kind: Kind::Number,
+        about: "ms between the leader's heartbeats",
+    },
+    Knob {
+        name: "election-timeout",
+        default: "1000",
+        kind: Kind::Number,
+        about: "ms a follower waits without a heartbeat before it campaigns",
+    },
+    Knob {
+        name: "pre-vote",
+        default: "false",
+        kind: Kind::Bool,
+        about: "a node asks whether it could win before it campaigns (a rejoining node then does not depose the leader)",
+    },
+];
 /// The system user etcd runs as (Debian's `etcd-server` makes it), not root.
 const USER: &str = "etcd";
 
@@ -222,10 +241,6 @@ impl Database for Etcd {
             &format!("perseus-{}", layout.lab),
             "--initial-cluster-state",
             "new",
-            "--heartbeat-interval",
-            &HEARTBEAT_MS.to_string(),
-            "--election-timeout",
-            &ELECTION_MS.to_string(),
             "--logger",
             "zap",
             "--log-outputs",
@@ -233,6 +248,11 @@ impl Database for Etcd {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(
+            KNOBS
+                .iter()
+                .map(|k| format!("--{}={}", k.name, knob::value(layout, k))),
+        )
         .collect();
         vec![ProcessSpec {
             name: "etcd".into(),
@@ -249,6 +269,10 @@ impl Database for Etcd {
 
     async fn health(&self, layout: &Layout) -> Health {
         probe(layout).await.0
+    }
+
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
     }
 
     fn failover(&self) -> Option<&dyn Failover> {
@@ -324,14 +348,6 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
 /// Raft's election, as etcd's tuning guide describes it: a follower that hears no heartbeat
 /// for an election timeout (randomised by Raft between one and two of them) campaigns.
 impl Failover for Etcd {
-    fn settings(&self) -> Settings {
-        [
-            ("heartbeat-interval".to_string(), HEARTBEAT_MS),
-            ("election-timeout".to_string(), ELECTION_MS),
-        ]
-        .into()
-    }
-
     fn expect(&self, s: &Settings, role: Role, client_timeout: Duration) -> Option<Expected> {
         let heartbeat = failover::ms(s, "heartbeat-interval", 1)?;
         let election = failover::ms(s, "election-timeout", 1)?;

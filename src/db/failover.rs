@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The settings that govern a database's failover: each under the name its own
-/// configuration gives it, with the value in that configuration's unit (ISO durations such
-/// as Galera's `PT5S` in milliseconds).
-pub type Settings = BTreeMap<String, u64>;
+/// The server settings a record saved: each knob's effective value (`db::knob`), as the
+/// database's own configuration writes it.
+pub type Settings = BTreeMap<String, String>;
 
 /// The isolation figures a model bounds (keys of `analysis::METRICS`).
 pub const DOWNTIME: &str = "downtime_on_isolation";
@@ -49,8 +48,6 @@ pub struct Expected {
 /// it starts it, and its documentation says what they imply when one node of three is cut
 /// off from its peers while every client still reaches its own node.
 pub trait Failover: Send + Sync {
-    /// The settings as Perseus starts the database (they go into the record's header).
-    fn settings(&self) -> Settings;
     /// The expected ranges for a node in `role` cut off from its peers, from `settings` (as a
     /// record saved them) and the client's request timeout; `None` where the model has
     /// nothing to say (a setting missing, a role it needs but does not know).
@@ -58,11 +55,20 @@ pub trait Failover: Send + Sync {
         -> Option<Expected>;
 }
 
-/// A setting in milliseconds, scaled from its unit: `unit_ms` milliseconds per unit.
+/// A setting in milliseconds: a whole number of units of `unit_ms` milliseconds, or an
+/// ISO 8601 duration (`PT5S`); `None` if missing or neither.
 pub fn ms(settings: &Settings, name: &str, unit_ms: u64) -> Option<Duration> {
-    settings
-        .get(name)
-        .map(|v| Duration::from_millis(v.saturating_mul(unit_ms)))
+    let v = settings.get(name)?;
+    let ms = match v.parse::<u64>() {
+        Ok(n) => n.checked_mul(unit_ms)?,
+        Err(_) => super::knob::iso_ms(v)?,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// A setting that is a whole number (a count, such as ZooKeeper's `syncLimit`).
+pub fn count(settings: &Settings, name: &str) -> Option<u32> {
+    settings.get(name)?.parse().ok()
 }
 
 /// The same range for both isolation figures: where no connected node serves until the
@@ -100,10 +106,14 @@ mod tests {
 
     #[test]
     fn settings_scale_to_milliseconds_and_a_missing_one_is_none() {
-        let s: Settings = [("ttl".to_string(), 30), ("tickTime".to_string(), 2000)].into();
+        let s: Settings = [("ttl", "30"), ("tickTime", "2000"), ("evs.x", "PT0.5S")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
         assert_eq!(ms(&s, "ttl", 1000), Some(Duration::from_secs(30)));
         assert_eq!(ms(&s, "tickTime", 1), Some(Duration::from_millis(2000)));
+        assert_eq!(ms(&s, "evs.x", 1), Some(Duration::from_millis(500)));
         assert_eq!(ms(&s, "syncLimit", 1), None);
+        assert_eq!(count(&s, "ttl"), Some(30));
         assert_eq!(show(Duration::from_millis(1000)), "1000 ms");
         assert_eq!(show(Duration::from_secs(30)), "30 s");
         assert_eq!(show(Duration::from_millis(12_500)), "12500 ms");
@@ -118,7 +128,8 @@ mod tests {
         for db in crate::db::REGISTRY {
             let Some(f) = db.failover() else { continue };
             models += 1;
-            let settings = f.settings();
+            let layout = crate::lab::Layout::for_tests(None);
+            let settings = crate::db::knob::effective(&layout, db.knobs());
             for role in [Role::Leader, Role::Follower] {
                 let e = f
                     .expect(&settings, role, timeout)
@@ -148,9 +159,13 @@ mod tests {
     #[test]
     fn the_models_give_the_documented_ranges() {
         let range = |name: &str, role: Role, figure: &str| {
-            let f = crate::db::find(name).unwrap().failover().unwrap();
-            let e = f
-                .expect(&f.settings(), role, Duration::from_secs(1))
+            let db = crate::db::find(name).unwrap();
+            let settings =
+                crate::db::knob::effective(&crate::lab::Layout::for_tests(None), db.knobs());
+            let e = db
+                .failover()
+                .unwrap()
+                .expect(&settings, role, Duration::from_secs(1))
                 .unwrap();
             let b = e.bounds.iter().find(|b| b.figure == figure).unwrap();
             (b.low.as_millis() as u64, b.high.as_millis() as u64)

@@ -4,6 +4,7 @@
 //! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
 
 use super::failover::{self, Expected, Failover, Role, Settings};
+use super::knob::{self, Kind, Knob};
 use super::mysql;
 use super::{Client, ClientError, CutOff, Database, Health, StagedStart};
 use crate::error::{Error, Result};
@@ -27,28 +28,55 @@ const SERVER: mysql::Server = mysql::Server {
 
 pub struct Galera;
 
-/// The group membership timeouts (ms) Perseus starts every node with (Galera's defaults,
-/// stated so that the failover model reads what the servers were told): how long a silent
-/// peer goes before it is suspected, how often silence is checked, the hard limit, and
-/// how often a membership change is resent.
-const EVS: [(&str, u64); 4] = [
-    ("evs.suspect_timeout", 5000),
-    ("evs.inactive_check_period", 500),
-    ("evs.inactive_timeout", 15_000),
-    ("evs.join_retrans_period", 1000),
+/// The settings `--set` changes: Galera's group membership timeouts (its defaults, stated
+/// so that the record and the failover model read what the servers were told), the size of
+/// the writeset cache a rejoining node catches up from, and InnoDB's flush at commit, which
+/// decides how fast a node applies the writesets it missed.
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        name: "evs.suspect_timeout",
+        default: "PT5S",
+        kind: Kind::IsoSeconds,
+        about: "how long a silent peer goes before it is suspected",
+    },
+    Knob {
+        name: "evs.inactive_check_period",
+        default: "PT0.5S",
+        kind: Kind::IsoSeconds,
+        about: "how often silence is checked",
+    },
+    Knob {
+        name: "evs.inactive_timeout",
+        default: "PT15S",
+        kind: Kind::IsoSeconds,
+        about: "the hard limit on a silent peer",
+    },
+    Knob {
+        name: "evs.join_retrans_period",
+        default: "PT1S",
+        kind: Kind::IsoSeconds,
+        about: "how often a membership change is resent",
+    },
+    Knob {
+        name: "gcache.size",
+        default: "64M",
+        kind: Kind::Size,
+        about: "the writeset cache a rejoining node catches up from (IST) instead of a full copy",
+    },
+    Knob {
+        name: "innodb_flush_log_at_trx_commit",
+        default: "1",
+        kind: Kind::OneOf(&["0", "1", "2"]),
+        about: "1 flushes InnoDB's log at every commit; 2 once a second (applying missed writesets is then much faster)",
+    },
 ];
 
-/// [`EVS`] as `wsrep_provider_options` entries (ISO 8601 durations: `PT5S`).
-fn evs_options() -> String {
-    EVS.iter()
-        .map(|(name, ms)| {
-            let secs = if ms % 1000 == 0 {
-                (ms / 1000).to_string()
-            } else {
-                format!("{}", *ms as f64 / 1000.0)
-            };
-            format!("{name}=PT{secs}S")
-        })
+/// The knobs that are `wsrep_provider_options` entries, as `name=value;…`.
+fn provider_options(layout: &Layout) -> String {
+    KNOBS
+        .iter()
+        .filter(|k| k.name.starts_with("evs.") || k.name.starts_with("gcache."))
+        .map(|k| format!("{}={}", k.name, knob::value(layout, k)))
         .collect::<Vec<_>>()
         .join(";")
 }
@@ -75,6 +103,7 @@ pub fn config(layout: &Layout, node: usize) -> String {
          binlog_format=ROW\n\
          default_storage_engine=InnoDB\n\
          innodb_autoinc_lock_mode=2\n\
+         innodb_flush_log_at_trx_commit={flush}\n\
          wsrep_on=ON\n\
          wsrep_provider={PROVIDER}\n\
          wsrep_cluster_name=perseus-{lab}\n\
@@ -83,8 +112,9 @@ pub fn config(layout: &Layout, node: usize) -> String {
          wsrep_node_address={addr}\n\
          wsrep_sst_method=rsync\n\
          wsrep_sst_receive_address={addr}:4444\n\
-         wsrep_provider_options=\"gmcast.listen_addr=tcp://{addr}:4567;ist.recv_addr={addr}:4568;gcache.size=64M;{evs}\"\n",
-        evs = evs_options(),
+         wsrep_provider_options=\"gmcast.listen_addr=tcp://{addr}:4567;ist.recv_addr={addr}:4568;{provider}\"\n",
+        provider = provider_options(layout),
+        flush = knob::value(layout, knob::named(KNOBS, "innodb_flush_log_at_trx_commit")),
         addr = n.addr,
         lab = layout.lab,
         name = n.name,
@@ -169,6 +199,10 @@ impl Database for Galera {
 
     fn client_port(&self) -> u16 {
         PORT
+    }
+
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
     }
 
     fn failover(&self) -> Option<&dyn Failover> {
@@ -310,10 +344,6 @@ impl Database for Galera {
 /// waits for a silent peer until the others suspect it and install a view without it. No
 /// node leads, so the model is the same whichever node is cut off.
 impl Failover for Galera {
-    fn settings(&self) -> Settings {
-        EVS.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-    }
-
     fn expect(&self, s: &Settings, _role: Role, client_timeout: Duration) -> Option<Expected> {
         let suspect = failover::ms(s, "evs.suspect_timeout", 1)?;
         let check = failover::ms(s, "evs.inactive_check_period", 1)?;
@@ -357,7 +387,8 @@ mod tests {
             "wsrep_node_address=198.18.1.2",
             "wsrep_sst_method=rsync",
             "wsrep_sst_receive_address=198.18.1.2:4444",
-            "wsrep_provider_options=\"gmcast.listen_addr=tcp://198.18.1.2:4567;ist.recv_addr=198.18.1.2:4568;gcache.size=64M;evs.suspect_timeout=PT5S;evs.inactive_check_period=PT0.5S;evs.inactive_timeout=PT15S;evs.join_retrans_period=PT1S\"",
+            "wsrep_provider_options=\"gmcast.listen_addr=tcp://198.18.1.2:4567;ist.recv_addr=198.18.1.2:4568;evs.suspect_timeout=PT5S;evs.inactive_check_period=PT0.5S;evs.inactive_timeout=PT15S;evs.join_retrans_period=PT1S;gcache.size=64M\"",
+            "innodb_flush_log_at_trx_commit=1",
         ] {
             assert!(c.lines().any(|l| l == line), "missing {line} in\n{c}");
         }

@@ -5,6 +5,7 @@ pub mod etcd;
 pub mod failover;
 pub mod galera;
 pub mod http;
+pub mod knob;
 pub mod mysql;
 pub mod patroni;
 pub mod redis_sentinel;
@@ -278,6 +279,11 @@ pub trait Database: Send + Sync {
     }
     /// What a client of a node cut off from its peers sees, as the documentation says.
     fn cut_off(&self) -> CutOff;
+    /// The settings that govern its failover and catch-up, with the preset's values, which
+    /// `--set NAME=VALUE` changes; none by default.
+    fn knobs(&self) -> &'static [knob::Knob] {
+        &[]
+    }
     /// Its failover model, for databases whose failover timeouts Perseus sets; `None`: no
     /// model (the report then shows no expected range).
     fn failover(&self) -> Option<&dyn failover::Failover> {

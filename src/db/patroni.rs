@@ -8,6 +8,7 @@
 //! record notes which server that was.
 
 use super::failover::{self, Expected, Failover, Role, Settings};
+use super::knob::{self, Kind, Knob};
 use super::{
     etcd, http, Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED,
 };
@@ -53,7 +54,7 @@ pub fn config(layout: &Layout, node: usize) -> String {
          restapi:\n  listen: {addr}:{API_PORT}\n  connect_address: {addr}:{API_PORT}\n\
          etcd3:\n  hosts: {hosts}\n\
          bootstrap:\n\
-         \x20 dcs:\n    ttl: {TTL_S}\n    loop_wait: {LOOP_WAIT_S}\n    retry_timeout: {RETRY_TIMEOUT_S}\n    maximum_lag_on_failover: 1048576\n\
+         \x20 dcs:\n{dcs}\
          \x20   postgresql:\n      use_pg_rewind: true\n\
          \x20 initdb:\n  - encoding: UTF8\n  - auth: scram-sha-256\n\
          \x20 pg_hba:\n  - local all all trust\n  - host replication replicator {net} scram-sha-256\n  - host all all {net} scram-sha-256\n\
@@ -71,6 +72,10 @@ pub fn config(layout: &Layout, node: usize) -> String {
         pg = pg.display(),
         password = layout.secret_or(PASSWORD),
         net = lab_network(layout),
+        dcs = KNOBS
+            .iter()
+            .map(|k| format!("    {}: {}\n", k.name, knob::value(layout, k)))
+            .collect::<String>(),
     )
 }
 
@@ -329,6 +334,10 @@ impl Database for Patroni {
         probe(layout).await.0
     }
 
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
+    }
+
     fn failover(&self) -> Option<&dyn Failover> {
         Some(self)
     }
@@ -444,28 +453,47 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
     (health, leader)
 }
 
-/// How long the leader key lives in the DCS without a refresh (`ttl`, s).
-pub const TTL_S: u64 = 30;
-/// How long each member's HA loop sleeps between rounds (`loop_wait`, s).
-pub const LOOP_WAIT_S: u64 = 10;
-/// How long DCS and PostgreSQL operations are retried before the primary demotes itself
-/// (`retry_timeout`, s).
-pub const RETRY_TIMEOUT_S: u64 = 10;
+/// The settings `--set` changes: Patroni's dynamic configuration, written into the DCS at
+/// bootstrap (Patroni's defaults).
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        name: "ttl",
+        default: "30",
+        kind: Kind::Number,
+        about: "seconds the leader key lives in the DCS without a refresh",
+    },
+    Knob {
+        name: "loop_wait",
+        default: "10",
+        kind: Kind::Number,
+        about: "seconds each member's HA loop sleeps between rounds",
+    },
+    Knob {
+        name: "retry_timeout",
+        default: "10",
+        kind: Kind::Number,
+        about:
+            "seconds DCS and PostgreSQL operations are retried before the primary demotes itself",
+    },
+    Knob {
+        name: "maximum_lag_on_failover",
+        default: "1048576",
+        kind: Kind::Number,
+        about: "bytes a replica may lag and still be promoted",
+    },
+    Knob {
+        name: "synchronous_mode",
+        default: "false",
+        kind: Kind::Bool,
+        about: "a commit waits for a synchronous replica, which alone may be promoted",
+    },
+];
 
 /// Patroni's leader key, as its dynamic configuration describes it: a primary that cannot
 /// refresh the key in the DCS demotes itself after `retry_timeout`; the key expires `ttl`
 /// after its last refresh, and a replica takes it on its next round (`loop_wait`). Clients
 /// follow whichever server takes writes, the cut-off primary too while it does.
 impl Failover for Patroni {
-    fn settings(&self) -> Settings {
-        [
-            ("ttl".to_string(), TTL_S),
-            ("loop_wait".to_string(), LOOP_WAIT_S),
-            ("retry_timeout".to_string(), RETRY_TIMEOUT_S),
-        ]
-        .into()
-    }
-
     fn expect(&self, s: &Settings, role: Role, client_timeout: Duration) -> Option<Expected> {
         let ttl = failover::ms(s, "ttl", 1000)?;
         let loop_wait = failover::ms(s, "loop_wait", 1000)?;

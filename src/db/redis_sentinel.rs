@@ -1,6 +1,6 @@
 //! Redis with Sentinel (Debian `redis-server redis-sentinel`): node 1 starts as the primary,
 //! the others replicate from it, and a Sentinel on every node watches the primary (quorum
-//! 2) and promotes a replica when it is unreachable for `DOWN_AFTER_MS`. Each node's
+//! 2) and promotes a replica when it is unreachable for `down-after-milliseconds`. Each node's
 //! client asks its own node's Sentinel which server is the primary and sends GET then SET
 //! there; it asks again every `RECHECK` and after any error, as Sentinel-aware client
 //! libraries follow `+switch-master`. The record notes which server answered.
@@ -9,6 +9,7 @@
 //! append-only file with `appendfsync everysec`.
 
 use super::failover::{self, Expected, Failover, Role, Settings};
+use super::knob::{self, Kind, Knob};
 use super::resp::{self, Conn, Reply, RespError};
 use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
@@ -23,11 +24,40 @@ pub const SENTINEL_PORT: u16 = 26379;
 const MASTER: &str = "perseus";
 /// The system user the servers run as (Debian's `redis-server` makes it), not root.
 const USER: &str = "redis";
-/// How long a Sentinel waits on an unreachable primary before it counts it down (Redis's
-/// default is 30 s; a short scenario would never see a failover).
-pub const DOWN_AFTER_MS: u32 = 2000;
-/// How long a Sentinel gives a failover before another may try (`failover-timeout`, ms).
-pub const FAILOVER_TIMEOUT_MS: u32 = 10_000;
+/// The settings `--set` changes: two of every Sentinel's (`sentinel NAME perseus VALUE`) and
+/// three of every server's `redis.conf`.
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        name: "down-after-milliseconds",
+        default: "2000",
+        kind: Kind::Number,
+        about: "ms a Sentinel waits on an unreachable primary before it counts it down (Redis's default is 30 s; a short scenario would never see a failover)",
+    },
+    Knob {
+        name: "failover-timeout",
+        default: "10000",
+        kind: Kind::Number,
+        about: "ms a Sentinel gives a failover before another may try",
+    },
+    Knob {
+        name: "min-replicas-to-write",
+        default: "0",
+        kind: Kind::Number,
+        about: "replicas a primary must reach to take a write (0: it takes writes alone, so a cut-off primary keeps taking them)",
+    },
+    Knob {
+        name: "min-replicas-max-lag",
+        default: "10",
+        kind: Kind::Number,
+        about: "seconds within which a replica must have answered to count for min-replicas-to-write",
+    },
+    Knob {
+        name: "appendfsync",
+        default: "everysec",
+        kind: Kind::OneOf(&["always", "everysec", "no"]),
+        about: "when the append-only file reaches the disk",
+    },
+];
 /// How often a client asks its Sentinel whether the primary moved.
 const RECHECK: Duration = Duration::from_millis(100);
 const PROBE: Duration = Duration::from_millis(800);
@@ -46,9 +76,14 @@ pub fn redis_config(layout: &Layout, node: usize) -> String {
          dir {dir}/data\n\
          save \"\"\n\
          appendonly yes\n\
-         appendfsync everysec\n",
+         appendfsync {fsync}\n\
+         min-replicas-to-write {min_replicas}\n\
+         min-replicas-max-lag {max_lag}\n",
         addr = n.addr,
         dir = n.dir.display(),
+        fsync = knob::value(layout, knob::named(KNOBS, "appendfsync")),
+        min_replicas = knob::value(layout, knob::named(KNOBS, "min-replicas-to-write")),
+        max_lag = knob::value(layout, knob::named(KNOBS, "min-replicas-max-lag")),
     );
     if let Some(secret) = &layout.secret {
         // Only clients that know the lab's password (Perseus's, the replicas') get in.
@@ -117,12 +152,14 @@ pub fn sentinel_config(layout: &Layout, node: usize) -> String {
          logfile \"\"\n\
          dir {dir}\n\
          sentinel monitor {MASTER} {primary} {PORT} {quorum}\n\
-         sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n\
-         sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n\
+         sentinel down-after-milliseconds {MASTER} {down_after}\n\
+         sentinel failover-timeout {MASTER} {failover_timeout}\n\
          sentinel parallel-syncs {MASTER} 1\n\
          sentinel myid {id}\n\
          {known}",
         id = sentinel_id(layout, node),
+        down_after = knob::value(layout, knob::named(KNOBS, "down-after-milliseconds")),
+        failover_timeout = knob::value(layout, knob::named(KNOBS, "failover-timeout")),
         addr = n.addr,
         dir = n.dir.display(),
         primary = layout.nodes[0].addr,
@@ -431,6 +468,10 @@ impl Database for RedisSentinel {
         probe(layout).await.0
     }
 
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
+    }
+
     fn failover(&self) -> Option<&dyn Failover> {
         Some(self)
     }
@@ -506,24 +547,9 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
 /// primary that takes its writes (the cut-off one until the others promote a replica, as
 /// nothing makes it refuse writes), so the isolation costs acknowledged writes, not time.
 impl Failover for RedisSentinel {
-    fn settings(&self) -> Settings {
-        [
-            (
-                "down-after-milliseconds".to_string(),
-                u64::from(DOWN_AFTER_MS),
-            ),
-            (
-                "failover-timeout".to_string(),
-                u64::from(FAILOVER_TIMEOUT_MS),
-            ),
-            ("min-replicas-to-write".to_string(), 0),
-        ]
-        .into()
-    }
-
     fn expect(&self, s: &Settings, role: Role, _client_timeout: Duration) -> Option<Expected> {
         let down_after = failover::ms(s, "down-after-milliseconds", 1)?;
-        if s.get("min-replicas-to-write").copied()? != 0 {
+        if failover::count(s, "min-replicas-to-write")? != 0 {
             return None; // a cut-off primary then refuses writes: not this model
         }
         let why = match role {

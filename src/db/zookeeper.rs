@@ -4,6 +4,7 @@
 //! Ready when every node answers `srvr` as leader or follower and exactly one leads.
 
 use super::failover::{self, Bound, Expected, Failover, Role, Settings};
+use super::knob::{self, Kind, Knob};
 use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::error::{Error, Result};
 use crate::lab::{Layout, ProcessSpec};
@@ -23,25 +24,41 @@ const USER: &str = "zookeeper";
 
 pub struct Zookeeper;
 
-/// One tick (`tickTime`, ms), ZooKeeper's unit of time for its timeouts.
-pub const TICK_MS: u64 = 2000;
-/// Ticks a follower has to connect and sync to a new leader (`initLimit`).
-pub const INIT_LIMIT: u64 = 10;
-/// Ticks a follower may go without hearing from its leader (`syncLimit`).
-pub const SYNC_LIMIT: u64 = 5;
+/// The settings `--set` changes, each a line of `zoo.cfg` (ZooKeeper's sample defaults).
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        name: "tickTime",
+        default: "2000",
+        kind: Kind::Number,
+        about: "ms in a tick, ZooKeeper's unit of time for its timeouts",
+    },
+    Knob {
+        name: "initLimit",
+        default: "10",
+        kind: Kind::Number,
+        about: "ticks a follower has to connect and sync to a new leader",
+    },
+    Knob {
+        name: "syncLimit",
+        default: "5",
+        kind: Kind::Number,
+        about: "ticks a follower may go without hearing from its leader",
+    },
+];
 
 /// `zoo.cfg` of node `node`.
 pub fn config(layout: &Layout, node: usize) -> String {
     let n = &layout.nodes[node];
     let mut c = format!(
-        "tickTime={TICK_MS}\n\
-         initLimit={INIT_LIMIT}\n\
-         syncLimit={SYNC_LIMIT}\n\
-         dataDir={dir}/data\n\
+        "{knobs}dataDir={dir}/data\n\
          clientPort={CLIENT_PORT}\n\
          clientPortAddress={addr}\n\
          admin.enableServer=false\n\
          4lw.commands.whitelist=srvr,ruok\n",
+        knobs = KNOBS
+            .iter()
+            .map(|k| format!("{}={}\n", k.name, knob::value(layout, k)))
+            .collect::<String>(),
         dir = n.dir.display(),
         addr = n.addr,
     );
@@ -269,6 +286,10 @@ impl Database for Zookeeper {
         probe(layout).await.0
     }
 
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
+    }
+
     fn failover(&self) -> Option<&dyn Failover> {
         Some(self)
     }
@@ -353,19 +374,10 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
 /// Zab, as the administrator's guide describes its timeouts: a follower that hears nothing
 /// from its leader for `syncLimit` ticks drops it and looks for another.
 impl Failover for Zookeeper {
-    fn settings(&self) -> Settings {
-        [
-            ("tickTime".to_string(), TICK_MS),
-            ("initLimit".to_string(), INIT_LIMIT),
-            ("syncLimit".to_string(), SYNC_LIMIT),
-        ]
-        .into()
-    }
-
     fn expect(&self, s: &Settings, role: Role, client_timeout: Duration) -> Option<Expected> {
         let tick = failover::ms(s, "tickTime", 1)?;
-        let sync = s.get("syncLimit").copied()?;
-        let limit = tick * u32::try_from(sync).ok()?;
+        let sync = failover::count(s, "syncLimit")?;
+        let limit = tick.checked_mul(sync)?;
         let bounds: Vec<Bound> = match role {
             Role::Follower => failover::unaffected(
                 "the leader keeps a quorum with the other follower: nothing stops",

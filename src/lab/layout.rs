@@ -17,6 +17,9 @@ pub struct Layout {
     /// A password made for this lab alone (random, kept in the lab's state, readable by
     /// root only), for presets whose servers take one; `None` outside a lab.
     pub secret: Option<String>,
+    /// The server settings the user changed (`--set`), by knob name (`db::knob`); empty
+    /// outside a lab.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 /// One node: its name, its address, and a directory of its own for data and logs.
@@ -47,6 +50,7 @@ impl Layout {
             bin_dir: bin_dir.map(PathBuf::from),
             credentials: None,
             secret: None,
+            settings: Default::default(),
         }
     }
 

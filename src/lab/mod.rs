@@ -76,6 +76,9 @@ pub struct LabState {
     /// readable by root only). Empty in labs made before it existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret: String,
+    /// The server settings the user changed (`--set`), by knob name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 impl LabState {
@@ -183,6 +186,7 @@ impl LabState {
             bin_dir: self.bin_dir.clone(),
             credentials: None,
             secret: (!self.secret.is_empty()).then(|| self.secret.clone()),
+            settings: self.settings.clone(),
         }
     }
 
@@ -308,14 +312,16 @@ fn choose_subnet(requested: Option<Subnet>) -> Result<Subnet> {
     Err(Error::NoFreeSubnet)
 }
 
-/// Creates a lab's hosts (no database yet): namespaces, addresses, bridge. On any error,
-/// whatever was made is removed again.
+/// Creates a lab's hosts (no database yet): namespaces, addresses, bridge. `settings`: the
+/// server settings the user changed, for the database to read from the lab's layout. On
+/// any error, whatever was made is removed again.
 pub fn create(
     name: &str,
     database: &str,
     nodes: usize,
     subnet: Option<Subnet>,
     bin_dir: Option<&Path>,
+    settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<LabState> {
     process::require_root("creating a lab")?;
     validate_name(name)?;
@@ -351,6 +357,7 @@ pub fn create(
         perseus_version: env!("CARGO_PKG_VERSION").to_string(),
         bin_dir: bin_dir.map(Path::to_path_buf),
         secret: new_secret()?,
+        settings: settings.clone(),
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
     // The state goes to disk before anything else exists, so `down` can always clean up.

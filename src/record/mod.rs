@@ -180,13 +180,16 @@ pub struct Header {
     /// How the writers wrote: `blind` or `cas` (absent in records of format 1: blind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<String>,
-    /// The settings that govern the database's failover as Perseus started it (see
-    /// `db::failover`); absent for a cluster Perseus did not start.
+    /// The effective value of every server setting the preset documents (`db::knob`), as
+    /// Perseus started the servers; absent for a cluster Perseus did not start.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub failover: std::collections::BTreeMap<String, u64>,
+    pub settings: std::collections::BTreeMap<String, String>,
     /// The clients' request timeout in milliseconds (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The cap on each writer's cycles a second (`--rate`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
     /// The origin `t0` on the wall clock.
     pub t0_unix_ms: i64,
     /// The origin `t0` on the monotonic clock.
@@ -203,8 +206,9 @@ impl Header {
             nodes,
             addresses: Vec::new(),
             write: None,
-            failover: Default::default(),
+            settings: Default::default(),
             timeout_ms: None,
+            rate: None,
             t0_unix_ms,
             t0_monotonic_ns,
         }

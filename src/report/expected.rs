@@ -95,7 +95,7 @@ pub fn of(a: &Analysis, metrics: &BTreeMap<String, Option<u64>>) -> Vec<Expected
     else {
         return Vec::new();
     };
-    let Some(expected) = model.expect(&a.header.failover, role(a), Duration::from_millis(timeout))
+    let Some(expected) = model.expect(&a.header.settings, role(a), Duration::from_millis(timeout))
     else {
         return Vec::new();
     };
@@ -139,7 +139,10 @@ mod tests {
             "no settings in the record: no model"
         );
 
-        a.header.failover = crate::db::etcd::Etcd.failover().unwrap().settings();
+        a.header.settings = crate::db::knob::effective(
+            &crate::lab::Layout::for_tests(None),
+            crate::db::etcd::Etcd.knobs(),
+        );
         a.header.timeout_ms = Some(1000);
         let start = a.window.as_ref().unwrap().start_us;
         assert_eq!(role(&a), Role::Unknown);

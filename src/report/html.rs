@@ -440,6 +440,15 @@ fn spec_html(a: &Analysis, spec: Option<&Spec>) -> String {
         ),
         ("started".into(), crate::clock::format_wall(h.t0_unix_ms)),
         (
+            "increments a second".into(),
+            super::rate_text(&super::summary::of(a)),
+        ),
+        (
+            "server settings".into(),
+            super::settings_text(h)
+                .unwrap_or_else(|| "not known (a cluster Perseus did not start)".into()),
+        ),
+        (
             "writes".into(),
             match h.write.as_deref() {
                 Some("cas") => "compare-and-set (--write cas)".into(),

@@ -262,8 +262,15 @@ pub fn markdown_row(s: &summary::Summary) -> String {
 pub fn markdown(a: &Analysis) -> String {
     let s = summary::of(a);
     let expected = expected_lines(&s);
+    let settings = settings_text(&a.header)
+        .map(|t| format!("\nServer settings (* changed with --set): {t}.\n"))
+        .unwrap_or_default()
+        + &format!(
+            "\nIncrements a second per client, over the run: {}.\n",
+            rate_text(&s)
+        );
     format!(
-        "{}{}\n{}\n\n{}. Correctness: {}.\n{}",
+        "{}{}\n{}\n\n{}. Correctness: {}.\n{settings}{}",
         markdown_header(),
         markdown_row(&s),
         summary_sentence(a),
@@ -275,6 +282,41 @@ pub fn markdown(a: &Analysis) -> String {
             format!("\n```\n{expected}```\n")
         }
     )
+}
+
+/// The rate each client achieved, `n1 498/s, …`, with the cap if there was one.
+pub fn rate_text(s: &summary::Summary) -> String {
+    let per: Vec<String> = s
+        .rate_achieved
+        .iter()
+        .map(|(n, r)| format!("{n} {r}/s"))
+        .collect();
+    match s.rate_cap {
+        Some(cap) => format!("{} (capped at {cap}/s)", per.join(", ")),
+        None => per.join(", "),
+    }
+}
+
+/// The server settings a record saved, `name value` each, a `*` on those the user changed
+/// from the preset's (`--set`); `None` where the record has none (a cluster Perseus did not
+/// start, or a record older than them).
+pub fn settings_text(h: &crate::record::Header) -> Option<String> {
+    if h.settings.is_empty() {
+        return None;
+    }
+    let knobs = crate::db::find(&h.database).map_or(&[][..], |d| d.knobs());
+    let changed = |name: &str, value: &str| {
+        knobs
+            .iter()
+            .find(|k| k.name == name)
+            .is_some_and(|k| k.default != value)
+    };
+    let all: Vec<String> = h
+        .settings
+        .iter()
+        .map(|(k, v)| format!("{k} {v}{}", if changed(k, v) { " *" } else { "" }))
+        .collect();
+    Some(all.join(", "))
 }
 
 /// The isolation figures beside the ranges the database's failover model expects, a few
@@ -436,10 +478,15 @@ pub fn terminal_summary(a: &Analysis) -> String {
     } else {
         String::new()
     };
+    let s = summary::of(a);
+    let rate = match s.rate_cap {
+        Some(_) => format!("increments a second: {}\n", rate_text(&s)),
+        None => String::new(),
+    };
     format!(
-        "{headline}{}{}{}{}{}",
+        "{headline}{}{rate}{}{}{}{}",
         metrics_table(a),
-        expected_lines(&summary::of(a)),
+        expected_lines(&s),
         intervals_table(a),
         errors_table(a),
         correctness_lines(a)

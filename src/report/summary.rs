@@ -43,6 +43,10 @@ pub struct Summary {
     /// How the writers wrote: `blind` or `cas`.
     #[serde(default = "blind")]
     pub write: String,
+    /// The effective value of every server setting the preset documents (`perseus list
+    /// settings`), as Perseus started the servers; empty for a cluster it did not start.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
     pub lost_acknowledged_writes: u64,
     /// The first fault, whose figures are `metrics`.
     pub fault: Option<FaultSummary>,
@@ -57,6 +61,12 @@ pub struct Summary {
     pub lenient: BTreeMap<String, Option<u64>>,
     /// Operation counts by node name.
     pub operations: BTreeMap<String, NodeOps>,
+    /// The cap on each client's cycles a second (`--rate`); `null`: none.
+    #[serde(default)]
+    pub rate_cap: Option<u32>,
+    /// Completed increments a second by node name, over the whole record (rounded).
+    #[serde(default)]
+    pub rate_achieved: BTreeMap<String, u64>,
     pub correctness: CorrectnessSummary,
     /// Errors by node name, phase and code.
     pub errors_by_phase: BTreeMap<String, BTreeMap<Phase, BTreeMap<String, u64>>>,
@@ -237,6 +247,7 @@ pub fn of(a: &Analysis) -> Summary {
         duration_ms: a.end_us / 1000,
         record_complete: a.ended_cleanly,
         write: a.header.write.clone().unwrap_or_else(blind),
+        settings: a.header.settings.clone(),
         lost_acknowledged_writes: c.lost_acknowledged_writes,
         fault,
         intervals: a
@@ -269,6 +280,18 @@ pub fn of(a: &Analysis) -> Summary {
             .iter()
             .cloned()
             .zip(a.ops.iter().cloned())
+            .collect(),
+        rate_cap: a.header.rate,
+        rate_achieved: a
+            .header
+            .nodes
+            .iter()
+            .cloned()
+            .zip(
+                a.ops
+                    .iter()
+                    .map(|o| (o.increments * 1_000_000 + a.end_us / 2) / a.end_us.max(1)),
+            )
             .collect(),
         correctness: CorrectnessSummary {
             reads_checked: c.reads_checked,

@@ -97,6 +97,9 @@ pub struct Settings {
     pub observers: Option<ReadFrom>,
     /// How writers write.
     pub write: WriteMode,
+    /// Each writer starts at most this many read → increment → write cycles a second;
+    /// `None`: one after another, as fast as the database answers.
+    pub rate: Option<u32>,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             backoff: Duration::from_millis(100),
             observers: None,
             write: WriteMode::Blind,
+            rate: None,
         }
     }
 }
@@ -286,7 +290,19 @@ pub async fn increment_loop(cx: Context, node: usize, stop: CancellationToken) {
     let timeout = cx.settings.timeout;
     let mut client: Option<Box<dyn Client>> = None;
     let mut next_attempt: u64 = 1;
+    // A cycle starts on each tick; a cycle longer than a tick delays the next, not more.
+    let mut ticks = cx.settings.rate.map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     while !stop.is_cancelled() {
+        if let Some(t) = ticks.as_mut() {
+            tokio::select! {
+                _ = t.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+        }
         let ok = async {
             let c = cx.connected(&mut client, stamp).await?;
             let found = cx.read(c, &key, false, stamp).await?;

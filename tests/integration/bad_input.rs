@@ -36,6 +36,40 @@ fn a_node_that_is_not_in_the_run_is_refused_before_anything_starts() {
 }
 
 #[test]
+fn a_setting_the_preset_does_not_have_or_a_bad_value_is_refused_before_anything_starts() {
+    for (set, says) in [
+        (
+            "nope=1",
+            "its settings: heartbeat-interval, election-timeout, pre-vote",
+        ),
+        (
+            "election-timeout=1s",
+            "election-timeout takes a whole number",
+        ),
+        (
+            "election-timeout=5\n--data-dir=/",
+            "election-timeout takes a whole number",
+        ),
+    ] {
+        let (code, _, stderr) = run(&["run", "etcd", "--set", set, "--lab", "it-bad-set"]);
+        assert_eq!(code, 2, "{set}: {stderr}");
+        let e = one_line_error(&stderr);
+        assert!(e.contains(says), "{set}: {e}");
+        assert!(!lab_dir("it-bad-set").exists());
+    }
+    let (code, _, stderr) = run(&[
+        "run",
+        "etcd",
+        "--set",
+        "election-timeout",
+        "--lab",
+        "it-bad-set",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("NAME=VALUE"), "{stderr}");
+}
+
+#[test]
 fn a_lab_that_does_not_exist_is_named() {
     for args in [
         vec!["isolate", "n2", "--lab", "it-nosuch"],

@@ -7,14 +7,45 @@ use crate::support::*;
 /// - from 4 s after it (time to elect a new leader if n2 led) n2 completes nothing while
 ///   n1 and n3 serve;
 /// - in the last 5 s after the rejoin all three serve again;
-/// - afterwards nothing of the lab is left, and the results directory is complete.
+/// - afterwards nothing of the lab is left, and the results directory is complete;
+/// - a setting changed with --set reaches the servers' command line and the summary, and
+///   --rate caps each client.
 #[test]
 fn run_etcd_isolates_n2_and_measures_it() {
     require_lab("etcd", "etcd-server");
     let r = run_scenario(
         "etcd",
         "run",
-        &["--before", "10s", "--during", "15s", "--after", "15s"],
+        &[
+            "--before",
+            "10s",
+            "--during",
+            "15s",
+            "--after",
+            "15s",
+            "--set",
+            "election-timeout=1500",
+            "--rate",
+            "300/s",
+        ],
+    );
+    let command = std::fs::read_to_string(r.out.join("config").join("n1-etcd.command"))
+        .expect("the servers' command lines are saved");
+    assert!(command.contains("--election-timeout=1500"), "{command}");
+    assert!(command.contains("--heartbeat-interval=100"), "{command}");
+    assert_eq!(r.summary["settings"]["election-timeout"], "1500");
+    assert_eq!(r.summary["rate_cap"], 300);
+    for n in ["n1", "n2", "n3"] {
+        let achieved = r.summary["rate_achieved"][n].as_u64().unwrap_or(0);
+        assert!(
+            (1..=300).contains(&achieved),
+            "{n} ran at {achieved}/s, capped at 300/s"
+        );
+    }
+    assert!(
+        r.stdout.contains("(capped at 300/s)"),
+        "the rate achieved is stated: {}",
+        r.stdout
     );
     assert!(
         r.stdout
