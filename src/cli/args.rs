@@ -368,19 +368,29 @@ pub struct MarkArgs {
 #[derive(Args)]
 pub struct MatrixArgs {
     /// The databases, comma-separated (perseus list shows them)
-    #[arg(long, value_name = "DB,…", value_delimiter = ',', required = true)]
-    pub db: Vec<String>,
-    /// The scenarios, comma-separated: built-in names (perseus list scenarios) or TOML files
     #[arg(
         long,
-        value_name = "NAME|FILE,…",
+        value_name = "DB,…",
         value_delimiter = ',',
-        default_value = "isolate"
+        required_unless_present = "matrix"
     )]
+    pub db: Vec<String>,
+    /// A matrix file (TOML) instead of --db, --scenario, --repeat, --phases and --set:
+    /// databases, scenarios, repeat, phases, set, and per database [db.NAME] its own phases
+    /// and set (a value, or a list of values to sweep); see the README
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["db", "scenario", "repeat", "phases", "set"])]
+    pub matrix: Option<PathBuf>,
+    /// Sweep a server setting, NAME=V1,V2,… (repeatable): every database that has it gets a
+    /// row per value (perseus list settings)
+    #[arg(long = "set", value_name = "NAME=V1,V2", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
+    /// The scenarios, comma-separated: built-in names (perseus list scenarios) or TOML files
+    /// [default: isolate]
+    #[arg(long, value_name = "NAME|FILE,…", value_delimiter = ',')]
     pub scenario: Vec<String>,
-    /// Runs per database and scenario
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub repeat: u32,
+    /// Runs per database and scenario [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: Option<u32>,
     /// The durations of every scenario's phases, in order, comma-separated (e.g. 10s,20s,20s
     /// for the three phases of isolate), to shorten them [default: the scenarios' own]
     #[arg(long, value_name = "DURATION,…", value_delimiter = ',', value_parser = parse_duration)]

@@ -876,51 +876,77 @@ fn compare(a: CompareArgs) -> Result<()> {
 /// `perseus matrix`: every database × scenario as a repeat, then the seed's table. Each
 /// row's runs are made even if an earlier row lost writes; the exit code says so at the end.
 async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
-    use report::matrix::{Plan, Row};
+    use report::matrix::{Description, Plan, Row};
     process::require_root("perseus matrix")?;
+    let described = match &a.matrix {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read {}", file.display()))?;
+            Description::from_toml(&text, file)?
+        }
+        None => Description {
+            databases: a.db.clone(),
+            scenarios: if a.scenario.is_empty() {
+                vec!["isolate".into()]
+            } else {
+                a.scenario.clone()
+            },
+            repeat: a.repeat.unwrap_or(3),
+            phases: a.phases.clone(),
+            sweep: a
+                .set
+                .iter()
+                .map(|(k, v)| (k.clone(), v.split(',').map(String::from).collect()))
+                .collect(),
+            per_db: Default::default(),
+        },
+    };
     // Everything is checked before the first lab starts.
     let mut cells = Vec::new();
     let mut skipped = Vec::new();
-    for name in &a.db {
-        let db = db::find(name)?;
-        db.check_installed(None)?;
-        for sc in &a.scenario {
-            let mut scenario = perseus::scenario::Scenario::load(sc, Some(3))?;
-            if !a.phases.is_empty() {
-                if a.phases.len() != scenario.phases.len() {
-                    return Err(Error::Invalid(format!(
-                        "--phases gives {} durations, but scenario {} has {} phases",
-                        a.phases.len(),
-                        scenario.name,
-                        scenario.phases.len()
-                    ))
-                    .into());
-                }
-                for (p, d) in scenario.phases.iter_mut().zip(&a.phases) {
-                    p.duration = *d;
-                }
+    for name in &described.databases {
+        db::find(name)?.check_installed(None)?;
+    }
+    for mut cell in described.cells()? {
+        let mut scenario = perseus::scenario::Scenario::load(&cell.scenario, Some(3))?;
+        // Rows are named by the scenario's own name (a file's stem), not the path given.
+        cell.scenario = scenario.name.clone();
+        let name = &cell.database;
+        if !cell.phases.is_empty() {
+            if cell.phases.len() != scenario.phases.len() {
+                return Err(Error::Invalid(format!(
+                    "{} phase durations for {name}, but scenario {} has {} phases",
+                    cell.phases.len(),
+                    scenario.name,
+                    scenario.phases.len()
+                ))
+                .into());
             }
-            let mut spec = Spec {
-                database: name.clone(),
-                scenario: Some(scenario),
-                observers: observers(&a.workload),
-                write: a.workload.write.unwrap_or_default(),
-                rate: a.workload.rate,
-                ..Spec::default()
-            };
-            if let Some(t) = a.timeout {
-                spec.request_timeout = t;
+            for (p, d) in scenario.phases.iter_mut().zip(&cell.phases) {
+                p.duration = *d;
             }
-            // A scenario a database cannot play (the leader of one where no node leads)
-            // is a row it does not have, said once here and under the table.
-            match spec.validate() {
-                Ok(()) => cells.push(spec),
-                Err(e @ Error::Invalid(_)) => {
-                    say(format!("skipping {name} × {sc}: {e}"));
-                    skipped.push(format!("{name} × {sc}: {e}"));
-                }
-                Err(e) => return Err(e.into()),
+        }
+        let mut spec = Spec {
+            database: name.clone(),
+            scenario: Some(scenario),
+            observers: observers(&a.workload),
+            write: a.workload.write.unwrap_or_default(),
+            rate: a.workload.rate,
+            set: cell.set.clone(),
+            ..Spec::default()
+        };
+        if let Some(t) = a.timeout {
+            spec.request_timeout = t;
+        }
+        // A scenario a database cannot play (the leader of one where no node leads)
+        // is a row it does not have, said once here and under the table.
+        match spec.validate() {
+            Ok(()) => cells.push((cell, spec)),
+            Err(e @ Error::Invalid(_)) => {
+                say(format!("skipping {name} × {}: {e}", cell.label()));
+                skipped.push(format!("{name} × {}: {e}", cell.label()));
             }
+            Err(e) => return Err(e.into()),
         }
     }
     if cells.is_empty() {
@@ -930,42 +956,61 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("matrix-{}", stamp())));
-    let phases: Vec<String> = a
+    let phases: Vec<String> = described
         .phases
         .iter()
         .map(|d| perseus::clock::format_duration(*d))
         .collect();
+    // The rows that are more than databases × scenarios (sweeps, a database's own phases)
+    // are part of the plan, so a matrix with other rows is refused in this directory.
+    let plain = described.sweep.is_empty() && described.per_db.is_empty();
     Plan {
-        databases: a.db.clone(),
-        scenarios: a.scenario.clone(),
-        repeat: a.repeat,
+        databases: described.databases.clone(),
+        scenarios: described.scenarios.clone(),
+        repeat: described.repeat,
         settings: format!(
-            "phases={} timeout={:?} write={} observers={:?}{}",
+            "phases={} timeout={:?} write={} observers={:?}{}{}",
             phases.join(","),
             a.timeout,
             a.workload.write.unwrap_or_default(),
             observers(&a.workload),
             a.workload
                 .rate
-                .map_or(String::new(), |r| format!(" rate={r}/s"))
+                .map_or(String::new(), |r| format!(" rate={r}/s")),
+            if plain {
+                String::new()
+            } else {
+                let rows: Vec<String> = cells
+                    .iter()
+                    .map(|(c, _)| {
+                        let p: Vec<String> = c
+                            .phases
+                            .iter()
+                            .map(|d| perseus::clock::format_duration(*d))
+                            .collect();
+                        format!("{}:{}:{}:{:?}", c.database, c.label(), p.join(","), c.set)
+                    })
+                    .collect();
+                format!(" rows={}", rows.join(";"))
+            }
         ),
     }
     .begin(&out)?;
     let lab = format!("mx-{}", std::process::id());
     let mut rows = Vec::new();
     let mut bad = None;
-    for (i, spec) in cells.iter().enumerate() {
-        let scenario = spec.scenario.as_ref().map_or("", |s| s.name.as_str());
-        let dir = Plan::row_dir(&out, &spec.database, scenario);
+    for (i, (cell, spec)) in cells.iter().enumerate() {
+        let scenario = cell.label();
+        let dir = cell.dir(&out);
         say(format!(
             "row {} of {}: {} × {scenario}, {} runs",
             i + 1,
             cells.len(),
             spec.database,
-            a.repeat
+            described.repeat
         ));
         let subject = Subject::Lab(lab.clone());
-        if let Err(e) = runs(spec, &subject, &dir, Some(a.repeat), stop.clone()).await {
+        if let Err(e) = runs(spec, &subject, &dir, Some(described.repeat), stop.clone()).await {
             // Lost writes or a failed expectation are findings: the matrix goes on.
             match e.downcast_ref::<Error>() {
                 Some(Error::Violations { .. }) | Some(Error::Expectations { .. }) => bad = Some(e),
@@ -974,7 +1019,10 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
         }
         rows.push(Row {
             database: spec.database.clone(),
-            scenario: scenario.to_string(),
+            scenario,
+            dir: dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             repeat: report::repeat::Repeat::load(&dir.join(report::SUMMARY_FILE))?,
         });
     }

@@ -7,7 +7,9 @@ use crate::analysis::METRICS;
 use crate::db::failover::{DISTURBANCE, DOWNTIME};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What a matrix is: saved as `matrix.json` in its directory, so that running it again
 /// continues it (and a different one is refused there).
@@ -22,11 +24,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The directory of the row of `database` and `scenario` (its scenario's name).
-    pub fn row_dir(dir: &Path, database: &str, scenario: &str) -> PathBuf {
-        dir.join(format!("{database}-{scenario}"))
-    }
-
     /// Saves the plan in `dir`, or checks that `dir` holds the same one.
     pub fn begin(&self, dir: &Path) -> Result<()> {
         let path = dir.join("matrix.json");
@@ -46,10 +43,260 @@ impl Plan {
     }
 }
 
+/// What a matrix runs, from its flags or from a `--matrix FILE`: every database × scenario
+/// × sweep of settings, each with its phases.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description {
+    pub databases: Vec<String>,
+    pub scenarios: Vec<String>,
+    pub repeat: u32,
+    /// Every scenario's phase durations, in order (empty: the scenarios' own).
+    pub phases: Vec<Duration>,
+    /// Settings to sweep (`--set NAME=V1,V2`): each applies to the databases that have it,
+    /// and each of its values makes rows of their own.
+    pub sweep: BTreeMap<String, Vec<String>>,
+    /// What one database does differently, by name.
+    pub per_db: BTreeMap<String, PerDatabase>,
+}
+
+/// A database's own part of a matrix file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerDatabase {
+    /// Its phase durations (`["10s", "60s", "60s"]`), over the matrix's.
+    #[serde(default, deserialize_with = "durations")]
+    pub phases: Vec<Duration>,
+    /// Settings for it alone: a value, or a list of values to sweep.
+    #[serde(default)]
+    pub set: BTreeMap<String, OneOrMany>,
+}
+
+/// A setting's value, or values to sweep: a string, number or boolean, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany(Vec<String>);
+
+impl OneOrMany {
+    fn values(&self) -> Vec<String> {
+        self.0.clone()
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use toml::Value;
+        let scalar = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Integer(i) => Some(i.to_string()),
+            Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        };
+        let bad = || {
+            serde::de::Error::custom(
+                "a setting takes a value or a list of values (quote a name with a dot: \"gcache.size\" = \"128M\")",
+            )
+        };
+        match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| scalar(i).ok_or_else(bad))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(OneOrMany),
+            v => scalar(&v).map(|s| OneOrMany(vec![s])).ok_or_else(bad),
+        }
+    }
+}
+
+fn durations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Duration>, D::Error> {
+    let texts: Vec<String> = Vec::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| crate::clock::parse_duration(t).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A matrix file (`perseus matrix --matrix FILE`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    databases: Vec<String>,
+    #[serde(default = "isolate")]
+    scenarios: Vec<String>,
+    #[serde(default = "three")]
+    repeat: u32,
+    #[serde(default, deserialize_with = "durations")]
+    phases: Vec<Duration>,
+    #[serde(default)]
+    set: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    db: BTreeMap<String, PerDatabase>,
+}
+
+fn isolate() -> Vec<String> {
+    vec!["isolate".into()]
+}
+
+fn three() -> u32 {
+    3
+}
+
+/// One cell of a matrix: a row of its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub database: String,
+    pub scenario: String,
+    pub phases: Vec<Duration>,
+    /// The settings of this row (from the sweep and the database's own).
+    pub set: crate::db::knob::Overrides,
+    /// What tells this row from the others of its database and scenario: the swept
+    /// settings, `name=value …`; empty without a sweep.
+    pub variant: String,
+}
+
+impl Cell {
+    /// The row's name in the table and in its directory's name: `scenario` or
+    /// `scenario name=value`.
+    pub fn label(&self) -> String {
+        if self.variant.is_empty() {
+            self.scenario.clone()
+        } else {
+            format!("{} {}", self.scenario, self.variant)
+        }
+    }
+
+    /// The row's directory in the matrix's `dir`: `DATABASE-SCENARIO[-name=value…]`.
+    pub fn dir(&self, dir: &Path) -> PathBuf {
+        let mut name = format!("{}-{}", self.database, self.scenario);
+        if !self.variant.is_empty() {
+            name.push('-');
+            name.push_str(&self.variant.replace(' ', "-"));
+        }
+        dir.join(name)
+    }
+}
+
+impl Description {
+    /// Reads a matrix file: `databases`, `scenarios`, `repeat`, `phases`, `set` (a value or
+    /// a list to sweep, for every database that has the setting) and, per database,
+    /// `[db.NAME]` with its own `phases` and `set`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Description> {
+        let f: File = toml::from_str(text).map_err(|e| Error::Malformed {
+            what: "matrix file".into(),
+            path: path.to_path_buf(),
+            line: e
+                .span()
+                .map_or(0, |s| text[..s.start].lines().count().max(1)),
+            why: e.message().to_string(),
+        })?;
+        if !(1..=1000).contains(&f.repeat) {
+            return Err(Error::Invalid(format!(
+                "{}: repeat = {}: 1 to 1000 runs per row",
+                path.display(),
+                f.repeat
+            )));
+        }
+        for name in f.db.keys() {
+            if !f.databases.contains(name) {
+                return Err(Error::Invalid(format!(
+                    "{}: [db.{name}], but {name} is not in databases",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Description {
+            databases: f.databases,
+            scenarios: f.scenarios,
+            repeat: f.repeat,
+            phases: f.phases,
+            sweep: f.set.iter().map(|(k, v)| (k.clone(), v.values())).collect(),
+            per_db: f.db,
+        })
+    }
+
+    /// Every cell, database by database, scenario by scenario, then each combination of the
+    /// swept values that database has. A swept setting no database of the matrix has is an
+    /// error, as is a database's own setting it does not have.
+    pub fn cells(&self) -> Result<Vec<Cell>> {
+        let mut out = Vec::new();
+        let mut used: std::collections::BTreeSet<String> = Default::default();
+        for name in &self.databases {
+            let db = crate::db::find(name)?;
+            let has = |k: &str| db.knobs().iter().any(|n| n.name == k);
+            let own = self.per_db.get(name).cloned().unwrap_or_default();
+            // The combinations of this database's swept settings, in name order.
+            let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+            let mut sweeps: BTreeMap<String, Vec<String>> = self
+                .sweep
+                .iter()
+                .filter(|(k, _)| has(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (k, v) in &own.set {
+                if !has(k) {
+                    return Err(Error::Invalid(format!(
+                        "[db.{name}] set {k}: {name} has no such setting (perseus list settings)"
+                    )));
+                }
+                sweeps.insert(k.clone(), v.values());
+            }
+            for (k, values) in &sweeps {
+                used.insert(k.clone());
+                if values.is_empty() {
+                    return Err(Error::Invalid(format!("set {k}: no values")));
+                }
+                combos = combos
+                    .into_iter()
+                    .flat_map(|c| {
+                        values.iter().map(move |v| {
+                            let mut c = c.clone();
+                            c.push((k.clone(), v.clone()));
+                            c
+                        })
+                    })
+                    .collect();
+            }
+            for scenario in &self.scenarios {
+                for combo in &combos {
+                    let set: crate::db::knob::Overrides = combo.iter().cloned().collect();
+                    crate::db::knob::check(name, db.knobs(), &set)?;
+                    let variant = combo
+                        .iter()
+                        .filter(|(k, _)| sweeps.get(k).is_some_and(|v| v.len() > 1))
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    out.push(Cell {
+                        database: name.clone(),
+                        scenario: scenario.clone(),
+                        phases: if own.phases.is_empty() {
+                            self.phases.clone()
+                        } else {
+                            own.phases.clone()
+                        },
+                        set,
+                        variant,
+                    });
+                }
+            }
+        }
+        if let Some(k) = self.sweep.keys().find(|k| !used.contains(*k)) {
+            return Err(Error::Invalid(format!(
+                "--set {k}: none of {} has this setting (perseus list settings)",
+                self.databases.join(", ")
+            )));
+        }
+        Ok(out)
+    }
+}
+
 /// One row of the table.
 pub struct Row {
     pub database: String,
+    /// The scenario, with the swept settings of the row if any.
     pub scenario: String,
+    /// Its directory's name in the matrix's (see [`Cell::dir`]).
+    pub dir: String,
     pub repeat: Repeat,
 }
 
@@ -219,9 +466,8 @@ pub fn html(rows: &[Row], machine: &str, date: &str) -> String {
         for (i, c) in cells.iter().enumerate() {
             if i == 2 {
                 b.push_str(&format!(
-                    "<td><a href=\"{}-{}/report.html\">{}</a></td>",
-                    esc(&r.database),
-                    esc(&r.scenario),
+                    "<td><a href=\"{}/report.html\">{}</a></td>",
+                    esc(&r.dir),
                     esc(c)
                 ));
             } else {
@@ -296,6 +542,7 @@ mod tests {
         let rows = [Row {
             database: "etcd".into(),
             scenario: "isolate-leader".into(),
+            dir: "etcd-isolate-leader".into(),
             repeat: r,
         }];
         let md = markdown(&rows, "a test machine", "2026-11-30");
@@ -345,6 +592,7 @@ mod tests {
         let rows = [Row {
             database: "etcd".into(),
             scenario: "isolate".into(),
+            dir: "etcd-isolate".into(),
             repeat: r,
         }];
         let md = markdown(&rows, "m", "d");
@@ -359,6 +607,83 @@ mod tests {
             "within: no mark: {line}"
         );
         assert!(md.contains("- etcd (https://etcd.io/docs/v3.4/tuning/): the followers campaign."));
+    }
+
+    /// A matrix file: a database's own phases, a sweep for the database that has the
+    /// setting, and rows named by their swept values.
+    #[test]
+    fn a_matrix_file_sweeps_settings_and_gives_each_database_its_phases() {
+        let text = r#"
+databases = ["etcd", "galera"]
+scenarios = ["isolate"]
+repeat = 2
+phases = ["10s", "20s", "20s"]
+
+[db.galera]
+phases = ["10s", "60s", "60s"]
+set = { innodb_flush_log_at_trx_commit = [1, 2], "gcache.size" = "128M" }
+"#;
+        let d = Description::from_toml(text, Path::new("m.toml")).unwrap();
+        assert_eq!(d.repeat, 2);
+        let cells = d.cells().unwrap();
+        let labels: Vec<String> = cells
+            .iter()
+            .map(|c| format!("{} {}", c.database, c.label()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "etcd isolate",
+                "galera isolate innodb_flush_log_at_trx_commit=1",
+                "galera isolate innodb_flush_log_at_trx_commit=2",
+            ]
+        );
+        assert_eq!(cells[0].phases[1], Duration::from_secs(20));
+        assert_eq!(cells[1].phases[1], Duration::from_secs(60));
+        assert_eq!(
+            cells[2].set["gcache.size"], "128M",
+            "a single value is set, not swept"
+        );
+        assert_eq!(
+            cells[2].dir(Path::new("m")),
+            Path::new("m/galera-isolate-innodb_flush_log_at_trx_commit=2")
+        );
+        assert_eq!(cells[0].dir(Path::new("m")), Path::new("m/etcd-isolate"));
+
+        // The same sweep from flags; a setting nobody has, or a bad value, is refused.
+        let flags = |k: &str, v: &[&str]| Description {
+            databases: vec!["etcd".into(), "zookeeper".into()],
+            scenarios: vec!["isolate".into()],
+            repeat: 1,
+            sweep: [(k.to_string(), v.iter().map(|s| s.to_string()).collect())].into(),
+            ..Description::default()
+        };
+        let cells = flags("syncLimit", &["2", "5"]).cells().unwrap();
+        assert_eq!(cells.len(), 3, "etcd once, ZooKeeper per value");
+        let e = flags("nope", &["1"]).cells().unwrap_err().to_string();
+        assert!(
+            e.contains("none of etcd, zookeeper has this setting"),
+            "{e}"
+        );
+        let e = flags("syncLimit", &["x"]).cells().unwrap_err().to_string();
+        assert!(e.contains("syncLimit takes a whole number"), "{e}");
+        for (bad, says) in [
+            ("databases = [\"etcd\"]\nrepeats = 2\n", "unknown field"),
+            (
+                "databases = [\"etcd\"]\n[db.galera]\n",
+                "galera is not in databases",
+            ),
+            ("databases = [\"etcd\"]\nphases = [\"soon\"]\n", "soon"),
+            (
+                "databases = [\"galera\"]\n[db.galera]\nset = { gcache.size = \"1M\" }\n",
+                "quote a name with a dot",
+            ),
+        ] {
+            let e = Description::from_toml(bad, Path::new("m.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -70,6 +70,40 @@ fn a_setting_the_preset_does_not_have_or_a_bad_value_is_refused_before_anything_
 }
 
 #[test]
+fn a_matrix_sweep_or_file_with_a_mistake_is_refused_and_makes_nothing() {
+    let out = out_dir("bad-matrix");
+    let o = out.to_str().unwrap();
+    let (code, _, stderr) = run(&[
+        "matrix",
+        "--db",
+        "etcd",
+        "--set",
+        "syncLimit=2,5",
+        "--out",
+        o,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        one_line_error(&stderr).contains("none of etcd has this setting"),
+        "{stderr}"
+    );
+    let file = out.with_extension("toml");
+    std::fs::write(
+        &file,
+        "databases = [\"etcd\"]\n[db.etcd]\nset = { election-timeout = \"soon\" }\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["matrix", "--matrix", file.to_str().unwrap(), "--out", o]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        one_line_error(&stderr).contains("election-timeout takes a whole number"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing made");
+}
+
+#[test]
 fn a_lab_that_does_not_exist_is_named() {
     for args in [
         vec!["isolate", "n2", "--lab", "it-nosuch"],
