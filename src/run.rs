@@ -58,44 +58,20 @@ pub async fn run(
     say: impl Fn(String) + Copy,
     echo: Option<Echo>,
 ) -> Result<RunOutcome> {
-    spec.validate()?;
-    process::require_root("perseus run")?;
-    let db = db::find(&spec.database)?;
-    db.check_installed(spec.bin_dir.as_deref())?;
-    lab::validate_name(lab_name)?;
-    if LabState::load(lab_name).is_ok() {
-        return Err(Error::LabExists(lab_name.to_string()));
-    }
+    let db = check(spec, lab_name)?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     spec.save(&dir.join("spec.json"))?;
-
-    let mut state = lab::create(
-        lab_name,
-        db.name(),
-        spec.nodes,
-        None,
-        spec.bin_dir.as_deref(),
-        &spec.set,
-    )?;
-    let guard = LabGuard(lab_name.to_string());
+    let (mut state, guard) = create(spec, db, lab_name)?;
     let mut out = Output {
         dir,
         echo,
         watch: None,
     };
-    let result = stages(spec, db, &mut state, &stop, &mut out, say).await;
-    let mut teardown = Vec::new();
-    if let Some(w) = out.watch {
-        if let Err(e) = w.stop().await {
-            teardown.push(e);
-        }
-    }
-    if let Err(e) = state.collect_logs(&dir.join("logs")) {
-        teardown.push(e);
-    }
-    if let Err(e) = save_config(&state, db, &dir.join("config")) {
-        teardown.push(e);
-    }
+    let result = match bring_up(spec, db, &mut state, &stop, say).await {
+        Ok(version) => one_experiment(spec, db, &state, version, &stop, &mut out, say).await,
+        Err(e) => Err(e),
+    };
+    let mut teardown = finish(out.watch, &state, db, dir).await;
     let t = Instant::now();
     if let Err(e) = lab::destroy(&state) {
         teardown.push(e);
@@ -111,6 +87,128 @@ pub async fn run(
         dir: dir.to_path_buf(),
         analysis: analysis.ok_or_else(|| record_gone(dir))?,
     })
+}
+
+/// A lab kept up across runs (`perseus run --repeat N --same-lab`): brought up once; each
+/// run then waits until every node serves steadily again, plays the scenario, reads every
+/// key and writes its results into a directory of its own. Removed by [`KeptLab::down`], or
+/// when dropped (on an error, a panic or Ctrl-C).
+pub struct KeptLab {
+    state: LabState,
+    db: &'static dyn Database,
+    version: Option<String>,
+    guard: LabGuard,
+}
+
+impl KeptLab {
+    /// Checks `spec` as [`run`] does, then makes the lab `lab_name` and starts the database
+    /// on it.
+    pub async fn up(
+        spec: &Spec,
+        lab_name: &str,
+        stop: &CancellationToken,
+        say: impl Fn(String) + Copy,
+    ) -> Result<KeptLab> {
+        let db = check(spec, lab_name)?;
+        let (mut state, guard) = create(spec, db, lab_name)?;
+        let version = bring_up(spec, db, &mut state, stop, say).await?;
+        Ok(KeptLab {
+            state,
+            db,
+            version,
+            guard,
+        })
+    }
+
+    /// One run of `spec` on the lab into `dir` (steps 4 to 7 of [`run`], the lab staying up).
+    pub async fn run(
+        &mut self,
+        spec: &Spec,
+        dir: &Path,
+        stop: CancellationToken,
+        say: impl Fn(String) + Copy,
+        echo: Option<Echo>,
+    ) -> Result<RunOutcome> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        spec.save(&dir.join("spec.json"))?;
+        let mut out = Output {
+            dir,
+            echo,
+            watch: None,
+        };
+        let version = self.version.clone();
+        let result =
+            one_experiment(spec, self.db, &self.state, version, &stop, &mut out, say).await;
+        let teardown = finish(out.watch, &self.state, self.db, dir).await;
+        let analysis = results(dir)?;
+        result?;
+        if let Some(e) = teardown.into_iter().next() {
+            return Err(e);
+        }
+        Ok(RunOutcome {
+            dir: dir.to_path_buf(),
+            analysis: analysis.ok_or_else(|| record_gone(dir))?,
+        })
+    }
+
+    /// Tears the lab down.
+    pub fn down(self, say: impl Fn(String)) -> Result<()> {
+        let t = Instant::now();
+        let done = lab::destroy(&self.state);
+        drop(self.guard);
+        say(format!("lab torn down in {} ms", t.elapsed().as_millis()));
+        done
+    }
+}
+
+/// Step 1 of [`run`]: the spec, root, the database's binaries and a free lab name, before
+/// anything is made.
+fn check(spec: &Spec, lab_name: &str) -> Result<&'static dyn Database> {
+    spec.validate()?;
+    process::require_root("perseus run")?;
+    let db = db::find(&spec.database)?;
+    db.check_installed(spec.bin_dir.as_deref())?;
+    lab::validate_name(lab_name)?;
+    if LabState::load(lab_name).is_ok() {
+        return Err(Error::LabExists(lab_name.to_string()));
+    }
+    Ok(db)
+}
+
+/// Makes the lab's hosts, with a guard that removes them when dropped.
+fn create(spec: &Spec, db: &dyn Database, lab_name: &str) -> Result<(LabState, LabGuard)> {
+    let state = lab::create(
+        lab_name,
+        db.name(),
+        spec.nodes,
+        None,
+        spec.bin_dir.as_deref(),
+        &spec.set,
+    )?;
+    Ok((state, LabGuard(lab_name.to_string())))
+}
+
+/// After a run's experiment, whatever happened: stops the watch (the record ends), copies
+/// the servers' logs and configuration into `dir`. Returns what failed.
+async fn finish(
+    watch: Option<Watch>,
+    state: &LabState,
+    db: &dyn Database,
+    dir: &Path,
+) -> Vec<Error> {
+    let mut failed = Vec::new();
+    if let Some(w) = watch {
+        if let Err(e) = w.stop().await {
+            failed.push(e);
+        }
+    }
+    if let Err(e) = state.collect_logs(&dir.join("logs")) {
+        failed.push(e);
+    }
+    if let Err(e) = save_config(state, db, &dir.join("config")) {
+        failed.push(e);
+    }
+    failed
 }
 
 /// Saves the servers' configuration as they were started into `dest`: each node's
@@ -225,14 +323,15 @@ async fn experiment(
     Ok(())
 }
 
-async fn stages(
+/// Starts the database on every node of the lab and waits until it is ready; returns the
+/// version the servers report.
+async fn bring_up(
     spec: &Spec,
     db: &'static dyn Database,
     state: &mut LabState,
     stop: &CancellationToken,
-    out: &mut Output<'_>,
     say: impl Fn(String) + Copy,
-) -> Result<()> {
+) -> Result<Option<String>> {
     say(format!(
         "starting {} {} nodes in lab {} ({}) …",
         spec.nodes,
@@ -262,10 +361,23 @@ async fn stages(
             .map(|v| format!(", version {v}"))
             .unwrap_or_default()
     ));
+    Ok(health.version)
+}
+
+/// The experiment on a lab whose database is up (see [`experiment`]).
+async fn one_experiment(
+    spec: &Spec,
+    db: &'static dyn Database,
+    state: &LabState,
+    version: Option<String>,
+    stop: &CancellationToken,
+    out: &mut Output<'_>,
+    say: impl Fn(String) + Copy,
+) -> Result<()> {
     let subject = Subject {
         layout: state.layout(),
         events_dir: state.dir(),
-        servers: crate::watch::Servers::of_lab(db, &state.layout(), health.version),
+        servers: crate::watch::Servers::of_lab(db, &state.layout(), version),
         wait_warm: !spec.skip_warmup,
     };
     let mut backend = schedule::Lab {

@@ -534,6 +534,10 @@ pub struct RunArgs {
     /// summary.json, report.md and report.html [default: 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: Option<u32>,
+    /// With --repeat: bring the lab up once and run every repeat on it, each once every
+    /// node serves steadily again (faster; the runs then share the database's history)
+    #[arg(long, requires = "repeat", conflicts_with = "cluster")]
+    pub same_lab: bool,
     /// Change a server setting from the preset's, NAME=VALUE (repeatable): the ones that
     /// govern failover and catch-up, e.g. election-timeout=500 for etcd,
     /// innodb_flush_log_at_trx_commit=2 for Galera; perseus list settings shows them all

@@ -199,7 +199,12 @@ async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
         .lab
         .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
-    let done = runs(&spec, &Subject::Lab(lab_name), &out, a.repeat, stop).await;
+    let subject = if a.same_lab {
+        Subject::KeptLab(lab_name, None)
+    } else {
+        Subject::Lab(lab_name)
+    };
+    let done = runs(&spec, subject, &out, a.repeat, stop).await;
     json_after(a.json, &out, done)
 }
 
@@ -230,7 +235,7 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cluster.name, stamp())));
     let done = runs(
         &spec,
-        &Subject::Cluster(Box::new(cluster)),
+        Subject::Cluster(Box::new(cluster)),
         &out,
         a.repeat,
         stop,
@@ -239,21 +244,42 @@ async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Resul
     json_after(a.json, &out, done)
 }
 
-/// What a run runs on: a lab it makes (and removes) under this name, or a cluster Perseus
-/// did not start.
+/// What a run runs on: a lab it makes (and removes) under this name, a lab made once under
+/// this name and kept for every run of a repeat (`--same-lab`; made at the first run that
+/// needs it), or a cluster Perseus did not start.
 enum Subject {
     Lab(String),
+    KeptLab(String, Option<Box<perseus::run::KeptLab>>),
     Cluster(Box<perseus::cluster::Cluster>),
+}
+
+impl Subject {
+    /// Tears a kept lab down, if one was made.
+    fn done(self) -> Result<()> {
+        if let Subject::KeptLab(_, Some(lab)) = self {
+            lab.down(say)?;
+        }
+        Ok(())
+    }
 }
 
 /// One run of `spec` on `subject` into `dir`, its table echoed as it grows.
 async fn one_run(
     spec: &Spec,
-    subject: &Subject,
+    subject: &mut Subject,
     dir: &Path,
     stop: CancellationToken,
 ) -> perseus::Result<perseus::run::RunOutcome> {
     match subject {
+        Subject::KeptLab(name, kept) => {
+            let lab = match kept {
+                Some(lab) => lab,
+                None => kept.insert(Box::new(
+                    perseus::run::KeptLab::up(spec, name, &stop, say).await?,
+                )),
+            };
+            lab.run(spec, dir, stop, say, Some(echo())).await
+        }
         Subject::Lab(lab) => perseus::run::run(spec, dir, lab, stop, say, Some(echo())).await,
         Subject::Cluster(c) => {
             perseus::run::run_cluster(spec, c, dir, stop, say, Some(echo())).await
@@ -267,13 +293,15 @@ async fn one_run(
 /// repeat, after writing the distribution of the runs that ended.
 async fn runs(
     spec: &Spec,
-    subject: &Subject,
+    mut subject: Subject,
     out: &Path,
     repeat: Option<u32>,
     stop: CancellationToken,
 ) -> Result<()> {
     let Some(n) = repeat else {
-        let outcome = one_run(spec, subject, out, stop).await?;
+        let outcome = one_run(spec, &mut subject, out, stop).await;
+        subject.done()?;
+        let outcome = outcome?;
         let verdict = conclude(
             &outcome.analysis,
             &outcome.dir,
@@ -317,7 +345,7 @@ async fn runs(
         };
         say(format!("run {name} of {n}{eta}: {}", dir.display()));
         ran += 1;
-        match one_run(spec, subject, &dir, stop.clone()).await {
+        match one_run(spec, &mut subject, &dir, stop.clone()).await {
             Ok(outcome) => {
                 out!("\n{}", report::terminal_summary(&outcome.analysis));
                 let c = &outcome.analysis.correctness;
@@ -331,6 +359,7 @@ async fn runs(
             }
         }
     }
+    let down = subject.done();
     if !done.is_empty() {
         let r = report::repeat::Repeat::of(out, &done)?;
         r.write(out)?;
@@ -346,6 +375,7 @@ async fn runs(
     if let Some(e) = failed {
         return Err(e);
     }
+    down?;
     gate(
         spec,
         out,
@@ -1010,7 +1040,7 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
             described.repeat
         ));
         let subject = Subject::Lab(lab.clone());
-        if let Err(e) = runs(spec, &subject, &dir, Some(described.repeat), stop.clone()).await {
+        if let Err(e) = runs(spec, subject, &dir, Some(described.repeat), stop.clone()).await {
             // Lost writes or a failed expectation are findings: the matrix goes on.
             match e.downcast_ref::<Error>() {
                 Some(Error::Violations { .. }) | Some(Error::Expectations { .. }) => bad = Some(e),

@@ -1,5 +1,6 @@
-//! `perseus run --repeat` and `perseus check`: three runs of one scenario on etcd, their
-//! distribution checked against each run's own summary, and the gate on it.
+//! `perseus run --repeat --same-lab` and `perseus check`: three runs of one scenario on one
+//! etcd lab, their distribution checked against each run's own summary, and the gate on
+//! it. (Repeats on a fresh lab each are what `perseus matrix` runs: tests/integration/matrix.rs.)
 
 use crate::support::*;
 use perseus::report::repeat::Repeat;
@@ -38,6 +39,7 @@ faults = ["rejoin n2"]
         "etcd",
         "--repeat",
         "3",
+        "--same-lab",
         "--scenario",
         scenario.to_str().unwrap(),
         "--write",
@@ -66,6 +68,11 @@ faults = ["rejoin n2"]
         "{stdout}"
     );
     assert!(leftovers(&lab, &[]).is_empty(), "every lab is gone");
+    assert_eq!(
+        stderr.matches("starting 3 etcd nodes").count(),
+        1,
+        "one lab for the three runs: {stderr}"
+    );
 
     // The distribution holds each run's own figures, in run order.
     let r = Repeat::load(&out.join("summary.json")).expect("the repeat's summary");
