@@ -398,6 +398,10 @@ pub struct MatrixArgs {
     /// Longest wait for one request [default: 1s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Where binaries no package installs live, for databases that need them (TiDB's
+    /// pd-server, tikv-server, tidb-server)
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// The matrix's directory: a directory per row (DATABASE-SCENARIO/1 … N), table.md,

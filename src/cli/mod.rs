@@ -935,7 +935,7 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
     let mut cells = Vec::new();
     let mut skipped = Vec::new();
     for name in &described.databases {
-        db::find(name)?.check_installed(None)?;
+        db::find(name)?.check_installed(a.bin_dir.as_deref())?;
     }
     for mut cell in described.cells()? {
         let mut scenario = perseus::scenario::Scenario::load(&cell.scenario, Some(3))?;
@@ -963,6 +963,7 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
             write: a.workload.write.unwrap_or_default(),
             rate: a.workload.rate,
             set: cell.set.clone(),
+            bin_dir: a.bin_dir.clone(),
             ..Spec::default()
         };
         if let Some(t) = a.timeout {
