@@ -301,17 +301,24 @@ pub struct Row {
 }
 
 /// A cell: the median of the figure in seconds with its range over the runs,
-/// `median (min–max)`; just the value when every run agrees; `n/a` when no run measured it.
+/// `median (min–max)`; just the value when every run agrees; `; n/a ×k` after it when k runs
+/// did not measure it, `n/a` when none did.
 fn seconds(s: Option<&Stats>) -> String {
     let Some(s) = s else {
         return "n/a".into();
     };
     let f = |ms: u64| format!("{:.1}", ms as f64 / 1000.0);
-    match (s.median, s.min, s.max) {
+    let missing = s.values.iter().filter(|v| v.is_none()).count();
+    let cell = match (s.median, s.min, s.max) {
         // Runs that differ by less than the tenth of a second shown agree.
         (Some(m), Some(lo), Some(hi)) if f(lo) == f(hi) => f(m),
         (Some(m), Some(lo), Some(hi)) => format!("{} ({}–{})", f(m), f(lo), f(hi)),
-        _ => "n/a".into(),
+        _ => return "n/a".into(),
+    };
+    // Runs without a value (never steady again) are said, not left out silently.
+    match missing {
+        0 => cell,
+        k => format!("{cell}; n/a ×{k}"),
     }
 }
 
@@ -536,6 +543,10 @@ mod tests {
                 vec![Some(1662), Some(2100), Some(1200)],
             ),
             ("recovery_time_ms", vec![Some(3000), Some(2980), Some(3040)]),
+            (
+                "downtime_on_recovery_ms",
+                vec![Some(1000), None, Some(3000)],
+            ),
             ("disturbance_time_ms", vec![None, None, None]),
             ("lost_acknowledged_writes", vec![Some(0), Some(12), Some(0)]),
         ]);
@@ -556,6 +567,7 @@ mod tests {
             "every run agrees: one value: {line}"
         );
         assert!(line.contains("| n/a |"), "{line}");
+        assert!(line.contains("| 1.0 (1.0–3.0); n/a ×1 |"), "{line}");
         assert!(line.ends_with("| 0 (0–12) | — |"), "no model: {line}");
         assert!(md.starts_with("Measured on a test machine, 2026-11-30."));
         let page = html(&rows, "m", "d");
