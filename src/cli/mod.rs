@@ -316,7 +316,15 @@ async fn runs(
     let mut failed: Option<anyhow::Error> = None;
     let (mut lost, mut violations) = (0, 0);
     for (name, dir) in report::repeat::run_dirs(out, n as usize) {
-        if let Ok(s) = report::summary::Summary::load(&dir.join(report::SUMMARY_FILE)) {
+        if let Ok(mut s) = report::summary::Summary::load(&dir.join(report::SUMMARY_FILE)) {
+            // A run an older Perseus finished is analysed again from its record, so every
+            // run of the distribution reads its figures the same way.
+            if s.version < report::summary::SUMMARY_VERSION {
+                let record = perseus::record::in_results(&dir)?;
+                let a = analysis::analyse(&record)?;
+                report::write_results(&dir, &a)?;
+                s = report::summary::of(&a);
+            }
             say(format!(
                 "run {name} of {n}: done already ({})",
                 dir.display()

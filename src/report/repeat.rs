@@ -113,6 +113,23 @@ impl Repeat {
         let first = summaries
             .first()
             .ok_or_else(|| Error::Invalid(format!("{}: no runs to aggregate", dir.display())))?;
+        // Figures of different summary versions do not mean the same (version 2 changed
+        // what steady is): never put them in one distribution.
+        if let Some((k, s)) = summaries
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.version != first.version)
+        {
+            return Err(Error::Invalid(format!(
+                "{}: run {} has summary version {} and run {} version {}; rebuild every run with perseus report {}",
+                dir.display(),
+                names[0],
+                first.version,
+                names[k],
+                s.version,
+                dir.display()
+            )));
+        }
         let mut versions: Vec<String> = summaries
             .iter()
             .filter_map(|s| s.database_version.clone())
@@ -400,5 +417,23 @@ mod tests {
             .markdown()
             .contains("| lost acknowledged writes | 0 | 2 | 5 | 5 | 0 5 2 |"));
         assert!(r.terminal().contains("3 runs of"));
+
+        // A run of another summary version is refused, with what to do.
+        let mut old = written[1].clone();
+        old.version = 1;
+        for (name, s) in [("1", &written[0]), ("2", &old)] {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            crate::files::write(
+                &dir.join(name).join(SUMMARY_FILE),
+                serde_json::to_string(s).unwrap(),
+            )
+            .unwrap();
+        }
+        let e = Repeat::of(&dir, &names[..2]).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            e.contains("run 2 version 1") && e.contains("perseus report"),
+            "{e}"
+        );
     }
 }
