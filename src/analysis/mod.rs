@@ -613,17 +613,27 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             .or_default();
         *by_code.entry(codes[code].clone()).or_default() += 1;
     }
-    let rows = segments_from_rows(table.rows());
+    // The experiment's time line ends where the clients stopped: the final reads that follow
+    // are the checker's, not the workload's, and may take a while (a read through another
+    // node's proposer competes for the key in Gryadka), which is no outage.
+    let clients_end_us = marks
+        .iter()
+        .find(|(_, text)| text == crate::record::marks::FINAL_READS)
+        .map_or(end_us, |(t, _)| (*t).min(end_us));
+    let rows: Vec<Segment> = segments_from_rows(table.rows())
+        .into_iter()
+        .filter(|s| s.start_us < clients_end_us)
+        .collect();
     let rows_end = rows.last().map_or(0, |s| s.end_us);
-    let dark = dark.segments(end_us);
+    let dark = dark.segments(clients_end_us);
     let intervals: Vec<Interval> = windows
         .iter()
         .map(|w| Interval {
             window: w.clone(),
             seconds: seed_figures(&rows, n, &row_aligned(w), rows_end, 0),
-            precise: seed_figures(&dark, n, w, end_us, DARK_GAP_US),
+            precise: seed_figures(&dark, n, w, clients_end_us, DARK_GAP_US),
             lenient_seconds: seed_figures(&lenient(&rows), n, &row_aligned(w), rows_end, 0),
-            lenient_precise: seed_figures(&lenient(&dark), n, w, end_us, DARK_GAP_US),
+            lenient_precise: seed_figures(&lenient(&dark), n, w, clients_end_us, DARK_GAP_US),
         })
         .collect();
     let seconds = intervals.first().map(|i| i.seconds);
@@ -663,6 +673,79 @@ mod tests {
             "/tests/fixtures/seed-tidb.log"
         ));
         Table::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap()
+    }
+
+    /// A record whose clients stop at 20 s, after n2's isolation from 5 to 10 s, and whose
+    /// final reads then take 2 s (as they do where reads compete for the key).
+    fn record_with_slow_final_reads(dir: &Path) -> std::path::PathBuf {
+        use crate::record::{Event, FaultEvent, Header, Kind, Op, Outcome, Writer};
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(crate::record::FILE_NAME);
+        let header = Header::new(
+            "gryadka",
+            vec!["n1".into(), "n2".into(), "n3".into()],
+            crate::clock::unix_ms(),
+            0,
+        );
+        let mut w = Writer::create(&path, &header).unwrap();
+        let fault = |t_us, verb: &str| {
+            Event::Fault(FaultEvent {
+                t_us,
+                verb: verb.into(),
+                target: "n2".into(),
+            })
+        };
+        let op = |node, start_us, ok: bool| {
+            Event::Op(Op {
+                node,
+                key: None,
+                kind: Kind::Write,
+                start_us,
+                duration_us: 1_000,
+                outcome: if ok { Outcome::Ok } else { Outcome::Fail },
+                value: ok.then_some(1),
+                error: (!ok).then(|| "NO".to_string()),
+                attempt: Some(start_us),
+                revision: None,
+                served_by: None,
+            })
+        };
+        for t in (0..20 * S).step_by(100_000) {
+            if t == 5 * S {
+                w.write(&fault(t, "isolating")).unwrap();
+            }
+            if t == 10 * S {
+                w.write(&fault(t, "rejoining")).unwrap();
+            }
+            for node in 0..3 {
+                let isolated = node == 1 && (5 * S..12 * S).contains(&t);
+                w.write(&op(node, t, !isolated)).unwrap();
+            }
+        }
+        w.write(&Event::Mark {
+            t_us: 20 * S,
+            text: crate::record::marks::FINAL_READS.into(),
+        })
+        .unwrap();
+        w.write(&Event::End { t_us: 22 * S }).unwrap();
+        w.flush().unwrap();
+        path
+    }
+
+    /// The figures end where the clients stopped: the checker's final reads after them are
+    /// no outage, however long they take.
+    #[test]
+    fn the_final_reads_are_not_part_of_the_recovery() {
+        let dir = std::env::temp_dir().join(format!("perseus-final-reads-{}", std::process::id()));
+        let a = analyse(&record_with_slow_final_reads(&dir)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let precise = a.precise.unwrap();
+        assert_eq!(precise.downtime_on_recovery, Some(0));
+        // n2 fails until 12 s, and is steady from its first success, which ends 1 ms later.
+        assert_eq!(precise.recovery_time, Some(2_001_000));
+        let seconds = a.seconds.unwrap();
+        assert_eq!(seconds.downtime_on_recovery, Some(0));
+        assert_eq!(seconds.recovery_time, Some(2 * S));
     }
 
     /// The seed's TiDB excerpt, over the rows it shows (its `...` gaps count for nothing).
