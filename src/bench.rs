@@ -352,7 +352,7 @@ pub async fn client(length: Duration, rounds: usize) -> Result<()> {
 /// Brings a lab of `db` up and down `repeat` times; prints each time to ready and to gone.
 pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Result<()> {
     process::require_root("perseus bench lab")?;
-    db.check_installed(None)?;
+    perseus::db::ensure_installed(db, None)?;
     let mut up = Vec::new();
     let mut down = Vec::new();
     for i in 0..repeat {

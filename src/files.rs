@@ -79,7 +79,8 @@ pub fn private_dir(tag: &str) -> Result<PathBuf> {
     private_dir_in(&std::env::temp_dir(), tag)
 }
 
-fn private_dir_in(parent: &Path, tag: &str) -> Result<PathBuf> {
+/// [`private_dir`] in `parent`.
+pub fn private_dir_in(parent: &Path, tag: &str) -> Result<PathBuf> {
     let mut seed = crate::clock::monotonic_ns() ^ (std::process::id() as u64).rotate_left(32);
     for _ in 0..16 {
         seed = seed

@@ -58,7 +58,7 @@ pub async fn run(
     say: impl Fn(String) + Copy,
     echo: Option<Echo>,
 ) -> Result<RunOutcome> {
-    let db = check(spec, lab_name)?;
+    let db = check(spec, lab_name, say)?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     spec.save(&dir.join("spec.json"))?;
     let (mut state, guard) = create(spec, db, lab_name)?;
@@ -109,7 +109,7 @@ impl KeptLab {
         stop: &CancellationToken,
         say: impl Fn(String) + Copy,
     ) -> Result<KeptLab> {
-        let db = check(spec, lab_name)?;
+        let db = check(spec, lab_name, say)?;
         let (mut state, guard) = create(spec, db, lab_name)?;
         let version = bring_up(spec, db, &mut state, stop, say).await?;
         Ok(KeptLab {
@@ -161,13 +161,15 @@ impl KeptLab {
     }
 }
 
-/// Step 1 of [`run`]: the spec, root, the database's binaries and a free lab name, before
-/// anything is made.
-fn check(spec: &Spec, lab_name: &str) -> Result<&'static dyn Database> {
+/// Step 1 of [`run`]: the spec, root, the database's binaries (and its npm package,
+/// installed on first use) and a free lab name, before anything else is made.
+fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static dyn Database> {
     spec.validate()?;
     process::require_root("perseus run")?;
     let db = db::find(&spec.database)?;
-    db.check_installed(spec.bin_dir.as_deref())?;
+    if let Some(done) = db::ensure_installed(db, spec.bin_dir.as_deref())? {
+        say(done);
+    }
     lab::validate_name(lab_name)?;
     if LabState::load(lab_name).is_ok() {
         return Err(Error::LabExists(lab_name.to_string()));

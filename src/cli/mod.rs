@@ -508,7 +508,9 @@ fn verdict(lost: u64, violations: u64, summary: PathBuf) -> Result<()> {
 async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
     let db = db::find(&a.database)?;
     process::require_root("perseus up")?;
-    db.check_installed(a.bin_dir.as_deref())?;
+    if let Some(done) = db::ensure_installed(db, a.bin_dir.as_deref())? {
+        say(done);
+    }
     let subnet = a
         .subnet
         .as_deref()
@@ -943,7 +945,9 @@ async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()> {
     let mut cells = Vec::new();
     let mut skipped = Vec::new();
     for name in &described.databases {
-        db::find(name)?.check_installed(a.bin_dir.as_deref())?;
+        if let Some(done) = db::ensure_installed(db::find(name)?, a.bin_dir.as_deref())? {
+            say(done);
+        }
     }
     for mut cell in described.cells()? {
         let mut scenario = perseus::scenario::Scenario::load(&cell.scenario, Some(3))?;

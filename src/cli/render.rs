@@ -86,17 +86,23 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
     let rows: Vec<[String; 4]> = db::REGISTRY
         .iter()
         .map(|d| {
-            let mut needs: Vec<&str> = d.binaries().iter().map(|(_, p)| *p).collect();
+            let mut needs: Vec<String> = d.binaries().iter().map(|(_, p)| p.to_string()).collect();
             needs.dedup();
-            let installed = if d.check_installed(None).is_ok() {
-                "yes"
+            let mut installed = if d.check_installed(None).is_ok() {
+                "yes".to_string()
             } else {
-                "no"
+                "no".to_string()
             };
+            if let Some(p) = d.npm_package() {
+                needs.push(format!("+ {} (npm)", p.spec));
+                if !p.installed() {
+                    installed += &format!(" (first run installs {} with npm)", p.spec);
+                }
+            }
             [
                 d.name().to_string(),
                 needs.join(" "),
-                installed.to_string(),
+                installed,
                 d.about().to_string(),
             ]
         })
@@ -121,6 +127,10 @@ fn list_json(what: ListWhat) -> Result<serde_json::Value> {
                         "name": d.name(),
                         "packages": packages,
                         "installed": d.check_installed(None).is_ok(),
+                        "npm": d.npm_package().map(|p| json!({
+                            "package": p.spec,
+                            "installed": p.installed(),
+                        })),
                         "about": d.about(),
                         "leader": d.leadership().is_some(),
                         "settings": d.knobs().iter().map(|k| json!({

@@ -4,9 +4,11 @@
 pub mod etcd;
 pub mod failover;
 pub mod galera;
+pub mod gryadka;
 pub mod http;
 pub mod knob;
 pub mod mysql;
+pub mod npm;
 pub mod patroni;
 pub mod redis_sentinel;
 pub mod resp;
@@ -29,6 +31,7 @@ pub static REGISTRY: &[&dyn Database] = &[
     &patroni::Patroni,
     &redis_sentinel::RedisSentinel,
     &zookeeper::Zookeeper,
+    &gryadka::Gryadka,
     &tidb::Tidb,
 ];
 
@@ -46,6 +49,21 @@ pub fn find(name: &str) -> Result<&'static dyn Database> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+/// Makes sure `db` can run here: its binaries ([`Database::check_installed`]), then the npm
+/// package it runs, installed into Perseus's cache if it is not there yet (the first time,
+/// which needs the npm registry). Returns what it installed, for the user.
+pub fn ensure_installed(db: &dyn Database, bin_dir: Option<&Path>) -> Result<Option<String>> {
+    db.check_installed(bin_dir)?;
+    match db.npm_package() {
+        Some(p) if p.install()? => Ok(Some(format!(
+            "installed {} from npm into {}",
+            p.spec,
+            p.dir().display()
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// What a health probe found.
@@ -239,6 +257,11 @@ pub trait Database: Send + Sync {
             }
         }
         Ok(())
+    }
+    /// The npm package it runs, which [`ensure_installed`] installs into Perseus's cache on
+    /// first use; `None` for databases that Debian packages alone provide.
+    fn npm_package(&self) -> Option<&'static npm::Package> {
+        None
     }
     /// Its warm-up, for databases that serve before they are in their normal state.
     fn warm_up(&self) -> Option<&dyn WarmUp> {

@@ -12,6 +12,7 @@ mod etcd_observers;
 mod etcd_run;
 mod external_cluster;
 mod galera_run;
+mod gryadka_run;
 mod lab_concurrency;
 mod matrix;
 mod newcomer;

@@ -1,0 +1,372 @@
+//! Gryadka (npm `gryadka@1.61.8`, the version the original Perseus experiment measured): a
+//! Paxos register per key over Redis, with no leader. Every node runs a `redis-server`, the
+//! acceptor's storage, and a Node.js server Perseus ships (`gryadka/server.js`) that holds a
+//! proposer of the package (`Cache`, `AcceptorClient`, `Proposer`, quorum 2 of 3) and serves
+//! it to Perseus's client. Every proposer talks to all three acceptors, so a node cut off
+//! from its peers leaves its proposer with one acceptor, short of a quorum, while the others
+//! keep two.
+//!
+//! The package is installed once into Perseus's cache with `npm`, pinned by version and
+//! integrity (`gryadka/package-lock.json`). Redis keeps the acceptors' state in an
+//! append-only file synced on every write (`appendfsync always`), as a Paxos acceptor's
+//! promises must survive a restart.
+
+use super::knob::{self, Kind, Knob};
+use super::npm::Package;
+use super::resp::{self, Conn, Reply, RespError};
+use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
+use crate::error::{Error, Result};
+use crate::lab::{Layout, ProcessSpec};
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Every node's Redis (the acceptor).
+pub const REDIS_PORT: u16 = 6379;
+/// Every node's proposer, which Perseus's client talks to.
+pub const PORT: u16 = 6380;
+/// The system user the servers run as (Debian's `redis-server` makes it), not root.
+const USER: &str = "redis";
+const SERVER_JS: &str = include_str!("gryadka/server.js");
+/// What Perseus installs from npm: the package and its dependencies, pinned.
+pub static PACKAGE: Package = Package {
+    spec: "gryadka@1.61.8",
+    dir_name: "gryadka-1.61.8",
+    manifest: include_str!("gryadka/package.json"),
+    lockfile: include_str!("gryadka/package-lock.json"),
+};
+pub const KNOBS: &[Knob] = &[Knob {
+    name: "appendfsync",
+    default: "always",
+    kind: Kind::OneOf(&["always", "everysec", "no"]),
+    about: "when an acceptor's append-only file reaches the disk (always: a promise survives a crash of its node)",
+}];
+const PROBE: Duration = Duration::from_millis(800);
+
+pub struct Gryadka;
+
+/// `redis.conf` of node `node`'s acceptor.
+pub fn redis_config(layout: &Layout, node: usize) -> String {
+    let n = &layout.nodes[node];
+    let mut c = format!(
+        "bind {addr}\n\
+         port {REDIS_PORT}\n\
+         protected-mode no\n\
+         daemonize no\n\
+         logfile \"\"\n\
+         dir {dir}/data\n\
+         save \"\"\n\
+         appendonly yes\n\
+         appendfsync {fsync}\n",
+        addr = n.addr,
+        dir = n.dir.display(),
+        fsync = knob::value(layout, knob::named(KNOBS, "appendfsync")),
+    );
+    if let Some(secret) = &layout.secret {
+        // Only the lab's proposers, which know the lab's password, get in.
+        c.push_str(&format!("requirepass {secret}\n"));
+    }
+    c
+}
+
+/// The command line of node `node`'s proposer server.
+fn proposer_args(layout: &Layout, node: usize) -> Vec<String> {
+    let acceptors: Vec<String> = layout
+        .nodes
+        .iter()
+        .map(|n| format!("{}:{REDIS_PORT}", n.addr))
+        .collect();
+    vec![
+        layout.nodes[node]
+            .dir
+            .join("gryadka-server.js")
+            .to_string_lossy()
+            .into_owned(),
+        "--id".into(),
+        node.to_string(),
+        "--listen".into(),
+        format!("{}:{PORT}", layout.nodes[node].addr),
+        "--acceptors".into(),
+        acceptors.join(","),
+        "--local".into(),
+        node.to_string(),
+    ]
+}
+
+/// The password the lab's servers take, if any (a cluster's own, from its file, otherwise).
+fn password(layout: &Layout) -> Option<String> {
+    layout.secret.clone().or_else(|| {
+        layout
+            .credentials
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .filter(|p| !p.is_empty())
+    })
+}
+
+/// A client of one node's proposer.
+struct GryadkaClient(Conn);
+
+/// Gryadka's "NO" certainly changed nothing; its "UNKNOWN" (the accept round failed after it
+/// started) may have; a compare that failed wrote nothing.
+fn client_error(e: RespError) -> ClientError {
+    match e {
+        RespError::Refused(t) if t.starts_with("CASFAILED") => {
+            ClientError::definite(COMPARE_FAILED)
+        }
+        RespError::Refused(t) if t.starts_with("UNKNOWN") => ClientError::indefinite(t),
+        e => e.into(),
+    }
+}
+
+#[async_trait]
+impl Client for GryadkaClient {
+    /// A read is a Paxos round of the node's proposer (it commits what it read).
+    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
+        let cell = match self
+            .0
+            .call(&[b"GET", key.as_bytes()])
+            .await
+            .map_err(client_error)?
+        {
+            Reply::Bulk(None) => None,
+            r => Some(Cell::parse(key, &r.text().unwrap_or_default())?),
+        };
+        Ok(Found {
+            cell,
+            revision: None,
+        })
+    }
+
+    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
+        self.0
+            .call(&[b"SET", key.as_bytes(), cell.encode().as_bytes()])
+            .await
+            .map_err(client_error)?;
+        Ok(Written::default())
+    }
+
+    /// One Paxos round that keeps the key unless it holds what was read.
+    async fn compare_and_set(
+        &mut self,
+        key: &str,
+        found: &Found,
+        cell: Cell,
+    ) -> Result<Written, ClientError> {
+        let expected = found.cell.map(|c| c.encode()).unwrap_or_default();
+        self.0
+            .call(&[
+                b"CAS",
+                key.as_bytes(),
+                expected.as_bytes(),
+                cell.encode().as_bytes(),
+            ])
+            .await
+            .map_err(client_error)?;
+        Ok(Written::default())
+    }
+}
+
+/// Whether node `node`'s proposer completes a read (of a key of its own) within `PROBE`,
+/// and the versions it reports.
+async fn probe(layout: &Layout, node: usize) -> Result<Option<String>, String> {
+    let addr: SocketAddr = layout.client_addr(node, PORT);
+    let pw = password(layout);
+    let mut c = Conn::connect_auth(addr, PROBE, pw.as_deref()).await?;
+    let key = format!("perseus-probe-{}", layout.nodes[node].name);
+    c.call_within(&[b"GET", key.as_bytes()], PROBE)
+        .await
+        .map_err(|e| format!("read through the proposer: {e}"))?;
+    let info = c.call_within(&[b"INFO"], PROBE).await.ok();
+    let fields = resp::info_fields(&info.and_then(|r| r.text()).unwrap_or_default());
+    Ok(fields.get("gryadka_version").map(|g| {
+        format!(
+            "{g} (Redis {}, Node.js {})",
+            fields.get("redis_version").map_or("?", |s| s),
+            fields.get("node_version").map_or("?", |s| s),
+        )
+    }))
+}
+
+#[async_trait]
+impl Database for Gryadka {
+    fn name(&self) -> &'static str {
+        "gryadka"
+    }
+
+    fn about(&self) -> &'static str {
+        "Gryadka 1.61.8 (npm, the seed's version): Paxos over a Redis per node, a proposer per node, no leader"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("node", "nodejs"),
+            ("npm", "npm"),
+            ("redis-server", "redis-server"),
+        ]
+    }
+
+    /// `npm` is needed only until the package is in the cache.
+    fn check_installed(&self, _bin_dir: Option<&Path>) -> Result<()> {
+        for (binary, package) in self.binaries() {
+            if *binary == "npm" && PACKAGE.installed() {
+                continue;
+            }
+            if crate::lab::process::find_program(binary).is_none() {
+                return Err(Error::MissingBinary {
+                    binary: binary.to_string(),
+                    how: format!("install it with: apt-get install {package}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn npm_package(&self) -> Option<&'static Package> {
+        Some(&PACKAGE)
+    }
+
+    fn client_port(&self) -> u16 {
+        PORT
+    }
+
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: Duration::from_secs(1),
+            source: "https://github.com/gryadka/js (a proposer needs a majority of the acceptors for every read and write; one cut off reaches only its own)",
+        }
+    }
+
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
+    }
+
+    fn prepare(&self, layout: &Layout) -> Result<()> {
+        for (i, n) in layout.nodes.iter().enumerate() {
+            let data = n.dir.join("data");
+            std::fs::create_dir_all(&data)
+                .map_err(Error::io(format!("create {}", data.display())))?;
+            let conf = n.dir.join("redis.conf");
+            crate::files::write(&conf, redis_config(layout, i))?;
+            // It holds the lab's password: its server's user's alone.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))
+                .map_err(Error::io(format!("chmod {}", conf.display())))?;
+            crate::files::write(&n.dir.join("gryadka-server.js"), SERVER_JS)?;
+            crate::files::chown_tree(&n.dir, USER)?;
+        }
+        Ok(())
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        let dir = &layout.nodes[node].dir;
+        let mut env = vec![(
+            "NODE_PATH".to_string(),
+            PACKAGE.node_modules().to_string_lossy().into_owned(),
+        )];
+        if let Some(secret) = &layout.secret {
+            env.push(("PERSEUS_SECRET".into(), secret.clone()));
+        }
+        vec![
+            ProcessSpec {
+                name: "redis-server".into(),
+                program: "redis-server".into(),
+                args: vec![dir.join("redis.conf").to_string_lossy().into_owned()],
+                env: Vec::new(),
+                user: Some(USER.into()),
+            },
+            ProcessSpec {
+                name: "gryadka".into(),
+                program: "node".into(),
+                args: proposer_args(layout, node),
+                env,
+                user: Some(USER.into()),
+            },
+        ]
+    }
+
+    /// Ready when every node's proposer completes a read.
+    async fn health(&self, layout: &Layout) -> Health {
+        let n = layout.nodes.len();
+        let probes = futures::future::join_all((0..n).map(|i| probe(layout, i))).await;
+        let mut health = Health::default();
+        let mut why = Vec::new();
+        for (i, p) in probes.into_iter().enumerate() {
+            match p {
+                Ok(v) => health.version = health.version.or(v),
+                Err(e) => {
+                    health.not_ready.push(i);
+                    why.push(format!("{}: {e}", layout.nodes[i].name));
+                }
+            }
+        }
+        health.ready = health.not_ready.is_empty();
+        health.why = why.join("; ");
+        health
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        let pw = password(layout);
+        let c = Conn::connect_auth(layout.client_addr(node, PORT), timeout, pw.as_deref())
+            .await
+            .map_err(ClientError::definite)?;
+        Ok(Box::new(GryadkaClient(c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_proposer_knows_every_acceptor_and_loads_the_scripts_into_its_own() {
+        let l = Layout::for_tests(None);
+        let args = proposer_args(&l, 1).join(" ");
+        assert_eq!(
+            args,
+            "/x/n2/gryadka-server.js --id 1 --listen 198.18.1.2:6380 \
+             --acceptors 198.18.1.1:6379,198.18.1.2:6379,198.18.1.3:6379 --local 1"
+        );
+        let c = redis_config(&l, 2);
+        assert!(c.contains("bind 198.18.1.3\nport 6379\n"), "{c}");
+        assert!(c.contains("appendonly yes\nappendfsync always\n"), "{c}");
+        assert!(c.contains("dir /x/n3/data\n"), "{c}");
+        assert!(
+            !c.contains("requirepass"),
+            "no lab password, none asked: {c}"
+        );
+    }
+
+    #[test]
+    fn no_is_definite_unknown_is_not_and_a_failed_compare_is_the_compare_failure() {
+        let no = client_error(RespError::Refused("NO [{\"id\":\"ERRNO002\"}]".into()));
+        assert!(no.definite);
+        let unknown = client_error(RespError::Refused("UNKNOWN [{\"id\":\"ERRNO009\"}]".into()));
+        assert!(!unknown.definite);
+        let cas = client_error(RespError::Refused("CASFAILED the key changed".into()));
+        assert!(cas.definite && cas.text == COMPARE_FAILED);
+        assert!(!client_error(RespError::Broken("reset".into())).definite);
+    }
+
+    #[test]
+    fn the_lockfile_pins_the_seeds_version_with_its_integrity() {
+        let lock: serde_json::Value = serde_json::from_str(PACKAGE.lockfile).unwrap();
+        let g = &lock["packages"]["node_modules/gryadka"];
+        assert_eq!(g["version"], "1.61.8");
+        for (name, p) in lock["packages"].as_object().unwrap() {
+            if !name.is_empty() {
+                let integrity = p["integrity"].as_str().unwrap_or_default();
+                assert!(integrity.starts_with("sha512-"), "{name}: {integrity:?}");
+            }
+        }
+        let manifest: serde_json::Value = serde_json::from_str(PACKAGE.manifest).unwrap();
+        assert_eq!(manifest["dependencies"]["gryadka"], "1.61.8");
+    }
+}
