@@ -19,6 +19,19 @@
 //! rejoin = "docker exec {node} /tidb/rejoin.sh"
 //! ```
 //! Templates: `{node}` (the node's name), `{host}`, `{port}`, `{address}` (host:port).
+//!
+//! Or Perseus makes the faults itself, over SSH (see `remote`): every node says how to reach
+//! its machine, and nothing else is needed there but `sshd` and `nft`.
+//! ```toml
+//! ssh_config = "machines.ssh"      # optional: an OpenSSH config file (ssh -F); default: yours
+//! lease = "30s"                    # optional: how long past the scenario's planned end a
+//!                                  # fault outlives a Perseus that died [default: 30s]
+//! [[node]]
+//! name = "n1"
+//! address = "10.0.0.5:2379"
+//! ssh = "root@10.0.0.5"            # ssh's destination; port, user, key from the ssh config
+//! netns = "db"                     # optional: the rules go into this network namespace there
+//! ```
 
 use crate::error::{Error, Result};
 use crate::lab::{Layout, NodeLayout};
@@ -63,6 +76,8 @@ struct RawCluster {
     node: Vec<RawNode>,
     #[serde(default)]
     faults: BTreeMap<toml::Spanned<String>, String>,
+    ssh_config: Option<String>,
+    lease: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +85,8 @@ struct RawCluster {
 struct RawNode {
     name: toml::Spanned<String>,
     address: toml::Spanned<String>,
+    ssh: Option<toml::Spanned<String>>,
+    netns: Option<toml::Spanned<String>>,
 }
 
 /// One node of a cluster: its name, and the address and port its client connects to.
@@ -80,6 +97,11 @@ pub struct Endpoint {
     pub host: String,
     pub addr: Ipv4Addr,
     pub port: u16,
+    /// How to reach its machine: ssh's destination (`user@host`), where Perseus makes the
+    /// faults itself.
+    pub ssh: Option<String>,
+    /// The network namespace on that machine the node's rules go into; `None`: the host's.
+    pub netns: Option<String>,
 }
 
 /// A cluster Perseus did not start.
@@ -92,6 +114,49 @@ pub struct Cluster {
     pub credentials: Option<(String, String)>,
     /// Action name → command template.
     pub commands: BTreeMap<String, String>,
+    /// The OpenSSH config file to use (`ssh -F`); `None`: the user's own.
+    pub ssh_config: Option<PathBuf>,
+    /// How long past the scenario's planned end a fault made over SSH outlives a Perseus
+    /// that can no longer undo it.
+    pub lease: Duration,
+}
+
+/// The lease of a fault made over SSH when the file names none.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// An ssh destination (`user@host`, `host`, a config alias): a word that cannot be taken for
+/// an option.
+fn check_ssh(dest: &str) -> std::result::Result<(), String> {
+    if !dest.is_empty()
+        && dest.len() <= 255
+        && !dest.starts_with('-')
+        && dest.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | ':' | '[' | ']')
+        })
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "ssh = \"{dest}\": give ssh's destination, e.g. root@10.0.0.5 or an alias of your ssh config (letters, digits, @ . - _ :)"
+        ))
+    }
+}
+
+/// A network namespace's name, as `ip netns` takes it.
+fn check_netns(name: &str) -> std::result::Result<(), String> {
+    if !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "netns = \"{name}\": a namespace name is letters, digits, '.', '-' and '_'"
+        ))
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -193,13 +258,48 @@ impl Cluster {
             }
             let (host, addr, port) =
                 resolve(n.address.get_ref()).map_err(|e| malformed(at(n.address.span()), e))?;
+            if let Some(d) = &n.ssh {
+                check_ssh(d.get_ref()).map_err(|e| malformed(at(d.span()), e))?;
+            }
+            if let Some(ns) = &n.netns {
+                check_netns(ns.get_ref()).map_err(|e| malformed(at(ns.span()), e))?;
+                if n.ssh.is_none() {
+                    return Err(malformed(
+                        at(ns.span()),
+                        "netns = needs ssh = on the same node: Perseus reaches namespaces over SSH"
+                            .into(),
+                    ));
+                }
+            }
             nodes.push(Endpoint {
                 name: n.name.get_ref().clone(),
                 host,
                 addr,
                 port,
+                ssh: n.ssh.as_ref().map(|d| d.get_ref().clone()),
+                netns: n.netns.as_ref().map(|d| d.get_ref().clone()),
             });
         }
+        let with_ssh = raw.node.iter().filter(|n| n.ssh.is_some()).count();
+        if with_ssh != 0 && with_ssh != raw.node.len() {
+            let first = raw
+                .node
+                .iter()
+                .find(|n| n.ssh.is_none())
+                .expect("one has none");
+            return Err(malformed(
+                at(first.name.span()),
+                format!(
+                    "node '{}' has no ssh =: give every node its ssh destination, or none (then faults come from [faults] commands)",
+                    first.name.get_ref()
+                ),
+            ));
+        }
+        let lease = match &raw.lease {
+            None => DEFAULT_LEASE,
+            Some(l) => crate::clock::parse_duration(l.get_ref())
+                .map_err(|e| malformed(at(l.span()), format!("lease: {e}")))?,
+        };
         let credentials = match (&raw.user, &raw.password_env) {
             (None, None) => None,
             (Some(user), None) => Some((user.clone(), String::new())),
@@ -239,6 +339,15 @@ impl Cluster {
             nodes,
             credentials,
             commands,
+            ssh_config: raw.ssh_config.map(|f| {
+                // Relative to the cluster file, as a user reads it.
+                let f = PathBuf::from(f);
+                match origin.parent() {
+                    Some(dir) if f.is_relative() => dir.join(f),
+                    _ => f,
+                }
+            }),
+            lease,
         })
     }
 
@@ -274,6 +383,8 @@ impl Cluster {
                 host,
                 addr,
                 port,
+                ssh: None,
+                netns: None,
             });
         }
         Ok(Cluster {
@@ -282,7 +393,14 @@ impl Cluster {
             nodes: endpoints,
             credentials: None,
             commands: BTreeMap::new(),
+            ssh_config: None,
+            lease: DEFAULT_LEASE,
         })
+    }
+
+    /// Whether Perseus makes the faults itself, over SSH (every node says `ssh =`).
+    pub fn over_ssh(&self) -> bool {
+        self.nodes.iter().all(|n| n.ssh.is_some())
     }
 
     /// Where the cluster's event log lives: `$PERSEUS_HOME/clusters/NAME`.
@@ -731,6 +849,44 @@ rejoin = "ssh {address} rejoin"
         let (l, why) = line("database = \"etcd\"\nport = 3\n");
         assert_eq!(l, 2);
         assert!(why.contains("unknown field"), "{why}");
+    }
+
+    #[test]
+    fn nodes_reached_over_ssh_are_checked_words_and_all_or_none() {
+        let two = |a: &str, b: &str| {
+            format!(
+                "database = \"etcd\"\nssh_config = \"m.ssh\"\nlease = \"5s\"\n\
+                 [[node]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n{a}\n\
+                 [[node]]\nname = \"b\"\naddress = \"127.0.0.1:2\"\n{b}\n"
+            )
+        };
+        let c = parse(&two(
+            "ssh = \"root@10.0.0.5\"\nnetns = \"db\"",
+            "ssh = \"b-host\"",
+        ))
+        .unwrap();
+        assert!(c.over_ssh());
+        assert_eq!(c.nodes[0].ssh.as_deref(), Some("root@10.0.0.5"));
+        assert_eq!(c.nodes[0].netns.as_deref(), Some("db"));
+        assert_eq!(c.lease, Duration::from_secs(5));
+        assert_eq!(c.ssh_config, Some(PathBuf::from("m.ssh")));
+        assert!(!parse(GOOD).unwrap().over_ssh());
+        let why = |text: &str| match parse(text) {
+            Err(Error::Malformed { line, why, .. }) => (line, why),
+            other => panic!("expected a malformed file, got {other:?}"),
+        };
+        let (l, w) = why(&two("ssh = \"-oProxyCommand=sh\"", "ssh = \"b\""));
+        assert!(w.contains("ssh's destination") && l == 7, "{l}: {w}");
+        let (_, w) = why(&two("ssh = \"root@h; rm -rf /\"", "ssh = \"b\""));
+        assert!(w.contains("ssh's destination"), "{w}");
+        let (_, w) = why(&two("ssh = \"a\"", ""));
+        assert!(w.contains("node 'b' has no ssh ="), "{w}");
+        let (_, w) = why(&two("netns = \"db\"", ""));
+        assert!(w.contains("netns = needs ssh ="), "{w}");
+        let (_, w) = why(&two("ssh = \"a\"\nnetns = \"x y\"", "ssh = \"b\""));
+        assert!(w.contains("namespace name"), "{w}");
+        let (_, w) = why(&two("ssh = \"a\"", "ssh = \"b\"").replace("5s", "soon"));
+        assert!(w.contains("lease"), "{w}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod files;
 pub mod lab;
 pub mod nodeset;
 pub mod record;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -445,7 +445,8 @@ async fn wait_steady(
 }
 
 /// Runs one experiment on a cluster Perseus did not start, with the user's own fault
-/// commands: checks the scenario against the cluster file and every node's reachability
+/// commands or, where every node says `ssh =`, faults Perseus makes over SSH (`remote`):
+/// checks the scenario against the cluster file and every node's reachability
 /// before anything starts; creates the table where the database needs one; starts the
 /// workload, waits until every node serves, plays the scenario (undoing what is in force
 /// at its end, or when a command fails or `stop` fires), reads every key through every
@@ -459,7 +460,12 @@ pub async fn run_cluster(
     echo: Option<Echo>,
 ) -> Result<RunOutcome> {
     let db = db::find(&cluster.database)?;
-    crate::cluster::check_scenario(cluster, &spec.scenario())?;
+    let scenario = spec.scenario();
+    if cluster.over_ssh() {
+        crate::remote::check_scenario(cluster, &scenario)?;
+    } else {
+        crate::cluster::check_scenario(cluster, &scenario)?;
+    }
     let (events, version) = cluster.attach(db).await?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     spec.save(&dir.join("spec.json"))?;
@@ -477,8 +483,18 @@ pub async fn run_cluster(
         echo,
         watch: None,
     };
-    let mut backend = crate::cluster::Commands { cluster, say };
-    let result = experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await;
+    let result = if cluster.over_ssh() {
+        let length = scenario.phases.iter().map(|p| p.duration).sum();
+        match crate::remote::Remote::open(cluster, db, events.dir(), length, spec.seed, say).await {
+            Ok(mut backend) => {
+                experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        let mut backend = crate::cluster::Commands { cluster, say };
+        experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
+    };
     let stopped = match out.watch {
         Some(w) => w.stop().await,
         None => Ok(()),

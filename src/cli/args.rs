@@ -185,8 +185,9 @@ pub enum Command {
     Down(DownArgs),
     /// Show labs: nodes, addresses, processes, leader, faults in force
     Status(StatusArgs),
-    /// Undo every fault in force in the lab
-    Heal(LabArg),
+    /// Undo every fault in force in the lab, or every fault Perseus made over SSH on a
+    /// cluster's machines (--cluster FILE), also those a killed run left
+    Heal(HealArgs),
     /// Put an event into every running watch of the lab, now: a fault marker if it starts
     /// with a fault verb ("isolating n2", "rejoining n2"), else a free mark. For faults made
     /// by your own scripts.
@@ -238,9 +239,23 @@ pub enum SchemaDoc {
 }
 
 #[derive(Args)]
+pub struct HealArgs {
+    #[command(flatten)]
+    pub lab: LabArg,
+    /// A cluster file whose nodes say ssh =: remove every nftables table Perseus made on
+    /// their machines
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub lab: LabArg,
+    /// A cluster file whose nodes say ssh =: show the faults Perseus made that are in force
+    /// on their machines
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<std::path::PathBuf>,
     /// Print the labs as JSON (format perseus-status)
     #[arg(long)]
     pub json: bool,

@@ -114,8 +114,14 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
         Command::Run(a) => run(a, stop).await,
         Command::Up(a) => up(a, stop).await,
         Command::Down(a) => down(a),
-        Command::Status(a) => status(&a.lab.lab, a.json).await,
-        Command::Heal(a) => fault(&a, "heal").await,
+        Command::Status(a) => match &a.cluster {
+            Some(file) => remote_status(file, a.json).await,
+            None => status(&a.lab.lab, a.json).await,
+        },
+        Command::Heal(a) => match &a.cluster {
+            Some(file) => remote_heal(file).await,
+            None => fault(&a.lab, "heal").await,
+        },
         Command::Mark(a) => mark(&a),
         Command::Watch(a) => watch(a, stop).await,
         Command::Report(a) => {
@@ -615,6 +621,71 @@ fn down(a: DownArgs) -> Result<()> {
 /// The node that leads now, for databases where one does.
 async fn leader_of(db: &dyn perseus::db::Database, layout: &perseus::lab::Layout) -> Option<usize> {
     db.leadership()?.leader(layout).await
+}
+
+/// A cluster file whose nodes Perseus reaches over SSH.
+fn ssh_cluster(file: &std::path::Path) -> Result<perseus::cluster::Cluster> {
+    let cluster = perseus::cluster::Cluster::load(file)?;
+    if !cluster.over_ssh() {
+        return Err(Error::Invalid(format!(
+            "{}: no node says ssh =, so Perseus made no fault on its machines (your [faults] commands undo their own)",
+            file.display()
+        ))
+        .into());
+    }
+    Ok(cluster)
+}
+
+async fn remote_heal(file: &std::path::Path) -> Result<()> {
+    let cluster = ssh_cluster(file)?;
+    let sockets = perseus::files::Scratch::new("ssh")?;
+    let healed = perseus::remote::heal_all(&cluster, sockets.path()).await?;
+    for (node, tables) in healed {
+        if tables.is_empty() {
+            outln!("{node}: no fault of Perseus's in force");
+        } else {
+            outln!("{node}: removed {}", tables.join(", "));
+        }
+    }
+    Ok(())
+}
+
+async fn remote_status(file: &std::path::Path, as_json: bool) -> Result<()> {
+    let cluster = ssh_cluster(file)?;
+    let sockets = perseus::files::Scratch::new("ssh")?;
+    let tables = perseus::remote::tables(&cluster, sockets.path()).await?;
+    if as_json {
+        let nodes: Vec<serde_json::Value> = tables
+            .iter()
+            .map(|(node, t)| {
+                serde_json::json!({
+                    "name": node,
+                    "tables": t.iter().map(|(name, target)| serde_json::json!({
+                        "table": name, "target": target,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "format": "perseus-cluster-status",
+                "version": 1,
+                "cluster": cluster.name,
+                "nodes": nodes,
+            }))?
+        );
+        return Ok(());
+    }
+    for (node, t) in tables {
+        if t.is_empty() {
+            outln!("{node}: no fault of Perseus's in force");
+        }
+        for (name, target) in t {
+            outln!("{node}: {name} ({target}) in force");
+        }
+    }
+    Ok(())
 }
 
 async fn status(name: &str, as_json: bool) -> Result<()> {

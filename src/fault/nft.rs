@@ -102,6 +102,25 @@ pub fn everything_rules(table: &str, comment: &str) -> String {
     r
 }
 
+/// As [`everything_rules`], but the connection `keep` (the peer's address and this side's
+/// TCP port) still passes both ways: the SSH session that puts the rules in force and takes
+/// them out again.
+pub fn everything_but_rules(table: &str, comment: &str, keep: (std::net::IpAddr, u16)) -> String {
+    let (addr, port) = keep;
+    let family = if addr.is_ipv4() { "ip" } else { "ip6" };
+    let mut r = table_head(table, comment);
+    r.push_str(&chain(
+        "input",
+        &format!("{family} saddr {addr} tcp dport {port} accept\n\t\tiifname != \"lo\" drop"),
+    ));
+    r.push_str(&chain(
+        "output",
+        &format!("{family} daddr {addr} tcp sport {port} accept\n\t\toifname != \"lo\" drop"),
+    ));
+    r.push_str("}\n");
+    r
+}
+
 /// Loads a ruleset in `netns`; it is in force when this returns.
 pub fn apply(netns: &str, ruleset: &str) -> Result<()> {
     run_in(netns, "nft", &["-f", "-"], Some(ruleset)).map(|_| ())
@@ -113,7 +132,8 @@ pub fn our_tables(netns: &str) -> Result<Vec<(String, String)>> {
     Ok(parse_tables(&out))
 }
 
-fn parse_tables(ruleset: &str) -> Vec<(String, String)> {
+/// The `perseus` inet tables of a ruleset listing, with their comments.
+pub fn parse_tables(ruleset: &str) -> Vec<(String, String)> {
     let mut tables = Vec::new();
     let mut lines = ruleset.lines().peekable();
     while let Some(line) = lines.next() {
@@ -200,6 +220,24 @@ mod tests {
         );
         let r = everything_rules("perseus_isolate_all", "n2");
         assert!(r.contains("iifname != \"lo\" drop") && r.contains("oifname != \"lo\" drop"));
+        let r = everything_but_rules(
+            "perseus_isolate_all_1",
+            "n2",
+            ("10.0.0.9".parse().unwrap(), 22),
+        );
+        assert!(
+            r.contains("ip saddr 10.0.0.9 tcp dport 22 accept\n\t\tiifname != \"lo\" drop"),
+            "{r}"
+        );
+        assert!(
+            r.contains("ip daddr 10.0.0.9 tcp sport 22 accept\n\t\toifname != \"lo\" drop"),
+            "{r}"
+        );
+        let r6 = everything_but_rules("t", "n2", ("fd00::9".parse().unwrap(), 2222));
+        assert!(
+            r6.contains("ip6 saddr fd00::9 tcp dport 2222 accept"),
+            "{r6}"
+        );
     }
 
     #[test]

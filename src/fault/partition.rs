@@ -10,11 +10,17 @@ use crate::record::faults::{named, FaultKind};
 
 /// The grudge of a shape name or of groups over the lab's nodes.
 pub fn grudge(lab: &LabState, groups: &str) -> Result<Grudge> {
-    let n = lab.nodes.len();
+    grudge_of(&lab.node_names(), groups)
+}
+
+/// The grudge that `groups` (a shape's name, or groups such as `n1|n2 n3`) makes among the
+/// nodes `names`.
+pub fn grudge_of(names: &[String], groups: &str) -> Result<Grudge> {
+    let n = names.len();
     match Shape::parse(groups.trim()) {
         Some(shape) => Ok(Grudge::shape(shape, n)),
         None => {
-            let groups = parse_groups(groups, &lab.node_names())
+            let groups = parse_groups(groups, names)
                 .map_err(|e| Error::Invalid(format!("partition: {e}")))?;
             Ok(Grudge::groups(&groups, n))
         }

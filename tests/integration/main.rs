@@ -21,5 +21,6 @@ mod readme;
 mod redis_sentinel_run;
 mod repeat_check;
 mod report_browser;
+mod ssh_cluster;
 mod tidb_run;
 mod zookeeper_run;

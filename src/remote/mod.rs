@@ -1,0 +1,590 @@
+//! Faults on machines Perseus reaches over SSH: a cluster file whose nodes say
+//! `ssh = "user@host"` needs no fault commands. Each network fault is an nftables table that
+//! Perseus loads on the node's machine (in its host namespace, or the `netns` the file
+//! names) through one master connection per node ([`ssh`]).
+//!
+//! **A machine is never left cut off.** Every table is loaded together with a dead man's
+//! switch on that machine: a detached `sleep LEASE; nft delete table …`, LEASE reaching the
+//! cluster file's `lease` (30 s by default) past the scenario's planned end. When Perseus
+//! undoes the fault it stops the switch; when Perseus dies, loses its laptop or its SSH
+//! session, the switch heals the node. `perseus heal --cluster FILE` removes every table
+//! Perseus made on every node ([`heal_all`]); `perseus status --cluster FILE` reads them
+//! back ([`tables`]). Every table is named `perseus_<fault>_<8 hex digits>`, unique per
+//! fault in force, so a late switch can only ever remove its own.
+//!
+//! Clients still run where Perseus runs, so the record keeps one clock; a fault's markers
+//! are written around its remote command, and each command's round trip goes into the record
+//! as a mark, which says how precisely the marker is placed.
+
+pub mod ssh;
+
+use crate::cluster::Cluster;
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::fault::{self, nft, Action, Fault, InForce, Param, Rng, Target};
+use crate::lab::events;
+use crate::record::marks;
+use crate::scenario::Scenario;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long one remote command may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The faults Perseus makes over SSH: those that live in the nodes' own nftables.
+/// `isolate-all` keeps the SSH session that makes it (where the rules go into the machine's
+/// own namespace).
+pub const FAULTS: &[&str] = &[
+    "isolate",
+    "isolate-all",
+    "refuse",
+    "partition",
+    "one-way",
+    "loss",
+];
+
+/// Whether Perseus can make `fault` over SSH.
+pub fn supports(fault: &dyn Fault) -> bool {
+    FAULTS.contains(&fault.kind().name)
+}
+
+/// Checks, before anything starts, that every fault of `scenario` can be made over SSH and
+/// names nodes of the cluster.
+pub fn check_scenario(cluster: &Cluster, scenario: &Scenario) -> Result<()> {
+    for phase in &scenario.phases {
+        for action in &phase.faults {
+            let (fault, target) = match action {
+                Action::Start { fault, target, .. } | Action::End { fault, target } => {
+                    (*fault, target)
+                }
+                Action::Heal => continue,
+            };
+            if !supports(fault) {
+                return Err(Error::Invalid(format!(
+                    "phase '{}': '{action}': over SSH Perseus makes {} so far; {} is not one of them",
+                    phase.name,
+                    FAULTS.join(", "),
+                    fault.kind().name
+                )));
+            }
+            if let Target::Node(n) = target {
+                cluster.node_index(n)?;
+            }
+            if let Action::Start {
+                param: Param::Groups(g),
+                ..
+            } = action
+            {
+                fault::partition::grudge_of(&names(cluster), g)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn names(cluster: &Cluster) -> Vec<String> {
+    cluster.nodes.iter().map(|n| n.name.clone()).collect()
+}
+
+/// The command that runs `nft` where node `node`'s rules live.
+fn nft_command(cluster: &Cluster, node: usize) -> String {
+    match &cluster.nodes[node].netns {
+        Some(ns) => format!("ip netns exec {} nft", ssh::quote(ns)),
+        None => "nft".into(),
+    }
+}
+
+/// The ruleset of fault `f` on node `node`, in table `table`: what the lab's fault of the
+/// same kind loads, with the peers' addresses from the cluster file. `session`: the SSH
+/// session's far end and this side's port, which `isolate-all` lets through.
+fn ruleset(
+    cluster: &Cluster,
+    f: &InForce,
+    param: &Param,
+    node: usize,
+    table: &str,
+    session: Option<(std::net::IpAddr, u16)>,
+) -> Result<String> {
+    let peers = |skip_targets: bool| -> Vec<std::net::Ipv4Addr> {
+        (0..cluster.nodes.len())
+            .filter(|i| *i != node && !(skip_targets && f.nodes.contains(i)))
+            .map(|i| cluster.nodes[i].addr)
+            .collect()
+    };
+    Ok(match (f.kind.name, param) {
+        ("loss", Param::Percent(p)) => {
+            nft::loss_rules(table, &f.target, &peers(false), &peers(true), *p)
+        }
+        ("refuse", _) => nft::peer_rules(table, &f.target, &peers(false), nft::Drop::Refuse),
+        ("one-way", _) => nft::peer_rules(table, &f.target, &peers(false), nft::Drop::Outbound),
+        ("partition", Param::Groups(g)) => {
+            let grudge = fault::partition::grudge_of(&names(cluster), g)?;
+            let drops: Vec<_> = grudge.drops(node).map(|i| cluster.nodes[i].addr).collect();
+            nft::peer_rules(table, &f.target, &drops, nft::Drop::Both)
+        }
+        ("isolate-all", _) => match session {
+            Some(keep) => nft::everything_but_rules(table, &f.target, keep),
+            None => nft::everything_rules(table, &f.target),
+        },
+        _ => nft::peer_rules(table, &f.target, &peers(false), nft::Drop::Both),
+    })
+}
+
+/// The SSH session's far end and this side's port, as `$SSH_CONNECTION` says on the machine.
+fn session_of(ssh_connection: &str) -> Option<(std::net::IpAddr, u16)> {
+    let f: Vec<&str> = ssh_connection.split_whitespace().collect();
+    match f.as_slice() {
+        [client, _, _, port] => Some((client.parse().ok()?, port.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// The script that loads a ruleset (from standard input) as table `table`, checks it is in
+/// force, and starts its switch: a detached session that removes the table after `lease`.
+/// It prints the switch's process id.
+fn install_script(nft: &str, table: &str, lease: Duration) -> String {
+    let remove = format!(
+        "sleep {}; {nft} delete table inet {table}",
+        lease.as_secs().max(1)
+    );
+    format!(
+        "set -e\n{nft} -f -\n{nft} list table inet {table} >/dev/null\n\
+         setsid sh -c {} </dev/null >/dev/null 2>&1 &\necho $!\n",
+        ssh::quote(&remove)
+    )
+}
+
+/// The script that stops switch `pid` (its whole session), removes table `table` and checks
+/// it is gone.
+fn remove_script(nft: &str, table: &str, pid: Option<u32>) -> String {
+    let stop = pid.map_or(String::new(), |p| {
+        format!("kill -- -{p} 2>/dev/null || true\n")
+    });
+    format!(
+        "{stop}{nft} delete table inet {table} 2>/dev/null || true\n\
+         if {nft} list table inet {table} >/dev/null 2>&1; then echo \"table inet {table} is still there\" >&2; exit 1; fi\n"
+    )
+}
+
+/// The script that removes every table Perseus made and prints their names.
+fn heal_script(nft: &str) -> String {
+    format!(
+        "for t in $({nft} list tables | sed -n 's/^table inet \\(perseus_[A-Za-z0-9_]*\\)$/\\1/p'); do \
+         {nft} delete table inet \"$t\" && echo \"$t\"; done\n"
+    )
+}
+
+/// A fault's table on one node, with its switch.
+#[derive(Debug, Clone)]
+struct Installed {
+    kind: &'static str,
+    target: String,
+    node: usize,
+    table: String,
+    switch: Option<u32>,
+}
+
+/// Faults over SSH on a cluster's machines; see the module's documentation.
+pub struct Remote<'a, S: Fn(String)> {
+    cluster: &'a Cluster,
+    db: &'static dyn Database,
+    conns: Vec<ssh::Conn>,
+    scenario_length: Duration,
+    /// When the scenario is planned to end (set when its first fault starts).
+    planned_end: Option<Instant>,
+    installed: Vec<Installed>,
+    rng: Rng,
+    say: S,
+}
+
+/// Opens a master connection to every node's machine, in parallel; sockets in `dir`.
+async fn connect_all(cluster: &Cluster, dir: &Path) -> Result<Vec<ssh::Conn>> {
+    let opens = cluster.nodes.iter().map(|n| {
+        let dest = n.ssh.clone().unwrap_or_default();
+        let config = cluster.ssh_config.clone();
+        let tag = n.name.clone();
+        async move { ssh::Conn::open(&dest, config.as_deref(), dir, &tag).await }
+    });
+    futures::future::join_all(opens).await.into_iter().collect()
+}
+
+impl<'a, S: Fn(String)> Remote<'a, S> {
+    /// Connects to every node's machine; `dir` holds the connections' sockets.
+    /// `scenario_length`: how long the whole scenario is planned to last.
+    pub async fn open(
+        cluster: &'a Cluster,
+        db: &'static dyn Database,
+        dir: &Path,
+        scenario_length: Duration,
+        seed: u64,
+        say: S,
+    ) -> Result<Remote<'a, S>> {
+        let conns = connect_all(cluster, dir).await?;
+        Ok(Remote {
+            cluster,
+            db,
+            conns,
+            scenario_length,
+            planned_end: None,
+            installed: Vec::new(),
+            rng: Rng::new(seed),
+            say,
+        })
+    }
+
+    fn mark(&self, verb: &str, text: &str) -> Result<()> {
+        events::append(&self.cluster.dir(), verb, text).map(|_| ())
+    }
+
+    /// How long a table loaded now must outlive a Perseus that dies.
+    fn lease(&self) -> Duration {
+        let left = self.planned_end.map_or(self.scenario_length, |e| {
+            e.saturating_duration_since(Instant::now())
+        });
+        left + self.cluster.lease
+    }
+
+    async fn nodes_of(&mut self, target: &Target) -> Result<Vec<usize>> {
+        let n = self.cluster.nodes.len();
+        let layout = self.cluster.layout();
+        let leader = match target {
+            Target::Leader | Target::Follower => Some(
+                match self.db.leadership() {
+                    Some(l) => l.leader(&layout).await,
+                    None => None,
+                }
+                .ok_or_else(|| {
+                    Error::Database(format!(
+                        "{} reports no leader right now, so '{target}' names no node",
+                        self.db.name()
+                    ))
+                })?,
+            ),
+            _ => None,
+        };
+        Ok(match target {
+            Target::Node(name) => vec![self.cluster.node_index(name)?],
+            Target::Leader => vec![leader.expect("resolved above")],
+            Target::Follower => vec![if leader == Some(0) { 1.min(n - 1) } else { 0 }],
+            Target::Random => vec![self.rng.below(n)],
+            Target::All => (0..n).collect(),
+        })
+    }
+
+    /// Loads `f`'s table on `node` with its switch.
+    async fn install(&mut self, f: &InForce, param: &Param, node: usize) -> Result<()> {
+        // Unique across runs (not from the run's seed): a switch left by an earlier run
+        // must never match a table of this one.
+        let nonce = crate::clock::monotonic_ns() ^ ((std::process::id() as u64) << 40);
+        let table = format!(
+            "{}_{:08x}",
+            fault::table(f.kind),
+            Rng::new(nonce).below(u32::MAX as usize) as u32
+        );
+        let nft = nft_command(self.cluster, node);
+        // isolate-all keeps this very session, where the rules go into the machine's own
+        // namespace (a named one holds no SSH session).
+        let session = if f.kind.name == "isolate-all" && self.cluster.nodes[node].netns.is_none() {
+            let out = self.conns[node]
+                .run("echo \"$SSH_CONNECTION\"", None, COMMAND_TIMEOUT)
+                .await?;
+            let s = session_of(&out.stdout);
+            if s.is_none() {
+                return Err(Error::FaultNotInForce(format!(
+                    "isolate-all on {}: the SSH session's address is unknown (SSH_CONNECTION = {:?}), and cutting it would leave the machine out of reach until the lease ends",
+                    self.cluster.nodes[node].name,
+                    out.stdout.trim()
+                )));
+            }
+            s
+        } else {
+            None
+        };
+        let rules = ruleset(self.cluster, f, param, node, &table, session)?;
+        let out = self.conns[node]
+            .run(
+                &install_script(&nft, &table, self.lease()),
+                Some(&rules),
+                COMMAND_TIMEOUT,
+            )
+            .await?;
+        let name = &self.cluster.nodes[node].name;
+        let said = format!(
+            "ssh {}: {} table inet {table} in {} ms",
+            self.conns[node].dest(),
+            if out.succeeded() {
+                "loaded"
+            } else {
+                "failed to load"
+            },
+            out.took.as_millis()
+        );
+        self.mark(events::MARK, &said)?;
+        (self.say)(said);
+        if !out.succeeded() {
+            // Whatever part of it got there goes again.
+            let _ = self.conns[node]
+                .run(&remove_script(&nft, &table, None), None, COMMAND_TIMEOUT)
+                .await;
+            return Err(Error::FaultNotInForce(format!(
+                "{} on {name} over ssh: {}",
+                f.kind.name,
+                out.why()
+            )));
+        }
+        self.installed.push(Installed {
+            kind: f.kind.name,
+            target: f.target.clone(),
+            node,
+            table,
+            switch: out.stdout.trim().parse().ok(),
+        });
+        Ok(())
+    }
+
+    /// Removes table `i` of `installed` and its switch.
+    async fn uninstall(&mut self, i: Installed) -> Result<()> {
+        let nft = nft_command(self.cluster, i.node);
+        let out = self.conns[i.node]
+            .run(
+                &remove_script(&nft, &i.table, i.switch),
+                None,
+                COMMAND_TIMEOUT,
+            )
+            .await?;
+        let said = format!(
+            "ssh {}: removed table inet {} in {} ms",
+            self.conns[i.node].dest(),
+            i.table,
+            out.took.as_millis()
+        );
+        self.mark(events::MARK, &said)?;
+        (self.say)(said);
+        if !out.succeeded() {
+            return Err(Error::FaultNotInForce(format!(
+                "undoing {} on {} over ssh: {}",
+                i.kind,
+                self.cluster.nodes[i.node].name,
+                out.why()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl<S: Fn(String)> crate::schedule::Backend for Remote<'_, S> {
+    async fn before_first_fault(&mut self) -> Result<()> {
+        self.planned_end = Some(Instant::now() + self.scenario_length);
+        Ok(())
+    }
+
+    /// Marks which node leads (where one does), then loads the fault's table on each of its
+    /// nodes, between its markers. On error, what was loaded is removed again.
+    async fn start(&mut self, action: &Action) -> Result<InForce> {
+        let Action::Start {
+            fault,
+            target,
+            param,
+        } = action
+        else {
+            return Err(Error::Invalid(format!("'{action}' does not start a fault")));
+        };
+        if !supports(*fault) {
+            return Err(Error::Invalid(format!(
+                "over SSH Perseus makes {} so far, not {}",
+                FAULTS.join(", "),
+                fault.kind().name
+            )));
+        }
+        if let Some(l) = self.db.leadership() {
+            let layout = self.cluster.layout();
+            let leader = l.leader(&layout).await;
+            let name = leader.map(|i| layout.nodes[i].name.clone());
+            self.mark(events::MARK, &marks::leader(name.as_deref()))?;
+        }
+        let (nodes, text) = match param {
+            Param::Groups(g) => {
+                let names = names(self.cluster);
+                let grudge = fault::partition::grudge_of(&names, g)?;
+                let nodes = (0..names.len()).filter(|i| grudge.0[*i] != 0).collect();
+                (nodes, grudge.describe(&names))
+            }
+            _ => {
+                let nodes = self.nodes_of(target).await?;
+                let mut text = nodes
+                    .iter()
+                    .map(|i| self.cluster.nodes[*i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if let Param::Percent(p) = param {
+                    text.push_str(&format!(" {p}%"));
+                }
+                (nodes, text)
+            }
+        };
+        let kind = fault.kind();
+        let f = InForce {
+            kind,
+            target: text,
+            nodes,
+        };
+        self.mark(kind.starting, &f.target)?;
+        let before = self.installed.len();
+        for &node in &f.nodes {
+            if let Err(e) = self.install(&f, param, node).await {
+                for i in self.installed.split_off(before) {
+                    let _ = self.uninstall(i).await;
+                }
+                self.mark(
+                    crate::record::faults::ABORTED,
+                    &format!("{} {}", kind.starting, f.target),
+                )?;
+                return Err(e);
+            }
+        }
+        self.mark(kind.started, &f.target)?;
+        Ok(f)
+    }
+
+    async fn resolve(&mut self, target: &Target) -> Result<Vec<usize>> {
+        self.nodes_of(target).await
+    }
+
+    async fn end(&mut self, f: &InForce) -> Result<()> {
+        self.mark(f.kind.ending, &f.target)?;
+        let (mine, kept): (Vec<Installed>, Vec<Installed>) = std::mem::take(&mut self.installed)
+            .into_iter()
+            .partition(|i| i.kind == f.kind.name && i.target == f.target);
+        self.installed = kept;
+        let mut failed = None;
+        for i in mine {
+            if let Err(e) = self.uninstall(i).await {
+                failed.get_or_insert(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => self.mark(f.kind.ended, &f.target),
+        }
+    }
+
+    fn undoes_on_stop(&self) -> bool {
+        true
+    }
+}
+
+/// Removes every table Perseus made on every node of `cluster` (after a crash, or to be
+/// sure); the names removed, per node.
+pub async fn heal_all(cluster: &Cluster, dir: &Path) -> Result<Vec<(String, Vec<String>)>> {
+    let conns = connect_all(cluster, dir).await?;
+    let mut out = Vec::new();
+    for (i, c) in conns.iter().enumerate() {
+        let r = c
+            .run(
+                &heal_script(&nft_command(cluster, i)),
+                None,
+                COMMAND_TIMEOUT,
+            )
+            .await?;
+        if !r.succeeded() {
+            return Err(Error::FaultNotInForce(format!(
+                "heal on {} over ssh: {}",
+                cluster.nodes[i].name,
+                r.why()
+            )));
+        }
+        out.push((
+            cluster.nodes[i].name.clone(),
+            r.stdout.lines().map(str::to_string).collect(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The tables Perseus made that are in force on every node of `cluster`, with their
+/// comments (the faults' marker targets), per node.
+pub async fn tables(cluster: &Cluster, dir: &Path) -> Result<Vec<(String, Vec<(String, String)>)>> {
+    let conns = connect_all(cluster, dir).await?;
+    let mut out = Vec::new();
+    for (i, c) in conns.iter().enumerate() {
+        let nft = nft_command(cluster, i);
+        let r = c
+            .run(&format!("{nft} list ruleset"), None, COMMAND_TIMEOUT)
+            .await?;
+        if !r.succeeded() {
+            return Err(Error::Unreachable(format!(
+                "nft list ruleset on {} over ssh: {}",
+                cluster.nodes[i].name,
+                r.why()
+            )));
+        }
+        out.push((cluster.nodes[i].name.clone(), nft::parse_tables(&r.stdout)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_goes_in_with_its_switch_and_comes_out_with_it() {
+        let s = install_script("nft", "perseus_isolate_0000abcd", Duration::from_secs(95));
+        assert!(
+            s.starts_with(
+                "set -e\nnft -f -\nnft list table inet perseus_isolate_0000abcd >/dev/null\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("setsid sh -c 'sleep 95; nft delete table inet perseus_isolate_0000abcd' </dev/null >/dev/null 2>&1 &\necho $!\n"),
+            "{s}"
+        );
+        let r = remove_script(
+            "ip netns exec 'db' nft",
+            "perseus_loss_00000001",
+            Some(4242),
+        );
+        assert!(r.starts_with("kill -- -4242 2>/dev/null || true\nip netns exec 'db' nft delete table inet perseus_loss_00000001"), "{r}");
+        assert!(r.contains("exit 1"), "{r}");
+        assert!(!remove_script("nft", "t", None).contains("kill"));
+        let h = heal_script("nft");
+        assert!(h.contains("perseus_[A-Za-z0-9_]*"), "{h}");
+    }
+
+    #[test]
+    fn the_session_to_keep_is_read_from_ssh_connection() {
+        assert_eq!(
+            session_of("198.18.1.254 40412 198.18.1.2 22\n"),
+            Some(("198.18.1.254".parse().unwrap(), 22))
+        );
+        assert_eq!(
+            session_of("fd00::1 5000 fd00::2 2222"),
+            Some(("fd00::1".parse().unwrap(), 2222))
+        );
+        assert_eq!(session_of(""), None);
+        assert_eq!(session_of("x 1 y z"), None);
+    }
+
+    #[test]
+    fn the_heal_script_removes_perseus_tables_only() {
+        // A stand-in for nft that lists some tables and says what it deletes.
+        let fake = "nft() { if [ \"$1\" = list ]; then printf '%s' \"$L\"; else echo \"deleted $4\" >&2; fi; }\n";
+        let listing = "table inet perseus_isolate_0000abcd\ntable inet filter\ntable ip perseus_x\ntable inet perseus_loss_00000002\n";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{fake}{}", heal_script("nft")))
+            .env("L", listing)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "perseus_isolate_0000abcd\nperseus_loss_00000002\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "deleted perseus_isolate_0000abcd\ndeleted perseus_loss_00000002\n"
+        );
+    }
+}

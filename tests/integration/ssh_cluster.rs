@@ -1,0 +1,438 @@
+//! `perseus run --cluster FILE` over SSH, with no fault commands: the lab stands in for
+//! machines. Each lab node runs an `sshd` of its own (Debian's `openssh-server`, a host key
+//! and an authorised key made for the test), and the cluster file names the nodes by their
+//! addresses and `ssh = "root@ADDRESS"`, so every fault goes through SSH only.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An sshd in every node's namespace, and the keys and configs they and the client use;
+/// all of it goes when dropped.
+struct Machines {
+    dir: PathBuf,
+    sshds: Vec<Child>,
+    made_run_sshd: bool,
+    netns: Vec<String>,
+    addrs: Vec<String>,
+}
+
+impl Machines {
+    fn start(lab: &str) -> Machines {
+        require_lab("/usr/sbin/sshd", "openssh-server");
+        require_lab("ssh-keygen", "openssh-client");
+        let dir = out_dir(&format!("ssh-{lab}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keygen = |name: &str| {
+            let s = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "perseus-test", "-f"])
+                .arg(dir.join(name))
+                .status()
+                .expect("ssh-keygen");
+            assert!(s.success(), "ssh-keygen {name}");
+        };
+        keygen("host_key");
+        keygen("id");
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+        // sshd's privilege separation directory, made by the package's service otherwise.
+        let made_run_sshd = !Path::new("/run/sshd").exists();
+        if made_run_sshd {
+            std::fs::create_dir_all("/run/sshd").unwrap();
+        }
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(lab_dir(lab).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let mut m = Machines {
+            dir: dir.clone(),
+            sshds: Vec::new(),
+            made_run_sshd,
+            netns: Vec::new(),
+            addrs: Vec::new(),
+        };
+        for n in state["nodes"].as_array().unwrap() {
+            let (name, netns, addr) = (
+                n["name"].as_str().unwrap(),
+                n["netns"].as_str().unwrap().to_string(),
+                n["addr"].as_str().unwrap().to_string(),
+            );
+            let config = dir.join(format!("sshd-{name}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "ListenAddress {addr}\nPort 22\nHostKey {d}/host_key\n\
+                     AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                     StrictModes no\nPidFile none\nLogLevel ERROR\n",
+                    d = dir.display()
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(dir.join(format!("sshd-{name}.log"))).unwrap();
+            m.sshds.push(
+                Command::new("ip")
+                    .args(["netns", "exec", &netns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+                    .arg(&config)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("sshd"),
+            );
+            m.netns.push(netns);
+            m.addrs.push(addr);
+        }
+        std::fs::write(
+            dir.join("ssh_config"),
+            format!(
+                "Host *\n  User root\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n  \
+                 UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  LogLevel ERROR\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        for a in &m.addrs {
+            let to: std::net::SocketAddr = format!("{a}:22").parse().unwrap();
+            let t = Instant::now();
+            while std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_err() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "sshd on {a} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        m
+    }
+
+    /// A cluster file for `db` on these machines, named `name`, its faults over SSH.
+    fn cluster_file(&self, name: &str, db: &str, port: u16, lease: &str) -> PathBuf {
+        let mut text = format!(
+            "name = \"{name}\"\ndatabase = \"{db}\"\nssh_config = \"ssh_config\"\nlease = \"{lease}\"\n"
+        );
+        for (i, a) in self.addrs.iter().enumerate() {
+            text.push_str(&format!(
+                "\n[[node]]\nname = \"n{}\"\naddress = \"{a}:{port}\"\nssh = \"root@{a}\"\n",
+                i + 1
+            ));
+        }
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The Perseus tables in node `i`'s namespace, read there directly.
+    fn tables(&self, i: usize) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns[i], "nft", "list", "tables"])
+            .output()
+            .expect("nft");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("perseus"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Machines {
+    fn drop(&mut self) {
+        for c in &mut self.sshds {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.made_run_sshd {
+            let _ = std::fs::remove_dir("/run/sshd");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Brings an etcd lab up for `tag`, with sshd on its nodes.
+fn etcd_machines(tag: &str) -> (LabGuard, String, Machines) {
+    require_lab("etcd", "etcd-server");
+    let lab = lab_name(tag);
+    let guard = LabGuard(lab.clone());
+    let (code, out, err) = run(&["up", "etcd", "--lab", &lab]);
+    assert_eq!(code, 0, "perseus up etcd:\n{out}\n{err}");
+    let m = Machines::start(&lab);
+    (guard, lab, m)
+}
+
+/// The whole experiment through SSH: the leader, found through the database's client,
+/// isolated by a table loaded over SSH (each load's round trip in the record), the same
+/// effects as in the lab (a new leader within seconds, everyone serving again after the
+/// rejoin, nothing lost), and nothing left on the machines.
+#[test]
+fn run_over_ssh_isolates_the_leader_with_no_fault_commands() {
+    let (_guard, lab, m) = etcd_machines("sshrun");
+    let file = m.cluster_file(&format!("s{}", std::process::id()), "etcd", 2379, "30s");
+    let out = out_dir("ssh-run");
+    let (code, stdout, stderr) = run(&[
+        "run",
+        "--cluster",
+        file.to_str().unwrap(),
+        "--isolate",
+        "leader",
+        "--before",
+        "3s",
+        "--during",
+        "8s",
+        "--after",
+        "8s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 0,
+        "perseus run --cluster over ssh:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("loaded table inet perseus_isolate_")
+            && stderr.contains("removed table inet perseus_isolate_"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["fault"]["role"], "leader", "{}", summary["fault"]);
+    let down = summary["metrics"]["downtime_on_isolation_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (200..6_000).contains(&down),
+        "the leader's isolation stops everyone for about one election: {down} ms"
+    );
+    assert_eq!(summary["correctness"]["violations"], 0);
+    assert_eq!(summary["lost_acknowledged_writes"], 0);
+    let t = table(&out.join("client.log"));
+    let last = t.rows().last().unwrap();
+    assert!(serving(last).iter().all(|s| *s), "{}", last.render());
+    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    assert!(
+        record.contains("loaded table inet perseus_isolate_") && record.contains(" ms"),
+        "each remote command's round trip is in the record"
+    );
+    for i in 0..3 {
+        assert!(m.tables(i).is_empty(), "n{} keeps {:?}", i + 1, m.tables(i));
+    }
+    assert!(
+        processes_mentioning("ControlMaster=yes").is_empty(),
+        "no ssh master left"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    drop(lab);
+}
+
+/// Perseus killed mid-fault: the table stays (nothing undid it), and the dead man's switch
+/// removes it by itself within the lease; a second kill, then `heal --cluster`, leaves no
+/// table at once; `status --cluster` reads what is in force.
+#[test]
+fn a_killed_run_over_ssh_heals_itself_and_heal_cluster_removes_what_is_left() {
+    let (_guard, _lab, m) = etcd_machines("sshkill");
+    let name = format!("k{}", std::process::id());
+    let file = m.cluster_file(&name, "etcd", 2379, "2s");
+    let cluster_dir = Path::new("/var/lib/perseus/clusters").join(&name);
+    let start = |during: &str| -> (Child, Instant) {
+        let _ = std::fs::remove_dir_all(&cluster_dir);
+        let out = out_dir("ssh-kill");
+        let child = perseus()
+            .args([
+                "run",
+                "--cluster",
+                file.to_str().unwrap(),
+                "--isolate",
+                "n2",
+            ])
+            .args(["--before", "1s", "--during", during, "--after", "1s"])
+            .arg("--out")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perseus run");
+        // Until n2's table is in force.
+        let t = Instant::now();
+        while m.tables(1).is_empty() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "n2 was never isolated"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (child, Instant::now())
+    };
+    let kill = |mut c: Child| {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    };
+
+    // 1. Killed: the switch heals n2 within the lease (the scenario's planned end + 2 s).
+    let (child, isolated_at) = start("4s");
+    kill(child);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(m.tables(1).len(), 1, "the table outlives the killed run");
+    let (code, status, err) = run(&["status", "--cluster", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        status.contains("n2: perseus_isolate_") && status.contains("(n2) in force"),
+        "{status}"
+    );
+    while !m.tables(1).is_empty() {
+        assert!(
+            isolated_at.elapsed() < Duration::from_secs(15),
+            "the switch did not heal n2 within the lease: {:?}",
+            m.tables(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        isolated_at.elapsed() > Duration::from_secs(3),
+        "not before the lease: {:?}",
+        isolated_at.elapsed()
+    );
+
+    // 2. Killed again, with a long lease ahead: heal --cluster removes the table at once.
+    let (child, _) = start("60s");
+    kill(child);
+    let (code, healed, err) = run(&["heal", "--cluster", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(healed.contains("n2: removed perseus_isolate_"), "{healed}");
+    for i in 0..3 {
+        assert!(m.tables(i).is_empty(), "n{} keeps {:?}", i + 1, m.tables(i));
+    }
+    assert!(
+        processes_mentioning("ControlMaster=yes").is_empty(),
+        "no ssh master left"
+    );
+    let _ = std::fs::remove_dir_all(&cluster_dir);
+}
+
+/// Every fault Perseus makes over SSH, from a scenario, each with the effect it has in the
+/// lab (`etcd_faults`): one-way n2 cannot take part; 30 % loss everywhere lowers throughput
+/// without stopping the cluster; the minority of a partition stops; refused n3 completes
+/// nothing; isolate-all n3 cuts its client off too, while the SSH session that made it
+/// survives to undo it. All serve at the end, nothing is lost, no table is left.
+#[test]
+fn every_fault_over_ssh_has_its_effect() {
+    use perseus::record::table::Row;
+    let (_guard, _lab, m) = etcd_machines("sshall");
+    let file = m.cluster_file(&format!("a{}", std::process::id()), "etcd", 2379, "30s");
+    let scenario = m.dir.join("over-ssh.toml");
+    let phases = [
+        ("before", "4s", ""),
+        ("one-way", "8s", "one-way n2"),
+        ("healed after one-way", "5s", "heal"),
+        ("lossy", "8s", "loss all 30%"),
+        ("healed after loss", "5s", "heal"),
+        ("split", "7s", "partition n1|n2 n3"),
+        ("healed after split", "5s", "heal"),
+        ("refused", "8s", "refuse n3"),
+        ("accepted", "5s", "heal"),
+        ("cut off", "9s", "isolate-all n3"),
+        ("after", "8s", "heal"),
+    ];
+    let mut text = String::new();
+    for (name, d, fault) in phases {
+        text.push_str(&format!(
+            "[[phase]]\nname = \"{name}\"\nduration = \"{d}\"\n"
+        ));
+        if !fault.is_empty() {
+            text.push_str(&format!("faults = [\"{fault}\"]\n"));
+        }
+    }
+    std::fs::write(&scenario, text).unwrap();
+    let out = out_dir("ssh-all");
+    let (code, stdout, stderr) = run(&[
+        "run",
+        "--cluster",
+        file.to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--write",
+        "cas",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let t = table(&out.join("client.log"));
+    let row = |verb: &str| marker_row(&t, verb);
+    let rows = |from: u64, to: u64| -> Vec<&Row> {
+        t.rows()
+            .filter(|r| r.second >= from && r.second < to)
+            .collect()
+    };
+    let check = |from: u64, to: u64, what: &str, ok: &dyn Fn(&Row) -> bool| {
+        let rs = rows(from, to);
+        assert!(rs.len() >= 2, "{what}: only {} rows", rs.len());
+        for x in rs {
+            assert!(ok(x), "{what}: {}", x.render());
+        }
+    };
+    check(
+        row("cut-outbound") + 4,
+        row("restoring-outbound"),
+        "one-way n2 cannot take part",
+        &|x| x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0,
+    );
+    let total = |rs: &[&Row]| {
+        rs.iter()
+            .map(|x| x.ok.iter().sum::<u32>() as f64)
+            .sum::<f64>()
+            / rs.len().max(1) as f64
+    };
+    let lossy = rows(row("degraded"), row("restoring"));
+    let before = rows(2, row("cutting-outbound"));
+    assert!(
+        total(&lossy) < 0.7 * total(&before),
+        "loss lowers throughput: {:.0}/s under loss, {:.0}/s before",
+        total(&lossy),
+        total(&before)
+    );
+    let stopped = lossy
+        .iter()
+        .filter(|x| x.ok.iter().all(|n| *n == 0))
+        .count();
+    assert!(stopped <= 2, "loss stopped everyone for {stopped} seconds");
+    check(
+        row("partitioned") + 4,
+        row("healing-partition"),
+        "minority n1 stops, majority serves",
+        &|x| x.ok[0] == 0 && x.ok[1] > 0 && x.ok[2] > 0,
+    );
+    check(
+        row("refused") + 4,
+        row("accepting"),
+        "refused n3 completes nothing, n1 and n2 serve",
+        &|x| x.ok[2] == 0 && x.ok[0] > 0 && x.ok[1] > 0,
+    );
+    check(
+        row("isolated-all") + 3,
+        row("rejoining-all"),
+        "n3 cut off from its client too",
+        &|x| x.ok[2] == 0 && x.ok[0] > 0 && x.ok[1] > 0,
+    );
+    let last = t.rows().last().unwrap().second;
+    check(last - 2, last + 1, "all serve at the end", &|x| {
+        x.ok.iter().all(|n| *n > 0)
+    });
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = summary["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["one-way", "loss", "partition", "refuse", "isolate-all"]
+    );
+    assert_eq!(summary["correctness"]["violations"], 0);
+    assert_eq!(summary["lost_acknowledged_writes"], 0);
+    for i in 0..3 {
+        assert!(m.tables(i).is_empty(), "n{} keeps {:?}", i + 1, m.tables(i));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
