@@ -31,6 +31,9 @@
 //! address = "10.0.0.5:2379"
 //! ssh = "root@10.0.0.5"            # ssh's destination; port, user, key from the ssh config
 //! netns = "db"                     # optional: the rules go into this network namespace there
+//! service = "etcd"                 # for kill/restart and pause/resume: its systemd unit, or
+//! # process = "etcd --name n1"     # a text of its command line, and for restart
+//! # start = "systemctl start etcd" # the command that starts it again
 //! ```
 
 use crate::error::{Error, Result};
@@ -87,6 +90,9 @@ struct RawNode {
     address: toml::Spanned<String>,
     ssh: Option<toml::Spanned<String>>,
     netns: Option<toml::Spanned<String>>,
+    service: Option<toml::Spanned<String>>,
+    process: Option<toml::Spanned<String>>,
+    start: Option<toml::Spanned<String>>,
 }
 
 /// One node of a cluster: its name, and the address and port its client connects to.
@@ -102,6 +108,21 @@ pub struct Endpoint {
     pub ssh: Option<String>,
     /// The network namespace on that machine the node's rules go into; `None`: the host's.
     pub netns: Option<String>,
+    /// How Perseus finds the server's processes on that machine, for kill and pause.
+    pub server: Option<Server>,
+}
+
+/// The server of a node on its machine, as kill/restart and pause/resume over SSH reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// A systemd unit: `systemctl kill -s SIGNAL`, `systemctl start`.
+    Service(String),
+    /// Every process whose command line contains `pattern`; `start` starts the server again
+    /// (run detached, with `sh`), where the file gives one.
+    Process {
+        pattern: String,
+        start: Option<String>,
+    },
 }
 
 /// A cluster Perseus did not start.
@@ -139,6 +160,66 @@ fn check_ssh(dest: &str) -> std::result::Result<(), String> {
         Err(format!(
             "ssh = \"{dest}\": give ssh's destination, e.g. root@10.0.0.5 or an alias of your ssh config (letters, digits, @ . - _ :)"
         ))
+    }
+}
+
+/// A systemd unit's name.
+fn check_service(name: &str) -> std::result::Result<(), String> {
+    if !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | ':' | '\\'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "service = \"{name}\": a systemd unit's name is letters, digits and @ . - _ : \\"
+        ))
+    }
+}
+
+/// A text of one line, at most `max` characters.
+fn check_line(key: &str, text: &str, max: usize) -> std::result::Result<(), String> {
+    if text.trim().is_empty() || text.len() > max || text.chars().any(|c| c.is_control()) {
+        Err(format!("{key} = must be one line of 1 to {max} characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A node's server as the file describes it: `service`, or `process` (and `start`).
+fn server_of(
+    n: &RawNode,
+    at: impl Fn(std::ops::Range<usize>) -> usize,
+) -> std::result::Result<Option<Server>, (usize, String)> {
+    let err = |s: &toml::Spanned<String>, e: String| (at(s.span()), e);
+    match (&n.service, &n.process, &n.start) {
+        (Some(s), Some(_), _) => Err(err(s, "give service = or process =, not both".into())),
+        (Some(s), None, Some(st)) => Err(err(
+            st,
+            format!(
+                "start = goes with process =; a service starts with systemctl start {}",
+                s.get_ref()
+            ),
+        )),
+        (Some(s), None, None) => {
+            check_service(s.get_ref()).map_err(|e| err(s, e))?;
+            Ok(Some(Server::Service(s.get_ref().clone())))
+        }
+        (None, Some(p), start) => {
+            check_line("process", p.get_ref(), 200).map_err(|e| err(p, e))?;
+            if let Some(st) = start {
+                check_line("start", st.get_ref(), 1000).map_err(|e| err(st, e))?;
+            }
+            Ok(Some(Server::Process {
+                pattern: p.get_ref().clone(),
+                start: start.as_ref().map(|s| s.get_ref().clone()),
+            }))
+        }
+        (None, None, Some(st)) => Err(err(st, "start = goes with process =".into())),
+        (None, None, None) => Ok(None),
     }
 }
 
@@ -271,6 +352,16 @@ impl Cluster {
                     ));
                 }
             }
+            let server = server_of(n, at).map_err(|(line, why)| malformed(line, why))?;
+            if server.is_some() && n.ssh.is_none() {
+                return Err(malformed(
+                    at(n.name.span()),
+                    format!(
+                        "node '{}': service, process and start need ssh = (Perseus reaches the server over SSH)",
+                        n.name.get_ref()
+                    ),
+                ));
+            }
             nodes.push(Endpoint {
                 name: n.name.get_ref().clone(),
                 host,
@@ -278,6 +369,7 @@ impl Cluster {
                 port,
                 ssh: n.ssh.as_ref().map(|d| d.get_ref().clone()),
                 netns: n.netns.as_ref().map(|d| d.get_ref().clone()),
+                server,
             });
         }
         let with_ssh = raw.node.iter().filter(|n| n.ssh.is_some()).count();
@@ -385,6 +477,7 @@ impl Cluster {
                 port,
                 ssh: None,
                 netns: None,
+                server: None,
             });
         }
         Ok(Cluster {

@@ -644,7 +644,7 @@ async fn remote_heal(file: &std::path::Path) -> Result<()> {
         if tables.is_empty() {
             outln!("{node}: no fault of Perseus's in force");
         } else {
-            outln!("{node}: removed {}", tables.join(", "));
+            outln!("{node}: {}", tables.join(", "));
         }
     }
     Ok(())

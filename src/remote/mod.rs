@@ -1,21 +1,24 @@
 //! Faults on machines Perseus reaches over SSH: a cluster file whose nodes say
 //! `ssh = "user@host"` needs no fault commands. Each network fault is an nftables table that
 //! Perseus loads on the node's machine (in its host namespace, or the `netns` the file
-//! names) through one master connection per node ([`ssh`]).
+//! names) through one master connection per node ([`ssh`]); `kill` and `pause` signal the
+//! server the file names on the node ([`server`]).
 //!
-//! **A machine is never left cut off.** Every table is loaded together with a dead man's
-//! switch on that machine: a detached `sleep LEASE; nft delete table …`, LEASE reaching the
-//! cluster file's `lease` (30 s by default) past the scenario's planned end. When Perseus
-//! undoes the fault it stops the switch; when Perseus dies, loses its laptop or its SSH
-//! session, the switch heals the node. `perseus heal --cluster FILE` removes every table
-//! Perseus made on every node ([`heal_all`]); `perseus status --cluster FILE` reads them
-//! back ([`tables`]). Every table is named `perseus_<fault>_<8 hex digits>`, unique per
-//! fault in force, so a late switch can only ever remove its own.
+//! **A machine is never left cut off.** Every fault goes in together with a dead man's
+//! switch on that machine: a detached `sleep LEASE; nft delete table …` (for a paused
+//! server `kill -CONT`, for a killed one its start command), LEASE reaching the cluster
+//! file's `lease` (30 s by default) past the scenario's planned end. When Perseus undoes the
+//! fault it stops the switch; when Perseus dies, loses its laptop or its SSH session, the
+//! switch heals the node. `perseus heal --cluster FILE` removes every table Perseus made on
+//! every node and continues the servers ([`heal_all`]); `perseus status --cluster FILE`
+//! reads the tables back ([`tables`]). Every table is named `perseus_<fault>_<8 hex
+//! digits>`, unique per fault in force, so a late switch can only ever remove its own.
 //!
 //! Clients still run where Perseus runs, so the record keeps one clock; a fault's markers
 //! are written around its remote command, and each command's round trip goes into the record
 //! as a mark, which says how precisely the marker is placed.
 
+pub mod server;
 pub mod ssh;
 
 use crate::cluster::Cluster;
@@ -31,9 +34,10 @@ use std::time::{Duration, Instant};
 /// How long one remote command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The faults Perseus makes over SSH: those that live in the nodes' own nftables.
-/// `isolate-all` keeps the SSH session that makes it (where the rules go into the machine's
-/// own namespace).
+/// The faults Perseus makes over SSH: those that live in the nodes' own nftables
+/// (`isolate-all` keeps the SSH session that makes it, where the rules go into the
+/// machine's own namespace), and `kill` and `pause` of the server the file names on each
+/// node (`service`, or `process` and `start`).
 pub const FAULTS: &[&str] = &[
     "isolate",
     "isolate-all",
@@ -41,6 +45,8 @@ pub const FAULTS: &[&str] = &[
     "partition",
     "one-way",
     "loss",
+    "kill",
+    "pause",
 ];
 
 /// Whether Perseus can make `fault` over SSH.
@@ -69,6 +75,30 @@ pub fn check_scenario(cluster: &Cluster, scenario: &Scenario) -> Result<()> {
             }
             if let Target::Node(n) = target {
                 cluster.node_index(n)?;
+            }
+            if matches!(fault.kind().name, "kill" | "pause") {
+                let nodes: Vec<usize> = match target {
+                    Target::Node(n) => vec![cluster.node_index(n)?],
+                    _ => (0..cluster.nodes.len()).collect(),
+                };
+                for i in nodes {
+                    let node = &cluster.nodes[i];
+                    let ok = match &node.server {
+                        None => false,
+                        Some(crate::cluster::Server::Service(_)) => true,
+                        Some(crate::cluster::Server::Process { start, .. }) => {
+                            fault.kind().name == "pause" || start.is_some()
+                        }
+                    };
+                    if !ok {
+                        return Err(Error::Invalid(format!(
+                            "phase '{}': '{action}' over SSH needs, on node {}, service = \"UNIT\" (systemd), or process = \"TEXT OF ITS COMMAND LINE\"{}",
+                            phase.name,
+                            node.name,
+                            if fault.kind().name == "kill" { " and start = \"COMMAND\" to restart it" } else { "" }
+                        )));
+                    }
+                }
             }
             if let Action::Start {
                 param: Param::Groups(g),
@@ -174,14 +204,15 @@ fn heal_script(nft: &str) -> String {
     )
 }
 
-/// A fault's table on one node, with its switch.
+/// A fault in force on one node, and how to undo it (which also stops its switch).
 #[derive(Debug, Clone)]
 struct Installed {
     kind: &'static str,
     target: String,
     node: usize,
-    table: String,
-    switch: Option<u32>,
+    /// What the undo does, for the record: `removed table inet perseus_isolate_…`.
+    undone: String,
+    undo: server::Script,
 }
 
 /// Faults over SSH on a cluster's machines; see the module's documentation.
@@ -271,8 +302,84 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
         })
     }
 
-    /// Loads `f`'s table on `node` with its switch.
+    /// Puts `f` in force on `node`, with its switch.
     async fn install(&mut self, f: &InForce, param: &Param, node: usize) -> Result<()> {
+        if matches!(f.kind.name, "pause" | "kill") {
+            self.signal(f, node).await
+        } else {
+            self.load_rules(f, param, node).await
+        }
+    }
+
+    /// Pauses or kills node `node`'s server, with the switch that undoes it.
+    async fn signal(&mut self, f: &InForce, node: usize) -> Result<()> {
+        let name = self.cluster.nodes[node].name.clone();
+        let srv = self.cluster.nodes[node].server.clone().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} over ssh: node {name} says neither service = nor process =",
+                f.kind.name
+            ))
+        })?;
+        let lease = self.lease();
+        let (script, stdin) = if f.kind.name == "pause" {
+            server::pause(&srv, lease)
+        } else {
+            server::kill(&srv, lease)
+        };
+        let out = self.conns[node]
+            .run(&script, stdin.as_deref(), COMMAND_TIMEOUT)
+            .await?;
+        let verb = if f.kind.name == "pause" {
+            "paused"
+        } else {
+            "killed"
+        };
+        let said = format!(
+            "ssh {}: {} the server in {} ms{}",
+            self.conns[node].dest(),
+            if out.succeeded() { verb } else { "failed: not" },
+            out.took.as_millis(),
+            if out.succeeded() {
+                String::new()
+            } else {
+                format!(" ({})", out.why())
+            }
+        );
+        self.mark(events::MARK, &said)?;
+        (self.say)(said);
+        if !out.succeeded() {
+            return Err(Error::FaultNotInForce(format!(
+                "{} on {name} over ssh: {}",
+                f.kind.name,
+                out.why()
+            )));
+        }
+        let mut lines = out.stdout.lines();
+        let switch: Option<u32> = lines.next().and_then(|l| l.trim().parse().ok());
+        let (undone, undo) = if f.kind.name == "pause" {
+            let pids = lines.next().unwrap_or("").trim().to_string();
+            (
+                "resumed the server".to_string(),
+                server::resume(&srv, switch, &pids),
+            )
+        } else {
+            (
+                "started the server again".to_string(),
+                server::restart(&srv, switch),
+            )
+        };
+        self.installed.push(Installed {
+            kind: f.kind.name,
+            target: f.target.clone(),
+            node,
+            undone,
+            undo,
+        });
+        Ok(())
+    }
+
+    /// Loads `f`'s table on `node` with its switch.
+    async fn load_rules(&mut self, f: &InForce, param: &Param, node: usize) -> Result<()> {
         // Unique across runs (not from the run's seed): a switch left by an earlier run
         // must never match a table of this one.
         let nonce = crate::clock::monotonic_ns() ^ ((std::process::id() as u64) << 40);
@@ -332,30 +439,26 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
                 out.why()
             )));
         }
+        let switch = out.stdout.trim().parse().ok();
         self.installed.push(Installed {
             kind: f.kind.name,
             target: f.target.clone(),
             node,
-            table,
-            switch: out.stdout.trim().parse().ok(),
+            undone: format!("removed table inet {table}"),
+            undo: (remove_script(&nft, &table, switch), None),
         });
         Ok(())
     }
 
-    /// Removes table `i` of `installed` and its switch.
+    /// Undoes `i` (and stops its switch).
     async fn uninstall(&mut self, i: Installed) -> Result<()> {
-        let nft = nft_command(self.cluster, i.node);
         let out = self.conns[i.node]
-            .run(
-                &remove_script(&nft, &i.table, i.switch),
-                None,
-                COMMAND_TIMEOUT,
-            )
+            .run(&i.undo.0, i.undo.1.as_deref(), COMMAND_TIMEOUT)
             .await?;
         let said = format!(
-            "ssh {}: removed table inet {} in {} ms",
+            "ssh {}: {} in {} ms",
             self.conns[i.node].dest(),
-            i.table,
+            i.undone,
             out.took.as_millis()
         );
         self.mark(events::MARK, &said)?;
@@ -474,12 +577,21 @@ impl<S: Fn(String)> crate::schedule::Backend for Remote<'_, S> {
     }
 }
 
-/// Removes every table Perseus made on every node of `cluster` (after a crash, or to be
-/// sure); the names removed, per node.
+/// Removes every table Perseus made on every node of `cluster` and continues its server's
+/// processes where the file names them (after a crash, or to be sure); what it undid, per
+/// node. A server a killed run left down is started again by its switch within the lease.
 pub async fn heal_all(cluster: &Cluster, dir: &Path) -> Result<Vec<(String, Vec<String>)>> {
     let conns = connect_all(cluster, dir).await?;
     let mut out = Vec::new();
     for (i, c) in conns.iter().enumerate() {
+        let mut resumed = Vec::new();
+        if let Some(srv) = &cluster.nodes[i].server {
+            let (script, stdin) = server::continue_all(srv);
+            let r = c.run(&script, stdin.as_deref(), COMMAND_TIMEOUT).await?;
+            if r.stdout.contains("resumed") {
+                resumed.push("sent SIGCONT to its server".to_string());
+            }
+        }
         let r = c
             .run(
                 &heal_script(&nft_command(cluster, i)),
@@ -494,10 +606,13 @@ pub async fn heal_all(cluster: &Cluster, dir: &Path) -> Result<Vec<(String, Vec<
                 r.why()
             )));
         }
-        out.push((
-            cluster.nodes[i].name.clone(),
-            r.stdout.lines().map(str::to_string).collect(),
-        ));
+        let mut removed: Vec<String> = r
+            .stdout
+            .lines()
+            .map(|t| format!("removed table {t}"))
+            .collect();
+        removed.extend(resumed);
+        out.push((cluster.nodes[i].name.clone(), removed));
     }
     Ok(out)
 }

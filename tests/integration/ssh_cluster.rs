@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 /// An sshd in every node's namespace, and the keys and configs they and the client use;
 /// all of it goes when dropped.
 struct Machines {
+    lab: String,
     dir: PathBuf,
     sshds: Vec<Child>,
     made_run_sshd: bool,
     netns: Vec<String>,
     addrs: Vec<String>,
+    /// Each node's database process as the lab started it: its pid, user and command line.
+    servers: Vec<(i32, String, Vec<String>)>,
 }
 
 impl Machines {
@@ -45,6 +48,8 @@ impl Machines {
         )
         .unwrap();
         let mut m = Machines {
+            lab: lab.to_string(),
+            servers: Vec::new(),
             dir: dir.clone(),
             sshds: Vec::new(),
             made_run_sshd,
@@ -82,6 +87,21 @@ impl Machines {
             );
             m.netns.push(netns);
             m.addrs.push(addr);
+            let pid = n["processes"][0]["pid"].as_i64().unwrap() as i32;
+            let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap()
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata(format!("/proc/{pid}")).unwrap().uid();
+            let user = Command::new("id")
+                .args(["-nu", &uid.to_string()])
+                .output()
+                .unwrap();
+            let user = String::from_utf8_lossy(&user.stdout).trim().to_string();
+            m.servers.push((pid, user, argv));
         }
         std::fs::write(
             dir.join("ssh_config"),
@@ -108,6 +128,20 @@ impl Machines {
 
     /// A cluster file for `db` on these machines, named `name`, its faults over SSH.
     fn cluster_file(&self, name: &str, db: &str, port: u16, lease: &str) -> PathBuf {
+        self.cluster_file_with(name, db, port, lease, false)
+    }
+
+    /// The same; with `servers`, each node also names its server (`process =`, a text of its
+    /// command line, and `start =`, the lab's own command line run as the lab ran it), for
+    /// kill and pause over SSH.
+    fn cluster_file_with(
+        &self,
+        name: &str,
+        db: &str,
+        port: u16,
+        lease: &str,
+        servers: bool,
+    ) -> PathBuf {
         let mut text = format!(
             "name = \"{name}\"\ndatabase = \"{db}\"\nssh_config = \"ssh_config\"\nlease = \"{lease}\"\n"
         );
@@ -116,6 +150,20 @@ impl Machines {
                 "\n[[node]]\nname = \"n{}\"\naddress = \"{a}:{port}\"\nssh = \"root@{a}\"\n",
                 i + 1
             ));
+            if servers {
+                let (_, user, argv) = &self.servers[i];
+                let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
+                let log = lab_dir(&self.lab)
+                    .join(format!("n{}", i + 1))
+                    .join("restarted.log");
+                text.push_str(&format!(
+                    "process = \"labs/{}/n{}/\"\nstart = \"runuser -u {user} -- {} >>{} 2>&1\"\n",
+                    self.lab,
+                    i + 1,
+                    quoted.join(" "),
+                    log.display()
+                ));
+            }
         }
         let path = self.dir.join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -138,6 +186,14 @@ impl Machines {
 
 impl Drop for Machines {
     fn drop(&mut self) {
+        // A server started again over SSH is not the lab's: it goes here.
+        let original: Vec<String> = self.servers.iter().map(|s| s.0.to_string()).collect();
+        for p in processes_mentioning(&format!("labs/{}/n", self.lab)) {
+            let pid = p.split(':').next().unwrap_or("").to_string();
+            if !original.contains(&pid) && p.contains("--data-dir") {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+        }
         for c in &mut self.sshds {
             let _ = c.kill();
             let _ = c.wait();
@@ -233,9 +289,10 @@ fn a_killed_run_over_ssh_heals_itself_and_heal_cluster_removes_what_is_left() {
     let name = format!("k{}", std::process::id());
     let file = m.cluster_file(&name, "etcd", 2379, "2s");
     let cluster_dir = Path::new("/var/lib/perseus/clusters").join(&name);
+    let out = out_dir("ssh-kill");
     let start = |during: &str| -> (Child, Instant) {
         let _ = std::fs::remove_dir_all(&cluster_dir);
-        let out = out_dir("ssh-kill");
+        let _ = std::fs::remove_dir_all(&out);
         let child = perseus()
             .args([
                 "run",
@@ -298,7 +355,10 @@ fn a_killed_run_over_ssh_heals_itself_and_heal_cluster_removes_what_is_left() {
     kill(child);
     let (code, healed, err) = run(&["heal", "--cluster", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(healed.contains("n2: removed perseus_isolate_"), "{healed}");
+    assert!(
+        healed.contains("n2: removed table perseus_isolate_"),
+        "{healed}"
+    );
     for i in 0..3 {
         assert!(m.tables(i).is_empty(), "n{} keeps {:?}", i + 1, m.tables(i));
     }
@@ -307,10 +367,12 @@ fn a_killed_run_over_ssh_heals_itself_and_heal_cluster_removes_what_is_left() {
         "no ssh master left"
     );
     let _ = std::fs::remove_dir_all(&cluster_dir);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Every fault Perseus makes over SSH, from a scenario, each with the effect it has in the
-/// lab (`etcd_faults`): one-way n2 cannot take part; 30 % loss everywhere lowers throughput
+/// lab (`etcd_faults`): paused n2 hangs; killed n2 fails fast and, started again with the
+/// file's `start`, serves again; one-way n2 cannot take part; 30 % loss everywhere lowers throughput
 /// without stopping the cluster; the minority of a partition stops; refused n3 completes
 /// nothing; isolate-all n3 cuts its client off too, while the SSH session that made it
 /// survives to undo it. All serve at the end, nothing is lost, no table is left.
@@ -318,10 +380,20 @@ fn a_killed_run_over_ssh_heals_itself_and_heal_cluster_removes_what_is_left() {
 fn every_fault_over_ssh_has_its_effect() {
     use perseus::record::table::Row;
     let (_guard, _lab, m) = etcd_machines("sshall");
-    let file = m.cluster_file(&format!("a{}", std::process::id()), "etcd", 2379, "30s");
+    let file = m.cluster_file_with(
+        &format!("a{}", std::process::id()),
+        "etcd",
+        2379,
+        "30s",
+        true,
+    );
     let scenario = m.dir.join("over-ssh.toml");
     let phases = [
         ("before", "4s", ""),
+        ("paused", "6s", "pause n2"),
+        ("healed after pause", "5s", "heal"),
+        ("killed", "6s", "kill n2"),
+        ("healed after kill", "6s", "restart n2"),
         ("one-way", "8s", "one-way n2"),
         ("healed after one-way", "5s", "heal"),
         ("lossy", "8s", "loss all 30%"),
@@ -331,7 +403,7 @@ fn every_fault_over_ssh_has_its_effect() {
         ("refused", "8s", "refuse n3"),
         ("accepted", "5s", "heal"),
         ("cut off", "9s", "isolate-all n3"),
-        ("after", "8s", "heal"),
+        ("after", "12s", "heal"),
     ];
     let mut text = String::new();
     for (name, d, fault) in phases {
@@ -371,6 +443,24 @@ fn every_fault_over_ssh_has_its_effect() {
         }
     };
     check(
+        row("paused") + 3,
+        row("resuming"),
+        "paused n2 hangs, others serve",
+        &|x| x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0,
+    );
+    check(
+        row("killed") + 2,
+        row("restarting"),
+        "killed n2 fails fast, others serve",
+        &|x| x.ok[1] == 0 && x.err[1] >= 3 && x.ok[0] > 0 && x.ok[2] > 0,
+    );
+    check(
+        row("restarted") + 4,
+        row("cutting-outbound"),
+        "restarted n2 serves again",
+        &|x| x.ok.iter().all(|n| *n > 0),
+    );
+    check(
         row("cut-outbound") + 4,
         row("restoring-outbound"),
         "one-way n2 cannot take part",
@@ -383,7 +473,7 @@ fn every_fault_over_ssh_has_its_effect() {
             / rs.len().max(1) as f64
     };
     let lossy = rows(row("degraded"), row("restoring"));
-    let before = rows(2, row("cutting-outbound"));
+    let before = rows(2, row("pausing"));
     assert!(
         total(&lossy) < 0.7 * total(&before),
         "loss lowers throughput: {:.0}/s under loss, {:.0}/s before",
@@ -427,7 +517,15 @@ fn every_fault_over_ssh_has_its_effect() {
         .collect();
     assert_eq!(
         kinds,
-        ["one-way", "loss", "partition", "refuse", "isolate-all"]
+        [
+            "pause",
+            "kill",
+            "one-way",
+            "loss",
+            "partition",
+            "refuse",
+            "isolate-all"
+        ]
     );
     assert_eq!(summary["correctness"]["violations"], 0);
     assert_eq!(summary["lost_acknowledged_writes"], 0);
