@@ -46,28 +46,14 @@ const PROBE: Duration = Duration::from_millis(800);
 
 pub struct Gryadka;
 
-/// `redis.conf` of node `node`'s acceptor.
+/// `redis.conf` of node `node`'s acceptor (only the lab's proposers know its password).
 pub fn redis_config(layout: &Layout, node: usize) -> String {
-    let n = &layout.nodes[node];
-    let mut c = format!(
-        "bind {addr}\n\
-         port {REDIS_PORT}\n\
-         protected-mode no\n\
-         daemonize no\n\
-         logfile \"\"\n\
-         dir {dir}/data\n\
-         save \"\"\n\
-         appendonly yes\n\
-         appendfsync {fsync}\n",
-        addr = n.addr,
-        dir = n.dir.display(),
-        fsync = knob::value(layout, knob::named(KNOBS, "appendfsync")),
-    );
-    if let Some(secret) = &layout.secret {
-        // Only the lab's proposers, which know the lab's password, get in.
-        c.push_str(&format!("requirepass {secret}\n"));
-    }
-    c
+    resp::server_config(
+        layout,
+        node,
+        REDIS_PORT,
+        knob::value(layout, knob::named(KNOBS, "appendfsync")),
+    )
 }
 
 /// The command line of node `node`'s proposer server.
@@ -92,17 +78,6 @@ fn proposer_args(layout: &Layout, node: usize) -> Vec<String> {
         "--local".into(),
         node.to_string(),
     ]
-}
-
-/// The password the lab's servers take, if any (a cluster's own, from its file, otherwise).
-fn password(layout: &Layout) -> Option<String> {
-    layout.secret.clone().or_else(|| {
-        layout
-            .credentials
-            .as_ref()
-            .map(|(_, p)| p.clone())
-            .filter(|p| !p.is_empty())
-    })
 }
 
 /// A client of one node's proposer.
@@ -172,7 +147,7 @@ impl Client for GryadkaClient {
 /// and the versions it reports.
 async fn probe(layout: &Layout, node: usize) -> Result<Option<String>, String> {
     let addr: SocketAddr = layout.client_addr(node, PORT);
-    let pw = password(layout);
+    let pw = resp::password(layout);
     let mut c = Conn::connect_auth(addr, PROBE, pw.as_deref()).await?;
     let key = format!("perseus-probe-{}", layout.nodes[node].name);
     c.call_within(&[b"GET", key.as_bytes()], PROBE)
@@ -313,7 +288,7 @@ impl Database for Gryadka {
         node: usize,
         timeout: Duration,
     ) -> Result<Box<dyn Client>, ClientError> {
-        let pw = password(layout);
+        let pw = resp::password(layout);
         let c = Conn::connect_auth(layout.client_addr(node, PORT), timeout, pw.as_deref())
             .await
             .map_err(ClientError::definite)?;

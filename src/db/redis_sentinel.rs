@@ -66,44 +66,25 @@ pub struct RedisSentinel;
 
 /// `redis.conf` of node `node`: every node but the first starts as a replica of node 1.
 pub fn redis_config(layout: &Layout, node: usize) -> String {
-    let n = &layout.nodes[node];
-    let mut c = format!(
-        "bind {addr}\n\
-         port {PORT}\n\
-         protected-mode no\n\
-         daemonize no\n\
-         logfile \"\"\n\
-         dir {dir}/data\n\
-         save \"\"\n\
-         appendonly yes\n\
-         appendfsync {fsync}\n\
-         min-replicas-to-write {min_replicas}\n\
-         min-replicas-max-lag {max_lag}\n",
-        addr = n.addr,
-        dir = n.dir.display(),
-        fsync = knob::value(layout, knob::named(KNOBS, "appendfsync")),
-        min_replicas = knob::value(layout, knob::named(KNOBS, "min-replicas-to-write")),
-        max_lag = knob::value(layout, knob::named(KNOBS, "min-replicas-max-lag")),
+    let mut c = resp::server_config(
+        layout,
+        node,
+        PORT,
+        knob::value(layout, knob::named(KNOBS, "appendfsync")),
     );
+    c.push_str(&format!(
+        "min-replicas-to-write {}\nmin-replicas-max-lag {}\n",
+        knob::value(layout, knob::named(KNOBS, "min-replicas-to-write")),
+        knob::value(layout, knob::named(KNOBS, "min-replicas-max-lag")),
+    ));
     if let Some(secret) = &layout.secret {
-        // Only clients that know the lab's password (Perseus's, the replicas') get in.
-        c.push_str(&format!("requirepass {secret}\nmasterauth {secret}\n"));
+        // The replicas give it to the primary.
+        c.push_str(&format!("masterauth {secret}\n"));
     }
     if node != 0 {
         c.push_str(&format!("replicaof {} {PORT}\n", layout.nodes[0].addr));
     }
     c
-}
-
-/// The password clients give the lab's servers (or a cluster's, from its file), if any.
-fn password(layout: &Layout) -> Option<String> {
-    layout.secret.clone().or_else(|| {
-        layout
-            .credentials
-            .as_ref()
-            .map(|(_, p)| p.clone())
-            .filter(|p| !p.is_empty())
-    })
 }
 
 /// The run id of node `node`'s Sentinel: 40 hex digits, fixed per lab and node, so every
@@ -312,7 +293,7 @@ struct NodeView {
 
 async fn view(layout: &Layout, node: usize) -> NodeView {
     let mut v = NodeView::default();
-    let password = password(layout);
+    let password = resp::password(layout);
     match Conn::connect_auth(redis_addr(layout, node), PROBE, password.as_deref()).await {
         Err(e) => v.problem = Some(format!("redis: {e}")),
         Ok(mut c) => {
@@ -488,7 +469,7 @@ impl Database for RedisSentinel {
     ) -> Result<Box<dyn Client>, ClientError> {
         let mut c = SentinelClient {
             sentinel_addr: sentinel_addr(layout, node),
-            password: password(layout),
+            password: resp::password(layout),
             sentinel: None,
             primary: None,
             asked: Instant::now(),

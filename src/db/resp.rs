@@ -8,6 +8,49 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
+/// The `redis.conf` lines every Redis server of a lab starts with: it listens on its node's
+/// address only (so no protected mode), logs to standard output, keeps its data in
+/// `dir/data`, takes no snapshots, and writes an append-only file synced as `appendfsync`
+/// says; with the lab's password if the lab has one.
+pub fn server_config(
+    layout: &crate::lab::Layout,
+    node: usize,
+    port: u16,
+    appendfsync: &str,
+) -> String {
+    let n = &layout.nodes[node];
+    let mut c = format!(
+        "bind {addr}\n\
+         port {port}\n\
+         protected-mode no\n\
+         daemonize no\n\
+         logfile \"\"\n\
+         dir {dir}/data\n\
+         save \"\"\n\
+         appendonly yes\n\
+         appendfsync {appendfsync}\n",
+        addr = n.addr,
+        dir = n.dir.display(),
+    );
+    if let Some(secret) = &layout.secret {
+        // Only clients that know the lab's password get in.
+        c.push_str(&format!("requirepass {secret}\n"));
+    }
+    c
+}
+
+/// The password clients give a lab's Redis servers (the lab's own), or a cluster's (from its
+/// file), if any.
+pub fn password(layout: &crate::lab::Layout) -> Option<String> {
+    layout.secret.clone().or_else(|| {
+        layout
+            .credentials
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .filter(|p| !p.is_empty())
+    })
+}
+
 /// A reply, as RESP2 has them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {

@@ -289,9 +289,21 @@ pub async fn resolve(
     db: &dyn Database,
     rng: &mut Rng,
 ) -> Result<Vec<usize>> {
+    resolve_in(target, &lab.layout(), db, rng).await
+}
+
+/// [`resolve`] among the nodes of `layout` (a lab's, or a cluster's that Perseus did not
+/// start).
+pub async fn resolve_in(
+    target: &Target,
+    layout: &crate::lab::Layout,
+    db: &dyn Database,
+    rng: &mut Rng,
+) -> Result<Vec<usize>> {
+    let n = layout.nodes.len();
     let leader = || async {
         let found = match db.leadership() {
-            Some(l) => l.leader(&lab.layout()).await,
+            Some(l) => l.leader(layout).await,
             None => None,
         };
         found.ok_or_else(|| {
@@ -302,18 +314,27 @@ pub async fn resolve(
         })
     };
     Ok(match target {
-        Target::Node(n) => vec![lab.node_index(n)?],
+        Target::Node(name) => vec![layout
+            .nodes
+            .iter()
+            .position(|m| m.name == *name)
+            .ok_or_else(|| Error::NoSuchNode {
+                node: name.clone(),
+                lab: layout.lab.clone(),
+                nodes: layout
+                    .nodes
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?],
         Target::Leader => vec![leader().await?],
         Target::Follower => {
             let l = leader().await?;
-            vec![if l == 0 {
-                1.min(lab.nodes.len() - 1)
-            } else {
-                0
-            }]
+            vec![if l == 0 { 1.min(n - 1) } else { 0 }]
         }
-        Target::Random => vec![rng.below(lab.nodes.len())],
-        Target::All => (0..lab.nodes.len()).collect(),
+        Target::Random => vec![rng.below(n)],
+        Target::All => (0..n).collect(),
     })
 }
 

@@ -276,30 +276,7 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
     }
 
     async fn nodes_of(&mut self, target: &Target) -> Result<Vec<usize>> {
-        let n = self.cluster.nodes.len();
-        let layout = self.cluster.layout();
-        let leader = match target {
-            Target::Leader | Target::Follower => Some(
-                match self.db.leadership() {
-                    Some(l) => l.leader(&layout).await,
-                    None => None,
-                }
-                .ok_or_else(|| {
-                    Error::Database(format!(
-                        "{} reports no leader right now, so '{target}' names no node",
-                        self.db.name()
-                    ))
-                })?,
-            ),
-            _ => None,
-        };
-        Ok(match target {
-            Target::Node(name) => vec![self.cluster.node_index(name)?],
-            Target::Leader => vec![leader.expect("resolved above")],
-            Target::Follower => vec![if leader == Some(0) { 1.min(n - 1) } else { 0 }],
-            Target::Random => vec![self.rng.below(n)],
-            Target::All => (0..n).collect(),
-        })
+        fault::resolve_in(target, &self.cluster.layout(), self.db, &mut self.rng).await
     }
 
     /// Puts `f` in force on `node`, with its switch.
