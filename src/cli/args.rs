@@ -243,7 +243,7 @@ pub struct HealArgs {
     #[command(flatten)]
     pub lab: LabArg,
     /// A cluster file whose nodes say ssh =: remove every nftables table Perseus made on
-    /// their machines
+    /// their machines, and continue the servers the file names there
     #[arg(long, value_name = "FILE")]
     pub cluster: Option<std::path::PathBuf>,
 }
@@ -544,8 +544,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Run against a cluster Perseus did not start, described by a cluster file (nodes,
-    /// client, credentials, your own fault commands; see the README); --isolate names one
-    /// of its nodes [default: the second]; a --scenario names its nodes too
+    /// client, credentials, and your own fault commands, or ssh = per node for faults
+    /// Perseus makes itself over SSH; see the README); --isolate names one of its nodes (or,
+    /// over SSH, leader or follower) [default: the second]; a --scenario names its nodes too
     #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec", "set"])]
     pub cluster: Option<PathBuf>,
     /// Run the same spec N times, each on a fresh lab, into DIR/1 … DIR/N; DIR gets each

@@ -459,8 +459,8 @@ impl<S: Fn(String)> crate::schedule::Backend for Remote<'_, S> {
         Ok(())
     }
 
-    /// Marks which node leads (where one does), then loads the fault's table on each of its
-    /// nodes, between its markers. On error, what was loaded is removed again.
+    /// Marks which node leads (where one does), then puts the fault in force on each of its
+    /// nodes, between its markers. On error, what was put in force is undone again.
     async fn start(&mut self, action: &Action) -> Result<InForce> {
         let Action::Start {
             fault,

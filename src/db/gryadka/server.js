@@ -223,9 +223,12 @@ const server = net.createServer((socket) => {
         if (!p) break;
         buf = buf.subarray(p[1]);
         const argv = p[0];
-        chain = chain.then(() => execute(conn, argv)).then((reply) => {
-          if (!socket.destroyed) socket.write(reply);
-        });
+        chain = chain
+          .then(() => execute(conn, argv))
+          .then((reply) => {
+            if (!socket.destroyed) socket.write(reply);
+          })
+          .catch(() => socket.destroy()); // never reached: execute answers every error
       }
     } catch (e) {
       socket.end(`-ERR protocol: ${e.message}\r\n`);
