@@ -389,21 +389,21 @@ fn every_fault_over_ssh_has_its_effect() {
     );
     let scenario = m.dir.join("over-ssh.toml");
     let phases = [
-        ("before", "4s", ""),
+        ("before", "3s", ""),
         ("paused", "6s", "pause n2"),
-        ("healed after pause", "5s", "heal"),
-        ("killed", "6s", "kill n2"),
+        ("healed after pause", "3s", "heal"),
+        ("killed", "5s", "kill n2"),
         ("healed after kill", "6s", "restart n2"),
-        ("one-way", "8s", "one-way n2"),
-        ("healed after one-way", "5s", "heal"),
-        ("lossy", "8s", "loss all 30%"),
-        ("healed after loss", "5s", "heal"),
+        ("one-way", "7s", "one-way n2"),
+        ("healed after one-way", "4s", "heal"),
+        ("lossy", "6s", "loss all 30%"),
+        ("healed after loss", "3s", "heal"),
         ("split", "7s", "partition n1|n2 n3"),
-        ("healed after split", "5s", "heal"),
-        ("refused", "8s", "refuse n3"),
-        ("accepted", "5s", "heal"),
-        ("cut off", "9s", "isolate-all n3"),
-        ("after", "12s", "heal"),
+        ("healed after split", "4s", "heal"),
+        ("refused", "7s", "refuse n3"),
+        ("accepted", "3s", "heal"),
+        ("cut off", "7s", "isolate-all n3"),
+        ("after", "10s", "heal"),
     ];
     let mut text = String::new();
     for (name, d, fault) in phases {
