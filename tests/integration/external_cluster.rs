@@ -76,13 +76,7 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
         )),
         "the command and its status are in the record"
     );
-    let external = RunResult {
-        table: table(&out.join("client.log")),
-        summary: serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
-            .unwrap(),
-        stdout,
-        out: out.clone(),
-    };
+    let external = RunResult::load(out.clone(), stdout);
     assert!(
         !perseus::cluster::clusters_dir().join(&name).exists(),
         "the cluster's event log is removed"

@@ -181,9 +181,46 @@ pub struct RunResult {
     pub stdout: String,
     pub table: perseus::record::table::Table,
     pub summary: serde_json::Value,
+    _removes: Results,
+}
+
+/// Removes a run's results directory when dropped, also when the test fails; a failing
+/// test first prints the run's client log, which is all CI keeps of it.
+struct Results(PathBuf);
+
+impl Drop for Results {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(self.0.join("client.log")) {
+                eprintln!("client.log of the failed run:\n{log}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl RunResult {
+    /// Loads the results a run wrote into `out`; the directory is removed when the result
+    /// is dropped.
+    pub fn load(out: PathBuf, stdout: String) -> RunResult {
+        RunResult::owning(Results(out), stdout)
+    }
+
+    fn owning(removes: Results, stdout: String) -> RunResult {
+        let out = removes.0.clone();
+        let table = table(&out.join("client.log"));
+        let summary =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        RunResult {
+            out,
+            stdout,
+            table,
+            summary,
+            _removes: removes,
+        }
+    }
+
     /// Rows following the seed's markers: isolating, isolated, rejoining, rejoined (in
     /// time order).
     pub fn isolate_marks(&self) -> [u64; 4] {
@@ -235,6 +272,7 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], codes: &[i32])
     let lab = lab_name(tag);
     let _guard = LabGuard(lab.clone());
     let out = out_dir(tag);
+    let removes = Results(out.clone());
     let mut all = vec!["run", db];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--lab", &lab, "--out", out.to_str().unwrap()]);
@@ -252,15 +290,7 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], codes: &[i32])
     for f in ["spec.json", "record.txt", "client.log", "summary.json"] {
         assert!(out.join(f).exists(), "{f} in the results");
     }
-    let table = table(&out.join("client.log"));
-    let summary =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    RunResult {
-        out,
-        stdout,
-        table,
-        summary,
-    }
+    RunResult::owning(removes, stdout)
 }
 
 /// What the writes of a run's record show of the write attempts.
