@@ -70,7 +70,7 @@ pub fn report(seconds: u64, rate: u64) -> Result<()> {
     let t = Instant::now();
     let ops = perseus::record::synthetic::synthetic_record(&dir, seconds, rate)?;
     let gen = t.elapsed();
-    let record = dir.join(perseus::record::FILE_NAME);
+    let record = perseus::record::in_results(&dir)?;
     let bytes = std::fs::metadata(&record).map(|m| m.len()).unwrap_or(0);
     let t = Instant::now();
     let a = analysis::analyse(&record)?;
@@ -248,7 +248,7 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
     };
     let t0_ns = perseus::clock::monotonic_ns();
     let header = Header::new("redis", vec!["n1".into()], perseus::clock::unix_ms(), t0_ns);
-    let mut writer = Writer::create(&dir.join(perseus::record::FILE_NAME), &header)?;
+    let mut writer = Writer::create(&dir.join(perseus::record::COMPRESSED_FILE_NAME), &header)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(1 << 16);
     // The same batching as the watch's recorder (see `watch::record_loop`).
     let recorder = tokio::spawn(async move {
@@ -496,7 +496,7 @@ pub async fn watch(
         }
         // Memory first: counting the operations below must not be measured.
         let rss = rss_kib(std::process::id());
-        let record = out.join(perseus::record::FILE_NAME);
+        let record = perseus::record::in_results(&out)?;
         let (ops, bytes) = count_ops(&record)?;
         println!(
             "{:>5.1} min: RSS {:.1} MiB, {ops} operations, {:.1} record bytes/op",
@@ -518,7 +518,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("perseus-bench-test-{}", std::process::id()));
         let ops = perseus::record::synthetic::synthetic_record(&dir, 30, 600).unwrap();
         assert!(ops > 15_000, "{ops}");
-        let a = analysis::analyse(&dir.join(perseus::record::FILE_NAME)).unwrap();
+        let a = analysis::analyse(&perseus::record::in_results(&dir).unwrap()).unwrap();
         let w = a.window.unwrap();
         assert_eq!(
             (w.target.as_str(), w.start_us, w.end_us),

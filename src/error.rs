@@ -104,6 +104,12 @@ pub enum Error {
     #[error("interrupted; the lab was torn down")]
     Interrupted,
 
+    #[error("stopped early: {why}; the results of the run until then are in {dir}")]
+    StoppedEarly {
+        why: String,
+        dir: std::path::PathBuf,
+    },
+
     #[error("{lost} acknowledged writes lost and {violations} correctness violations (stale reads, lost writes, phantoms) in the record: see correctness in {summary}")]
     Violations {
         lost: u64,

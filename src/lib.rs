@@ -21,6 +21,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+pub mod size;
 pub mod spec;
 pub mod watch;
 pub mod workload;

@@ -22,6 +22,9 @@ pub const FINAL_READS_WITHIN: Duration = Duration::from_secs(15);
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub analysis: Analysis,
+    /// Why the run stopped before its scenario ended (its record grew too large), if it
+    /// did: the results cover the run until then.
+    pub stopped_early: Option<String>,
 }
 
 /// Removes the lab when dropped, whatever happened (a panic included).
@@ -79,13 +82,14 @@ pub async fn run(
     drop(guard);
     say(format!("lab torn down in {} ms", t.elapsed().as_millis()));
     let analysis = results(dir)?;
-    result?;
+    let stopped_early = result?;
     if let Some(e) = teardown.into_iter().next() {
         return Err(e);
     }
     Ok(RunOutcome {
         dir: dir.to_path_buf(),
         analysis: analysis.ok_or_else(|| record_gone(dir))?,
+        stopped_early,
     })
 }
 
@@ -141,13 +145,14 @@ impl KeptLab {
             one_experiment(spec, self.db, &self.state, version, &stop, &mut out, say).await;
         let teardown = finish(out.watch, &self.state, self.db, dir).await;
         let analysis = results(dir)?;
-        result?;
+        let stopped_early = result?;
         if let Some(e) = teardown.into_iter().next() {
             return Err(e);
         }
         Ok(RunOutcome {
             dir: dir.to_path_buf(),
             analysis: analysis.ok_or_else(|| record_gone(dir))?,
+            stopped_early,
         })
     }
 
@@ -300,7 +305,7 @@ async fn experiment(
     stop: &CancellationToken,
     out: &mut Output<'_>,
     say: impl Fn(String) + Copy,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let w = out.watch.insert(Watch::start(
         db,
         subject.layout.clone(),
@@ -314,7 +319,42 @@ async fn experiment(
     if subject.wait_warm {
         wait_warm(spec, db, &subject.layout, stop, say).await?;
     }
-    schedule::play(&spec.scenario(), backend, stop, say).await?;
+    if let Some(max) = spec.max_record_bytes {
+        w.limit_record(max);
+    }
+    // The scenario stops early, as on Ctrl-C but with the record ended cleanly, when the
+    // record is full; a long one says how big the record is as it goes.
+    let play_stop = stop.child_token();
+    let full = w.record_full();
+    let scenario = spec.scenario();
+    let long = scenario.total() > USAGE_EVERY;
+    let watcher = async {
+        let mut next = tokio::time::Instant::now() + USAGE_EVERY;
+        loop {
+            tokio::select! {
+                _ = full.cancelled() => {
+                    play_stop.cancel();
+                    std::future::pending::<()>().await;
+                }
+                _ = tokio::time::sleep_until(next), if long => {
+                    say(w.usage().line());
+                    next += USAGE_EVERY;
+                }
+            }
+        }
+    };
+    let played = tokio::select! {
+        r = schedule::play(&scenario, backend, &play_stop, say) => r,
+        _ = watcher => unreachable!("the watcher never ends"),
+    };
+    let stopped_early = match played {
+        Err(Error::Interrupted) if full.is_cancelled() && !stop.is_cancelled() => {
+            let why = w.usage().why_full().unwrap_or_default();
+            say(format!("stopping early: {why}"));
+            Some(why)
+        }
+        other => other.map(|_| None)?,
+    };
     let missed = w.final_reads(FINAL_READS_WITHIN).await;
     if missed > 0 {
         say(format!(
@@ -322,8 +362,12 @@ async fn experiment(
             FINAL_READS_WITHIN.as_secs()
         ));
     }
-    Ok(())
+    say(w.usage().line());
+    Ok(stopped_early)
 }
+
+/// How often a run longer than this says how big its record is.
+const USAGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Starts the database on every node of the lab and waits until it is ready; returns the
 /// version the servers report.
@@ -375,7 +419,7 @@ async fn one_experiment(
     stop: &CancellationToken,
     out: &mut Output<'_>,
     say: impl Fn(String) + Copy,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let subject = Subject {
         layout: state.layout(),
         events_dir: state.dir(),
@@ -394,17 +438,16 @@ async fn one_experiment(
 fn record_gone(dir: &Path) -> Error {
     Error::Invalid(format!(
         "{} was removed while the run wrote it: no results",
-        dir.join(crate::record::FILE_NAME).display()
+        dir.join(crate::record::COMPRESSED_FILE_NAME).display()
     ))
 }
 
 /// Analyses the record in `dir`, if the run got as far as writing one, and writes the
 /// results beside it.
 fn results(dir: &Path) -> Result<Option<Analysis>> {
-    let record = dir.join(crate::record::FILE_NAME);
-    if !record.exists() {
+    let Ok(record) = crate::record::in_results(dir) else {
         return Ok(None);
-    }
+    };
     let a = analysis::analyse(&record)?;
     report::write_results(dir, &a)?;
     Ok(Some(a))
@@ -484,7 +527,7 @@ pub async fn run_cluster(
         watch: None,
     };
     let result = if cluster.over_ssh() {
-        let length = scenario.phases.iter().map(|p| p.duration).sum();
+        let length = scenario.total();
         match crate::remote::Remote::open(cluster, db, events.dir(), length, spec.seed, say).await {
             Ok(mut backend) => {
                 experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
@@ -501,11 +544,12 @@ pub async fn run_cluster(
     };
     drop(events);
     let analysis = results(dir)?;
-    result?;
+    let stopped_early = result?;
     stopped?;
     Ok(RunOutcome {
         dir: dir.to_path_buf(),
         analysis: analysis.ok_or_else(|| record_gone(dir))?,
+        stopped_early,
     })
 }
 

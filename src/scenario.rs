@@ -20,6 +20,10 @@
 //! ```
 //! Whatever is still in force when the last phase ends is healed. Built-in scenarios live
 //! in `scenarios/` and are compiled in.
+//!
+//! A soak plays the phases again and again, back to back: `repeat = 3` (three passes) or
+//! `until = "24h"` (passes start while one more ends within 24 h of the first's start) at
+//! the top of the file, or `perseus run --loop 3|24h`. Each pass starts healed.
 
 use crate::clock::duration_text;
 use crate::clock::{format_duration, parse_duration};
@@ -81,6 +85,78 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
 ];
 
+/// How often a scenario's phases play, back to back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Repeat {
+    /// One pass (every scenario's default).
+    #[default]
+    Once,
+    /// This many passes.
+    Times(u32),
+    /// Passes start while one more ends within this long of the first pass's start (at
+    /// least one pass).
+    Until(#[serde(with = "duration_text")] Duration),
+}
+
+/// The most passes a scenario may ask for.
+pub const MAX_PASSES: u32 = 1_000_000;
+
+impl Repeat {
+    /// `3` (passes) or a duration (`24h`), as `--loop` takes it.
+    pub fn parse(text: &str) -> std::result::Result<Repeat, String> {
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_PASSES).contains(&n) => Ok(Repeat::Times(n)),
+                _ => Err(format!("'{text}': a number of passes is 1 to {MAX_PASSES}")),
+            };
+        }
+        match parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(Repeat::Until(d)),
+            _ => Err(format!(
+                "'{text}': give a number of passes (3) or how long to loop (24h, 90m)"
+            )),
+        }
+    }
+
+    fn is_once(&self) -> bool {
+        *self == Repeat::Once
+    }
+
+    /// Whether another pass starts after `done` passes, `elapsed` since the first began,
+    /// when one pass is planned to last `pass`.
+    pub fn another(&self, done: u32, elapsed: Duration, pass: Duration) -> bool {
+        match *self {
+            Repeat::Once => false,
+            Repeat::Times(n) => done < n,
+            Repeat::Until(d) => elapsed + pass <= d,
+        }
+    }
+
+    /// How many passes are planned (for `Until`, as if each lasted `pass` exactly).
+    pub fn planned(&self, pass: Duration) -> u32 {
+        match *self {
+            Repeat::Once => 1,
+            Repeat::Times(n) => n,
+            Repeat::Until(d) => {
+                let n = d.as_nanos() / pass.as_nanos().max(1);
+                n.clamp(1, MAX_PASSES as u128) as u32
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Repeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Repeat::Once => f.write_str("once"),
+            Repeat::Times(n) => write!(f, "{n} passes"),
+            Repeat::Until(d) => write!(f, "passes for {}", format_duration(*d)),
+        }
+    }
+}
+
 /// A phase: how long it lasts and what happens at its start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
@@ -103,6 +179,9 @@ pub struct Scenario {
     /// `perseus check` fail with exit 5 when one does not hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect: Vec<crate::expect::Expectation>,
+    /// How often the phases play, back to back.
+    #[serde(default, skip_serializing_if = "Repeat::is_once")]
+    pub repeat: Repeat,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +192,8 @@ struct RawScenario {
     phase: Vec<RawPhase>,
     #[serde(default)]
     expect: Vec<toml::Spanned<String>>,
+    repeat: Option<toml::Spanned<i64>>,
+    until: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -174,11 +255,42 @@ impl Scenario {
                     .map_err(|why| malformed(line_of(text, e.span().start), why))?,
             );
         }
+        let repeat = match (&raw.repeat, &raw.until) {
+            (Some(_), Some(u)) => {
+                return Err(malformed(
+                    line_of(text, u.span().start),
+                    "repeat and until: give one of them".into(),
+                ))
+            }
+            (Some(n), None) => match u32::try_from(*n.get_ref()) {
+                Ok(k) if (1..=MAX_PASSES).contains(&k) => Repeat::Times(k),
+                _ => {
+                    return Err(malformed(
+                        line_of(text, n.span().start),
+                        format!(
+                            "repeat = {}: a number of passes is 1 to {MAX_PASSES}",
+                            n.get_ref()
+                        ),
+                    ))
+                }
+            },
+            (None, Some(u)) => match Repeat::parse(u.get_ref()) {
+                Ok(r @ Repeat::Until(_)) => r,
+                _ => {
+                    return Err(malformed(
+                        line_of(text, u.span().start),
+                        format!("until = \"{}\": not a duration (24h, 90m)", u.get_ref()),
+                    ))
+                }
+            },
+            (None, None) => Repeat::Once,
+        };
         Ok(Scenario {
             name: name.to_string(),
             description: raw.description,
             phases,
             expect,
+            repeat,
         })
     }
 
@@ -238,16 +350,34 @@ impl Scenario {
                 },
             ],
             expect: Vec::new(),
+            repeat: Repeat::Once,
         }
     }
 
-    pub fn total(&self) -> Duration {
+    /// How long one pass of the phases lasts.
+    pub fn pass_length(&self) -> Duration {
         self.phases.iter().map(|p| p.duration).sum()
     }
 
-    /// One line per phase, for `perseus list scenarios`.
+    /// How long every planned pass lasts together (for `until`, that time: a pass starts
+    /// only if planned to end within it).
+    pub fn total(&self) -> Duration {
+        let pass = self.pass_length();
+        match self.repeat {
+            Repeat::Until(d) => d.max(pass),
+            r => pass * r.planned(pass),
+        }
+    }
+
+    /// One line per phase, for `perseus list scenarios`, with the repeat if any.
     pub fn outline(&self) -> String {
-        self.phases
+        let repeat = if self.repeat.is_once() {
+            String::new()
+        } else {
+            format!(" (again and again: {})", self.repeat)
+        };
+        let phases = self
+            .phases
             .iter()
             .map(|p| {
                 let faults = if p.faults.is_empty() {
@@ -259,7 +389,8 @@ impl Scenario {
                 format!("{} {}{faults}", p.name, format_duration(p.duration))
             })
             .collect::<Vec<_>>()
-            .join(" → ")
+            .join(" → ");
+        phases + &repeat
     }
 
     /// Whether any action names the leader (then the database must have one).
@@ -354,6 +485,63 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("duraton"), "{e}");
         let e = err("description = \"x\"\n");
         assert!(e.contains("phase"), "{e}");
+    }
+
+    #[test]
+    fn a_scenario_repeats_by_count_or_until_a_time() {
+        let base = "[[phase]]\nname = \"a\"\nduration = \"5s\"\nfaults = [\"isolate n2\"]\n";
+        let parse =
+            |top: &str| Scenario::parse("t", &format!("{top}{base}"), Path::new("t.toml"), Some(3));
+        let s = parse("repeat = 3\n").unwrap();
+        assert_eq!(s.repeat, Repeat::Times(3));
+        assert_eq!(s.total(), Duration::from_secs(15));
+        assert!(
+            s.outline().ends_with("(again and again: 3 passes)"),
+            "{}",
+            s.outline()
+        );
+        let s = parse("until = \"1m\"\n").unwrap();
+        assert_eq!(s.repeat, Repeat::Until(Duration::from_secs(60)));
+        assert_eq!(s.total(), Duration::from_secs(60));
+        assert_eq!(parse("").unwrap().repeat, Repeat::Once);
+        for (top, line, why) in [
+            ("repeat = 0\n", 1, "1 to"),
+            ("repeat = -2\n", 1, "1 to"),
+            ("until = \"soon\"\n", 1, "not a duration"),
+            ("repeat = 2\nuntil = \"1h\"\n", 2, "give one"),
+        ] {
+            let e = parse(top).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("line {line}")) && e.contains(why),
+                "{top}: {e}"
+            );
+        }
+        // A saved spec keeps the repeat.
+        let json = serde_json::to_string(&parse("until = \"2h\"\n").unwrap()).unwrap();
+        assert!(json.contains("\"repeat\":{\"until\":\"2h\"}"), "{json}");
+        let back: Scenario = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.repeat, Repeat::Until(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn loop_takes_passes_or_a_duration_and_decides_each_next_pass() {
+        assert_eq!(Repeat::parse("3"), Ok(Repeat::Times(3)));
+        assert_eq!(
+            Repeat::parse("24h"),
+            Ok(Repeat::Until(Duration::from_secs(86_400)))
+        );
+        for bad in ["0", "", "-1", "3x", "0s", "99999999999"] {
+            assert!(Repeat::parse(bad).is_err(), "{bad}");
+        }
+        let s = Duration::from_secs;
+        assert!(Repeat::Times(3).another(2, s(1000), s(10)));
+        assert!(!Repeat::Times(3).another(3, s(0), s(10)));
+        assert!(!Repeat::Once.another(1, s(0), s(10)));
+        // Until: another pass only if it ends in time, measured, not planned.
+        assert!(Repeat::Until(s(60)).another(1, s(50), s(10)));
+        assert!(!Repeat::Until(s(60)).another(5, s(51), s(10)));
+        assert_eq!(Repeat::Until(s(65)).planned(s(10)), 6);
+        assert_eq!(Repeat::Until(s(5)).planned(s(10)), 1);
     }
 
     #[test]

@@ -35,8 +35,9 @@ pub trait Backend {
     fn undoes_on_stop(&self) -> bool;
 }
 
-/// Plays `scenario` on `backend`: each phase's actions at its start, then its duration.
-/// When the last phase ends, whatever is still in force is healed. `say` hears each action.
+/// Plays `scenario` on `backend`: each phase's actions at its start, then its duration;
+/// again and again as its repeat asks, each pass after the first starting healed. When the
+/// last phase ends, whatever is still in force is healed. `say` hears each action.
 /// If `stop` fires, returns `Interrupted` (after undoing what is in force, if the backend
 /// asks for it).
 pub async fn play(
@@ -62,18 +63,50 @@ async fn play_phases(
     in_force: &mut Vec<InForce>,
 ) -> Result<()> {
     let mut first = true;
+    let started = tokio::time::Instant::now();
+    let pass_length = scenario.pass_length();
+    let mut pass = 1u32;
+    loop {
+        play_pass(scenario, pass, backend, stop, say, in_force, &mut first).await?;
+        if !scenario
+            .repeat
+            .another(pass, started.elapsed(), pass_length)
+        {
+            return Ok(());
+        }
+        heal(in_force, backend, say).await?;
+        pass += 1;
+    }
+}
+
+/// Plays the phases once (pass number `pass`).
+async fn play_pass(
+    scenario: &Scenario,
+    pass: u32,
+    backend: &mut dyn Backend,
+    stop: &CancellationToken,
+    say: &impl Fn(String),
+    in_force: &mut Vec<InForce>,
+    first: &mut bool,
+) -> Result<()> {
+    let looping = scenario.repeat != crate::scenario::Repeat::Once;
     for phase in &scenario.phases {
+        let name = if looping {
+            format!("pass {pass}, {}", phase.name)
+        } else {
+            phase.name.clone()
+        };
         for action in &phase.faults {
-            if first && matches!(action, Action::Start { .. }) {
+            if *first && matches!(action, Action::Start { .. }) {
                 backend.before_first_fault().await?;
-                first = false;
+                *first = false;
             }
             match action {
                 Action::Start { .. } => {
                     let f = backend.start(action).await?;
                     say(format!(
-                        "{}: {action} → {} {}",
-                        phase.name, f.kind.started, f.target
+                        "{name}: {action} → {} {}",
+                        f.kind.started, f.target
                     ));
                     in_force.push(f);
                 }
@@ -85,10 +118,7 @@ async fn play_phases(
                         });
                     *in_force = kept;
                     for f in ending {
-                        say(format!(
-                            "{}: {action} → {} {}",
-                            phase.name, f.kind.ending, f.target
-                        ));
+                        say(format!("{name}: {action} → {} {}", f.kind.ending, f.target));
                         backend.end(&f).await?;
                     }
                 }

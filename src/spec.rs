@@ -47,6 +47,10 @@ pub struct Spec {
     /// Server settings to change from the preset's (`--set NAME=VALUE`), by knob name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub set: crate::db::knob::Overrides,
+    /// The most bytes the record may take: the run stops early, cleanly, when it gets
+    /// there; `None`: no limit but the disk's (see `watch::MIN_FREE_BYTES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_record_bytes: Option<u64>,
 }
 
 impl Default for Spec {
@@ -66,6 +70,7 @@ impl Default for Spec {
             bin_dir: None,
             set: Default::default(),
             rate: None,
+            max_record_bytes: None,
         }
     }
 }

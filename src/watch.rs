@@ -28,6 +28,98 @@ pub const DRAIN: Duration = Duration::from_millis(10);
 /// How often the lab's event log is read.
 const EVENT_POLL: Duration = Duration::from_millis(10);
 
+/// The least free space the record's file system must keep: below it, the record stops
+/// growing (see [`Watch::record_full`]).
+pub const MIN_FREE_BYTES: u64 = 256 << 20;
+/// How often the recorder looks at the free space.
+const FREE_SPACE_EVERY: u64 = 10;
+
+/// How big a watch's record is, and when it must stop growing.
+pub struct RecordUsage {
+    /// Bytes in the record file so far.
+    bytes: std::sync::atomic::AtomicU64,
+    /// Operations recorded so far.
+    ops: std::sync::atomic::AtomicU64,
+    /// The most bytes the record may take (`u64::MAX`: no limit).
+    max_bytes: std::sync::atomic::AtomicU64,
+    /// Bytes free on the record's file system, at the last look.
+    free: std::sync::atomic::AtomicU64,
+    /// Cancelled when the record reached its limit or the disk its floor.
+    full: CancellationToken,
+    why: Mutex<Option<String>>,
+}
+
+impl RecordUsage {
+    fn new() -> RecordUsage {
+        RecordUsage {
+            bytes: 0.into(),
+            ops: 0.into(),
+            max_bytes: u64::MAX.into(),
+            free: u64::MAX.into(),
+            full: CancellationToken::new(),
+            why: Mutex::new(None),
+        }
+    }
+
+    /// One line for the terminal: the record's size, bytes per operation and free space.
+    pub fn line(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (bytes, ops) = (self.bytes.load(Relaxed), self.ops.load(Relaxed));
+        let free = match self.free.load(Relaxed) {
+            u64::MAX => String::new(),
+            f => format!(", {} free", crate::size::format_size(f)),
+        };
+        format!(
+            "record: {}, {ops} operations, {:.1} bytes each{free}",
+            crate::size::format_size(bytes),
+            bytes as f64 / ops.max(1) as f64
+        )
+    }
+
+    /// Why the record stopped growing, once it did.
+    pub fn why_full(&self) -> Option<String> {
+        self.why.lock().expect("record usage").clone()
+    }
+
+    /// Notes the record's size after a flush; says whether it must stop.
+    fn update(&self, bytes: u64, ops: u64, free: Option<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bytes.store(bytes, Relaxed);
+        self.ops.store(ops, Relaxed);
+        if let Some(f) = free {
+            self.free.store(f, Relaxed);
+        }
+        if self.full.is_cancelled() {
+            return;
+        }
+        let max = self.max_bytes.load(Relaxed);
+        let why = if bytes >= max {
+            Some(format!(
+                "the record reached {}, its --max-record-size",
+                crate::size::format_size(max)
+            ))
+        } else {
+            free.filter(|f| *f < MIN_FREE_BYTES).map(|f| {
+                format!(
+                    "the disk that holds the record has {} free, less than the {} Perseus keeps free",
+                    crate::size::format_size(f),
+                    crate::size::format_size(MIN_FREE_BYTES)
+                )
+            })
+        };
+        if let Some(why) = why {
+            *self.why.lock().expect("record usage") = Some(why);
+            self.full.cancel();
+        }
+    }
+}
+
+/// Bytes available to an unprivileged writer on the file system that holds `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(path).ok()?;
+    Some((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64))
+}
+
 /// A running watch. Stop it with [`Watch::stop`] to end the record cleanly.
 pub struct Watch {
     stop_clients: CancellationToken,
@@ -36,6 +128,7 @@ pub struct Watch {
     tail: JoinHandle<()>,
     recorder: JoinHandle<Result<()>>,
     recent: Arc<Mutex<VecDeque<Row>>>,
+    usage: Arc<RecordUsage>,
     /// For the final reads; its sender is dropped when the watch stops, which ends the
     /// recorder.
     cx: workload::Context,
@@ -71,7 +164,7 @@ pub type Echo = Box<dyn FnMut(&str) -> bool + Send>;
 
 impl Watch {
     /// Starts one client per node of `layout` (a lab's, or a cluster's that Perseus did not
-    /// start), writing `record.txt` and `client.log` into `dir` (created if needed). Fault
+    /// start), writing the record (`record.txt.zst`) and `client.log` into `dir` (created if needed). Fault
     /// events and marks appended to the event log in `events_dir` go into the record as
     /// they come. The table also goes to `echo`, if any.
     pub fn start(
@@ -104,7 +197,7 @@ impl Watch {
         header.addresses = (0..layout.nodes.len())
             .map(|i| layout.client_addr(i, db.client_port()).to_string())
             .collect();
-        let record_path = dir.join(record::FILE_NAME);
+        let record_path = dir.join(record::COMPRESSED_FILE_NAME);
         let writer = record::Writer::create(&record_path, &header)?;
         let table_path = dir.join(crate::record::TABLE_FILE);
         let table = crate::files::create(&table_path)?;
@@ -174,7 +267,16 @@ impl Watch {
                 }
             })
         };
-        let recorder = tokio::spawn(record_loop(header, writer, table, rx, echo, recent.clone()));
+        let usage = Arc::new(RecordUsage::new());
+        let recorder = tokio::spawn(record_loop(
+            header,
+            writer,
+            table,
+            rx,
+            echo,
+            recent.clone(),
+            usage.clone(),
+        ));
         Ok(Watch {
             stop_clients,
             stop_tail,
@@ -182,10 +284,30 @@ impl Watch {
             tail,
             recorder,
             recent,
+            usage,
             cx,
             record_path,
             _claim: claim,
         })
+    }
+
+    /// Stops the record growing past `bytes` (see [`Watch::record_full`]).
+    pub fn limit_record(&self, bytes: u64) {
+        self.usage
+            .max_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Cancelled once the record reached its limit, or its disk has less than
+    /// [`MIN_FREE_BYTES`] free: whoever runs the watch should then stop it (the record
+    /// goes on, so that it ends cleanly).
+    pub fn record_full(&self) -> CancellationToken {
+        self.usage.full.clone()
+    }
+
+    /// The record's size as it grows.
+    pub fn usage(&self) -> &RecordUsage {
+        &self.usage
     }
 
     /// Whether every node completed at least one increment in each of the last `seconds`
@@ -258,7 +380,10 @@ async fn record_loop(
     mut rx: mpsc::Receiver<Event>,
     echo: Option<Echo>,
     recent: Arc<Mutex<VecDeque<Row>>>,
+    usage: Arc<RecordUsage>,
 ) -> Result<()> {
+    let dir = writer.path().parent().map(Path::to_path_buf);
+    let mut ops = 0u64;
     let mut tab = Tabulator::new(header.nodes.len(), header.t0_unix_ms);
     let t0 = tokio::time::Instant::now()
         - Duration::from_nanos(monotonic_ns().saturating_sub(header.t0_monotonic_ns));
@@ -305,6 +430,7 @@ async fn record_loop(
             match rx.try_recv() {
                 Ok(e) => {
                     writer.write(&e)?;
+                    ops += u64::from(matches!(e, Event::Op(_)));
                     tab.add(&e);
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -317,6 +443,11 @@ async fn record_loop(
         if open && tokio::time::Instant::now() >= tick {
             show(tab.emit_until(second * 1_000_000), &mut table, &mut echo)?;
             writer.flush()?;
+            let free = match &dir {
+                Some(d) if second % FREE_SPACE_EVERY == 1 => free_bytes(d),
+                _ => None,
+            };
+            usage.update(writer.bytes_written(), ops, free);
             second += 1;
         }
     }

@@ -276,6 +276,28 @@ proptest! {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The same for compressed records: a real record in two zstd frames, its bytes
+    /// mutated (a frame's header, a block, a checksum, a cut).
+    #[test]
+    fn real_records_compressed_and_mutated_read_to_values_or_an_error(pick in any::<prop::sample::Index>(), edits in edits()) {
+        let files = corpus("record-");
+        let plain = &files[pick.index(files.len())];
+        let half = plain.len() / 2;
+        let mut packed = zstd::bulk::compress(&plain[..half], 1).unwrap();
+        packed.extend(zstd::bulk::compress(&plain[half..], 1).unwrap());
+        let bytes = apply(packed, &edits);
+        let dir = scratch("mutated-zstd");
+        let path = dir.join("record.txt.zst");
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok(reader) = Reader::open(&path) {
+            for event in reader {
+                if event.is_err() { break; }
+            }
+        }
+        let _ = perseus::analysis::analyse(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn real_text_files_mutated_parse_or_name_their_mistake(pick in any::<prop::sample::Index>(), edits in edits()) {
         let kinds = ["client-", "scenario-", "cluster-", "spec-"];

@@ -5,6 +5,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use perseus::clock::parse_duration;
 use perseus::fault::Target;
 use perseus::lab;
+use perseus::record::export::Format;
+use perseus::scenario::Repeat;
 use perseus::workload::{ReadFrom, WriteMode};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -197,6 +199,10 @@ pub enum Command {
     Watch(WatchArgs),
     /// Rebuild client.log, summary.json and the metrics of a results directory from its record
     Report(ReportArgs),
+    /// Write a run's record as plain history for other checkers: JSON Lines or CSV, one
+    /// event a line (operations with node names, start and end, outcome, value; faults;
+    /// marks)
+    Export(ExportArgs),
     /// Put runs side by side: the seed's table (terminal and markdown) and compare.html
     Compare(CompareArgs),
     /// Gate a run in CI: check its figures against expectations (--expect, or the
@@ -474,7 +480,7 @@ fn parse_percent(text: &str) -> Result<f64, String> {
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Results directories of perseus run (each with record.txt)
+    /// Results directories of perseus run (each with its record)
     #[arg(required = true, num_args = 1..)]
     pub dirs: Vec<PathBuf>,
     /// Where to write the comparison page; compare.md is written beside it
@@ -540,6 +546,18 @@ pub struct RunArgs {
     /// TOML file; replaces --isolate, --before, --during and --after
     #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["isolate", "before", "during", "after"])]
     pub scenario: Option<String>,
+    /// Play the scenario (or the seed's timeline) again and again, back to back: N passes
+    /// (3), or for a time (24h: a pass starts while it can end within it). Each pass
+    /// starts healed; each fault gets its own figures, and the summary their spread
+    /// (median, p90, max) [default: the scenario's repeat or until, else once]
+    #[arg(long = "loop", value_name = "N|DURATION", value_parser = Repeat::parse)]
+    pub loop_passes: Option<Repeat>,
+    /// Stop the run early, cleanly, when its record reaches this size (500M, 10G): the
+    /// results then cover the run until that point and the exit code is 1. Whatever the
+    /// limit, a run stops once the record's disk has less than 256 MB free
+    /// [default: no limit]
+    #[arg(long, value_name = "SIZE", value_parser = perseus::size::parse_size)]
+    pub max_record_size: Option<u64>,
     /// Seed for `random` targets [default: a fresh one, saved in spec.json]
     #[arg(long)]
     pub seed: Option<u64>,
@@ -684,8 +702,22 @@ pub struct WatchArgs {
 }
 
 #[derive(Args)]
+pub struct ExportArgs {
+    /// A results directory, or a record file (record.txt.zst or record.txt)
+    pub path: PathBuf,
+    /// jsonl: the header, then one JSON object per event; csv: one row per event under a
+    /// header row
+    #[arg(long, default_value = "jsonl", value_name = "FORMAT",
+          value_parser = choices(Format::ALL, Format::name))]
+    pub format: Format,
+    /// Write into FILE (whole, or not at all) instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
 pub struct ReportArgs {
-    /// A results directory (with record.txt), or a client log in the seed's format
+    /// A results directory (with its record, compressed or plain), or a client log in the seed's format
     pub path: PathBuf,
     /// Print the rewritten summary.json on standard output instead of the tables
     #[arg(long)]

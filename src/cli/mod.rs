@@ -73,8 +73,8 @@ mod render;
 
 pub use args::{command, parse, Invocation};
 use args::{
-    observers, BenchCommand, CheckArgs, Command, CompareArgs, DownArgs, LabArg, MarkArgs,
-    MatrixArgs, RunArgs, UpArgs, WatchArgs,
+    observers, BenchCommand, CheckArgs, Command, CompareArgs, DownArgs, ExportArgs, LabArg,
+    MarkArgs, MatrixArgs, RunArgs, UpArgs, WatchArgs,
 };
 pub use render::say;
 use render::{list, stdout_echo};
@@ -131,6 +131,7 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
             }
             done
         }
+        Command::Export(a) => export(&a),
         Command::Compare(a) => compare(a),
         Command::Check(a) => check(&a),
         Command::Matrix(a) => matrix(a, stop).await,
@@ -313,6 +314,14 @@ async fn runs(
             &outcome.dir,
             &format!("results: {}", outcome.dir.display()),
         );
+        if let Some(why) = outcome.stopped_early {
+            verdict?;
+            return Err(Error::StoppedEarly {
+                why,
+                dir: outcome.dir,
+            }
+            .into());
+        }
         return gate(spec, out, verdict);
     };
     let spec = &resume(spec, out)?;
@@ -365,7 +374,15 @@ async fn runs(
                 let c = &outcome.analysis.correctness;
                 lost += c.lost_acknowledged_writes;
                 violations += c.violations;
-                done.push(name);
+                done.push(name.clone());
+                if let Some(why) = outcome.stopped_early {
+                    let e = Error::StoppedEarly {
+                        why,
+                        dir: outcome.dir,
+                    };
+                    failed = Some(anyhow::Error::new(e).context(format!("run {name} of {n}")));
+                    break;
+                }
             }
             Err(e) => {
                 failed = Some(anyhow::Error::new(e).context(format!("run {name} of {n}")));
@@ -476,6 +493,14 @@ fn apply(a: &RunArgs, spec: &mut Spec, nodes: Option<usize>) -> Result<()> {
     }
     if let Some(name) = &a.scenario {
         spec.scenario = Some(perseus::scenario::Scenario::load(name, nodes)?);
+    }
+    if let Some(max) = a.max_record_size {
+        spec.max_record_bytes = Some(max);
+    }
+    if let Some(r) = a.loop_passes {
+        let mut looped = spec.scenario();
+        looped.repeat = r;
+        spec.scenario = Some(looped);
     }
     if let Some(seed) = a.seed {
         spec.seed = seed;
@@ -854,9 +879,57 @@ async fn watch_until(
     )?;
     stop.cancelled().await;
     w.stop().await?;
-    let analysis = analysis::analyse(&out.join(perseus::record::FILE_NAME))?;
+    let analysis = analysis::analyse(&perseus::record::in_results(out)?)?;
     report::write_results(out, &analysis)?;
     conclude(&analysis, out, &format!("results: {}", out.display()))
+}
+
+/// `perseus export`: the record of a results directory (or a record file) as JSON Lines or
+/// CSV, on standard output or into a file that appears whole or not at all.
+fn export(a: &ExportArgs) -> Result<()> {
+    use perseus::record::{export, Reader};
+    let record = if a.path.is_dir() {
+        perseus::record::in_results(&a.path)?
+    } else {
+        a.path.clone()
+    };
+    let reader = Reader::open(&record)?;
+    match &a.out {
+        Some(file) => {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            let part = file.with_file_name(format!(".{}.part", name.unwrap_or_default()));
+            let written = perseus::files::create(&part).and_then(|f| {
+                let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+                export::export(reader, a.format, &mut w)
+            });
+            let done = written.and_then(|n| {
+                std::fs::rename(&part, file)
+                    .map(|_| n)
+                    .map_err(perseus::Error::io(format!("rename to {}", file.display())))
+            });
+            if done.is_err() {
+                let _ = std::fs::remove_file(&part);
+            }
+            let n = done?;
+            say(format!(
+                "{} events of {} into {}",
+                report::thousands(n),
+                record.display(),
+                file.display()
+            ));
+        }
+        None => {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            match export::export(reader, a.format, &mut w) {
+                Ok(_) => {}
+                // A reader that stopped early (head, a closed pipe) ends the output only.
+                Err(perseus::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `perseus report DIR` on the directory of a repeat: every run's results from its record,
@@ -934,8 +1007,8 @@ fn report_cmd(path: &Path) -> Result<()> {
         }
         return Ok(());
     }
-    if !path.join(perseus::record::FILE_NAME).exists()
-        && path.join("1").join(perseus::record::FILE_NAME).exists()
+    if perseus::record::in_results(path).is_err()
+        && perseus::record::in_results(&path.join("1")).is_ok()
     {
         return report_repeat(path);
     }

@@ -1,7 +1,8 @@
 //! The record: every operation and every fault event of a run, streamed to disk as it
 //! happens, and everything after the fact is computed from it.
 //!
-//! # Format (`record.txt`, version 2; version 1 records, without attempts, read too)
+//! # Format (`record.txt`, version 3; versions 1, without attempts, and 2, without the
+//! `<value>#` short form, read too)
 //! UTF-8 text, one event per line, fields separated by single spaces. Times are
 //! microseconds since the record's origin `t0` on the system-wide monotonic clock.
 //!
@@ -10,7 +11,7 @@
 //! | `H {json}` | header, first line: format version, database, node names, `t0` as Unix ms and as monotonic ns |
 //! | `X <id> <text>` | defines error text number `id`; written once, before the first operation that uses it |
 //! | `<node> <r\|w> <start> <duration> <o\|f\|u> <value\|-> [<error id>]` | an operation of a node's writer: node index (0-based, into the header's nodes), read or write, start and duration, outcome ok / fail / unknown, the value read (`-`: key absent or no value) or written |
-//! | `… <value>#<attempt> …` | the value with the number of the write attempt that set it (a write: its own number; a read: the attempt it returned) |
+//! | `… <value>#<attempt> …` | the value with the number of the write attempt that set it (a write: its own number; a read: the attempt it returned); `<value>#` when the attempt is the value (as it is until a write fails) |
 //! | `… @<node>` | optional field of an operation: the node whose server answered, when the client was sent on from `node` to another (e.g. to the primary) |
 //! | `… ^<revision>` | optional last field of an operation: the database's stamp of the change (a write: the one it made; a read: the one that last set the key), e.g. etcd's revision |
 //! | `<node>:<key> r …` | a read through `node` of node `key`'s key by a reader that is not the writer (an observer, or a final read); the rest as above |
@@ -21,7 +22,14 @@
 //! An operation is `unknown` when it timed out or its connection broke after the request
 //! was sent: it may or may not have taken effect. The writer flushes at least once a second,
 //! so a crash loses at most the last second.
+//!
+//! # Compressed (`record.txt.zst`)
+//! The same text as a sequence of zstd frames, one per flush, each holding whole lines:
+//! `zstdcat record.txt.zst` prints the plain record, and a writer killed in the middle of
+//! a frame leaves a record that reads back to its last whole line. The reader tells the
+//! two forms apart by their first bytes, not by their names.
 
+pub mod export;
 pub mod faults;
 pub mod synthetic;
 pub mod table;
@@ -52,19 +60,25 @@ pub mod marks {
     }
 }
 
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this reader takes.
 pub const OLDEST_VERSION: u32 = 1;
+/// The plain record's name in a results directory (what earlier versions wrote).
 pub const FILE_NAME: &str = "record.txt";
+/// The compressed record's name: what `perseus run` and `watch` write.
+pub const COMPRESSED_FILE_NAME: &str = "record.txt.zst";
 
-/// The record of results directory `dir`, or an error saying to give one.
+/// The record of results directory `dir` (compressed or plain), or an error saying to
+/// give one.
 pub fn in_results(dir: &std::path::Path) -> Result<std::path::PathBuf> {
-    let record = dir.join(FILE_NAME);
-    if record.exists() {
-        return Ok(record);
+    for name in [COMPRESSED_FILE_NAME, FILE_NAME] {
+        let record = dir.join(name);
+        if record.exists() {
+            return Ok(record);
+        }
     }
     Err(Error::Invalid(format!(
-        "{} has no {FILE_NAME}: give a results directory of perseus run or watch",
+        "{} has no {COMPRESSED_FILE_NAME} or {FILE_NAME}: give a results directory of perseus run or watch",
         dir.display()
     )))
 }
@@ -220,28 +234,51 @@ impl Header {
     }
 }
 
-/// Streams events to a record file.
-/// Writes a record. Only whole lines ever reach the file: a process killed at any moment
-/// leaves a record that reads back to its last flush (or to its last whole line).
+/// Writes a record, plain or compressed (a path ending in `.zst`). Only whole lines ever
+/// reach the file: a process killed at any moment leaves a record that reads back to its
+/// last flush (or to its last whole line).
 pub struct Writer {
     file: File,
     /// Whole lines not yet in the file.
     buf: Vec<u8>,
+    /// How much to buffer before writing, between flushes.
+    chunk: usize,
+    /// For a compressed record: the compressor and its output, reused for every frame.
+    zstd: Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>,
+    /// Bytes in the file so far.
+    written: u64,
     errors: HashMap<String, u32>,
     path: PathBuf,
 }
 
-/// How much the writer buffers before it writes, between flushes.
+/// How much the writer buffers before it writes a plain record, between flushes.
 const WRITE_CHUNK: usize = 1 << 16;
+/// The same for a compressed record: a frame per MiB of text, or per flush if sooner.
+const FRAME_CHUNK: usize = 1 << 20;
+/// zstd's level for records: its fastest that still finds the repeats of record lines.
+const ZSTD_LEVEL: i32 = 1;
 
 impl Writer {
     /// Creates the file (truncating an old one) and writes the header, at once: a record
-    /// whose writer dies in its first second still has its header.
+    /// whose writer dies in its first second still has its header. A path ending in
+    /// `.zst` gets a compressed record.
     pub fn create(path: &Path, header: &Header) -> Result<Self> {
         let file = crate::files::create(path)?;
+        let compressed = path.extension().is_some_and(|e| e == "zst");
+        let zstd = if compressed {
+            let c = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                .map_err(Error::io(format!("compress {}", path.display())))?;
+            Some((c, Vec::new()))
+        } else {
+            None
+        };
+        let chunk = if compressed { FRAME_CHUNK } else { WRITE_CHUNK };
         let mut w = Writer {
             file,
-            buf: Vec::with_capacity(WRITE_CHUNK + 256),
+            buf: Vec::with_capacity(chunk + 256),
+            chunk,
+            zstd,
+            written: 0,
             errors: HashMap::new(),
             path: path.to_path_buf(),
         };
@@ -256,7 +293,7 @@ impl Writer {
             .write_fmt(args)
             .expect("writing into memory cannot fail");
         self.buf.push(b'\n');
-        if self.buf.len() >= WRITE_CHUNK {
+        if self.buf.len() >= self.chunk {
             self.flush()?;
         }
         Ok(())
@@ -309,14 +346,35 @@ impl Writer {
         }
     }
 
-    /// Pushes buffered events to the file.
+    /// Pushes buffered events to the file (as one frame, compressed).
     pub fn flush(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let written = self.file.write_all(&self.buf);
+        let io = || Error::io(format!("write {}", self.path.display()));
+        let bytes: &[u8] = match &mut self.zstd {
+            Some((c, out)) => {
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+                c.compress_to_buffer(&self.buf, out).map_err(io())?;
+                out
+            }
+            None => &self.buf,
+        };
+        let written = self.file.write_all(bytes);
+        self.written += bytes.len() as u64;
         self.buf.clear();
-        written.map_err(Error::io(format!("write {}", self.path.display())))
+        written.map_err(io())
+    }
+
+    /// How many bytes the file holds so far (buffered lines not counted).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    /// The record's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -360,6 +418,7 @@ struct Value(Option<i64>, Option<u64>);
 impl std::fmt::Display for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.0, self.1) {
+            (Some(v), Some(a)) if u64::try_from(v) == Ok(a) => write!(f, "{v}#"),
             (Some(v), Some(a)) => write!(f, "{v}#{a}"),
             (Some(v), None) => write!(f, "{v}"),
             (None, _) => f.write_str("-"),
@@ -371,10 +430,13 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r', '\t'], " ")
 }
 
-/// Reads a record back, one event at a time (memory does not grow with the record).
+/// Reads a record back, plain or compressed, one event at a time (memory does not grow
+/// with the record).
 pub struct Reader {
     header: Header,
-    input: BufReader<File>,
+    input: Box<dyn BufRead + Send>,
+    /// Set when a compressed record ends in the middle of a frame.
+    cut_frame: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The current line, reused for every line (no allocation per event).
     buf: Vec<u8>,
     errors: HashMap<u32, String>,
@@ -383,6 +445,32 @@ pub struct Reader {
     cut_line: bool,
     /// The latest time of any event so far.
     latest_us: u64,
+}
+
+/// The largest zstd window a record's frame may ask for (8 MiB).
+const MAX_WINDOW_LOG: u32 = 23;
+
+/// The first bytes of every zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A compressed record's text: a frame cut short at the end of the file (its writer was
+/// killed while writing it) ends the text where its whole blocks end, and is noted in
+/// `cut`.
+struct Frames<R: BufRead> {
+    inner: zstd::stream::read::Decoder<'static, R>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: BufRead> std::io::Read for Frames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(0)
+            }
+            other => other,
+        }
+    }
 }
 
 /// The most nodes a record (and so a lab, a cluster, a client log) may have: node sets are
@@ -395,7 +483,30 @@ pub const MAX_JUMP_US: u64 = 24 * 3_600_000_000;
 impl Reader {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
-        let mut input = BufReader::with_capacity(1 << 16, file);
+        let mut raw = BufReader::with_capacity(1 << 16, file);
+        let cut_frame = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let compressed = raw
+            .fill_buf()
+            .map_err(Error::io(format!("read {}", path.display())))?
+            .starts_with(&ZSTD_MAGIC);
+        let mut input: Box<dyn BufRead + Send> = if compressed {
+            let mut frames = zstd::stream::read::Decoder::with_buffer(raw)
+                .map_err(Error::io(format!("read {}", path.display())))?;
+            // The writer's frames hold at most a MiB: a frame asking for a larger window
+            // is not one of them, and must not make the reader allocate it.
+            frames
+                .window_log_max(MAX_WINDOW_LOG)
+                .map_err(Error::io(format!("read {}", path.display())))?;
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                Frames {
+                    inner: frames,
+                    cut: cut_frame.clone(),
+                },
+            ))
+        } else {
+            Box::new(raw)
+        };
         let malformed = |why: &str| Error::Malformed {
             what: "record".into(),
             path: path.to_path_buf(),
@@ -432,6 +543,7 @@ impl Reader {
         Ok(Reader {
             header,
             input,
+            cut_frame,
             buf: Vec::with_capacity(128),
             errors: HashMap::new(),
             path: path.to_path_buf(),
@@ -447,7 +559,7 @@ impl Reader {
 
     /// Whether the record's last line was cut short (and dropped): its writer was killed.
     pub fn cut_line(&self) -> bool {
-        self.cut_line
+        self.cut_line || self.cut_frame.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn malformed(&self, why: impl Into<String>) -> Error {
@@ -540,6 +652,12 @@ impl Reader {
         let (value, attempt) = match field("value")? {
             b"-" => (None, None),
             v => match v.iter().position(|b| *b == b'#') {
+                // `v#`: the attempt is the value (version 3).
+                Some(h) if h + 1 == v.len() => {
+                    let value = signed(&v[..h]).ok_or_else(|| bad("value"))?;
+                    let attempt = u64::try_from(value).map_err(|_| bad("attempt"))?;
+                    (Some(value), Some(attempt))
+                }
                 Some(h) => (
                     Some(signed(&v[..h]).ok_or_else(|| bad("value"))?),
                     Some(number(&v[h + 1..]).ok_or_else(|| bad("attempt"))?),
@@ -736,6 +854,14 @@ mod tests {
                 served_by: Some(1),
                 ..op(0, Kind::Write, Outcome::Fail, Some(9), Some("READONLY"))
             }),
+            Event::Op(Op {
+                attempt: Some(12),
+                ..op(1, Kind::Write, Outcome::Ok, Some(12), None)
+            }),
+            Event::Op(Op {
+                attempt: Some(13),
+                ..op(1, Kind::Read, Outcome::Ok, Some(12), None)
+            }),
             Event::Fault(FaultEvent {
                 t_us: 5,
                 verb: "isolating".into(),
@@ -756,6 +882,8 @@ mod tests {
         assert_eq!(text.matches("X 0 timed out after 1s").count(), 1, "{text}");
         assert!(text.contains(" w 1001 250 o 8 @0\n"), "{text}");
         assert!(text.contains(" w 1000 250 f 9 1 @1\n"), "{text}");
+        assert!(text.contains(" w 1001 250 o 12#\n"), "{text}");
+        assert!(text.contains(" r 1001 250 o 12#13\n"), "{text}");
         let r = Reader::open(&path).unwrap();
         assert_eq!(r.header(), &header);
         let back: Vec<Event> = r.map(|e| e.unwrap()).collect();
@@ -846,6 +974,67 @@ mod tests {
             events.len()
         );
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// The compressed record holds the same events as the plain one in a fraction of the
+    /// bytes, and one whose last frame was cut anywhere reads back to a whole line.
+    #[test]
+    fn a_compressed_record_reads_as_the_plain_one_and_survives_a_cut_frame() {
+        let (plain, header) = temp_record("zstd");
+        let packed = plain.with_file_name(COMPRESSED_FILE_NAME);
+        let mut events = Vec::new();
+        for i in 0..30_000u64 {
+            let mut o = op((i % 2) as usize, Kind::Write, Outcome::Ok, None, None);
+            o.value = Some((i / 2) as i64);
+            o.attempt = Some(i / 2 + 1);
+            o.start_us = i * 37 + (i * 7919) % 500;
+            o.duration_us = 200 + (i * 104_729) % 900;
+            events.push(Event::Op(o));
+        }
+        let mut frames = Vec::new();
+        for path in [&plain, &packed] {
+            let mut w = Writer::create(path, &header).unwrap();
+            for (i, e) in events.iter().enumerate() {
+                w.write(e).unwrap();
+                if i % 10_000 == 9_999 {
+                    w.flush().unwrap();
+                    frames.push(w.bytes_written());
+                }
+            }
+        }
+        let read = |path: &Path| {
+            let mut r = Reader::open(path).unwrap();
+            let back: Vec<Event> = r.by_ref().collect::<Result<_>>().unwrap();
+            (back, r.cut_line())
+        };
+        assert_eq!(read(&plain), (events.clone(), false));
+        assert_eq!(read(&packed), (events.clone(), false));
+        let (plain_len, packed_len) = (
+            std::fs::metadata(&plain).unwrap().len(),
+            std::fs::metadata(&packed).unwrap().len(),
+        );
+        assert!(
+            packed_len * 4 < plain_len,
+            "{packed_len} bytes compressed, {plain_len} plain"
+        );
+        let bytes = std::fs::read(&packed).unwrap();
+        let last_frame = frames[frames.len() - 2] as usize..bytes.len();
+        for cut in [
+            last_frame.start + 3,
+            last_frame.start + 200,
+            bytes.len() - 1,
+        ] {
+            std::fs::write(&packed, &bytes[..cut]).unwrap();
+            let (back, cut_line) = read(&packed);
+            assert!(cut_line, "cut at {cut}");
+            assert!(
+                back.len() >= 20_000 && back.len() < events.len(),
+                "cut at {cut}: {} events",
+                back.len()
+            );
+            assert_eq!(back[..], events[..back.len()]);
+        }
+        let _ = std::fs::remove_dir_all(plain.parent().unwrap());
     }
 
     #[test]

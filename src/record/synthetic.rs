@@ -9,6 +9,13 @@ use std::path::Path;
 /// (reads and writes of read → increment → write cycles), n2 isolated for the middle third
 /// with one timeout a second. Returns the number of operations.
 pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
+    synthetic_loop(dir, seconds, rate, seconds)
+}
+
+/// As [`synthetic_record`], with n2 isolated for the middle third of every `period`
+/// seconds (a looped scenario): `seconds / period` faults.
+pub fn synthetic_loop(dir: &Path, seconds: u64, rate: u64, period: u64) -> Result<u64> {
+    let period = period.clamp(1, seconds.max(1));
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     let header = Header::new(
         "etcd",
@@ -16,8 +23,16 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
         crate::clock::unix_ms(),
         0,
     );
-    let mut w = Writer::create(&dir.join(super::FILE_NAME), &header)?;
-    let (iso, rejoin) = (seconds / 3 * 1_000_000, 2 * seconds / 3 * 1_000_000);
+    let mut w = Writer::create(&dir.join(super::COMPRESSED_FILE_NAME), &header)?;
+    let windows: Vec<(u64, u64)> = (0..seconds / period)
+        .map(|k| {
+            let base = k * period * 1_000_000;
+            (
+                base + period / 3 * 1_000_000,
+                base + 2 * period / 3 * 1_000_000,
+            )
+        })
+        .collect();
     let step = 1_000_000 / (rate / 3).max(1);
     let mut values = [0i64; 3];
     // Each node alternates read, write (a read → increment → write cycle).
@@ -31,8 +46,11 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
         })
     };
     let mut t = 0;
-    let mut fault_at = [(iso, "isolating"), (rejoin, "rejoining")]
-        .into_iter()
+    // The window in force at `t`, or the next one.
+    let mut window = 0;
+    let mut fault_at = windows
+        .iter()
+        .flat_map(|(iso, rejoin)| [(*iso, "isolating"), (*rejoin, "rejoining")])
         .peekable();
     while t < seconds * 1_000_000 {
         if let Some((at, verb)) = fault_at.peek().copied() {
@@ -41,8 +59,11 @@ pub fn synthetic_record(dir: &Path, seconds: u64, rate: u64) -> Result<u64> {
                 fault_at.next();
             }
         }
+        while windows.get(window).is_some_and(|(_, r)| t >= *r) {
+            window += 1;
+        }
         for (node, value) in values.iter_mut().enumerate() {
-            let isolated = node == 1 && (iso..rejoin).contains(&t);
+            let isolated = node == 1 && windows.get(window).is_some_and(|(i, _)| t >= *i);
             if isolated {
                 if t % 1_000_000 < step {
                     w.write(&Event::Op(Op {

@@ -163,7 +163,7 @@ mod tests {
     fn a_run_reads_back_from_its_results_or_else_from_its_record() {
         let dir = std::env::temp_dir().join(format!("perseus-compare-test-{}", std::process::id()));
         crate::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
-        let a = analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let a = analysis::analyse(&crate::record::in_results(&dir).unwrap()).unwrap();
         let fresh = Compared::load(&dir).unwrap();
         assert!(!dir.join(SUMMARY_FILE).exists(), "nothing written");
         super::super::write_results(&dir, &a).unwrap();

@@ -142,7 +142,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("perseus-expected-test-{}", std::process::id()));
         crate::record::synthetic::synthetic_record(&dir, 30, 60).unwrap();
-        let mut a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let mut a = crate::analysis::analyse(&crate::record::in_results(&dir).unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let figures = crate::report::summary::of(&a).metrics;
         assert!(

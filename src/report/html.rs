@@ -3,7 +3,7 @@
 
 use super::svg::{esc, node_color, Band, Chart, Series, Style};
 use super::{rows, summary_sentence};
-use crate::analysis::{Analysis, Phase};
+use crate::analysis::{Analysis, Phase, METRICS};
 use crate::record::table::Table;
 use crate::spec::Spec;
 use std::fmt::Write;
@@ -316,10 +316,88 @@ fn loss_html(a: &Analysis) -> String {
     }
 }
 
-fn intervals_html(a: &Analysis) -> String {
+/// With more than one fault: each one's figures (up to [`super::MAX_LISTED_FAULTS`]), the
+/// spread of those that repeat, and every fault's figures over the run's time.
+fn intervals_html(a: &Analysis, summary: &super::summary::Summary) -> String {
     if a.intervals.len() < 2 {
         return String::new();
     }
+    let mut s = if a.intervals.len() <= super::MAX_LISTED_FAULTS {
+        each_fault_html(a)
+    } else {
+        format!(
+            r#"<p id="each-fault">{} faults: each one's figures are in summary.json (<code>intervals</code>); their spread and their course follow.</p>"#,
+            a.intervals.len()
+        )
+    };
+    let repeated: Vec<_> = summary.each_fault.iter().filter(|f| f.count > 1).collect();
+    if repeated.is_empty() {
+        return s;
+    }
+    s.push_str(r#"<h3>Faults that repeat (milliseconds)</h3><table class="spread"><tr><th>fault</th><th></th>"#);
+    for m in METRICS {
+        let _ = write!(s, r#"<th class="num">{}</th>"#, m.label);
+    }
+    s.push_str("</tr>");
+    for f in repeated {
+        for (k, stat) in ["median", "p90", "max"].into_iter().enumerate() {
+            let head = if k == 0 {
+                format!("{} {}, {} times", f.kind, f.target, f.count)
+            } else {
+                String::new()
+            };
+            let _ = write!(s, "<tr><td>{}</td><td>{stat}</td>", esc(&head));
+            for m in METRICS {
+                let v = f
+                    .metrics
+                    .get(&format!("{}_ms", m.key))
+                    .and_then(|x| match stat {
+                        "median" => x.median,
+                        "p90" => x.p90,
+                        _ => x.max,
+                    });
+                let cell = v.map_or("n/a".to_string(), |v| v.to_string());
+                let _ = write!(s, r#"<td class="num">{cell}</td>"#);
+            }
+            s.push_str("</tr>");
+        }
+    }
+    s.push_str("</table>");
+    let series = METRICS
+        .iter()
+        .enumerate()
+        .map(|(k, m)| Series {
+            label: m.short.into(),
+            node: m.key.into(),
+            color: node_color(k),
+            style: Style::Dots,
+            points: a
+                .intervals
+                .iter()
+                .map(|i| {
+                    let v = (m.value)(&i.precise).map(|us| us as f64 / 1000.0);
+                    (i.window.start_us as f64 / 1e6, v)
+                })
+                .collect(),
+        })
+        .collect();
+    let chart = Chart {
+        id: "each-fault-over-time".into(),
+        title: "Each fault's figures, at the time it started (does recovery drift?)".into(),
+        x_label: "seconds since the start".into(),
+        y_label: "ms".into(),
+        width: 1200.0,
+        height: 260.0,
+        x_range: x_range(a, 0.0),
+        series,
+        bands: Vec::new(),
+    };
+    s.push_str(&chart.render());
+    s
+}
+
+/// Each fault's figures, a row each.
+fn each_fault_html(a: &Analysis) -> String {
     let mut s = String::from(
         r#"<h3>Each fault (milliseconds)</h3><table class="intervals"><tr><th>fault</th>"#,
     );
@@ -514,8 +592,9 @@ pub fn report(a: &Analysis, spec: Option<&Spec>) -> String {
     );
     b.push_str("<h2>Metrics</h2>");
     b.push_str(&metrics_html(a));
-    b.push_str(&intervals_html(a));
-    let expected = crate::report::expected_lines(&crate::report::summary::of(a));
+    let summary = crate::report::summary::of(a);
+    b.push_str(&intervals_html(a, &summary));
+    let expected = crate::report::expected_lines(&summary);
     if !expected.is_empty() {
         b.push_str(&format!("<pre>{}</pre>", esc(&expected)));
     }
@@ -697,12 +776,45 @@ fn strip_plot(label: &str, runs: &[String], s: &super::repeat::Stats) -> String 
 mod tests {
     use super::*;
 
+    /// A long run with many faults of one kind: the page and the terminal give their
+    /// spread and their course instead of a row each, and the page stays small.
+    #[test]
+    fn many_repeated_faults_are_summarised_not_listed() {
+        let dir = std::env::temp_dir().join(format!("perseus-html-loop-{}", std::process::id()));
+        crate::record::synthetic::synthetic_loop(&dir, 3_000, 60, 30).unwrap();
+        let a = crate::analysis::analyse(&crate::record::in_results(&dir).unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(a.intervals.len(), 100);
+        let summary = crate::report::summary::of(&a);
+        assert_eq!(summary.each_fault.len(), 1);
+        assert_eq!(summary.each_fault[0].count, 100);
+        let page = report(&a, None);
+        assert!(page.contains("100 faults: each one's figures are in summary.json"));
+        assert!(
+            !page.contains(r#"<table class="intervals">"#),
+            "no row per fault"
+        );
+        assert!(page.contains("isolate n2, 100 times"), "the spread");
+        let chart = &page[page.find(r#"id="each-fault-over-time""#).unwrap()..];
+        let chart = &chart[..chart.find("</svg>").unwrap()];
+        assert_eq!(
+            chart.matches("<circle").count() % 100,
+            0,
+            "a dot per fault and figure"
+        );
+        // 3,000 seconds: every line thinned to the limit.
+        assert!(page.len() < 1_000_000, "{} bytes", page.len());
+        let terminal = crate::report::terminal_summary(&a);
+        assert!(terminal.contains("100 faults"), "{terminal}");
+        assert!(terminal.contains("isolate n2, 100 times"), "{terminal}");
+    }
+
     /// The "Run" table names what was played: the scenario's phases and actions, and the seed.
     #[test]
     fn the_run_table_shows_the_scenario_played_and_the_seed() {
         let dir = std::env::temp_dir().join(format!("perseus-html-test-{}", std::process::id()));
         crate::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
-        let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let a = crate::analysis::analyse(&crate::record::in_results(&dir).unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
 
         let mut spec = Spec {

@@ -484,19 +484,30 @@ pub fn terminal_summary(a: &Analysis) -> String {
         None => String::new(),
     };
     format!(
-        "{headline}{}{rate}{}{}{}{}",
+        "{headline}{}{rate}{}{}{}{}{}",
         metrics_table(a),
         expected_lines(&s),
         intervals_table(a),
+        spread_table(&s),
         errors_table(a),
         correctness_lines(a)
     )
 }
 
-/// With more than one fault: the six figures of each (milliseconds).
+/// The most faults the terminal lists one by one; past it, only their spread.
+pub const MAX_LISTED_FAULTS: usize = 12;
+
+/// With more than one fault: the six figures of each (milliseconds), as long as there are
+/// at most [`MAX_LISTED_FAULTS`].
 pub fn intervals_table(a: &Analysis) -> String {
     if a.intervals.len() < 2 {
         return String::new();
+    }
+    if a.intervals.len() > MAX_LISTED_FAULTS {
+        return format!(
+            "{} faults: each one's figures are in summary.json (intervals), their spread below\n",
+            a.intervals.len()
+        );
     }
     let mut s = format!("{:<44}", "each fault (ms)");
     for m in METRICS {
@@ -511,6 +522,42 @@ pub fn intervals_table(a: &Analysis) -> String {
         s.push('\n');
     }
     s
+}
+
+/// Where a kind of fault hit the same target more than once (a looped scenario): each
+/// figure's median, p90 and max over those faults (milliseconds).
+pub fn spread_table(s: &summary::Summary) -> String {
+    let repeated: Vec<&summary::FaultSpread> =
+        s.each_fault.iter().filter(|f| f.count > 1).collect();
+    if repeated.is_empty() {
+        return String::new();
+    }
+    let mut t = format!("{:<44}", "faults that repeat (ms)");
+    for m in METRICS {
+        t.push_str(&format!("{:>12}", m.column));
+    }
+    t.push('\n');
+    for f in repeated {
+        let name = format!("{} {}, {} times", f.kind, f.target, f.count);
+        for (k, stat) in ["median", "p90", "max"].into_iter().enumerate() {
+            let head = if k == 0 { name.as_str() } else { "" };
+            t.push_str(&format!("{head:<36}{stat:>8}"));
+            for m in METRICS {
+                let spread = f.metrics.get(&format!("{}_ms", m.key));
+                let v = spread.and_then(|x| match stat {
+                    "median" => x.median,
+                    "p90" => x.p90,
+                    _ => x.max,
+                });
+                t.push_str(&format!(
+                    "{:>12}",
+                    v.map_or("n/a".into(), |x| x.to_string())
+                ));
+            }
+            t.push('\n');
+        }
+    }
+    t
 }
 
 /// `summary.json` as JSON (see [`summary::Summary`]).
@@ -542,7 +589,7 @@ mod tests {
     fn analysis() -> Analysis {
         let dir = std::env::temp_dir().join(format!("perseus-report-test-{}", std::process::id()));
         crate::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
-        let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let a = crate::analysis::analyse(&crate::record::in_results(&dir).unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         a
     }

@@ -374,7 +374,7 @@ mod tests {
         for (k, (len, lost)) in [(30, 0), (40, 5), (35, 2)].into_iter().enumerate() {
             let run = dir.join((k + 1).to_string());
             crate::record::synthetic::synthetic_record(&run, len, 50).unwrap();
-            let a = crate::analysis::analyse(&run.join(crate::record::FILE_NAME)).unwrap();
+            let a = crate::analysis::analyse(&crate::record::in_results(&run).unwrap()).unwrap();
             let mut s = super::super::summary::of(&a);
             s.lost_acknowledged_writes = lost;
             crate::files::write(&run.join(SUMMARY_FILE), serde_json::to_string(&s).unwrap())

@@ -52,6 +52,11 @@ pub struct Summary {
     pub fault: Option<FaultSummary>,
     /// Every fault with its own figures.
     pub intervals: Vec<IntervalSummary>,
+    /// The faults of each kind on each target, their figures' distribution over them (a
+    /// looped scenario's passes): one entry per kind and target, in order of first
+    /// appearance.
+    #[serde(default)]
+    pub each_fault: Vec<FaultSpread>,
     /// Each metric of [`METRICS`] as `<key>_s` (whole seconds, from the per-second table)
     /// and `<key>_ms` (from the operation history); `null`: not applicable.
     pub metrics: BTreeMap<String, Option<u64>>,
@@ -109,6 +114,74 @@ pub struct IntervalSummary {
     pub at_ms: u64,
     pub end_at_ms: Option<u64>,
     pub metrics: BTreeMap<String, Option<u64>>,
+}
+
+/// The faults of one kind on one target, and each figure's spread over them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FaultSpread {
+    pub kind: String,
+    pub target: String,
+    /// How many such faults the run had.
+    pub count: u64,
+    /// Each figure of the intervals' `metrics`, over the intervals that have a value.
+    pub metrics: BTreeMap<String, Spread>,
+}
+
+/// One figure over several faults; quantiles are nearest-rank (the median is the value
+/// at rank ⌈n/2⌉ of the n sorted values, p90 at ⌈0.9 n⌉); `null`: no fault had a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Spread {
+    pub min: Option<u64>,
+    pub median: Option<u64>,
+    pub p90: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl Spread {
+    pub fn of(values: &[u64]) -> Spread {
+        use crate::expect::Stat;
+        Spread {
+            min: Stat::Min.of(values),
+            median: Stat::Median.of(values),
+            p90: Stat::P90.of(values),
+            max: Stat::Max.of(values),
+        }
+    }
+}
+
+/// The intervals grouped by kind and target, in order of first appearance.
+pub fn spreads(intervals: &[IntervalSummary]) -> Vec<FaultSpread> {
+    let mut groups: Vec<(&str, &str, Vec<&IntervalSummary>)> = Vec::new();
+    for i in intervals {
+        match groups
+            .iter_mut()
+            .find(|(k, t, _)| *k == i.kind && *t == i.target)
+        {
+            Some(g) => g.2.push(i),
+            None => groups.push((&i.kind, &i.target, vec![i])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(kind, target, members)| {
+            let keys = members[0].metrics.keys();
+            let metrics = keys
+                .map(|k| {
+                    let values: Vec<u64> = members
+                        .iter()
+                        .filter_map(|m| m.metrics.get(k).copied().flatten())
+                        .collect();
+                    (k.clone(), Spread::of(&values))
+                })
+                .collect();
+            FaultSpread {
+                kind: kind.into(),
+                target: target.into(),
+                count: members.len() as u64,
+                metrics,
+            }
+        })
+        .collect()
 }
 
 /// The correctness checks, with nodes by name (see `analysis::correctness::Correctness`).
@@ -236,6 +309,17 @@ pub fn of(a: &Analysis) -> Summary {
         (Some(s), Some(ms)) => metrics(&s, &ms),
         _ => BTreeMap::new(),
     };
+    let intervals: Vec<IntervalSummary> = a
+        .intervals
+        .iter()
+        .map(|i| IntervalSummary {
+            kind: i.window.kind.name.into(),
+            target: i.window.target.clone(),
+            at_ms: i.window.start_us / 1000,
+            end_at_ms: i.window.end_us.map(|r| r / 1000),
+            metrics: metrics(&i.seconds, &i.precise),
+        })
+        .collect();
     Summary {
         format: FORMAT.into(),
         version: SUMMARY_VERSION,
@@ -250,17 +334,8 @@ pub fn of(a: &Analysis) -> Summary {
         settings: a.header.settings.clone(),
         lost_acknowledged_writes: c.lost_acknowledged_writes,
         fault,
-        intervals: a
-            .intervals
-            .iter()
-            .map(|i| IntervalSummary {
-                kind: i.window.kind.name.into(),
-                target: i.window.target.clone(),
-                at_ms: i.window.start_us / 1000,
-                end_at_ms: i.window.end_us.map(|r| r / 1000),
-                metrics: metrics(&i.seconds, &i.precise),
-            })
-            .collect(),
+        each_fault: spreads(&intervals),
+        intervals,
         expected: expected::of(a, &figures),
         metrics: figures,
         lenient: match a.lenient {
@@ -333,7 +408,7 @@ mod tests {
     fn a_summary_reads_back_as_written_and_an_older_one_reads_with_defaults() {
         let dir = std::env::temp_dir().join(format!("perseus-summary-test-{}", std::process::id()));
         crate::record::synthetic::synthetic_record(&dir, 30, 50).unwrap();
-        let a = crate::analysis::analyse(&dir.join(crate::record::FILE_NAME)).unwrap();
+        let a = crate::analysis::analyse(&crate::record::in_results(&dir).unwrap()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let s = of(&a);
         let text = serde_json::to_string_pretty(&s).unwrap();

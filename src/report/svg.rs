@@ -100,6 +100,38 @@ fn tick_text(v: f64) -> String {
     }
 }
 
+/// The most points a line keeps: about two per horizontal pixel of a chart.
+pub const MAX_LINE_POINTS: usize = 2_000;
+
+/// `points` (in x order) thinned to at most about `max`: consecutive points are grouped
+/// into buckets of equal count, and each bucket keeps its lowest and its highest point, so
+/// that no dip to zero (an outage) and no peak disappears, and its first gap (`None`), if
+/// any; all in x order. Fewer points than `max` are kept as they are.
+pub fn downsample(points: &[(f64, Option<f64>)], max: usize) -> Vec<(f64, Option<f64>)> {
+    if points.len() <= max || max < 4 {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(max / 2);
+    let mut out = Vec::with_capacity(max + 2);
+    for bucket in points.chunks(per) {
+        let values = bucket.iter().filter_map(|(x, y)| y.map(|y| (*x, y)));
+        let lo = values.clone().min_by(|a, b| a.1.total_cmp(&b.1));
+        let hi = values.max_by(|a, b| a.1.total_cmp(&b.1));
+        let mut kept: Vec<(f64, Option<f64>)> = [lo, hi]
+            .into_iter()
+            .flatten()
+            .map(|(x, y)| (x, Some(y)))
+            .collect();
+        if let Some(gap) = bucket.iter().find(|(_, y)| y.is_none()) {
+            kept.push(*gap);
+        }
+        kept.sort_by(|a, b| a.0.total_cmp(&b.0));
+        kept.dedup_by(|a, b| a.0 == b.0);
+        out.extend(kept);
+    }
+    out
+}
+
 impl Chart {
     /// The highest y of any point (at least 1, so an empty chart still has an axis).
     fn y_max(&self) -> f64 {
@@ -242,7 +274,8 @@ impl Chart {
         }
         let mut d = String::new();
         let mut pen_down = false;
-        for (x, y) in &series.points {
+        let points = downsample(&series.points, MAX_LINE_POINTS);
+        for (x, y) in &points {
             match y {
                 Some(y) => {
                     let _ = write!(
@@ -275,6 +308,26 @@ impl Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A day of seconds thins to the limit, keeps the one dark second and the one peak, in
+    /// x order, and keeps a gap as a gap.
+    #[test]
+    fn a_long_line_is_thinned_without_losing_an_outage_or_a_peak() {
+        let mut points: Vec<(f64, Option<f64>)> = (0..86_400)
+            .map(|s| (s as f64, Some(1000.0 + (s % 7) as f64)))
+            .collect();
+        points[50_001].1 = Some(0.0);
+        points[70_000].1 = Some(5000.0);
+        points[80_000].1 = None;
+        let thin = downsample(&points, MAX_LINE_POINTS);
+        assert!(thin.len() <= MAX_LINE_POINTS + 50, "{} points", thin.len());
+        assert!(thin.contains(&(50_001.0, Some(0.0))));
+        assert!(thin.contains(&(70_000.0, Some(5000.0))));
+        assert!(thin.contains(&(80_000.0, None)));
+        assert!(thin.windows(2).all(|w| w[0].0 <= w[1].0), "in x order");
+        let short = &points[..100];
+        assert_eq!(downsample(short, MAX_LINE_POINTS), short.to_vec());
+    }
 
     #[test]
     fn steps_are_one_two_or_five_times_a_power_of_ten() {

@@ -53,8 +53,7 @@ fn a_run_killed_at_any_moment_is_removed_by_down_and_its_record_reports() {
         }
         let left = leftovers(&lab, &links);
         assert!(left.is_empty(), "{what}: left behind: {left:?}");
-        let record = out.join("record.txt");
-        let reported = if record.exists() {
+        let reported = if perseus::record::in_results(&out).is_ok() {
             let (code, stdout, stderr) = run(&["report", out.to_str().unwrap()]);
             assert!(
                 code == 0 || code == 4,

@@ -124,7 +124,7 @@ fn up_watch_isolate_rejoin_down() {
         markers,
         ["isolating n2", "isolated n2", "rejoining n2", "rejoined n2"]
     );
-    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    let record = record_text(&out);
     assert!(
         record
             .lines()

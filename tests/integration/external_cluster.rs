@@ -63,7 +63,7 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
     args.extend_from_slice(&["--out", out.to_str().unwrap()]);
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    let record = record_text(&out);
     for verb in ["isolating", "isolated", "rejoining", "rejoined"] {
         assert!(
             record.contains(&format!(" {verb} {leader}\n")),
@@ -135,7 +135,7 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
     }
     // The markers of the external run are placed as precisely as the user's command allows:
     // it is in force between `isolating` and `isolated`.
-    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    let record = record_text(&out);
     let at = |verb: &str| -> u64 {
         record
             .lines()
@@ -187,7 +187,7 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
         .exists());
     assert!(undone.exists(), "the failed start was undone");
     let _ = std::fs::remove_file(&undone);
-    let record = std::fs::read_to_string(fail_out.join("record.txt")).unwrap();
+    let record = record_text(&fail_out);
     assert!(
         record.contains(" aborted isolating n2\n"),
         "the fault is withdrawn from the record"

@@ -172,7 +172,7 @@ faults = ["heal"]
     )
     .unwrap();
     let r = run_scenario("etcd", "killtwice", &["--scenario", file.to_str().unwrap()]);
-    let record = std::fs::read_to_string(r.out.join("record.txt")).unwrap();
+    let record = record_text(&r.out);
     let killed = record
         .lines()
         .filter(|l| l.starts_with("F ") && l.ends_with(" killed n2"))

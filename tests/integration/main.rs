@@ -21,6 +21,7 @@ mod readme;
 mod redis_sentinel_run;
 mod repeat_check;
 mod report_browser;
+mod soak;
 mod ssh_cluster;
 mod tidb_run;
 mod zookeeper_run;

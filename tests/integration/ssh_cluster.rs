@@ -264,7 +264,7 @@ fn run_over_ssh_isolates_the_leader_with_no_fault_commands() {
     let t = table(&out.join("client.log"));
     let last = t.rows().last().unwrap();
     assert!(serving(last).iter().all(|s| *s), "{}", last.render());
-    let record = std::fs::read_to_string(out.join("record.txt")).unwrap();
+    let record = record_text(&out);
     assert!(
         record.contains("loaded table inet perseus_isolate_") && record.contains(" ms"),
         "each remote command's round trip is in the record"

@@ -151,6 +151,18 @@ pub fn out_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// The text of the record in results directory `dir` (run and watch write it compressed).
+pub fn record_text(dir: &Path) -> String {
+    let path = perseus::record::in_results(dir).expect("a record in the results");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let plain = if path.extension().is_some_and(|e| e == "zst") {
+        zstd::stream::decode_all(&bytes[..]).expect("the record decompresses")
+    } else {
+        bytes
+    };
+    String::from_utf8(plain).expect("the record is UTF-8")
+}
+
 /// Rows of a client log between two markers, as (second, ok per node).
 pub fn table(path: &Path) -> perseus::record::table::Table {
     let text =
@@ -179,6 +191,9 @@ pub fn marker_row(t: &perseus::record::table::Table, verb: &str) -> u64 {
 pub struct RunResult {
     pub out: PathBuf,
     pub stdout: String,
+    /// What the run said on standard error (progress, each action); empty for results
+    /// loaded from a directory.
+    pub stderr: String,
     pub table: perseus::record::table::Table,
     pub summary: serde_json::Value,
     _removes: Results,
@@ -215,6 +230,7 @@ impl RunResult {
         RunResult {
             out,
             stdout,
+            stderr: String::new(),
             table,
             summary,
             _removes: removes,
@@ -287,10 +303,12 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], codes: &[i32])
     );
     let left = leftovers(&lab, &[]);
     assert!(left.is_empty(), "left behind: {left:?}");
-    for f in ["spec.json", "record.txt", "client.log", "summary.json"] {
+    for f in ["spec.json", "record.txt.zst", "client.log", "summary.json"] {
         assert!(out.join(f).exists(), "{f} in the results");
     }
-    RunResult::owning(removes, stdout)
+    let mut r = RunResult::owning(removes, stdout);
+    r.stderr = stderr;
+    r
 }
 
 /// What the writes of a run's record show of the write attempts.
@@ -310,7 +328,7 @@ impl RunResult {
     /// compare is a definite failure.
     pub fn attempts(&self) -> Attempts {
         use perseus::record::{Event, Kind, Outcome, Reader};
-        let reader = Reader::open(&self.out.join("record.txt")).expect("the record opens");
+        let reader = Reader::open(&self.out.join("record.txt.zst")).expect("the record opens");
         let n = reader.header().nodes.len();
         let mut last = vec![0u64; n];
         let mut a = Attempts {
@@ -357,7 +375,7 @@ impl RunResult {
     /// started within `[from_s, to_s)` seconds of the record's origin, as a set.
     pub fn writes_served_by(&self, node: usize, from_s: u64, to_s: u64) -> Vec<usize> {
         use perseus::record::{Event, Kind, Outcome, Reader};
-        let mut served: Vec<usize> = Reader::open(&self.out.join("record.txt"))
+        let mut served: Vec<usize> = Reader::open(&self.out.join("record.txt.zst"))
             .expect("the record opens")
             .filter_map(|e| match e.expect("the record parses") {
                 Event::Op(o)
