@@ -17,6 +17,21 @@ pub fn peak_rss_kib() -> u64 {
     status_kib("VmHWM:")
 }
 
+/// The CPU time this process has used so far (user and system), in seconds; /proc counts
+/// it in ticks of 1/100 s (USER_HZ).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// Resident memory of a process now (VmRSS), in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -38,28 +53,6 @@ fn status_kib(key: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// The operation lines of a record and its size, read in a streaming pass.
-pub fn count_ops(record: &Path) -> Result<(u64, u64)> {
-    use std::io::BufRead;
-    let file =
-        std::fs::File::open(record).map_err(Error::io(format!("open {}", record.display())))?;
-    let mut input = std::io::BufReader::new(file);
-    let (mut ops, mut bytes, mut line) = (0u64, 0u64, Vec::with_capacity(128));
-    loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(Error::io("read record"))?;
-        if n == 0 {
-            return Ok((ops, bytes));
-        }
-        bytes += n as u64;
-        if line.first().is_some_and(u8::is_ascii_digit) {
-            ops += 1;
-        }
-    }
 }
 
 /// Generates a record and times its full report (analysis, client.log, summary.json,
@@ -489,21 +482,24 @@ pub async fn watch(
         perseus::watch::Servers::of_lab(db, &state.layout(), None),
     )?;
     let t = Instant::now();
+    let (mut last_cpu, mut last_ops) = (cpu_seconds(), 0);
     while t.elapsed() < length && !stop.is_cancelled() {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = stop.cancelled() => {}
         }
-        // Memory first: counting the operations below must not be measured.
         let rss = rss_kib(std::process::id());
-        let record = perseus::record::in_results(&out)?;
-        let (ops, bytes) = count_ops(&record)?;
+        let usage = w.usage();
+        let (ops, bytes) = (usage.ops(), usage.bytes());
+        let cpu = cpu_seconds();
         println!(
-            "{:>5.1} min: RSS {:.1} MiB, {ops} operations, {:.1} record bytes/op",
+            "{:>5.1} min: RSS {:.1} MiB, {ops} operations, {:.1} record bytes/op, {:.2} µs of CPU per operation this minute",
             t.elapsed().as_secs_f64() / 60.0,
             rss as f64 / 1024.0,
-            bytes as f64 / ops.max(1) as f64
+            bytes as f64 / ops.max(1) as f64,
+            (cpu - last_cpu) * 1e6 / (ops - last_ops).max(1) as f64
         );
+        (last_cpu, last_ops) = (cpu, ops);
     }
     w.stop().await?;
     Ok(())

@@ -63,9 +63,8 @@ impl RecordUsage {
 
     /// One line for the terminal: the record's size, bytes per operation and free space.
     pub fn line(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (bytes, ops) = (self.bytes.load(Relaxed), self.ops.load(Relaxed));
-        let free = match self.free.load(Relaxed) {
+        let (bytes, ops) = (self.bytes(), self.ops());
+        let free = match self.free.load(std::sync::atomic::Ordering::Relaxed) {
             u64::MAX => String::new(),
             f => format!(", {} free", crate::size::format_size(f)),
         };
@@ -74,6 +73,16 @@ impl RecordUsage {
             crate::size::format_size(bytes),
             bytes as f64 / ops.max(1) as f64
         )
+    }
+
+    /// Bytes in the record file so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Operations recorded so far.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Why the record stopped growing, once it did.

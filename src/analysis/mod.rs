@@ -548,7 +548,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let mut served = servers::ServedTracker::new(n);
     // The fault window as known so far in the record (for the checker's phases).
     let mut live_window: Option<FaultWindow> = None;
-    for event in reader {
+    for event in reader.in_background() {
         let event = event?;
         end_us = end_us.max(crate::record::table::event_time(&event));
         match &event {

@@ -697,6 +697,11 @@ pub struct WatchArgs {
     /// Results directory for the record and the table [default: runs/watch-LAB-YYYYmmdd-HHMMSS]
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Stop the watch, cleanly, when its record reaches this size (500M, 10G); whatever
+    /// the limit, it stops once the record's disk has less than 256 MB free [default: no
+    /// limit]
+    #[arg(long, value_name = "SIZE", value_parser = perseus::size::parse_size)]
+    pub max_record_size: Option<u64>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
 }

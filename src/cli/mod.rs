@@ -796,13 +796,6 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
         (None, Some(db)) => Some(perseus::cluster::Cluster::from_args(&a.name, db, &a.node)?),
         (None, None) => None,
     };
-    let settings = Settings {
-        timeout: a.timeout,
-        observers: observers(&a.workload),
-        write: a.workload.write.unwrap_or_default(),
-        rate: a.workload.rate,
-        ..Settings::default()
-    };
     let out_for = |name: &str| {
         a.out
             .clone()
@@ -826,7 +819,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
                 db,
                 cluster.layout(),
                 events.dir(),
-                settings,
+                &a,
                 &out,
                 Servers {
                     version,
@@ -847,7 +840,7 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
                 db,
                 state.layout(),
                 &state.dir(),
-                settings,
+                &a,
                 &out,
                 Servers::of_lab(db, &state.layout(), version),
                 stop,
@@ -857,17 +850,24 @@ async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
     }
 }
 
-/// The seed's client on `layout` until `stop` fires (Ctrl-C), the table echoed to the
-/// terminal; then the results and the verdict.
+/// The seed's client on `layout`, as `a` asks, until `stop` fires (Ctrl-C) or the record
+/// is full, the table echoed to the terminal; then the results and the verdict.
 async fn watch_until(
     db: &'static dyn perseus::db::Database,
     layout: perseus::lab::Layout,
     events_dir: &Path,
-    settings: Settings,
+    a: &WatchArgs,
     out: &Path,
     servers: Servers,
     stop: CancellationToken,
 ) -> Result<()> {
+    let settings = Settings {
+        timeout: a.timeout,
+        observers: observers(&a.workload),
+        write: a.workload.write.unwrap_or_default(),
+        rate: a.workload.rate,
+        ..Settings::default()
+    };
     let w = Watch::start(
         db,
         layout,
@@ -877,11 +877,31 @@ async fn watch_until(
         Some(stdout_echo()),
         servers,
     )?;
-    stop.cancelled().await;
+    if let Some(max) = a.max_record_size {
+        w.limit_record(max);
+    }
+    let full = w.record_full();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = full.cancelled() => {}
+    }
+    let stopped_early = w.usage().why_full();
+    say(w.usage().line());
     w.stop().await?;
     let analysis = analysis::analyse(&perseus::record::in_results(out)?)?;
     report::write_results(out, &analysis)?;
-    conclude(&analysis, out, &format!("results: {}", out.display()))
+    let verdict = conclude(&analysis, out, &format!("results: {}", out.display()));
+    match stopped_early {
+        Some(why) => {
+            verdict?;
+            Err(Error::StoppedEarly {
+                why,
+                dir: out.to_path_buf(),
+            }
+            .into())
+        }
+        None => verdict,
+    }
 }
 
 /// `perseus export`: the record of a results directory (or a record file) as JSON Lines or

@@ -557,6 +557,35 @@ impl Reader {
         &self.header
     }
 
+    /// The same events, read (decompressed and parsed) on a thread of their own, a batch
+    /// ahead of whoever takes them: a reader of the events and the one who uses them run
+    /// on two cores. Stops reading when the iterator is dropped.
+    pub fn in_background(self) -> impl Iterator<Item = Result<Event>> {
+        const BATCH: usize = 8192;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Event>>>(4);
+        let reading = std::thread::Builder::new()
+            .name("record-reader".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                for event in self {
+                    batch.push(event);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(full).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+        let failed = reading.err().map(|e| {
+            Err(Error::io("start a thread to read the record".to_string())(
+                e,
+            ))
+        });
+        failed.into_iter().chain(rx.into_iter().flatten())
+    }
+
     /// Whether the record's last line was cut short (and dropped): its writer was killed.
     pub fn cut_line(&self) -> bool {
         self.cut_line || self.cut_frame.load(std::sync::atomic::Ordering::Relaxed)

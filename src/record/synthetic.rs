@@ -45,6 +45,7 @@ pub fn synthetic_loop(dir: &Path, seconds: u64, rate: u64, period: u64) -> Resul
             target: "n2".into(),
         })
     };
+    let mut jitter = Jitter(0x9e37_79b9_7f4a_7c15);
     let mut t = 0;
     // The window in force at `t`, or the next one.
     let mut window = 0;
@@ -97,8 +98,10 @@ pub fn synthetic_loop(dir: &Path, seconds: u64, rate: u64, period: u64) -> Resul
                 node,
                 key: None,
                 kind,
-                start_us: t,
-                duration_us: 1_500 + (t % 700),
+                // Jittered as a real client's are (a record of evenly spaced, equally long
+                // requests would compress far better than any real one).
+                start_us: t + jitter.next() % step.max(1),
+                duration_us: step / 2 + jitter.next() % step.max(1),
                 outcome: Outcome::Ok,
                 value: v,
                 error: None,
@@ -117,4 +120,16 @@ pub fn synthetic_loop(dir: &Path, seconds: u64, rate: u64, period: u64) -> Resul
     })?;
     w.flush()?;
     Ok(ops)
+}
+
+/// A fixed sequence of pseudo-random numbers (xorshift64): the same record every time.
+struct Jitter(u64);
+
+impl Jitter {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 >> 32
+    }
 }
