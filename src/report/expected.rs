@@ -55,9 +55,15 @@ pub fn range_s(low_ms: u64, high_ms: u64) -> String {
 
 /// The role of the node the first fault cut off: from the last `leader` mark before it.
 pub fn role(a: &Analysis) -> Role {
-    let Some(w) = &a.window else {
-        return Role::Unknown;
-    };
+    match &a.window {
+        Some(w) => role_at(a, w),
+        None => Role::Unknown,
+    }
+}
+
+/// What the node fault `w` hit was just before it started, from the last leader mark
+/// before it (see [`role`]).
+pub fn role_at(a: &Analysis, w: &crate::analysis::FaultWindow) -> Role {
     let mark = a.marks.iter().rev().find_map(|(t, m)| {
         let who = m.strip_prefix(marks::LEADER)?.strip_prefix(' ')?;
         (*t <= w.start_us).then_some(who)

@@ -383,7 +383,7 @@ fn intervals_html(a: &Analysis, summary: &super::summary::Summary) -> String {
         .collect();
     let chart = Chart {
         id: "each-fault-over-time".into(),
-        title: "Each fault's figures, at the time it started (does recovery drift?)".into(),
+        title: "Each fault's figures, at its start".into(),
         x_label: "seconds since the start".into(),
         y_label: "ms".into(),
         width: 1200.0,

@@ -52,8 +52,9 @@ pub struct Summary {
     pub fault: Option<FaultSummary>,
     /// Every fault with its own figures.
     pub intervals: Vec<IntervalSummary>,
-    /// The faults of each kind on each target, their figures' distribution over them (a
-    /// looped scenario's passes): one entry per kind and target, in order of first
+    /// The faults of each kind on each target (the role of the node hit, `leader` or
+    /// `follower`, where the database reports one), their figures' distribution over them
+    /// (a looped scenario's passes): one entry per kind and target, in order of first
     /// appearance.
     #[serde(default)]
     pub each_fault: Vec<FaultSpread>,
@@ -111,6 +112,9 @@ pub struct FaultSummary {
 pub struct IntervalSummary {
     pub kind: String,
     pub target: String,
+    /// What the node it hit was just before: `leader` or `follower`; `null`: not known.
+    #[serde(default)]
+    pub role: Option<String>,
     pub at_ms: u64,
     pub end_at_ms: Option<u64>,
     pub metrics: BTreeMap<String, Option<u64>>,
@@ -120,6 +124,8 @@ pub struct IntervalSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultSpread {
     pub kind: String,
+    /// The role of the nodes hit (`leader`, `follower`) where the database reports one:
+    /// a fault on whichever node led counts as one target; else the node.
     pub target: String,
     /// How many such faults the run had.
     pub count: u64,
@@ -149,16 +155,18 @@ impl Spread {
     }
 }
 
-/// The intervals grouped by kind and target, in order of first appearance.
+/// The intervals grouped by kind and target (the role of the node hit, where known), in
+/// order of first appearance.
 pub fn spreads(intervals: &[IntervalSummary]) -> Vec<FaultSpread> {
     let mut groups: Vec<(&str, &str, Vec<&IntervalSummary>)> = Vec::new();
     for i in intervals {
+        let target = i.role.as_deref().unwrap_or(&i.target);
         match groups
             .iter_mut()
-            .find(|(k, t, _)| *k == i.kind && *t == i.target)
+            .find(|(k, t, _)| *k == i.kind && *t == target)
         {
             Some(g) => g.2.push(i),
-            None => groups.push((&i.kind, &i.target, vec![i])),
+            None => groups.push((&i.kind, target, vec![i])),
         }
     }
     groups
@@ -315,6 +323,7 @@ pub fn of(a: &Analysis) -> Summary {
         .map(|i| IntervalSummary {
             kind: i.window.kind.name.into(),
             target: i.window.target.clone(),
+            role: expected::role_name(expected::role_at(a, &i.window)),
             at_ms: i.window.start_us / 1000,
             end_at_ms: i.window.end_us.map(|r| r / 1000),
             metrics: metrics(&i.seconds, &i.precise),

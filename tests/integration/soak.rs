@@ -7,8 +7,8 @@ use perseus::record::{Event, Reader};
 
 /// `tests/fixtures/loop.toml` (`repeat = 3`: n2 isolated 2 s, rejoined 3 s) on etcd:
 /// - three passes, said as they start, each with its own isolation in the summary's
-///   intervals, at least a pass apart, and one spread over the three (`each_fault`) that
-///   the terminal shows;
+///   intervals, at least a pass apart, and their spread (`each_fault`: per role of the
+///   node hit, as etcd has a leader) that the terminal shows;
 /// - the record is compressed and `perseus report` reads it back to the same intervals;
 /// - `perseus export` writes every event of it, as JSON Lines (after a header) and as CSV
 ///   (after a header row), with the three isolations among them.
@@ -16,7 +16,10 @@ use perseus::record::{Event, Reader};
 fn a_looped_scenario_gives_each_pass_its_figures_and_their_spread() {
     require_lab("etcd", "etcd-server");
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loop.toml");
-    let r = run_scenario("etcd", "loop", &["--scenario", scenario]);
+    // Compare-and-set: a blind write that timed out on the isolated n2 may land after the
+    // rejoin over newer increments (a lost write, exit 4; see
+    // docs/findings/etcd-pause-late-write.md), which is not what this test is about.
+    let r = run_scenario("etcd", "loop", &["--scenario", scenario, "--write", "cas"]);
     for pass in 1..=3 {
         assert!(
             r.stderr
@@ -41,21 +44,30 @@ fn a_looped_scenario_gives_each_pass_its_figures_and_their_spread() {
         starts.windows(2).all(|w| w[1] >= w[0] + 4_500),
         "a pass (5 s) apart: {starts:?}"
     );
-    let spread = &r.summary["each_fault"];
-    assert_eq!(spread.as_array().map(Vec::len), Some(1), "{spread}");
-    assert_eq!(spread[0]["count"], 3);
-    let down = &spread[0]["metrics"]["downtime_on_recovery_ms"];
-    let values: Vec<u64> = intervals
-        .iter()
-        .filter_map(|i| i["metrics"]["downtime_on_recovery_ms"].as_u64())
-        .collect();
-    assert_eq!(down["max"].as_u64(), values.iter().max().copied(), "{down}");
-    assert_eq!(down["min"].as_u64(), values.iter().min().copied(), "{down}");
-    assert!(
-        r.stdout.contains("isolate n2, 3 times"),
-        "the terminal shows the spread:\n{}",
-        r.stdout
-    );
+    // Grouped by the role n2 had when it was cut off (etcd may have moved its lead there),
+    // or by n2 itself where no node led just then (an election after the last rejoin).
+    let spread = r.summary["each_fault"].as_array().unwrap();
+    let counts: u64 = spread.iter().map(|g| g["count"].as_u64().unwrap()).sum();
+    assert_eq!(counts, 3, "{spread:#?}");
+    let group = |i: &serde_json::Value| i["role"].as_str().unwrap_or("n2").to_string();
+    for g in spread {
+        let role = g["target"].as_str().unwrap();
+        assert!(["leader", "follower", "n2"].contains(&role), "{g}");
+        let members: Vec<&serde_json::Value> =
+            intervals.iter().filter(|i| group(i) == role).collect();
+        assert_eq!(g["count"].as_u64(), Some(members.len() as u64), "{g}");
+        let values: Vec<u64> = members
+            .iter()
+            .filter_map(|i| i["metrics"]["downtime_on_recovery_ms"].as_u64())
+            .collect();
+        let down = &g["metrics"]["downtime_on_recovery_ms"];
+        assert_eq!(down["max"].as_u64(), values.iter().max().copied(), "{down}");
+        assert_eq!(down["min"].as_u64(), values.iter().min().copied(), "{down}");
+        if members.len() > 1 {
+            let line = format!("isolate {role}, {} times", members.len());
+            assert!(r.stdout.contains(&line), "{line}:\n{}", r.stdout);
+        }
+    }
     assert_eq!(r.summary["correctness"]["violations"], 0);
 
     // The record is compressed, and reads back to the same figures.
@@ -107,7 +119,8 @@ fn a_looped_scenario_gives_each_pass_its_figures_and_their_spread() {
     assert_eq!(csv.lines().filter(|l| l.starts_with("op,")).count(), ops);
 }
 
-/// A loop of 20 passes with a 100 KB limit on the record stops early and cleanly: exit 1
+/// A loop of 20 passes with a 100 KB limit on the record (compare-and-set writes, as above)
+/// stops early and cleanly: exit 1
 /// with the reason, the lab gone (`run_scenario_expecting`), the record ended and the
 /// results of the passes before the stop written.
 #[test]
@@ -124,6 +137,8 @@ fn a_run_stops_cleanly_when_its_record_reaches_its_limit() {
             "20",
             "--max-record-size",
             "100K",
+            "--write",
+            "cas",
         ],
         &[1],
     );
