@@ -473,6 +473,78 @@ impl<R: BufRead> std::io::Read for Frames<R> {
     }
 }
 
+/// Text read ahead on a thread of its own (a compressed record's decompression), a few
+/// chunks ahead of whoever reads it; the thread ends at the end of the text, at an error
+/// (passed on to the reader), or when the reader is dropped.
+struct Prefetch {
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Prefetch {
+    const CHUNK: usize = 1 << 18;
+
+    fn spawn(mut inner: impl std::io::Read + Send + 'static) -> Result<Prefetch> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::Builder::new()
+            .name("record-inflate".into())
+            .spawn(move || loop {
+                let mut chunk = vec![0; Self::CHUNK];
+                let mut filled = 0;
+                let read = loop {
+                    match inner.read(&mut chunk[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == chunk.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                chunk.truncate(filled);
+                let last = filled < Self::CHUNK || read.is_err();
+                let sent = match read {
+                    Ok(()) => tx.send(Ok(chunk)),
+                    Err(e) => tx.send(Ok(chunk)).and_then(|_| tx.send(Err(e))),
+                };
+                if sent.is_err() || last {
+                    return;
+                }
+            })
+            .map_err(Error::io("start a thread to read the record".to_string()))?;
+        Ok(Prefetch {
+            chunks: rx,
+            chunk: Vec::new(),
+            at: 0,
+        })
+    }
+}
+
+impl std::io::Read for Prefetch {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => return Ok(0),
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The thread ended after the last chunk.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// The most nodes a record (and so a lab, a cluster, a client log) may have: node sets are
 /// 64-bit masks.
 pub const MAX_NODES: usize = 64;
@@ -497,13 +569,11 @@ impl Reader {
             frames
                 .window_log_max(MAX_WINDOW_LOG)
                 .map_err(Error::io(format!("read {}", path.display())))?;
-            Box::new(BufReader::with_capacity(
-                1 << 16,
-                Frames {
-                    inner: frames,
-                    cut: cut_frame.clone(),
-                },
-            ))
+            let frames = Frames {
+                inner: frames,
+                cut: cut_frame.clone(),
+            };
+            Box::new(BufReader::with_capacity(1 << 16, Prefetch::spawn(frames)?))
         } else {
             Box::new(raw)
         };
