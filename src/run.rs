@@ -322,39 +322,31 @@ async fn experiment(
     if let Some(max) = spec.max_record_bytes {
         w.limit_record(max);
     }
-    // The scenario stops early, as on Ctrl-C but with the record ended cleanly, when the
-    // record is full; a long one says how big the record is as it goes.
-    let play_stop = stop.child_token();
+    // The scenario ends early, healed, when the record is full; a long one says how big
+    // the record is as it goes.
     let full = w.record_full();
     let scenario = spec.scenario();
     let long = scenario.total() > USAGE_EVERY;
-    let watcher = async {
-        let mut next = tokio::time::Instant::now() + USAGE_EVERY;
+    let usage_lines = async {
+        if !long {
+            return std::future::pending::<()>().await;
+        }
+        let start = tokio::time::Instant::now() + USAGE_EVERY;
+        let mut every = tokio::time::interval_at(start, USAGE_EVERY);
         loop {
-            tokio::select! {
-                _ = full.cancelled() => {
-                    play_stop.cancel();
-                    std::future::pending::<()>().await;
-                }
-                _ = tokio::time::sleep_until(next), if long => {
-                    say(w.usage().line());
-                    next += USAGE_EVERY;
-                }
-            }
+            every.tick().await;
+            say(w.usage().line());
         }
     };
-    let played = tokio::select! {
-        r = schedule::play(&scenario, backend, &play_stop, say) => r,
-        _ = watcher => unreachable!("the watcher never ends"),
+    let ended_early = tokio::select! {
+        r = schedule::play(&scenario, backend, stop, &full, say) => r?,
+        _ = usage_lines => unreachable!("the usage lines never end"),
     };
-    let stopped_early = match played {
-        Err(Error::Interrupted) if full.is_cancelled() && !stop.is_cancelled() => {
-            let why = w.usage().why_full().unwrap_or_default();
-            say(format!("stopping early: {why}"));
-            Some(why)
-        }
-        other => other.map(|_| None)?,
-    };
+    let stopped_early = ended_early.then(|| {
+        let why = w.usage().why_full().unwrap_or_default();
+        say(format!("stopped the scenario early: {why}"));
+        why
+    });
     let missed = w.final_reads(FINAL_READS_WITHIN).await;
     if missed > 0 {
         say(format!(

@@ -9,9 +9,11 @@ use crate::scenario::Scenario;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-async fn wait(d: Duration, stop: &CancellationToken) -> Result<()> {
+/// Waits `d`; `true` if `end` fired first, `Interrupted` if `stop` did.
+async fn wait(d: Duration, stop: &CancellationToken, end: &CancellationToken) -> Result<bool> {
     tokio::select! {
-        _ = tokio::time::sleep(d) => Ok(()),
+        _ = tokio::time::sleep(d) => Ok(false),
+        _ = end.cancelled() => Ok(true),
         _ = stop.cancelled() => Err(Error::Interrupted),
     }
 }
@@ -38,57 +40,64 @@ pub trait Backend {
 /// Plays `scenario` on `backend`: each phase's actions at its start, then its duration;
 /// again and again as its repeat asks, each pass after the first starting healed. When the
 /// last phase ends, whatever is still in force is healed. `say` hears each action.
-/// If `stop` fires, returns `Interrupted` (after undoing what is in force, if the backend
-/// asks for it).
+/// If `end` fires, the play ends at once as if its last phase had ended, and returns
+/// `true`. If `stop` fires, returns `Interrupted` (after undoing what is in force, if the
+/// backend asks for it).
 pub async fn play(
     scenario: &Scenario,
     backend: &mut dyn Backend,
     stop: &CancellationToken,
+    end: &CancellationToken,
     say: impl Fn(String),
-) -> Result<()> {
+) -> Result<bool> {
     let mut in_force: Vec<InForce> = Vec::new();
-    let played = play_phases(scenario, backend, stop, &say, &mut in_force).await;
+    let played = play_phases(scenario, backend, (stop, end), &say, &mut in_force).await;
     if played.is_ok() || backend.undoes_on_stop() {
         let healed = heal(&mut in_force, backend, &say).await;
-        return played.and(healed);
+        return played.and_then(|ended| healed.map(|_| ended));
     }
     played
 }
 
+/// The play's two ways to end before its time: `Interrupted`, and early but whole.
+type Ends<'a> = (&'a CancellationToken, &'a CancellationToken);
+
 async fn play_phases(
     scenario: &Scenario,
     backend: &mut dyn Backend,
-    stop: &CancellationToken,
+    ends: Ends<'_>,
     say: &impl Fn(String),
     in_force: &mut Vec<InForce>,
-) -> Result<()> {
+) -> Result<bool> {
     let mut first = true;
     let started = tokio::time::Instant::now();
     let pass_length = scenario.pass_length();
     let mut pass = 1u32;
     loop {
-        play_pass(scenario, pass, backend, stop, say, in_force, &mut first).await?;
+        if play_pass(scenario, pass, backend, ends, say, in_force, &mut first).await? {
+            return Ok(true);
+        }
         if !scenario
             .repeat
             .another(pass, started.elapsed(), pass_length)
         {
-            return Ok(());
+            return Ok(false);
         }
         heal(in_force, backend, say).await?;
         pass += 1;
     }
 }
 
-/// Plays the phases once (pass number `pass`).
+/// Plays the phases once (pass number `pass`); `true` if it ended early.
 async fn play_pass(
     scenario: &Scenario,
     pass: u32,
     backend: &mut dyn Backend,
-    stop: &CancellationToken,
+    (stop, end): Ends<'_>,
     say: &impl Fn(String),
     in_force: &mut Vec<InForce>,
     first: &mut bool,
-) -> Result<()> {
+) -> Result<bool> {
     let looping = scenario.repeat != crate::scenario::Repeat::Once;
     for phase in &scenario.phases {
         let name = if looping {
@@ -125,9 +134,11 @@ async fn play_pass(
                 Action::Heal => heal(in_force, backend, say).await?,
             }
         }
-        wait(phase.duration, stop).await?;
+        if wait(phase.duration, stop, end).await? {
+            return Ok(true);
+        }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Undoes every fault in `in_force`, the latest first.

@@ -90,7 +90,8 @@ impl RecordUsage {
         self.why.lock().expect("record usage").clone()
     }
 
-    /// Notes the record's size after a flush; says whether it must stop.
+    /// Notes the record's size after a flush, and cancels `full` once the record must stop
+    /// growing.
     fn update(&self, bytes: u64, ops: u64, free: Option<u64>) {
         use std::sync::atomic::Ordering::Relaxed;
         self.bytes.store(bytes, Relaxed);
@@ -173,9 +174,9 @@ pub type Echo = Box<dyn FnMut(&str) -> bool + Send>;
 
 impl Watch {
     /// Starts one client per node of `layout` (a lab's, or a cluster's that Perseus did not
-    /// start), writing the record (`record.txt.zst`) and `client.log` into `dir` (created if needed). Fault
-    /// events and marks appended to the event log in `events_dir` go into the record as
-    /// they come. The table also goes to `echo`, if any.
+    /// start), writing the record (`record.txt.zst`) and `client.log` into `dir` (created
+    /// if needed). Fault events and marks appended to the event log in `events_dir` go into
+    /// the record as they come. The table also goes to `echo`, if any.
     pub fn start(
         db: &'static dyn Database,
         layout: Layout,

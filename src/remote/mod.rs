@@ -187,9 +187,7 @@ fn install_script(nft: &str, table: &str, lease: Duration) -> String {
 /// The script that stops switch `pid` (its whole session), removes table `table` and checks
 /// it is gone.
 fn remove_script(nft: &str, table: &str, pid: Option<u32>) -> String {
-    let stop = pid.map_or(String::new(), |p| {
-        format!("kill -- -{p} 2>/dev/null || true\n")
-    });
+    let stop = server::stop_switch(pid);
     format!(
         "{stop}{nft} delete table inet {table} 2>/dev/null || true\n\
          if {nft} list table inet {table} >/dev/null 2>&1; then echo \"table inet {table} is still there\" >&2; exit 1; fi\n"
@@ -638,7 +636,7 @@ mod tests {
             "perseus_loss_00000001",
             Some(4242),
         );
-        assert!(r.starts_with("kill -- -4242 2>/dev/null || true\nip netns exec 'db' nft delete table inet perseus_loss_00000001"), "{r}");
+        assert!(r.starts_with("kill -- -4242 2>/dev/null || kill 4242 2>/dev/null || true\nip netns exec 'db' nft delete table inet perseus_loss_00000001"), "{r}");
         assert!(r.contains("exit 1"), "{r}");
         assert!(!remove_script("nft", "t", None).contains("kill"));
         let h = heal_script("nft");

@@ -171,9 +171,12 @@ pub fn continue_all(server: &Server) -> Script {
     }
 }
 
-fn stop_switch(id: Option<u32>) -> String {
+/// The lines that stop switch `id`, if any.
+pub(super) fn stop_switch(id: Option<u32>) -> String {
+    // Its session, and the process itself: one stopped right after it started may not have
+    // made its session yet, and then only its own id reaches it (before it runs anything).
     id.filter(|p| *p > 1).map_or(String::new(), |p| {
-        format!("kill -- -{p} 2>/dev/null || true\n")
+        format!("kill -- -{p} 2>/dev/null || kill {p} 2>/dev/null || true\n")
     })
 }
 
@@ -235,12 +238,17 @@ mod tests {
         let (ok, _, err) = sh(&resume(&server, Some(switch_id), &pids));
         assert!(ok, "{err}");
         assert_eq!(state(), Some('S'));
-        assert!(
+        // Stopped by now, or within moments (a signal is delivered, not awaited).
+        let stopped = || {
             !std::path::Path::new(&format!("/proc/{switch_id}")).exists()
                 || std::fs::read_to_string(format!("/proc/{switch_id}/stat"))
-                    .is_ok_and(|s| s.contains(") Z")),
-            "the switch is stopped"
-        );
+                    .is_ok_and(|s| s.contains(") Z"))
+        };
+        let asked = std::time::Instant::now();
+        while !stopped() && asked.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(stopped(), "the switch is stopped");
 
         let (ok, out, err) = sh(&kill(&server, Duration::from_secs(60)));
         assert!(ok, "{err}");
@@ -286,7 +294,7 @@ mod tests {
         );
         let (s, _) = restart(&unit, Some(77));
         assert!(
-            s.contains("kill -- -77 2>/dev/null || true\nsystemctl start 'etcd.service'\n"),
+            s.contains("kill -- -77 2>/dev/null || kill 77 2>/dev/null || true\nsystemctl start 'etcd.service'\n"),
             "{s}"
         );
         let (s, _) = resume(&unit, None, "");
