@@ -55,25 +55,90 @@ fn status_kib(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// What [`report`] generates, and where it keeps it.
+pub struct Generated {
+    pub seconds: u64,
+    pub rate: u64,
+    /// A fault interval every so many seconds (`None`: one, in the middle third).
+    pub fault_every: Option<u64>,
+    /// Keep the record and its report in this new directory.
+    pub keep: Option<std::path::PathBuf>,
+}
+
 /// Generates a record and times its full report (analysis, client.log, summary.json,
 /// report.html, report.md). Prints one line per figure.
-pub fn report(seconds: u64, rate: u64) -> Result<()> {
+pub fn report(g: Generated) -> Result<()> {
     let scratch = perseus::files::Scratch::new("bench-report")?;
-    let dir = scratch.path().join("run");
+    let dir = match &g.keep {
+        Some(keep) => {
+            if keep.exists() {
+                return Err(Error::Invalid(format!(
+                    "{} exists already: give --keep a directory to create",
+                    keep.display()
+                )));
+            }
+            keep.clone()
+        }
+        None => scratch.path().join("run"),
+    };
     let t = Instant::now();
-    let ops = perseus::record::synthetic::synthetic_record(&dir, seconds, rate)?;
+    let period = g.fault_every.unwrap_or(g.seconds);
+    let made = perseus::record::synthetic::synthetic_loop(&dir, g.seconds, g.rate, period);
+    let ops = match made {
+        Ok(ops) => ops,
+        Err(e) => {
+            // Nothing half-made is kept.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     let gen = t.elapsed();
     let record = perseus::record::in_results(&dir)?;
     let bytes = std::fs::metadata(&record).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "record: {} s at {} ops/s = {ops} operations, {} faults, {bytes} bytes, {:.1} bytes/op (written in {:.2} s)",
+        g.seconds,
+        g.rate,
+        g.seconds / period.clamp(1, g.seconds.max(1)),
+        bytes as f64 / ops as f64,
+        gen.as_secs_f64()
+    );
+    time_report(&record, &dir)?;
+    if let Some(keep) = &g.keep {
+        println!("kept in {}", keep.display());
+    }
+    Ok(())
+}
+
+/// Times the full report of the record of an existing results directory `from` (left as
+/// it is; the report files go to a scratch directory). Prints one line per figure.
+pub fn report_of(from: &Path) -> Result<()> {
+    let record = perseus::record::in_results(from)?;
+    let bytes = std::fs::metadata(&record).map(|m| m.len()).unwrap_or(0);
+    let scratch = perseus::files::Scratch::new("bench-report")?;
+    println!("record: {}, {bytes} bytes", record.display());
+    let a = time_report(&record, scratch.path())?;
+    let ops: u64 = a.ops.iter().map(|n| n.ok + n.fail + n.unknown).sum();
+    println!(
+        "{ops} operations over {:.0} s, {:.1} bytes/op, {} fault intervals",
+        a.end_us as f64 / 1e6,
+        bytes as f64 / ops.max(1) as f64,
+        a.intervals.len()
+    );
+    Ok(())
+}
+
+/// Analyses `record` and writes its report into `dir`, printing the times, the page size
+/// and the peak memory.
+fn time_report(record: &Path, dir: &Path) -> Result<analysis::Analysis> {
     let t = Instant::now();
-    let a = analysis::analyse(&record)?;
+    let a = analysis::analyse(record)?;
     let analysed = t.elapsed();
-    report::write_results(&dir, &a)?;
+    report::write_results(dir, &a)?;
     let total = t.elapsed();
     let page = std::fs::metadata(dir.join(report::HTML_FILE))
         .map(|m| m.len())
         .unwrap_or(0);
-    println!("record: {seconds} s at {rate} ops/s = {ops} operations, {bytes} bytes, {:.1} bytes/op (written in {:.2} s)", bytes as f64 / ops as f64, gen.as_secs_f64());
     println!(
         "report: analysis {:.2} s, all files {:.2} s; report.html {} KiB; peak RSS {} MiB",
         analysed.as_secs_f64(),
@@ -81,8 +146,7 @@ pub fn report(seconds: u64, rate: u64) -> Result<()> {
         page / 1024,
         peak_rss_kib() / 1024
     );
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(a)
 }
 
 /// A database of one Redis server on loopback, for [`client`]: not a lab database.

@@ -342,11 +342,16 @@ async fn experiment(
         r = schedule::play(&scenario, backend, stop, &full, say) => r?,
         _ = usage_lines => unreachable!("the usage lines never end"),
     };
-    let stopped_early = ended_early.then(|| {
-        let why = w.usage().why_full().unwrap_or_default();
-        say(format!("stopped the scenario early: {why}"));
-        why
-    });
+    let stopped_early = match ended_early {
+        true => {
+            let why = w.usage().why_full().unwrap_or_default();
+            say(format!("stopped the scenario early: {why}"));
+            w.mark(format!("{} {why}", crate::record::marks::STOPPED_EARLY))
+                .await;
+            Some(why)
+        }
+        false => None,
+    };
     let missed = w.final_reads(FINAL_READS_WITHIN).await;
     if missed > 0 {
         say(format!(

@@ -355,16 +355,17 @@ impl Watch {
         for c in self.clients.drain(..) {
             let _ = c.await;
         }
-        let t_us = monotonic_ns().saturating_sub(self.cx.t0_ns) / 1000;
-        let mark = Event::Mark {
-            t_us,
-            text: crate::record::marks::FINAL_READS.into(),
-        };
-        let _ = self.cx.events.send(mark).await;
+        self.mark(crate::record::marks::FINAL_READS.into()).await;
         let deadline = std::time::Instant::now() + within;
         let reads = (0..self.cx.layout.nodes.len())
             .map(|i| workload::final_reads(self.cx.clone(), i, deadline));
         futures::future::join_all(reads).await.into_iter().sum()
+    }
+
+    /// Puts a mark (an `M` line) into the record, at this instant.
+    pub async fn mark(&self, text: String) {
+        let t_us = monotonic_ns().saturating_sub(self.cx.t0_ns) / 1000;
+        let _ = self.cx.events.send(Event::Mark { t_us, text }).await;
     }
 
     /// Stops the clients (each finishes and records its request in flight), takes the last

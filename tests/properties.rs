@@ -106,7 +106,7 @@ proptest! {
                 duration_us: duration % 1_000_000,
                 outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][outcome as usize],
                 value,
-                error: error.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()),
+                error: error.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).map(Into::into),
                 // An attempt is written with a value, never alone.
                 attempt: value.and(attempt),
                 revision,

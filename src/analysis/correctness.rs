@@ -537,6 +537,11 @@ impl Checker {
         }
     }
 
+    /// Acknowledged increments found lost so far.
+    pub fn lost(&self) -> u64 {
+        self.result.lost_acknowledged_writes
+    }
+
     pub fn finish(self) -> Correctness {
         self.result
     }

@@ -101,6 +101,9 @@ pub struct Interval {
     pub lenient_seconds: Figures,
     /// Milliseconds, likewise.
     pub lenient_precise: Figures,
+    /// Acknowledged increments found lost from this fault's start until the next fault's
+    /// (for the last, until the end, the final reads included).
+    pub lost_acknowledged_writes: u64,
 }
 
 /// The seed's six figures, in microseconds. `None`: not applicable (never steady, or no rejoin).
@@ -528,6 +531,32 @@ pub struct Analysis {
     pub ended_cleanly: bool,
 }
 
+/// The losses found from `from_us` until `until_us` (`None`: the end), by the fault event
+/// that each came after: `lost_after_events[k]` were found after `faults[k - 1]`.
+fn lost_in(
+    faults: &[FaultEvent],
+    lost_after_events: &[u64],
+    from_us: u64,
+    until_us: Option<u64>,
+) -> u64 {
+    faults
+        .iter()
+        .zip(&lost_after_events[1..])
+        .filter(|(f, _)| f.t_us >= from_us && until_us.is_none_or(|u| f.t_us < u))
+        .map(|(_, lost)| lost)
+        .sum()
+}
+
+impl Analysis {
+    /// Why the run or watch stopped early, from its record's `stopped-early` mark.
+    pub fn stopped_early(&self) -> Option<&str> {
+        self.marks.iter().find_map(|(_, text)| {
+            text.strip_prefix(crate::record::marks::STOPPED_EARLY)?
+                .strip_prefix(' ')
+        })
+    }
+}
+
 /// Reads a record once and computes the table, the metrics and the operation counts.
 pub fn analyse(path: &Path) -> Result<Analysis> {
     let reader = Reader::open(path)?;
@@ -548,15 +577,26 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let mut served = servers::ServedTracker::new(n);
     // The fault window as known so far in the record (for the checker's phases).
     let mut live_window: Option<FaultWindow> = None;
-    for event in reader.in_background() {
-        let event = event?;
-        end_us = end_us.max(crate::record::table::event_time(&event));
-        match &event {
-            Event::Op(op) if !op.is_writer() => {
-                checker.op(op, Phase::of(op.end_us(), live_window.as_ref()))
-            }
+    // Losses found after k fault events and before the next, at index k.
+    let mut lost_after_events: Vec<u64> = vec![0];
+    reader.for_each_in_background(|event| {
+        end_us = end_us.max(crate::record::table::event_time(event));
+        match event {
             Event::Op(op) => {
+                let lost = checker.lost();
                 checker.op(op, Phase::of(op.end_us(), live_window.as_ref()));
+                lost_after_events[faults.len()] += checker.lost() - lost;
+            }
+            Event::Fault(f) => {
+                faults.push(f.clone());
+                lost_after_events.push(0);
+                live_window = fault_window(&header.nodes, &faults);
+            }
+            _ => {}
+        }
+        match event {
+            Event::Op(op) if !op.is_writer() => {}
+            Event::Op(op) => {
                 latency.op(op);
                 served.op(op);
                 let o = &mut ops[op.node];
@@ -572,7 +612,12 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
                     dark.failure(op.node, op.start_us, op.end_us());
                 }
                 if let Some(e) = &op.error {
-                    *o.errors.entry(e.clone()).or_default() += 1;
+                    match o.errors.get_mut(&**e) {
+                        Some(count) => *count += 1,
+                        None => {
+                            o.errors.insert(e.to_string(), 1);
+                        }
+                    }
                     let code = error_code(e);
                     let idx = match codes.iter().position(|c| c == code) {
                         Some(i) => i,
@@ -584,10 +629,7 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
                     error_ops.push((op.node, op.end_us(), idx));
                 }
             }
-            Event::Fault(f) => {
-                faults.push(f.clone());
-                live_window = fault_window(&header.nodes, &faults);
-            }
+            Event::Fault(_) => {}
             Event::End { .. } => ended_cleanly = true,
             Event::Mark { t_us, text } => {
                 if text == crate::record::marks::FINAL_READS {
@@ -596,8 +638,9 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
                 marks.push((*t_us, text.clone()))
             }
         }
-        tab.add(&event);
-    }
+        tab.add(event);
+        Ok(())
+    })?;
     let mut lines = tab.emit_until(end_us);
     lines.extend(tab.flush_markers());
     let table = Table {
@@ -628,7 +671,14 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let dark = dark.segments(clients_end_us);
     let intervals: Vec<Interval> = windows
         .iter()
-        .map(|w| Interval {
+        .enumerate()
+        .map(|(k, w)| Interval {
+            lost_acknowledged_writes: lost_in(
+                &faults,
+                &lost_after_events,
+                w.start_us,
+                windows.get(k + 1).map(|next| next.start_us),
+            ),
             window: w.clone(),
             seconds: seed_figures(&rows, n, &row_aligned(w), rows_end, 0),
             precise: seed_figures(&dark, n, w, clients_end_us, DARK_GAP_US),
@@ -704,7 +754,7 @@ mod tests {
                 duration_us: 1_000,
                 outcome: if ok { Outcome::Ok } else { Outcome::Fail },
                 value: ok.then_some(1),
-                error: (!ok).then(|| "NO".to_string()),
+                error: (!ok).then(|| "NO".into()),
                 attempt: Some(start_us),
                 revision: None,
                 served_by: None,
@@ -730,6 +780,83 @@ mod tests {
         w.write(&Event::End { t_us: 22 * S }).unwrap();
         w.flush().unwrap();
         path
+    }
+
+    /// n1's writer increments its key every 100 ms while n2 is isolated twice (5–8 s and
+    /// 12–15 s); at 14 s n1 reads a value from before the first fault.
+    #[test]
+    fn each_interval_has_the_losses_found_after_its_start() {
+        use crate::record::{Event, FaultEvent, Header, Kind, Op, Outcome, Writer};
+        let dir = std::env::temp_dir().join(format!("perseus-lost-each-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(crate::record::FILE_NAME);
+        let header = Header::new("etcd", vec!["n1".into(), "n2".into()], 0, 0);
+        let mut w = Writer::create(&path, &header).unwrap();
+        let op = |kind, start_us, value: i64| {
+            Event::Op(Op {
+                node: 0,
+                key: None,
+                kind,
+                start_us,
+                duration_us: 1_000,
+                outcome: Outcome::Ok,
+                value: Some(value),
+                error: None,
+                attempt: Some(value as u64),
+                revision: None,
+                served_by: None,
+            })
+        };
+        let mut value = 0;
+        for t in (0..20 * S).step_by(100_000) {
+            for (at, verb) in [
+                (5, "isolating"),
+                (8, "rejoining"),
+                (12, "isolating"),
+                (15, "rejoining"),
+            ] {
+                if t == at * S {
+                    let target = "n2".into();
+                    w.write(&Event::Fault(FaultEvent {
+                        t_us: t,
+                        verb: verb.into(),
+                        target,
+                    }))
+                    .unwrap();
+                }
+            }
+            let read = if t == 14 * S { 3 } else { value };
+            w.write(&op(Kind::Read, t, read)).unwrap();
+            value = read + 1;
+            w.write(&op(Kind::Write, t + 2_000, value)).unwrap();
+        }
+        w.write(&Event::End { t_us: 20 * S }).unwrap();
+        w.flush().unwrap();
+        let a = analyse(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let lost = a.correctness.lost_acknowledged_writes;
+        assert!(lost > 100, "{lost} lost");
+        let each: Vec<u64> = a
+            .intervals
+            .iter()
+            .map(|i| i.lost_acknowledged_writes)
+            .collect();
+        assert_eq!(each, [0, lost]);
+    }
+
+    #[test]
+    fn losses_before_the_first_fault_belong_to_no_interval() {
+        let fault = |t_us| FaultEvent {
+            t_us,
+            verb: "isolating".into(),
+            target: "n2".into(),
+        };
+        let faults = [fault(10), fault(20), fault(30)];
+        // 5 before any fault, then 1, 2 and 4 after each.
+        let lost = [5, 1, 2, 4];
+        assert_eq!(lost_in(&faults, &lost, 10, Some(30)), 3);
+        assert_eq!(lost_in(&faults, &lost, 30, None), 4);
+        assert_eq!(lost_in(&faults, &lost, 0, None), 7);
     }
 
     /// The figures end where the clients stopped: the checker's final reads after them are

@@ -301,7 +301,13 @@ impl Command {
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Generate a record and time its report; bytes per operation, page size, peak memory
+    /// Generate a record (or take a run's) and time its report; bytes per operation, page
+    /// size, peak memory
+    ///
+    /// The generated record is a 3-node etcd history whose times jitter as a real client's
+    /// do. `--from` times the report of a real run's record instead, e.g. an hour of
+    /// `perseus run redis-sentinel --loop 1h`.
+    #[command(verbatim_doc_comment)]
     Report {
         /// Length of the generated record (of its time line, not of the generation)
         #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
@@ -309,6 +315,19 @@ pub enum BenchCommand {
         /// Operations per second in the record
         #[arg(long, default_value_t = 5000, value_name = "OPS")]
         rate: u64,
+        /// Isolate n2 for the middle third of every such stretch (a looped scenario: one
+        /// fault interval each); default: once, in the middle third of the record
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        fault_every: Option<Duration>,
+        /// Write the record and its report into DIR (which must not exist) and keep them,
+        /// to report or profile again; default: a scratch directory, removed after
+        #[arg(long, value_name = "DIR", conflicts_with = "from")]
+        keep: Option<PathBuf>,
+        /// Time the report of this results directory's record (of perseus run or watch)
+        /// instead of a generated one; the report files are written to a scratch
+        /// directory, and DIR is not changed
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["length", "rate", "fault_every"])]
+        from: Option<PathBuf>,
     },
     /// Bring a lab up and down several times: time to ready, time to gone
     Lab {

@@ -886,6 +886,10 @@ async fn watch_until(
         _ = full.cancelled() => {}
     }
     let stopped_early = w.usage().why_full();
+    if let Some(why) = &stopped_early {
+        w.mark(format!("{} {why}", perseus::record::marks::STOPPED_EARLY))
+            .await;
+    }
     say(w.usage().line());
     w.stop().await?;
     let analysis = analysis::analyse(&perseus::record::in_results(out)?)?;
@@ -1338,7 +1342,21 @@ fn saved_expectations(dir: &Path) -> Vec<perseus::expect::Expectation> {
 async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
     use crate::bench;
     match b {
-        BenchCommand::Report { length, rate } => bench::report(length.as_secs(), rate)?,
+        BenchCommand::Report {
+            length,
+            rate,
+            fault_every,
+            keep,
+            from,
+        } => match from {
+            Some(dir) => bench::report_of(&dir)?,
+            None => bench::report(bench::Generated {
+                seconds: length.as_secs(),
+                rate,
+                fault_every: fault_every.map(|d| d.as_secs()),
+                keep,
+            })?,
+        },
         BenchCommand::Lab {
             database,
             nodes,

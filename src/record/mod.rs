@@ -48,6 +48,9 @@ pub const TABLE_FILE: &str = "client.log";
 pub mod marks {
     /// Precedes the final reads: every node reads every key once.
     pub const FINAL_READS: &str = "final-reads";
+    /// `stopped-early <why>`: the run or watch stopped before its end because its record
+    /// had to stop growing (its size limit, or the disk nearly full).
+    pub const STOPPED_EARLY: &str = "stopped-early";
     /// Before the first fault: the database had warmed up, or had not.
     pub const WARM: &str = "warmed-up";
     pub const NOT_WARM: &str = "not-warmed-up";
@@ -123,7 +126,7 @@ pub struct Op {
     /// The database's stamp of the change: made by a write, or found by a read (etcd's
     /// revision, ZooKeeper's zxid); `None` where the database has none.
     pub revision: Option<i64>,
-    pub error: Option<String>,
+    pub error: Option<std::sync::Arc<str>>,
     /// The node whose server answered, where the client was sent on to another node than
     /// `node` (e.g. to the primary); `None`: `node` itself, or not known.
     pub served_by: Option<usize>,
@@ -247,7 +250,7 @@ pub struct Writer {
     zstd: Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>,
     /// Bytes in the file so far.
     written: u64,
-    errors: HashMap<String, u32>,
+    errors: HashMap<std::sync::Arc<str>, u32>,
     path: PathBuf,
 }
 
@@ -433,16 +436,22 @@ fn one_line(text: &str) -> String {
 /// Reads a record back, plain or compressed, one event at a time (memory does not grow
 /// with the record).
 pub struct Reader {
-    header: Header,
     input: Box<dyn BufRead + Send>,
     /// Set when a compressed record ends in the middle of a frame.
     cut_frame: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The current line, reused for every line (no allocation per event).
-    buf: Vec<u8>,
-    errors: HashMap<u32, String>,
+    /// A line the input's buffer holds only the start of, gathered here.
+    straddling: Vec<u8>,
+    cut_line: bool,
+    lines: Lines,
+}
+
+/// Turns the record's lines into events; what a line means may rest on the lines before
+/// it (error definitions, the latest time).
+struct Lines {
+    header: Header,
+    errors: HashMap<u32, std::sync::Arc<str>>,
     path: PathBuf,
     line_no: usize,
-    cut_line: bool,
     /// The latest time of any event so far.
     latest_us: u64,
 }
@@ -526,22 +535,34 @@ impl Prefetch {
 
 impl std::io::Read for Prefetch {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The chunks are the buffer: lines are read where the decompressing thread put them.
+impl BufRead for Prefetch {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.at == self.chunk.len() {
             match self.chunks.recv() {
-                Ok(Ok(chunk)) if chunk.is_empty() => return Ok(0),
+                Ok(Ok(chunk)) if chunk.is_empty() => break,
                 Ok(Ok(chunk)) => {
                     self.chunk = chunk;
                     self.at = 0;
                 }
                 Ok(Err(e)) => return Err(e),
                 // The thread ended after the last chunk.
-                Err(_) => return Ok(0),
+                Err(_) => break,
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
+        Ok(&self.chunk[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.chunk.len());
     }
 }
 
@@ -573,7 +594,7 @@ impl Reader {
                 inner: frames,
                 cut: cut_frame.clone(),
             };
-            Box::new(BufReader::with_capacity(1 << 16, Prefetch::spawn(frames)?))
+            Box::new(Prefetch::spawn(frames)?)
         } else {
             Box::new(raw)
         };
@@ -611,56 +632,84 @@ impl Reader {
             )));
         }
         Ok(Reader {
-            header,
             input,
             cut_frame,
-            buf: Vec::with_capacity(128),
-            errors: HashMap::new(),
-            path: path.to_path_buf(),
-            line_no: 1,
+            straddling: Vec::with_capacity(128),
             cut_line: false,
-            latest_us: 0,
+            lines: Lines {
+                header,
+                errors: HashMap::new(),
+                path: path.to_path_buf(),
+                line_no: 1,
+                latest_us: 0,
+            },
         })
     }
 
     pub fn header(&self) -> &Header {
-        &self.header
+        &self.lines.header
     }
 
-    /// The same events, read (decompressed and parsed) on a thread of their own, a batch
-    /// ahead of whoever takes them: a reader of the events and the one who uses them run
-    /// on two cores. Stops reading when the iterator is dropped.
-    pub fn in_background(self) -> impl Iterator<Item = Result<Event>> {
+    /// Calls `f` with every event, in the record's order, while a thread of its own reads
+    /// (decompresses and parses) the events a batch ahead: the reading and what `f` does run
+    /// on two cores. Stops at the first error, the record's or `f`'s, and returns it.
+    pub fn for_each_in_background(self, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {
         const BATCH: usize = 8192;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Event>>>(4);
-        let reading = std::thread::Builder::new()
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event>>>(4);
+        // Batches go back to the reading thread once used, and are filled again.
+        let (used_tx, used) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
+        let mut reader = self;
+        std::thread::Builder::new()
             .name("record-reader".into())
-            .spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
-                for event in self {
-                    batch.push(event);
-                    if batch.len() == BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        if tx.send(full).is_err() {
-                            return;
+            .spawn(move || loop {
+                let mut batch = used
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                let mut end = None;
+                while batch.len() < BATCH {
+                    match reader.next() {
+                        Some(Ok(event)) => batch.push(event),
+                        Some(Err(e)) => {
+                            end = Some(Err(e));
+                            break;
+                        }
+                        None => {
+                            end = Some(Ok(()));
+                            break;
                         }
                     }
                 }
-                let _ = tx.send(batch);
-            });
-        let failed = reading.err().map(|e| {
-            Err(Error::io("start a thread to read the record".to_string())(
-                e,
-            ))
-        });
-        failed.into_iter().chain(rx.into_iter().flatten())
+                if tx.send(Ok(batch)).is_err() {
+                    return;
+                }
+                match end {
+                    None => {}
+                    Some(Ok(())) => return,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            })
+            .map_err(Error::io("start a thread to read the record".to_string()))?;
+        for batch in rx {
+            let mut batch = batch?;
+            for event in &batch {
+                f(event)?;
+            }
+            batch.clear();
+            let _ = used_tx.try_send(batch);
+        }
+        Ok(())
     }
 
     /// Whether the record's last line was cut short (and dropped): its writer was killed.
     pub fn cut_line(&self) -> bool {
         self.cut_line || self.cut_frame.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
 
+impl Lines {
     fn malformed(&self, why: impl Into<String>) -> Error {
         Error::Malformed {
             what: "record".into(),
@@ -684,7 +733,7 @@ impl Reader {
                     .split_once(' ')
                     .ok_or_else(|| self.malformed("bad error definition"))?;
                 let id = num(Some(id), "error id")? as u32;
-                self.errors.insert(id, text.to_string());
+                self.errors.insert(id, text.into());
                 Ok(None)
             }
             "F" => {
@@ -711,97 +760,105 @@ impl Reader {
         }
     }
 
-    /// Parses an operation line (ASCII only: no text but an error id).
+    /// Parses an operation line (ASCII only: no text but an error id), in one pass.
     fn parse_op(&self, line: &[u8]) -> Result<Event> {
         let bad = |what: &str| self.malformed(format!("bad {what}"));
-        let mut f = line.split(|b| *b == b' ');
-        let mut field = |what: &str| f.next().filter(|x| !x.is_empty()).ok_or_else(|| bad(what));
-        let who = field("node")?;
-        let (node, key) = match who.iter().position(|b| *b == b':') {
-            Some(c) => (
-                number(&who[..c]).ok_or_else(|| bad("node"))?,
-                Some(number(&who[c + 1..]).ok_or_else(|| bad("key"))?),
-            ),
-            None => (number(who).ok_or_else(|| bad("node"))?, None),
+        let n = self.header.nodes.len() as u64;
+        let mut c = Cursor(line);
+        let (node, key) = match c.number() {
+            Some((node, Some(b' '))) => (node, None),
+            Some((node, Some(b':'))) => match c.number() {
+                Some((key, Some(b' '))) => (node, Some(key)),
+                _ => return Err(bad("key")),
+            },
+            _ => return Err(bad("node")),
         };
-        let (node, key) = (node as usize, key.map(|k| k as usize));
-        let n = self.header.nodes.len();
         if node >= n || key.is_some_and(|k| k >= n) {
-            return Err(self.malformed(format!(
-                "node index {} is not in the header",
-                String::from_utf8_lossy(who)
-            )));
+            let who = key.map_or(node.to_string(), |k| format!("{node}:{k}"));
+            return Err(self.malformed(format!("node index {who} is not in the header")));
         }
-        let kind = match field("kind")? {
-            b"r" => Kind::Read,
-            b"w" => Kind::Write,
+        let kind = match c.flag() {
+            Some(b'r') => Kind::Read,
+            Some(b'w') => Kind::Write,
             _ => return Err(bad("operation kind")),
         };
-        let start_us = number(field("start")?).ok_or_else(|| bad("start"))?;
-        let duration_us = number(field("duration")?).ok_or_else(|| bad("duration"))?;
+        let start_us = c.field().ok_or_else(|| bad("start"))?;
+        let duration_us = c.field().ok_or_else(|| bad("duration"))?;
         if start_us.checked_add(duration_us).is_none() {
             return Err(bad("duration"));
         }
-        let outcome = match field("outcome")? {
-            b"o" => Outcome::Ok,
-            b"f" => Outcome::Fail,
-            b"u" => Outcome::Unknown,
+        let outcome = match c.flag() {
+            Some(b'o') => Outcome::Ok,
+            Some(b'f') => Outcome::Fail,
+            Some(b'u') => Outcome::Unknown,
             _ => return Err(bad("outcome")),
         };
-        let (value, attempt) = match field("value")? {
-            b"-" => (None, None),
-            v => match v.iter().position(|b| *b == b'#') {
-                // `v#`: the attempt is the value (version 3).
-                Some(h) if h + 1 == v.len() => {
-                    let value = signed(&v[..h]).ok_or_else(|| bad("value"))?;
-                    let attempt = u64::try_from(value).map_err(|_| bad("attempt"))?;
-                    (Some(value), Some(attempt))
-                }
-                Some(h) => (
-                    Some(signed(&v[..h]).ok_or_else(|| bad("value"))?),
-                    Some(number(&v[h + 1..]).ok_or_else(|| bad("attempt"))?),
-                ),
-                None => (Some(signed(v).ok_or_else(|| bad("value"))?), None),
+        // The value: `-`, `v`, `v#` (the attempt is the value) or `v#attempt`; `more`:
+        // another field follows.
+        let (value, attempt, mut more) = match c.0 {
+            [b'-'] | [b'-', b' ', ..] => {
+                let more = c.0.len() > 1;
+                c.0 = &c.0[c.0.len().min(2)..];
+                (None, None, more)
+            }
+            _ => match c.signed().ok_or_else(|| bad("value"))? {
+                (value, Some(b'#')) => match c.0 {
+                    [] | [b' ', ..] => {
+                        let attempt = u64::try_from(value).map_err(|_| bad("attempt"))?;
+                        let more = !c.0.is_empty();
+                        c.0 = &c.0[c.0.len().min(1)..];
+                        (Some(value), Some(attempt), more)
+                    }
+                    _ => match c.number() {
+                        Some((attempt, stop @ (None | Some(b' ')))) => {
+                            (Some(value), Some(attempt), stop.is_some())
+                        }
+                        _ => return Err(bad("attempt")),
+                    },
+                },
+                (value, stop @ (None | Some(b' '))) => (Some(value), None, stop.is_some()),
+                _ => return Err(bad("value")),
             },
         };
-        let mut last = f.next();
         let mut served_by = None;
         let mut error = None;
         let mut revision = None;
-        if let Some(id) = last.filter(|x| !x.starts_with(b"@") && !x.starts_with(b"^")) {
-            let id = number(id).ok_or_else(|| bad("error id"))? as u32;
+        if more && !matches!(c.0.first(), Some(b'@' | b'^')) {
+            let (id, stop) = match c.number() {
+                Some((id, stop @ (None | Some(b' ')))) => (id as u32, stop),
+                _ => return Err(bad("error id")),
+            };
             error = Some(
                 self.errors
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| self.malformed("undefined error id"))?,
             );
-            last = f.next();
+            more = stop.is_some();
         }
-        if let Some(at) = last.filter(|x| x.starts_with(b"@")) {
-            let k = at
-                .strip_prefix(b"@")
-                .and_then(number)
-                .ok_or_else(|| bad("serving node"))? as usize;
+        if more && c.0.first() == Some(&b'@') {
+            c.0 = &c.0[1..];
+            let (k, stop) = match c.number() {
+                Some((k, stop @ (None | Some(b' ')))) => (k, stop),
+                _ => return Err(bad("serving node")),
+            };
             if k >= n {
                 return Err(self.malformed("serving node is not in the header"));
             }
-            served_by = Some(k);
-            last = f.next();
+            served_by = Some(k as usize);
+            more = stop.is_some();
         }
-        if let Some(rev) = last {
-            revision = Some(
-                rev.strip_prefix(b"^")
-                    .and_then(signed)
-                    .ok_or_else(|| bad("revision"))?,
-            );
-        }
-        if f.next().is_some() {
-            return Err(self.malformed("unknown line"));
+        if more {
+            c.0 = c.0.strip_prefix(b"^").ok_or_else(|| bad("revision"))?;
+            revision = match c.signed() {
+                Some((rev, None)) => Some(rev),
+                Some((_, Some(b' '))) => return Err(self.malformed("unknown line")),
+                _ => return Err(bad("revision")),
+            };
         }
         Ok(Event::Op(Op {
-            node,
-            key,
+            node: node as usize,
+            key: key.map(|k| k as usize),
             kind,
             start_us,
             duration_us,
@@ -815,21 +872,96 @@ impl Reader {
     }
 }
 
-/// A decimal number of ASCII digits.
-fn number(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
+/// What is left of an operation line, read from the left a field at a time.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    /// A decimal number of ASCII digits (at most 19), and the byte after it (`None`: the
+    /// line ended), which is consumed too; `None` if no digit comes first.
+    fn number(&mut self) -> Option<(u64, Option<u8>)> {
+        let mut n = 0u64;
+        let mut len = 0;
+        while let Some(d @ b'0'..=b'9') = self.0.get(len) {
+            if len == 19 {
+                return None;
+            }
+            n = n * 10 + (d - b'0') as u64;
+            len += 1;
+        }
+        if len == 0 {
+            return None;
+        }
+        let stop = self.0.get(len).copied();
+        self.0 = &self.0[(len + stop.is_some() as usize)..];
+        Some((n, stop))
     }
-    digits.iter().try_fold(0u64, |n, d| {
-        d.is_ascii_digit().then(|| n * 10 + (d - b'0') as u64)
-    })
+
+    /// A number with an optional minus sign that fits an i64, and the byte after it.
+    fn signed(&mut self) -> Option<(i64, Option<u8>)> {
+        match self.0.split_first() {
+            Some((b'-', rest)) => {
+                self.0 = rest;
+                let (n, stop) = self.number()?;
+                Some((0i64.checked_sub_unsigned(n)?, stop))
+            }
+            _ => {
+                let (n, stop) = self.number()?;
+                Some((i64::try_from(n).ok()?, stop))
+            }
+        }
+    }
+
+    /// A number followed by a space (another field comes).
+    fn field(&mut self) -> Option<u64> {
+        match self.number()? {
+            (n, Some(b' ')) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// A one-byte field followed by a space.
+    fn flag(&mut self) -> Option<u8> {
+        match self.0 {
+            [b, b' ', rest @ ..] => {
+                self.0 = rest;
+                Some(*b)
+            }
+            _ => None,
+        }
+    }
 }
 
-/// A decimal number with an optional minus sign.
-fn signed(text: &[u8]) -> Option<i64> {
-    match text.split_first() {
-        Some((b'-', rest)) => number(rest).and_then(|n| 0i64.checked_sub_unsigned(n)),
-        _ => number(text).and_then(|n| i64::try_from(n).ok()),
+impl Lines {
+    /// The event of one line (its end of line removed); `None` for a line that defines
+    /// rather than records (an error text) or is empty.
+    fn event(&mut self, mut line: &[u8]) -> Result<Option<Event>> {
+        self.line_no += 1;
+        while let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        let event = if line.first().is_some_and(u8::is_ascii_digit) {
+            self.parse_op(line)?
+        } else {
+            match std::str::from_utf8(line) {
+                Ok(text) => match self.parse_text(text)? {
+                    Some(event) => event,
+                    None => return Ok(None),
+                },
+                Err(_) => return Err(self.malformed("not UTF-8")),
+            }
+        };
+        // Times move on by seconds between lines (clients complete or time out all the
+        // time): a line a day ahead of everything before it is corrupt, and taking it would
+        // stretch every per-second series over its bogus length.
+        let t = crate::record::table::event_time(&event);
+        if t > self.latest_us.saturating_add(MAX_JUMP_US) {
+            return Err(self.malformed(format!(
+                "time {t} µs is more than {} s after anything before it",
+                MAX_JUMP_US / 1_000_000
+            )));
+        }
+        self.latest_us = self.latest_us.max(t);
+        Ok(Some(event))
     }
 }
 
@@ -837,49 +969,40 @@ impl Iterator for Reader {
     type Item = Result<Event>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let io = |path: &Path| Error::io(format!("read {}", path.display()));
         loop {
-            self.buf.clear();
-            match self.input.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => return Some(Err(Error::io(format!("read {}", self.path.display()))(e))),
-            }
-            self.line_no += 1;
-            if self.buf.last() != Some(&b'\n') {
-                // A last line without its end: the writer was stopped while writing it. It
-                // is dropped; the record then has no end line, and reads as ended abruptly.
-                self.cut_line = true;
+            let available = match self.input.fill_buf() {
+                Ok(available) => available,
+                Err(e) => return Some(Err(io(&self.lines.path)(e))),
+            };
+            if available.is_empty() {
                 return None;
             }
-            let mut line = std::mem::take(&mut self.buf);
-            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                line.pop();
-            }
-            let parsed = if line.first().is_some_and(u8::is_ascii_digit) {
-                self.parse_op(&line).map(Some)
-            } else {
-                match std::str::from_utf8(&line) {
-                    Ok(text) => self.parse_text(text),
-                    Err(_) => Err(self.malformed("not UTF-8")),
+            // Most lines are parsed where they lie in the input's buffer.
+            let parsed = match memchr::memchr(b'\n', available) {
+                Some(end) => {
+                    let parsed = self.lines.event(&available[..end]);
+                    self.input.consume(end + 1);
+                    parsed
+                }
+                None => {
+                    self.straddling.clear();
+                    if let Err(e) = self.input.read_until(b'\n', &mut self.straddling) {
+                        return Some(Err(io(&self.lines.path)(e)));
+                    }
+                    if self.straddling.pop() != Some(b'\n') {
+                        // A last line without its end: the writer was stopped while writing
+                        // it. It is dropped; the record then has no end line, and reads as
+                        // ended abruptly.
+                        self.lines.line_no += 1;
+                        self.cut_line = true;
+                        return None;
+                    }
+                    self.lines.event(&self.straddling)
                 }
             };
-            self.buf = line;
             match parsed {
-                Ok(Some(event)) => {
-                    // Times move on by seconds between lines (clients complete or time out
-                    // all the time): a line a day ahead of everything before it is corrupt,
-                    // and taking it would stretch every per-second series over its bogus
-                    // length.
-                    let t = crate::record::table::event_time(&event);
-                    if t > self.latest_us.saturating_add(MAX_JUMP_US) {
-                        return Some(Err(self.malformed(format!(
-                            "time {t} µs is more than {} s after anything before it",
-                            MAX_JUMP_US / 1_000_000
-                        ))));
-                    }
-                    self.latest_us = self.latest_us.max(t);
-                    return Some(Ok(event));
-                }
+                Ok(Some(event)) => return Some(Ok(event)),
                 Ok(None) => continue,
                 Err(e) => return Some(Err(e)),
             }
@@ -906,7 +1029,7 @@ mod tests {
             duration_us: 250,
             outcome,
             value,
-            error: error.map(String::from),
+            error: error.map(Into::into),
             attempt: None,
             revision: None,
             served_by: None,
@@ -989,7 +1112,7 @@ mod tests {
         let mut expected = events.clone();
         for e in &mut expected {
             if let Event::Op(o) = e {
-                o.error = o.error.as_ref().map(|t| t.replace('\n', " "));
+                o.error = o.error.as_ref().map(|t| t.replace('\n', " ").into());
             }
         }
         assert_eq!(back, expected);
@@ -1163,6 +1286,8 @@ mod tests {
 
     #[test]
     fn values_at_the_ends_of_i64_parse_and_beyond_them_are_errors() {
+        let signed = |text: &[u8]| Cursor(text).signed().map(|(n, _)| n);
+        assert_eq!(signed(b"99999999999999999999"), None);
         assert_eq!(signed(b"-9223372036854775808"), Some(i64::MIN));
         assert_eq!(signed(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(signed(b"9223372036854775808"), None);

@@ -338,7 +338,7 @@ fn intervals_html(a: &Analysis, summary: &super::summary::Summary) -> String {
     for m in METRICS {
         let _ = write!(s, r#"<th class="num">{}</th>"#, m.label);
     }
-    s.push_str("</tr>");
+    s.push_str(r#"<th class="num">lost acknowledged writes</th></tr>"#);
     for f in repeated {
         for (k, stat) in ["median", "p90", "max"].into_iter().enumerate() {
             let head = if k == 0 {
@@ -347,16 +347,8 @@ fn intervals_html(a: &Analysis, summary: &super::summary::Summary) -> String {
                 String::new()
             };
             let _ = write!(s, "<tr><td>{}</td><td>{stat}</td>", esc(&head));
-            for m in METRICS {
-                let v = f
-                    .metrics
-                    .get(&format!("{}_ms", m.key))
-                    .and_then(|x| match stat {
-                        "median" => x.median,
-                        "p90" => x.p90,
-                        _ => x.max,
-                    });
-                let cell = v.map_or("n/a".to_string(), |v| v.to_string());
+            for (key, _) in super::spread_columns() {
+                let cell = super::spread_cell(f, &key, stat);
                 let _ = write!(s, r#"<td class="num">{cell}</td>"#);
             }
             s.push_str("</tr>");
@@ -404,14 +396,18 @@ fn each_fault_html(a: &Analysis) -> String {
     for (_, label, _) in rows(&a.intervals[0].precise) {
         let _ = write!(s, r#"<th class="num">{label}</th>"#);
     }
-    s.push_str("</tr>");
+    s.push_str(r#"<th class="num">lost acknowledged writes</th></tr>"#);
     for i in &a.intervals {
         let _ = write!(s, "<tr><td>{}</td>", esc(&super::window_line(&i.window)));
         for (_, _, v) in rows(&i.precise) {
             let cell = v.map_or("n/a".to_string(), |v| ((v + 500) / 1000).to_string());
             let _ = write!(s, r#"<td class="num">{cell}</td>"#);
         }
-        s.push_str("</tr>");
+        let _ = write!(
+            s,
+            r#"<td class="num">{}</td></tr>"#,
+            i.lost_acknowledged_writes
+        );
     }
     s.push_str("</table>");
     s
@@ -546,6 +542,9 @@ fn spec_html(a: &Analysis, spec: Option<&Spec>) -> String {
             ),
         ),
     ];
+    if let Some(why) = a.stopped_early() {
+        rows.push(("stopped early".into(), why.to_string()));
+    }
     if let Some(s) = spec {
         // What was played: the scenario of the run, or the seed's timeline as one.
         let scenario = s.scenario();

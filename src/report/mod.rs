@@ -513,13 +513,13 @@ pub fn intervals_table(a: &Analysis) -> String {
     for m in METRICS {
         s.push_str(&format!("{:>12}", m.column));
     }
-    s.push('\n');
+    s.push_str(&format!("{:>8}\n", "lost"));
     for i in &a.intervals {
         s.push_str(&format!("{:<44}", window_line(&i.window)));
         for v in i.precise.values() {
             s.push_str(&format!("{:>12}", text(&millis(v))));
         }
-        s.push('\n');
+        s.push_str(&format!("{:>8}\n", i.lost_acknowledged_writes));
     }
     s
 }
@@ -536,28 +536,38 @@ pub fn spread_table(s: &summary::Summary) -> String {
     for m in METRICS {
         t.push_str(&format!("{:>12}", m.column));
     }
-    t.push('\n');
+    t.push_str(&format!("{:>8}\n", "lost"));
     for f in repeated {
         let name = format!("{} {}, {} times", f.kind, f.target, f.count);
         for (k, stat) in ["median", "p90", "max"].into_iter().enumerate() {
             let head = if k == 0 { name.as_str() } else { "" };
             t.push_str(&format!("{head:<36}{stat:>8}"));
-            for m in METRICS {
-                let spread = f.metrics.get(&format!("{}_ms", m.key));
-                let v = spread.and_then(|x| match stat {
-                    "median" => x.median,
-                    "p90" => x.p90,
-                    _ => x.max,
-                });
-                t.push_str(&format!(
-                    "{:>12}",
-                    v.map_or("n/a".into(), |x| x.to_string())
-                ));
+            for (key, width) in spread_columns() {
+                t.push_str(&format!("{:>width$}", spread_cell(f, &key, stat)));
             }
             t.push('\n');
         }
     }
     t
+}
+
+/// The keys of a [`summary::FaultSpread`]'s columns, with their widths on the terminal:
+/// the six figures in milliseconds, then the lost writes.
+pub(crate) fn spread_columns() -> impl Iterator<Item = (String, usize)> {
+    METRICS
+        .iter()
+        .map(|m| (format!("{}_ms", m.key), 12))
+        .chain([(summary::LOST.to_string(), 8)])
+}
+
+/// One statistic (`median`, `p90` or `max`) of one figure of a fault's spread, as text.
+pub(crate) fn spread_cell(f: &summary::FaultSpread, key: &str, stat: &str) -> String {
+    let v = f.metrics.get(key).and_then(|x| match stat {
+        "median" => x.median,
+        "p90" => x.p90,
+        _ => x.max,
+    });
+    v.map_or("n/a".into(), |x| x.to_string())
 }
 
 /// `summary.json` as JSON (see [`summary::Summary`]).

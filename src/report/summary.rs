@@ -40,6 +40,10 @@ pub struct Summary {
     pub duration_ms: u64,
     /// Whether the record ended cleanly (its writer was not killed).
     pub record_complete: bool,
+    /// Why the run or watch stopped before its end, if it did: its record had to stop
+    /// growing (`--max-record-size`, or the disk nearly full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
     /// How the writers wrote: `blind` or `cas`.
     #[serde(default = "blind")]
     pub write: String,
@@ -117,8 +121,14 @@ pub struct IntervalSummary {
     pub role: Option<String>,
     pub at_ms: u64,
     pub end_at_ms: Option<u64>,
+    /// The six figures (`…_s`, `…_ms`), and `lost_acknowledged_writes`: the acknowledged
+    /// increments found lost from this fault's start until the next fault's (for the
+    /// last, until the end, the final reads included).
     pub metrics: BTreeMap<String, Option<u64>>,
 }
+
+/// The key of an interval's lost writes among its `metrics`.
+pub const LOST: &str = "lost_acknowledged_writes";
 
 /// The faults of one kind on one target, and each figure's spread over them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -326,7 +336,11 @@ pub fn of(a: &Analysis) -> Summary {
             role: expected::role_name(expected::role_at(a, &i.window)),
             at_ms: i.window.start_us / 1000,
             end_at_ms: i.window.end_us.map(|r| r / 1000),
-            metrics: metrics(&i.seconds, &i.precise),
+            metrics: {
+                let mut m = metrics(&i.seconds, &i.precise);
+                m.insert(LOST.into(), Some(i.lost_acknowledged_writes));
+                m
+            },
         })
         .collect();
     Summary {
@@ -339,6 +353,7 @@ pub fn of(a: &Analysis) -> Summary {
         started_unix_ms: a.header.t0_unix_ms,
         duration_ms: a.end_us / 1000,
         record_complete: a.ended_cleanly,
+        stopped_early: a.stopped_early().map(str::to_string),
         write: a.header.write.clone().unwrap_or_else(blind),
         settings: a.header.settings.clone(),
         lost_acknowledged_writes: c.lost_acknowledged_writes,

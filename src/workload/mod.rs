@@ -145,7 +145,7 @@ impl Stamp {
             value: ended.cell.map(|c| c.value),
             attempt: ended.cell.map(|c| c.attempt).filter(|a| *a > 0),
             revision: ended.revision,
-            error: ended.error,
+            error: ended.error.map(Into::into),
             served_by: ended.served_by.filter(|s| *s != self.node),
         })
     }

@@ -46,6 +46,12 @@ fn a_looped_scenario_gives_each_pass_its_figures_and_their_spread() {
     );
     // Grouped by the role n2 had when it was cut off (etcd may have moved its lead there),
     // or by n2 itself where no node led just then (an election after the last rejoin).
+    // Each pass has its own lost writes (none, in etcd), with their spread.
+    let lost: Vec<u64> = intervals
+        .iter()
+        .map(|i| i["metrics"]["lost_acknowledged_writes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lost, [0, 0, 0]);
     let spread = r.summary["each_fault"].as_array().unwrap();
     let counts: u64 = spread.iter().map(|g| g["count"].as_u64().unwrap()).sum();
     assert_eq!(counts, 3, "{spread:#?}");
@@ -154,6 +160,10 @@ fn a_run_stops_cleanly_when_its_record_reaches_its_limit() {
         r.stderr
     );
     assert_eq!(r.summary["record_complete"], true);
+    assert_eq!(
+        r.summary["stopped_early"],
+        "the record reached 60.0 KB, its --max-record-size"
+    );
     let passes = r.summary["intervals"].as_array().unwrap().len();
     assert!((1..20).contains(&passes), "{passes} passes before the stop");
     let size = std::fs::metadata(r.out.join("record.txt.zst"))
