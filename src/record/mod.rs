@@ -654,7 +654,7 @@ impl Reader {
     /// (decompresses and parses) the events a batch ahead: the reading and what `f` does run
     /// on two cores. Stops at the first error, the record's or `f`'s, and returns it.
     pub fn for_each_in_background(self, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {
-        const BATCH: usize = 8192;
+        const BATCH: usize = 512;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event>>>(4);
         // Batches go back to the reading thread once used, and are filled again.
         let (used_tx, used) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
