@@ -53,7 +53,7 @@ pub async fn play(
     let mut in_force: Vec<InForce> = Vec::new();
     let played = play_phases(scenario, backend, (stop, end), &say, &mut in_force).await;
     if played.is_ok() || backend.undoes_on_stop() {
-        let healed = heal(&mut in_force, backend, &say).await;
+        let healed = heal(&mut in_force, backend, &say, "end").await;
         return played.and_then(|ended| healed.map(|_| ended));
     }
     played
@@ -83,7 +83,7 @@ async fn play_phases(
         {
             return Ok(false);
         }
-        heal(in_force, backend, say).await?;
+        heal(in_force, backend, say, &format!("pass {pass} over")).await?;
         pass += 1;
     }
 }
@@ -131,7 +131,7 @@ async fn play_pass(
                         backend.end(&f).await?;
                     }
                 }
-                Action::Heal => heal(in_force, backend, say).await?,
+                Action::Heal => heal(in_force, backend, say, &name).await?,
             }
         }
         if wait(phase.duration, stop, end).await? {
@@ -141,14 +141,16 @@ async fn play_pass(
     Ok(false)
 }
 
-/// Undoes every fault in `in_force`, the latest first.
+/// Undoes every fault in `in_force`, the latest first; `say` hears each, after `when` (the
+/// phase, or the point in the play).
 async fn heal(
     in_force: &mut Vec<InForce>,
     backend: &mut dyn Backend,
     say: &impl Fn(String),
+    when: &str,
 ) -> Result<()> {
     while let Some(f) = in_force.pop() {
-        say(format!("heal → {} {}", f.kind.ending, f.target));
+        say(format!("{when}: heal → {} {}", f.kind.ending, f.target));
         backend.end(&f).await?;
     }
     Ok(())

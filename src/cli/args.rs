@@ -307,7 +307,6 @@ pub enum BenchCommand {
     /// The generated record is a 3-node etcd history whose times jitter as a real client's
     /// do. `--from` times the report of a real run's record instead, e.g. an hour of
     /// `perseus run redis-sentinel --loop 1h`.
-    #[command(verbatim_doc_comment)]
     Report {
         /// Length of the generated record (of its time line, not of the generation)
         #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
