@@ -174,7 +174,7 @@ pub type Echo = Box<dyn FnMut(&str) -> bool + Send>;
 
 impl Watch {
     /// Starts one client per node of `layout` (a lab's, or a cluster's that Perseus did not
-    /// start), writing the record (`record.txt.zst`) and `client.log` into `dir` (created
+    /// start), writing the record (`record.bin.zst`) and `client.log` into `dir` (created
     /// if needed). Fault events and marks appended to the event log in `events_dir` go into
     /// the record as they come. The table also goes to `echo`, if any.
     pub fn start(

@@ -117,7 +117,52 @@ proptest! {
         }
         w.flush().unwrap();
         let read: Vec<Event> = Reader::open(&path).unwrap().collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(&read, &written);
+        // The binary record (what run and watch write) reads back the same.
+        let packed = dir.join("record.bin.zst");
+        let mut w = Writer::create(&packed, &header()).unwrap();
+        for e in &written {
+            w.write(e).unwrap();
+        }
+        w.flush().unwrap();
+        let read: Vec<Event> = Reader::open(&packed).unwrap().collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(read, written);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Arbitrary bytes after a binary record's header: events or one error, never a
+    /// panic, and never an error read again and again (the reader ends after it).
+    #[test]
+    fn any_binary_body_reads_to_values_or_an_error(body in proptest::collection::vec(
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..12),
+            // Operation-like entries: a tag with the op bit, a node byte, small varints.
+            (0x80u8..=0xff, 0u8..8, proptest::collection::vec(0u8..0x90, 0..10))
+                .prop_map(|(b0, b1, rest)| [vec![b0, b1], rest].concat()),
+            ("[XFME]", 0u8..40, "[ -~]{0,40}")
+                .prop_map(|(t, len, text)| [t.into_bytes(), vec![len], text.into_bytes()].concat()),
+        ],
+        0..40,
+    ), compressed in any::<bool>()) {
+        let dir = scratch("binary");
+        let packed = dir.join("record.bin.zst");
+        Writer::create(&packed, &header()).unwrap();
+        let head = zstd::stream::decode_all(&std::fs::read(&packed).unwrap()[..]).unwrap();
+        let bytes = [head, body.concat()].concat();
+        let path = if compressed {
+            std::fs::write(&packed, zstd::bulk::compress(&bytes, 1).unwrap()).unwrap();
+            packed
+        } else {
+            let plain = dir.join("record.bin");
+            std::fs::write(&plain, &bytes).unwrap();
+            plain
+        };
+        let mut errors = 0;
+        for event in Reader::open(&path).unwrap().take(10_000) {
+            if event.is_err() { errors += 1; }
+        }
+        prop_assert!(errors <= 1, "{} errors", errors);
+        let _ = perseus::analysis::analyse(&path);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -289,6 +334,41 @@ proptest! {
         let dir = scratch("mutated-zstd");
         let path = dir.join("record.txt.zst");
         std::fs::write(&path, &bytes).unwrap();
+        if let Ok(reader) = Reader::open(&path) {
+            for event in reader {
+                if event.is_err() { break; }
+            }
+        }
+        let _ = perseus::analysis::analyse(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The same for binary records: a real record turned binary, its decompressed bytes
+    /// mutated, read plain and compressed.
+    #[test]
+    fn real_records_made_binary_and_mutated_read_to_values_or_an_error(pick in any::<prop::sample::Index>(), edits in edits(), compressed in any::<bool>()) {
+        let files = corpus("record-");
+        let plain = &files[pick.index(files.len())];
+        let dir = scratch("mutated-binary");
+        let text = dir.join("record.txt");
+        std::fs::write(&text, plain).unwrap();
+        let packed = dir.join("record.bin.zst");
+        let reader = Reader::open(&text).unwrap();
+        let mut w = Writer::create(&packed, reader.header()).unwrap();
+        for event in reader {
+            w.write(&event.unwrap()).unwrap();
+        }
+        w.flush().unwrap();
+        let binary = zstd::stream::decode_all(&std::fs::read(&packed).unwrap()[..]).unwrap();
+        let bytes = apply(binary, &edits);
+        let path = if compressed {
+            std::fs::write(&packed, zstd::bulk::compress(&bytes, 1).unwrap()).unwrap();
+            packed
+        } else {
+            let path = dir.join("record.bin");
+            std::fs::write(&path, &bytes).unwrap();
+            path
+        };
         if let Ok(reader) = Reader::open(&path) {
             for event in reader {
                 if event.is_err() { break; }

@@ -46,6 +46,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// How far back acknowledged writes are kept to judge a read; a read longer than this is
 /// not judged.
 pub const HORIZON_US: u64 = 60_000_000;
+
+/// How far past the horizon writes may stay before they are dropped.
+const PRUNE_SLACK_US: u64 = 1_000_000;
 /// How many anomalies (and losses) are kept with their details, per phase.
 pub const EXAMPLES: usize = 10;
 
@@ -266,12 +269,21 @@ impl KeyState {
     }
 
     fn prune(&mut self, now: u64) {
-        while let Some(&w) = self.recent.front() {
-            if w.end_us.saturating_add(HORIZON_US) >= now {
-                break;
+        // Writes go a second past the horizon before they go, then all at once: the same
+        // answers (the writes are in end order, and the newest gone is the baseline), with
+        // the front of the queue looked at in the cache.
+        if self
+            .recent
+            .front()
+            .is_some_and(|w| w.end_us.saturating_add(HORIZON_US + PRUNE_SLACK_US) < now)
+        {
+            while let Some(&w) = self.recent.front() {
+                if w.end_us.saturating_add(HORIZON_US) >= now {
+                    break;
+                }
+                self.baseline = Some(w);
+                self.recent.pop_front();
             }
-            self.baseline = Some(w);
-            self.recent.pop_front();
         }
         while let Some(&(end, _)) = self.failed.front() {
             if end.saturating_add(HORIZON_US) >= now {
@@ -766,7 +778,7 @@ mod tests {
                 Phase::Before,
             );
         }
-        assert!(c.keys[0].recent.len() <= (HORIZON_US / 100_000) as usize + 1);
+        assert!(c.keys[0].recent.len() <= ((HORIZON_US + PRUNE_SLACK_US) / 100_000) as usize + 1);
         c.op(
             &op(
                 0,

@@ -28,11 +28,17 @@ pub struct LatencySecond {
     pub nodes: Vec<Option<Stat>>,
 }
 
+/// One second's samples of every node: durations, and how many ended unknown.
+type Samples = Vec<(Vec<u32>, u32)>;
+
 /// Collects the writers' requests by the second in which they ended.
 #[derive(Debug, Clone)]
 pub struct LatencyTracker {
     nodes: usize,
-    open: BTreeMap<u64, Vec<(Vec<u32>, u32)>>,
+    open: BTreeMap<u64, Samples>,
+    /// The latest operation's second, apart from `open` (most operations end in the same
+    /// second as the one before).
+    hot: Option<(u64, Samples)>,
     closed: Vec<LatencySecond>,
 }
 
@@ -47,26 +53,47 @@ impl LatencyTracker {
         LatencyTracker {
             nodes,
             open: BTreeMap::new(),
+            hot: None,
             closed: Vec::new(),
         }
     }
 
     pub fn op(&mut self, op: &Op) {
         let second = op.end_us() / 1_000_000 + 1;
-        let n = self.nodes;
-        let slot = &mut self
-            .open
-            .entry(second)
-            .or_insert_with(|| vec![(Vec::new(), 0); n])[op.node];
-        slot.0.push(op.duration_us.min(u32::MAX as u64) as u32);
-        if op.outcome == Outcome::Unknown {
-            slot.1 += 1;
+        let sample = |slot: &mut (Vec<u32>, u32)| {
+            slot.0.push(op.duration_us.min(u32::MAX as u64) as u32);
+            if op.outcome == Outcome::Unknown {
+                slot.1 += 1;
+            }
+        };
+        if let Some((s, nodes)) = &mut self.hot {
+            if *s == second {
+                // Nothing to close: the second before it was the same.
+                sample(&mut nodes[op.node]);
+                return;
+            }
         }
+        self.cool();
+        let n = self.nodes;
+        sample(
+            &mut self
+                .open
+                .entry(second)
+                .or_insert_with(|| vec![(Vec::new(), 0); n])[op.node],
+        );
         while let Some((&first, _)) = self.open.first_key_value() {
             if first + CLOSE_AFTER_S >= second {
                 break;
             }
             self.close_first();
+        }
+        self.hot = self.open.remove(&second).map(|nodes| (second, nodes));
+    }
+
+    /// Puts the hot second back among the open ones.
+    fn cool(&mut self) {
+        if let Some((second, nodes)) = self.hot.take() {
+            self.open.insert(second, nodes);
         }
     }
 
@@ -95,6 +122,7 @@ impl LatencyTracker {
 
     /// Every second, in order.
     pub fn finish(mut self) -> Vec<LatencySecond> {
+        self.cool();
         while !self.open.is_empty() {
             self.close_first();
         }
@@ -147,5 +175,25 @@ mod tests {
         let n2 = second2.nodes[1].unwrap();
         assert_eq!((n2.count, n2.max_us, n2.unknown), (1, 1_000_000, 1));
         assert!(rows.windows(2).all(|w| w[0].second < w[1].second));
+    }
+
+    /// Requests that end out of order, within the seconds still open, are counted in their
+    /// own second.
+    #[test]
+    fn requests_out_of_order_count_in_their_own_second() {
+        let mut t = LatencyTracker::new(1);
+        let mut expected = BTreeMap::<u64, u32>::new();
+        for i in 0..5_000u64 {
+            // A request ending up to 3 s before the one seen last.
+            let end = i * 2_000 + 3_000_000 - (i * 7_919 % 3) * 1_000_000;
+            t.op(&op(0, end, 5, Outcome::Ok));
+            *expected.entry(end / 1_000_000 + 1).or_default() += 1;
+        }
+        let rows = t.finish();
+        let counted: BTreeMap<u64, u32> = rows
+            .iter()
+            .filter_map(|r| r.nodes[0].map(|s| (r.second, s.count)))
+            .collect();
+        assert_eq!(counted, expected);
     }
 }

@@ -21,6 +21,8 @@ pub struct Served {
 pub struct ServedTracker {
     /// client → second → acknowledged writes per server.
     counts: Vec<BTreeMap<u64, Vec<u32>>>,
+    /// Per client, its latest second and its counts so far, not yet in `counts`.
+    hot: Vec<(u64, Vec<u32>)>,
     nodes: usize,
     /// Whether any write named its server; the record leaves it out when a client's own
     /// node answered, and clients that never move name none.
@@ -31,6 +33,7 @@ impl ServedTracker {
     pub fn new(nodes: usize) -> Self {
         ServedTracker {
             counts: vec![BTreeMap::new(); nodes],
+            hot: vec![(0, vec![0; nodes]); nodes],
             nodes,
             any_named: false,
         }
@@ -46,13 +49,33 @@ impl ServedTracker {
             return;
         }
         let second = op.end_us() / 1_000_000 + 1;
-        let per = self.counts[op.node]
-            .entry(second)
-            .or_insert_with(|| vec![0; self.nodes]);
+        // A client's writes end second after second: its counts are kept apart until the
+        // next second comes.
+        if self.hot[op.node].0 != second {
+            self.cool(op.node);
+            self.hot[op.node].0 = second;
+        }
+        let per = &mut self.hot[op.node].1;
         per[server] = per[server].saturating_add(1);
     }
 
-    pub fn finish(self) -> Served {
+    /// Adds a client's latest second's counts to the rest.
+    fn cool(&mut self, client: usize) {
+        let (second, per) = &mut self.hot[client];
+        if per.iter().any(|n| *n > 0) {
+            let into = self.counts[client]
+                .entry(*second)
+                .or_insert_with(|| vec![0; per.len()]);
+            for (sum, n) in into.iter_mut().zip(per.iter_mut()) {
+                *sum = sum.saturating_add(std::mem::take(n));
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Served {
+        for client in 0..self.nodes {
+            self.cool(client);
+        }
         if !self.any_named {
             return Served::default();
         }
@@ -127,6 +150,26 @@ mod tests {
             served.seconds_with_two_servers,
             (4..=10).collect::<Vec<_>>()
         );
+    }
+
+    /// Writes that reach the tracker with their seconds out of order count as in order.
+    #[test]
+    fn writes_out_of_order_count_in_their_own_second() {
+        let mut t = ServedTracker::new(2);
+        let mut expected = std::collections::BTreeMap::<(usize, u64), [u32; 2]>::new();
+        for i in 0..2_000u64 {
+            let at = (i % 13) as f64 * 0.7 + (i / 13) as f64 * 0.01 + 0.5;
+            let (client, server) = ((i % 2) as usize, (i % 5 == 0) as usize);
+            t.op(&write(client, at, Some(server)));
+            let second = (at * 1e6) as u64 / 1_000_000 + 1;
+            expected.entry((client, second)).or_default()[server] += 1;
+        }
+        let served = t.finish();
+        for ((client, second), per) in expected {
+            // The last of equals, as `max_by_key` gives.
+            let most = if per[1] >= per[0] { 1 } else { 0 };
+            assert_eq!(served.by_client[client].get(&second), Some(&most));
+        }
     }
 
     #[test]

@@ -726,10 +726,12 @@ pub struct WatchArgs {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A results directory, or a record file (record.txt.zst or record.txt)
+    /// A results directory, or a record file (record.bin.zst, or an older record.txt.zst or
+    /// record.txt)
     pub path: PathBuf,
     /// jsonl: the header, then one JSON object per event; csv: one row per event under a
-    /// header row
+    /// header row; text: the record as plain text, a line per event (format 3, which
+    /// perseus report reads too)
     #[arg(long, default_value = "jsonl", value_name = "FORMAT",
           value_parser = choices(Format::ALL, Format::name))]
     pub format: Format,

@@ -11,6 +11,10 @@
 //!
 //! CSV: a header row, then one row per event with the columns of [`CSV_COLUMNS`]; a fault's
 //! `text` is `verb target`.
+//!
+//! Text: the record itself as a plain text record (format 3, described in [`super`]): one
+//! line per event, node indexes and error ids as the record has them; `perseus report`
+//! reads it as it reads the compressed record.
 
 use super::{Event, Header, Kind, Outcome, Reader};
 use crate::error::{Error, Result};
@@ -22,15 +26,17 @@ use std::io::Write;
 pub enum Format {
     Jsonl,
     Csv,
+    Text,
 }
 
 impl Format {
-    pub const ALL: &'static [Format] = &[Format::Jsonl, Format::Csv];
+    pub const ALL: &'static [Format] = &[Format::Jsonl, Format::Csv, Format::Text];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Jsonl => "jsonl",
             Format::Csv => "csv",
+            Format::Text => "text",
         }
     }
 }
@@ -79,6 +85,9 @@ fn outcome(o: Outcome) -> &'static str {
 /// events it wrote. A record cut short by a killed writer exports up to its last whole
 /// line; a malformed one stops the export with its error.
 pub fn export(reader: Reader, format: Format, out: &mut dyn Write) -> Result<u64> {
+    if format == Format::Text {
+        return super::write_text(reader, out);
+    }
     let header = reader.header().clone();
     let io = |e: std::io::Error| Error::io("write the export".to_string())(e);
     match format {
@@ -91,6 +100,7 @@ pub fn export(reader: Reader, format: Format, out: &mut dyn Write) -> Result<u64
             out.write_all(b"\n").map_err(io)?;
         }
         Format::Csv => writeln!(out, "{CSV_COLUMNS}").map_err(io)?,
+        Format::Text => unreachable!("written above"),
     }
     let mut n = 0;
     for event in reader {
@@ -98,6 +108,7 @@ pub fn export(reader: Reader, format: Format, out: &mut dyn Write) -> Result<u64
         match format {
             Format::Jsonl => jsonl(&header, &event, out).map_err(io)?,
             Format::Csv => csv(&header, &event, out).map_err(io)?,
+            Format::Text => unreachable!("written above"),
         }
         n += 1;
     }
@@ -285,6 +296,31 @@ mod tests {
         for l in [lines[1], lines[3], lines[4]] {
             assert_eq!(l.split(',').count(), columns, "{l}");
         }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// The text export of a binary record is a plain record of the same events.
+    #[test]
+    fn text_is_a_plain_record_of_the_same_events() {
+        let (path, events) = record("text");
+        let (n, text) = exported(&path, Format::Text);
+        assert_eq!(n, events.len() as u64);
+        assert!(
+            text.starts_with("H {\"format\":\"perseus-record\",\"version\":3,"),
+            "{text}"
+        );
+        assert!(text.contains("\n1 w 100 50 o 3# @0 ^17\n"), "{text}");
+        assert!(
+            text.contains("\nX 0 timed out, \"deadline\"\n0:1 r 120 1000000 u - 0\n"),
+            "{text}"
+        );
+        let plain = path.with_file_name(crate::record::FILE_NAME);
+        std::fs::write(&plain, &text).unwrap();
+        let back: Vec<Event> = Reader::open(&plain)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(back, events);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

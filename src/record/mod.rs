@@ -1,14 +1,24 @@
 //! The record: every operation and every fault event of a run, streamed to disk as it
 //! happens, and everything after the fact is computed from it.
 //!
-//! # Format (`record.txt`, version 3; versions 1, without attempts, and 2, without the
-//! `<value>#` short form, read too)
-//! UTF-8 text, one event per line, fields separated by single spaces. Times are
-//! microseconds since the record's origin `t0` on the system-wide monotonic clock.
+//! # Format (`record.bin.zst`, version 4)
+//! A header line, `H {json}` (the format version, database, node names, `t0` as Unix ms and as
+//! monotonic ns), then every event in a binary encoding ([`binary`]: a typical operation in
+//! six bytes, each field relative to the one before it), the whole compressed as a
+//! sequence of zstd frames, one per flush (at least once a second), each holding whole
+//! events: a writer killed in the middle of a frame leaves a record that reads back to its
+//! last whole event. Times are microseconds since the record's origin `t0` on the
+//! system-wide monotonic clock. `perseus export` writes the events as JSON Lines or CSV for
+//! other tools, or as a text record (below).
+//!
+//! # Text (`record.txt`, version 3, and everything before version 4)
+//! Records of versions 1 to 3 are UTF-8 text, plain or compressed the same way
+//! (`record.txt.zst`); they still read, and a plain record is still written as text. One
+//! event per line, fields separated by single spaces:
 //!
 //! | line | meaning |
 //! |---|---|
-//! | `H {json}` | header, first line: format version, database, node names, `t0` as Unix ms and as monotonic ns |
+//! | `H {json}` | header, first line |
 //! | `X <id> <text>` | defines error text number `id`; written once, before the first operation that uses it |
 //! | `<node> <r\|w> <start> <duration> <o\|f\|u> <value\|-> [<error id>]` | an operation of a node's writer: node index (0-based, into the header's nodes), read or write, start and duration, outcome ok / fail / unknown, the value read (`-`: key absent or no value) or written |
 //! | `… <value>#<attempt> …` | the value with the number of the write attempt that set it (a write: its own number; a read: the attempt it returned); `<value>#` when the attempt is the value (as it is until a write fails) |
@@ -19,16 +29,16 @@
 //! | `M <t> <text>` | a free-form mark |
 //! | `E <t>` | the record ended cleanly at `t` (absent if the writer was killed) |
 //!
+//! Version 1 has no attempts, version 2 no `<value>#` short form. In a binary record the
+//! events other than operations are these lines too, after a tag byte and a length.
+//!
 //! An operation is `unknown` when it timed out or its connection broke after the request
 //! was sent: it may or may not have taken effect. The writer flushes at least once a second,
-//! so a crash loses at most the last second.
-//!
-//! # Compressed (`record.txt.zst`)
-//! The same text as a sequence of zstd frames, one per flush, each holding whole lines:
-//! `zstdcat record.txt.zst` prints the plain record, and a writer killed in the middle of
-//! a frame leaves a record that reads back to its last whole line. The reader tells the
-//! two forms apart by their first bytes, not by their names.
+//! so a crash loses at most the last second. Where a malformed record is reported at
+//! "line N", N counts the entries of a binary record as a text one counts its lines (the
+//! header is line 1).
 
+pub mod binary;
 pub mod export;
 pub mod faults;
 pub mod synthetic;
@@ -63,25 +73,29 @@ pub mod marks {
     }
 }
 
-pub const FORMAT_VERSION: u32 = 3;
+/// The version of the compressed binary record (what `perseus run` and `watch` write).
+pub const FORMAT_VERSION: u32 = 4;
+/// The version of a plain record, which is text.
+pub const TEXT_VERSION: u32 = 3;
 /// The oldest format version this reader takes.
 pub const OLDEST_VERSION: u32 = 1;
-/// The plain record's name in a results directory (what earlier versions wrote).
+/// The plain record's name in a results directory (what early versions wrote).
 pub const FILE_NAME: &str = "record.txt";
 /// The compressed record's name: what `perseus run` and `watch` write.
-pub const COMPRESSED_FILE_NAME: &str = "record.txt.zst";
+pub const COMPRESSED_FILE_NAME: &str = "record.bin.zst";
+/// The compressed text record's name (what versions before 4 wrote).
+pub const COMPRESSED_TEXT_FILE_NAME: &str = "record.txt.zst";
 
-/// The record of results directory `dir` (compressed or plain), or an error saying to
-/// give one.
+/// The record of results directory `dir` (of any version), or an error saying to give one.
 pub fn in_results(dir: &std::path::Path) -> Result<std::path::PathBuf> {
-    for name in [COMPRESSED_FILE_NAME, FILE_NAME] {
+    for name in [COMPRESSED_FILE_NAME, COMPRESSED_TEXT_FILE_NAME, FILE_NAME] {
         let record = dir.join(name);
         if record.exists() {
             return Ok(record);
         }
     }
     Err(Error::Invalid(format!(
-        "{} has no {COMPRESSED_FILE_NAME} or {FILE_NAME}: give a results directory of perseus run or watch",
+        "{} has no record ({COMPRESSED_FILE_NAME}, {COMPRESSED_TEXT_FILE_NAME} or {FILE_NAME}): give a results directory of perseus run or watch",
         dir.display()
     )))
 }
@@ -237,81 +251,68 @@ impl Header {
     }
 }
 
-/// Writes a record, plain or compressed (a path ending in `.zst`). Only whole lines ever
-/// reach the file: a process killed at any moment leaves a record that reads back to its
-/// last flush (or to its last whole line).
-pub struct Writer {
-    file: File,
-    /// Whole lines not yet in the file.
-    buf: Vec<u8>,
-    /// How much to buffer before writing, between flushes.
-    chunk: usize,
-    /// For a compressed record: the compressor and its output, reused for every frame.
-    zstd: Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>,
-    /// Bytes in the file so far.
-    written: u64,
+/// Turns events into a record's bytes: text lines (format 3) or binary entries (format 4).
+/// An error text is defined the first time an operation carries it.
+struct Encoder {
+    /// For a binary record: what its operations are encoded relative to.
+    binary: Option<binary::Context>,
     errors: HashMap<std::sync::Arc<str>, u32>,
-    path: PathBuf,
 }
 
-/// How much the writer buffers before it writes a plain record, between flushes.
-const WRITE_CHUNK: usize = 1 << 16;
-/// The same for a compressed record: a frame per MiB of text, or per flush if sooner.
-const FRAME_CHUNK: usize = 1 << 20;
-/// zstd's level for records: its fastest that still finds the repeats of record lines.
-const ZSTD_LEVEL: i32 = 1;
-
-impl Writer {
-    /// Creates the file (truncating an old one) and writes the header, at once: a record
-    /// whose writer dies in its first second still has its header. A path ending in
-    /// `.zst` gets a compressed record.
-    pub fn create(path: &Path, header: &Header) -> Result<Self> {
-        let file = crate::files::create(path)?;
-        let compressed = path.extension().is_some_and(|e| e == "zst");
-        let zstd = if compressed {
-            let c = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-                .map_err(Error::io(format!("compress {}", path.display())))?;
-            Some((c, Vec::new()))
-        } else {
-            None
-        };
-        let chunk = if compressed { FRAME_CHUNK } else { WRITE_CHUNK };
-        let mut w = Writer {
-            file,
-            buf: Vec::with_capacity(chunk + 256),
-            chunk,
-            zstd,
-            written: 0,
+impl Encoder {
+    fn new(binary: bool, nodes: usize) -> Self {
+        Encoder {
+            binary: binary.then(|| binary::Context::new(nodes)),
             errors: HashMap::new(),
-            path: path.to_path_buf(),
+        }
+    }
+
+    /// The header line, with this form's version (whatever `header` says).
+    fn header(&self, header: &Header, out: &mut Vec<u8>) {
+        let version = if self.binary.is_some() {
+            FORMAT_VERSION
+        } else {
+            TEXT_VERSION
         };
-        let json = serde_json::to_string(header).expect("header serialises");
-        w.line(format_args!("H {json}"))?;
-        w.flush()?;
-        Ok(w)
+        let header = Header {
+            version,
+            ..header.clone()
+        };
+        let json = serde_json::to_string(&header).expect("header serialises");
+        out.extend_from_slice(b"H ");
+        out.extend_from_slice(json.as_bytes());
+        out.push(b'\n');
     }
 
-    fn line(&mut self, args: std::fmt::Arguments) -> Result<()> {
-        self.buf
-            .write_fmt(args)
-            .expect("writing into memory cannot fail");
-        self.buf.push(b'\n');
-        if self.buf.len() >= self.chunk {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    pub fn write(&mut self, event: &Event) -> Result<()> {
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) {
         match event {
-            Event::Op(op) => self.op(op),
-            Event::Fault(f) => self.line(format_args!("F {} {} {}", f.t_us, f.verb, f.target)),
-            Event::Mark { t_us, text } => self.line(format_args!("M {t_us} {}", one_line(text))),
-            Event::End { t_us } => self.line(format_args!("E {t_us}")),
+            Event::Op(op) => self.op(op, out),
+            Event::Fault(f) => self.text(
+                b'F',
+                format_args!("{} {} {}", f.t_us, f.verb, f.target),
+                out,
+            ),
+            Event::Mark { t_us, text } => {
+                self.text(b'M', format_args!("{t_us} {}", one_line(text)), out)
+            }
+            Event::End { t_us } => self.text(b'E', format_args!("{t_us}"), out),
         }
     }
 
-    fn op(&mut self, op: &Op) -> Result<()> {
+    /// An event other than an operation: its line `tag rest` in a text record.
+    fn text(&self, tag: u8, rest: std::fmt::Arguments, out: &mut Vec<u8>) {
+        if self.binary.is_some() {
+            binary::encode_text(tag, &rest.to_string(), out);
+        } else {
+            out.push(tag);
+            out.push(b' ');
+            out.write_fmt(rest)
+                .expect("writing into memory cannot fail");
+            out.push(b'\n');
+        }
+    }
+
+    fn op(&mut self, op: &Op, out: &mut Vec<u8>) {
         let error_id = match &op.error {
             None => None,
             Some(text) => Some(match self.errors.get(text) {
@@ -319,11 +320,15 @@ impl Writer {
                 None => {
                     let id = self.errors.len() as u32;
                     self.errors.insert(text.clone(), id);
-                    self.line(format_args!("X {id} {}", one_line(text)))?;
+                    self.text(b'X', format_args!("{id} {}", one_line(text)), out);
                     id
                 }
             }),
         };
+        if let Some(cx) = &mut self.binary {
+            binary::encode_op(cx, op, error_id, out);
+            return;
+        }
         let kind = match op.kind {
             Kind::Read => 'r',
             Kind::Write => 'w',
@@ -337,16 +342,88 @@ impl Writer {
         let who = Who(op.node, op.key);
         let served = Served(op.served_by);
         let revision = Revision(op.revision);
+        let start = op.start_us;
+        let duration = op.duration_us;
         match error_id {
-            None => self.line(format_args!(
-                "{who} {kind} {} {} {outcome} {value}{served}{revision}",
-                op.start_us, op.duration_us
-            )),
-            Some(id) => self.line(format_args!(
-                "{who} {kind} {} {} {outcome} {value} {id}{served}{revision}",
-                op.start_us, op.duration_us
-            )),
+            None => writeln!(
+                out,
+                "{who} {kind} {start} {duration} {outcome} {value}{served}{revision}"
+            ),
+            Some(id) => writeln!(
+                out,
+                "{who} {kind} {start} {duration} {outcome} {value} {id}{served}{revision}"
+            ),
         }
+        .expect("writing into memory cannot fail");
+    }
+}
+
+/// Writes a record: compressed and binary (format 4) for a path ending in `.zst`, plain text
+/// (format 3) otherwise. Only whole events ever reach the file: a process killed at any
+/// moment leaves a record that reads back to its last flush (or to its last whole line).
+pub struct Writer {
+    file: File,
+    /// Whole events not yet in the file.
+    buf: Vec<u8>,
+    encoder: Encoder,
+    /// How much to buffer before writing, between flushes.
+    chunk: usize,
+    /// For a compressed record: the compressor and its output, reused for every frame.
+    zstd: Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>,
+    /// Bytes in the file so far.
+    written: u64,
+    path: PathBuf,
+}
+
+/// How much the writer buffers before it writes a plain record, between flushes.
+const WRITE_CHUNK: usize = 1 << 16;
+/// The same for a compressed record: a frame per MiB of events, or per flush if sooner.
+const FRAME_CHUNK: usize = 1 << 20;
+/// zstd's level for records: its fastest that still finds the repeats of record lines.
+const ZSTD_LEVEL: i32 = 1;
+
+impl Writer {
+    /// Creates the file (truncating an old one) and writes the header, at once: a record
+    /// whose writer dies in its first second still has its header. A path ending in
+    /// `.zst` gets a compressed binary record. The header's version is the form's
+    /// ([`FORMAT_VERSION`] or [`TEXT_VERSION`]), whatever `header` says.
+    pub fn create(path: &Path, header: &Header) -> Result<Self> {
+        let compressed = path.extension().is_some_and(|e| e == "zst");
+        if compressed && header.nodes.len() > MAX_NODES {
+            return Err(Error::Invalid(format!(
+                "{} nodes: a record has at most {MAX_NODES}",
+                header.nodes.len()
+            )));
+        }
+        let file = crate::files::create(path)?;
+        let zstd = if compressed {
+            let c = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                .map_err(Error::io(format!("compress {}", path.display())))?;
+            Some((c, Vec::new()))
+        } else {
+            None
+        };
+        let chunk = if compressed { FRAME_CHUNK } else { WRITE_CHUNK };
+        let mut w = Writer {
+            file,
+            buf: Vec::with_capacity(chunk + 256),
+            encoder: Encoder::new(compressed, header.nodes.len()),
+            chunk,
+            zstd,
+            written: 0,
+            path: path.to_path_buf(),
+        };
+        w.encoder.header(header, &mut w.buf);
+        w.flush()?;
+        Ok(w)
+    }
+
+    pub fn write(&mut self, event: &Event) -> Result<()> {
+        self.encoder.event(event, &mut self.buf);
+        if self.buf.len() >= self.chunk {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Pushes buffered events to the file (as one frame, compressed).
@@ -370,7 +447,7 @@ impl Writer {
         written.map_err(io())
     }
 
-    /// How many bytes the file holds so far (buffered lines not counted).
+    /// How many bytes the file holds so far (buffered events not counted).
     pub fn bytes_written(&self) -> u64 {
         self.written
     }
@@ -379,6 +456,27 @@ impl Writer {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Writes the events of `reader` to `out` as a plain text record (format 3), which
+/// `perseus report` reads too; returns how many events it wrote.
+pub fn write_text(reader: Reader, out: &mut dyn Write) -> Result<u64> {
+    let io = |e: std::io::Error| Error::io("write the text record".to_string())(e);
+    let mut encoder = Encoder::new(false, reader.header().nodes.len());
+    let mut buf = Vec::with_capacity(WRITE_CHUNK + 256);
+    encoder.header(reader.header(), &mut buf);
+    let mut n = 0;
+    for event in reader {
+        encoder.event(&event?, &mut buf);
+        n += 1;
+        if buf.len() >= WRITE_CHUNK {
+            out.write_all(&buf).map_err(io)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf).map_err(io)?;
+    out.flush().map_err(io)?;
+    Ok(n)
 }
 
 struct Who(usize, Option<usize>);
@@ -433,14 +531,16 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r', '\t'], " ")
 }
 
-/// Reads a record back, plain or compressed, one event at a time (memory does not grow
-/// with the record).
+/// Reads a record back, of any version, plain or compressed, one event at a time (memory
+/// does not grow with the record).
 pub struct Reader {
     input: Box<dyn BufRead + Send>,
     /// Set when a compressed record ends in the middle of a frame.
     cut_frame: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// A line the input's buffer holds only the start of, gathered here.
+    /// A line or entry the input's buffer holds only the start of, gathered here.
     straddling: Vec<u8>,
+    /// A binary record was malformed: nothing after the error can be read.
+    failed: bool,
     cut_line: bool,
     lines: Lines,
 }
@@ -449,7 +549,9 @@ pub struct Reader {
 /// it (error definitions, the latest time).
 struct Lines {
     header: Header,
-    errors: HashMap<u32, std::sync::Arc<str>>,
+    /// For a binary record (version 4 on): what its operations are relative to.
+    binary: Option<binary::Context>,
+    errors: binary::Errors,
     path: PathBuf,
     line_no: usize,
     /// The latest time of any event so far.
@@ -635,8 +737,10 @@ impl Reader {
             input,
             cut_frame,
             straddling: Vec::with_capacity(128),
+            failed: false,
             cut_line: false,
             lines: Lines {
+                binary: (header.version >= 4).then(|| binary::Context::new(header.nodes.len())),
                 header,
                 errors: HashMap::new(),
                 path: path.to_path_buf(),
@@ -650,57 +754,112 @@ impl Reader {
         &self.lines.header
     }
 
-    /// Calls `f` with every event, in the record's order, while a thread of its own reads
-    /// (decompresses and parses) the events a batch ahead: the reading and what `f` does run
-    /// on two cores. Stops at the first error, the record's or `f`'s, and returns it.
-    pub fn for_each_in_background(self, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {
-        const BATCH: usize = 512;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event>>>(4);
+    /// Calls `beside` and `f` with every event, in the record's order: `f` on the caller's
+    /// thread, `beside` on a thread of its own that reads (decompresses and decodes) the
+    /// events a batch ahead, so that the work is shared by two cores. Stops at the first
+    /// error, the record's or `f`'s, and returns it.
+    pub fn for_each_in_background(
+        self,
+        mut beside: impl FnMut(&Event) + Send,
+        mut f: impl FnMut(&Event) -> Result<()>,
+    ) -> Result<()> {
+        // Batches large enough that handing one over (a wake-up of the other thread) costs
+        // little beside the work on it.
+        const BATCH: usize = 2048;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event>>>(16);
         // Batches go back to the reading thread once used, and are filled again.
-        let (used_tx, used) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
+        let (used_tx, used) = std::sync::mpsc::sync_channel::<Vec<Event>>(32);
         let mut reader = self;
-        std::thread::Builder::new()
-            .name("record-reader".into())
-            .spawn(move || loop {
-                let mut batch = used
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                let mut end = None;
-                while batch.len() < BATCH {
-                    match reader.next() {
-                        Some(Ok(event)) => batch.push(event),
-                        Some(Err(e)) => {
-                            end = Some(Err(e));
-                            break;
-                        }
-                        None => {
-                            end = Some(Ok(()));
-                            break;
-                        }
-                    }
-                }
-                if tx.send(Ok(batch)).is_err() {
-                    return;
-                }
-                match end {
-                    None => {}
-                    Some(Ok(())) => return,
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(e));
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("record-reader".into())
+                .spawn_scoped(scope, move || loop {
+                    let mut batch = used
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                    let end = match reader.fill(&mut batch, BATCH) {
+                        Ok(true) => None,
+                        Ok(false) => Some(Ok(())),
+                        Err(e) => Some(Err(e)),
+                    };
+                    batch.iter().for_each(&mut beside);
+                    if tx.send(Ok(batch)).is_err() {
                         return;
                     }
+                    match end {
+                        None => {}
+                        Some(Ok(())) => return,
+                        Some(Err(e)) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                })
+                .map_err(Error::io("start a thread to read the record".to_string()))?;
+            // `rx` is dropped on an error here, which stops the reading thread.
+            for batch in rx {
+                let mut batch = batch?;
+                for event in &batch {
+                    f(event)?;
                 }
-            })
-            .map_err(Error::io("start a thread to read the record".to_string()))?;
-        for batch in rx {
-            let mut batch = batch?;
-            for event in &batch {
-                f(event)?;
+                batch.clear();
+                let _ = used_tx.try_send(batch);
             }
-            batch.clear();
-            let _ = used_tx.try_send(batch);
+            Ok(())
+        })
+    }
+
+    /// Appends the next events to `batch` until it holds `max`; false once the record has
+    /// ended.
+    pub fn fill(&mut self, batch: &mut Vec<Event>, max: usize) -> Result<bool> {
+        while batch.len() < max {
+            if self.lines.binary.is_some() && self.straddling.is_empty() && !self.failed {
+                // Whole entries are decoded straight from the input's buffer while the
+                // longest operation fits in what is left of it.
+                let available = match self.input.fill_buf() {
+                    Ok(available) => available,
+                    Err(e) => {
+                        self.failed = true;
+                        let path = self.lines.path.display();
+                        return Err(Error::io(format!("read {path}"))(e));
+                    }
+                };
+                let mut at = 0;
+                let mut failed = None;
+                while batch.len() < max && available.len() - at >= binary::MAX_OP {
+                    match self.lines.entry(&available[at..], batch) {
+                        Ok(Entry::Used(used)) => at += used,
+                        Ok(Entry::Incomplete) => break,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                self.input.consume(at);
+                if let Some(e) = failed {
+                    self.failed = true;
+                    return Err(e);
+                }
+                if at > 0 {
+                    continue;
+                }
+            }
+            if self.lines.binary.is_some() {
+                match self.next_entry(batch) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(false),
+                }
+                continue;
+            }
+            match self.next() {
+                Some(Ok(event)) => batch.push(event),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(false),
+            }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether the record's last line was cut short (and dropped): its writer was killed.
@@ -950,10 +1109,53 @@ impl Lines {
                 Err(_) => return Err(self.malformed("not UTF-8")),
             }
         };
+        self.accept(event).map(Some)
+    }
+
+    /// Reads the entry at the front of a binary record's `bytes`; an event is pushed onto
+    /// `out`.
+    #[inline]
+    fn entry(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<Entry> {
+        let cx = self.binary.as_mut().expect("a binary record");
+        match binary::decode(cx, &self.errors, bytes, out) {
+            Ok(binary::Entry::Incomplete) => Ok(Entry::Incomplete),
+            Ok(binary::Entry::Op(_, used)) => {
+                self.line_no += 1;
+                let t = out.last().map_or(0, crate::record::table::event_time);
+                if let Err(e) = self.plausible(t) {
+                    out.pop();
+                    return Err(e);
+                }
+                Ok(Entry::Used(used))
+            }
+            Ok(binary::Entry::Text(tag, text, used)) => {
+                self.line_no += 1;
+                let line = format!("{} {text}", tag as char);
+                if let Some(event) = self.parse_text(&line)? {
+                    out.push(self.accept(event)?);
+                }
+                Ok(Entry::Used(used))
+            }
+            Err(why) => {
+                self.line_no += 1;
+                Err(self.malformed(why))
+            }
+        }
+    }
+
+    /// `event` if its time is plausible after the events before it.
+    fn accept(&mut self, event: Event) -> Result<Event> {
+        self.plausible(crate::record::table::event_time(&event))?;
+        Ok(event)
+    }
+
+    /// Whether an event at `t` is plausible after the events before it (and if so, `t` is
+    /// the latest time now).
+    #[inline]
+    fn plausible(&mut self, t: u64) -> Result<()> {
         // Times move on by seconds between lines (clients complete or time out all the
         // time): a line a day ahead of everything before it is corrupt, and taking it would
         // stretch every per-second series over its bogus length.
-        let t = crate::record::table::event_time(&event);
         if t > self.latest_us.saturating_add(MAX_JUMP_US) {
             return Err(self.malformed(format!(
                 "time {t} µs is more than {} s after anything before it",
@@ -961,7 +1163,76 @@ impl Lines {
             )));
         }
         self.latest_us = self.latest_us.max(t);
-        Ok(Some(event))
+        Ok(())
+    }
+}
+
+/// What the front of a binary record's bytes held.
+enum Entry {
+    /// An entry (an event, or an error text's definition), and the bytes it took.
+    Used(usize),
+    /// The start of an entry: more bytes are needed.
+    Incomplete,
+}
+
+impl Reader {
+    /// Pushes the next event of a binary record onto `out`; `None` at its end, and after an
+    /// error (the entries after a malformed one cannot be told apart).
+    fn next_entry(&mut self, out: &mut Vec<Event>) -> Option<Result<()>> {
+        if self.failed {
+            return None;
+        }
+        let had = out.len();
+        loop {
+            let available = match self.input.fill_buf() {
+                Ok(available) => available,
+                Err(e) => {
+                    self.failed = true;
+                    let path = self.lines.path.display();
+                    return Some(Err(Error::io(format!("read {path}"))(e)));
+                }
+            };
+            // Most entries are read where they lie in the input's buffer; one that runs
+            // on into the next buffer is gathered in `straddling` first.
+            let gathered = self.straddling.len();
+            let (entry, taken) = if gathered == 0 {
+                if available.is_empty() {
+                    return None;
+                }
+                (self.lines.entry(available, out), available.len())
+            } else {
+                if available.is_empty() {
+                    // The record ends inside an entry: its writer was stopped while writing
+                    // it (or its last frame was cut). It is dropped, as a cut line is.
+                    self.lines.line_no += 1;
+                    self.cut_line = true;
+                    self.straddling.clear();
+                    return None;
+                }
+                let take = available.len().min(gathered.max(128));
+                self.straddling.extend_from_slice(&available[..take]);
+                (self.lines.entry(&self.straddling, out), take)
+            };
+            match entry {
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+                Ok(Entry::Incomplete) => {
+                    if gathered == 0 {
+                        self.straddling.extend_from_slice(available);
+                    }
+                    self.input.consume(taken);
+                }
+                Ok(Entry::Used(used)) => {
+                    self.input.consume(used - gathered);
+                    self.straddling.clear();
+                    if out.len() > had {
+                        return Some(Ok(()));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -969,6 +1240,13 @@ impl Iterator for Reader {
     type Item = Result<Event>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.lines.binary.is_some() {
+            let mut one = Vec::with_capacity(1);
+            return match self.next_entry(&mut one)? {
+                Ok(()) => one.pop().map(Ok),
+                Err(e) => Some(Err(e)),
+            };
+        }
         let io = |path: &Path| Error::io(format!("read {}", path.display()));
         loop {
             let available = match self.input.fill_buf() {
@@ -1095,27 +1373,40 @@ mod tests {
             },
             Event::End { t_us: 7 },
         ];
-        let mut w = Writer::create(&path, &header).unwrap();
-        for e in &events {
-            w.write(e).unwrap();
-        }
-        w.flush().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.matches("X 0 timed out after 1s").count(), 1, "{text}");
-        assert!(text.contains(" w 1001 250 o 8 @0\n"), "{text}");
-        assert!(text.contains(" w 1000 250 f 9 1 @1\n"), "{text}");
-        assert!(text.contains(" w 1001 250 o 12#\n"), "{text}");
-        assert!(text.contains(" r 1001 250 o 12#13\n"), "{text}");
-        let r = Reader::open(&path).unwrap();
-        assert_eq!(r.header(), &header);
-        let back: Vec<Event> = r.map(|e| e.unwrap()).collect();
         let mut expected = events.clone();
         for e in &mut expected {
             if let Event::Op(o) = e {
                 o.error = o.error.as_ref().map(|t| t.replace('\n', " ").into());
             }
         }
-        assert_eq!(back, expected);
+        for (path, version) in [
+            (path.clone(), TEXT_VERSION),
+            (dir.join(COMPRESSED_FILE_NAME), FORMAT_VERSION),
+        ] {
+            let mut w = Writer::create(&path, &header).unwrap();
+            for e in &events {
+                w.write(e).unwrap();
+            }
+            w.flush().unwrap();
+            if version == TEXT_VERSION {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert_eq!(text.matches("X 0 timed out after 1s").count(), 1, "{text}");
+                assert!(text.contains(" w 1001 250 o 8 @0\n"), "{text}");
+                assert!(text.contains(" w 1000 250 f 9 1 @1\n"), "{text}");
+                assert!(text.contains(" w 1001 250 o 12#\n"), "{text}");
+                assert!(text.contains(" r 1001 250 o 12#13\n"), "{text}");
+            }
+            let r = Reader::open(&path).unwrap();
+            assert_eq!(
+                r.header(),
+                &Header {
+                    version,
+                    ..header.clone()
+                }
+            );
+            let back: Vec<Event> = r.map(|e| e.unwrap()).collect();
+            assert_eq!(back, expected, "version {version}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1145,7 +1436,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("perseus-record-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(FILE_NAME);
-        let header = Header::new("etcd", vec!["n1".into()], 0, 0);
+        let header = Header {
+            version: TEXT_VERSION,
+            ..Header::new("etcd", vec!["n1".into()], 0, 0)
+        };
         let json = serde_json::to_string(&header).unwrap();
         std::fs::write(&path, format!("H {json}\n0 w 1 2 o 3\n0 q 1 2 o 3\n")).unwrap();
         let results: Vec<_> = Reader::open(&path).unwrap().collect();

@@ -353,7 +353,7 @@ fn a_bogus_time_in_a_record_is_reported_not_followed() {
     perseus::record::synthetic::synthetic_record(&dir, 10, 50).unwrap();
     // Made plain, so that a line can go in (the plain form reads as well).
     let mut text = record_text(&dir);
-    std::fs::remove_file(dir.join("record.txt.zst")).unwrap();
+    std::fs::remove_file(dir.join("record.bin.zst")).unwrap();
     let end = text.rfind("\nE ").unwrap();
     text.insert_str(end + 1, "M 10000000000000 bogus\n");
     std::fs::write(dir.join("record.txt"), text).unwrap();

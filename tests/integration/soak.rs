@@ -77,7 +77,7 @@ fn a_looped_scenario_gives_each_pass_its_figures_and_their_spread() {
     assert_eq!(r.summary["correctness"]["violations"], 0);
 
     // The record is compressed, and reads back to the same figures.
-    let record = r.out.join("record.txt.zst");
+    let record = r.out.join("record.bin.zst");
     assert!(!r.out.join("record.txt").exists());
     let events: Vec<Event> = Reader::open(&record)
         .unwrap()
@@ -123,6 +123,34 @@ fn a_looped_scenario_gives_each_pass_its_figures_and_their_spread() {
     let csv = std::fs::read_to_string(&csv_file).unwrap();
     assert_eq!(csv.lines().count(), events.len() + 1);
     assert_eq!(csv.lines().filter(|l| l.starts_with("op,")).count(), ops);
+
+    // As text, the record is a plain record of its own, which reports the same figures.
+    let plain = r.out.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let text_file = plain.join("record.txt");
+    let (code, _, stderr) = run(&[
+        "export",
+        r.out.to_str().unwrap(),
+        "--format",
+        "text",
+        "--out",
+        text_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&text_file).unwrap();
+    assert!(text.starts_with("H {"), "{}", &text[..text.len().min(200)]);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .count(),
+        ops
+    );
+    let (code, _, stderr) = run(&["report", plain.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let from_text: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plain.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(from_text["intervals"], r.summary["intervals"]);
 }
 
 /// A loop of 20 passes with a 60 KB limit on the record (compare-and-set writes, as above)
@@ -142,7 +170,7 @@ fn a_run_stops_cleanly_when_its_record_reaches_its_limit() {
             "--loop",
             "20",
             "--max-record-size",
-            "60K",
+            "25K",
             "--write",
             "cas",
         ],
@@ -150,7 +178,7 @@ fn a_run_stops_cleanly_when_its_record_reaches_its_limit() {
     );
     assert!(
         r.stderr
-            .contains("stopped early: the record reached 60.0 KB, its --max-record-size"),
+            .contains("stopped early: the record reached 25.0 KB, its --max-record-size"),
         "{}",
         r.stderr
     );
@@ -162,11 +190,11 @@ fn a_run_stops_cleanly_when_its_record_reaches_its_limit() {
     assert_eq!(r.summary["record_complete"], true);
     assert_eq!(
         r.summary["stopped_early"],
-        "the record reached 60.0 KB, its --max-record-size"
+        "the record reached 25.0 KB, its --max-record-size"
     );
     let passes = r.summary["intervals"].as_array().unwrap().len();
     assert!((1..20).contains(&passes), "{passes} passes before the stop");
-    let size = std::fs::metadata(r.out.join("record.txt.zst"))
+    let size = std::fs::metadata(r.out.join("record.bin.zst"))
         .unwrap()
         .len();
     assert!(

@@ -151,16 +151,16 @@ pub fn out_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// The text of the record in results directory `dir` (run and watch write it compressed).
+/// The record in results directory `dir` as plain text (format 3: run and watch write it
+/// binary and compressed).
 pub fn record_text(dir: &Path) -> String {
     let path = perseus::record::in_results(dir).expect("a record in the results");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let plain = if path.extension().is_some_and(|e| e == "zst") {
-        zstd::stream::decode_all(&bytes[..]).expect("the record decompresses")
-    } else {
-        bytes
-    };
-    String::from_utf8(plain).expect("the record is UTF-8")
+    let reader = perseus::record::Reader::open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut text = Vec::new();
+    perseus::record::export::export(reader, perseus::record::export::Format::Text, &mut text)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    String::from_utf8(text).expect("the text record is UTF-8")
 }
 
 /// Rows of a client log between two markers, as (second, ok per node).
@@ -303,7 +303,7 @@ pub fn run_scenario_expecting(db: &str, tag: &str, args: &[&str], codes: &[i32])
     );
     let left = leftovers(&lab, &[]);
     assert!(left.is_empty(), "left behind: {left:?}");
-    for f in ["spec.json", "record.txt.zst", "client.log", "summary.json"] {
+    for f in ["spec.json", "record.bin.zst", "client.log", "summary.json"] {
         assert!(out.join(f).exists(), "{f} in the results");
     }
     let mut r = RunResult::owning(removes, stdout);
@@ -328,7 +328,7 @@ impl RunResult {
     /// compare is a definite failure.
     pub fn attempts(&self) -> Attempts {
         use perseus::record::{Event, Kind, Outcome, Reader};
-        let reader = Reader::open(&self.out.join("record.txt.zst")).expect("the record opens");
+        let reader = Reader::open(&self.out.join("record.bin.zst")).expect("the record opens");
         let n = reader.header().nodes.len();
         let mut last = vec![0u64; n];
         let mut a = Attempts {
@@ -375,7 +375,7 @@ impl RunResult {
     /// started within `[from_s, to_s)` seconds of the record's origin, as a set.
     pub fn writes_served_by(&self, node: usize, from_s: u64, to_s: u64) -> Vec<usize> {
         use perseus::record::{Event, Kind, Outcome, Reader};
-        let mut served: Vec<usize> = Reader::open(&self.out.join("record.txt.zst"))
+        let mut served: Vec<usize> = Reader::open(&self.out.join("record.bin.zst"))
             .expect("the record opens")
             .filter_map(|e| match e.expect("the record parses") {
                 Event::Op(o)
