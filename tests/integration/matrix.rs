@@ -40,14 +40,17 @@ fn a_killed_matrix_continues_where_it_stopped() {
     ];
     let etcd = out.join(format!("etcd-{name}"));
     let mut first = perseus().args(args).spawn().unwrap();
-    // Killed outright while etcd's second run is under way.
+    let lab = format!("mx-{}", first.id());
+    let _guard = LabGuard(lab.clone());
+    // Killed outright while etcd's second run is under way: its spec saved and its lab made
+    // (the spec is saved before the lab exists, so a kill in between leaves no lab to take
+    // down).
     wait_for(
         &etcd.join("1").join("summary.json"),
         Duration::from_secs(120),
     );
     wait_for(&etcd.join("2").join("spec.json"), Duration::from_secs(60));
-    let lab = format!("mx-{}", first.id());
-    let _guard = LabGuard(lab.clone());
+    wait_for(&lab_dir(&lab).join("state.json"), Duration::from_secs(60));
     first.kill().unwrap();
     first.wait().unwrap();
     let finished = std::fs::read(etcd.join("1").join("summary.json")).unwrap();
