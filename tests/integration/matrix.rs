@@ -2,8 +2,34 @@
 //! again, which finishes it without redoing a finished run.
 
 use crate::support::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+/// The first matrix: killed when dropped, also when the test fails before it kills it, and
+/// then its lab taken down.
+struct FirstMatrix {
+    child: Child,
+    _lab: LabGuard,
+}
+
+impl Drop for FirstMatrix {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test's scenario file and results directory, removed when dropped.
+struct Removed(Vec<PathBuf>);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));
+        }
+    }
+}
 
 fn wait_for(path: &Path, limit: Duration) {
     let t = Instant::now();
@@ -19,6 +45,7 @@ fn a_killed_matrix_continues_where_it_stopped() {
     require_lab("redis-server", "redis-server");
     let out = out_dir("matrix");
     let scenario = out.with_extension("toml");
+    let _removed = Removed(vec![scenario.clone(), out.clone()]);
     std::fs::write(
         &scenario,
         "[[phase]]\nname = \"before\"\nduration = \"2s\"\n\n\
@@ -43,9 +70,12 @@ fn a_killed_matrix_continues_where_it_stopped() {
         "cas",
     ];
     let etcd = out.join(format!("etcd-{name}"));
-    let mut first = perseus().args(args).spawn().unwrap();
-    let lab = format!("mx-{}", first.id());
-    let _guard = LabGuard(lab.clone());
+    let child = perseus().args(args).spawn().unwrap();
+    let lab = format!("mx-{}", child.id());
+    let mut first = FirstMatrix {
+        child,
+        _lab: LabGuard(lab.clone()),
+    };
     // Killed outright while etcd's second run is under way: its spec saved and its lab made
     // (the spec is saved before the lab exists, so a kill in between leaves no lab to take
     // down).
@@ -55,8 +85,8 @@ fn a_killed_matrix_continues_where_it_stopped() {
     );
     wait_for(&etcd.join("2").join("spec.json"), Duration::from_secs(60));
     wait_for(&lab_dir(&lab).join("state.json"), Duration::from_secs(60));
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
     let finished = std::fs::read(etcd.join("1").join("summary.json")).unwrap();
     let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -101,6 +131,4 @@ fn a_killed_matrix_continues_where_it_stopped() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("holds another matrix"), "{stderr}");
     assert!(leftovers(&lab, &[]).is_empty());
-    let _ = std::fs::remove_file(&scenario);
-    let _ = std::fs::remove_dir_all(&out);
 }
