@@ -124,14 +124,8 @@ fn a_lab_that_does_not_exist_is_named() {
 fn without_root_the_error_says_so() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("perseus-noroot-{}", std::process::id()));
-    struct Remove(std::path::PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
     let _ = std::fs::remove_dir_all(&dir);
-    let _remove = Remove(dir.clone());
+    let _remove = Removed(vec![dir.clone()]);
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let binary = dir.join("perseus");

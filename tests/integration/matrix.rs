@@ -2,7 +2,7 @@
 //! again, which finishes it without redoing a finished run.
 
 use crate::support::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -17,17 +17,6 @@ impl Drop for FirstMatrix {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// The test's scenario file and results directory, removed when dropped.
-struct Removed(Vec<PathBuf>);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));
-        }
     }
 }
 

@@ -48,6 +48,17 @@ pub fn lab_dir(lab: &str) -> PathBuf {
     Path::new("/var/lib/perseus/labs").join(lab)
 }
 
+/// Removes these files and directories when dropped, also when the test panics midway.
+pub struct Removed(pub Vec<PathBuf>);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));
+        }
+    }
+}
+
 /// Removes the lab when dropped, also when the test panics midway.
 pub struct LabGuard(pub String);
 
