@@ -65,6 +65,13 @@ pub enum Error {
         tail: String,
     },
 
+    #[error("node {node} did not become ready within {secs} s: {path}, so the lab's network drops traffic between its nodes (a rule or link changed by hand? `perseus down` removes the lab; then start again)")]
+    NodesCutOff {
+        node: String,
+        secs: u64,
+        path: String,
+    },
+
     #[error("the cluster did not become steady within {secs} s ({why})")]
     NotSteady { secs: u64, why: String },
 
@@ -135,7 +142,8 @@ impl Error {
             | Error::NotRoot { .. }
             | Error::SubnetInUse { .. }
             | Error::NoFreeSubnet
-            | Error::Unreachable(_) => exit::ENVIRONMENT,
+            | Error::Unreachable(_)
+            | Error::NodesCutOff { .. } => exit::ENVIRONMENT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Violations { .. } => exit::VIOLATIONS,
             Error::Expectations { .. } => exit::EXPECTATIONS,

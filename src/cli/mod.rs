@@ -618,7 +618,7 @@ fn down(a: DownArgs) -> Result<()> {
         let t = Instant::now();
         match lab::down(name) {
             Ok(Some(state)) => outln!(
-                "lab {name} removed ({} nodes, their processes, namespaces and rules, bridge {}) in {} ms",
+                "lab {name} removed ({} nodes, their processes, namespaces and rules, host link {}) in {} ms",
                 state.nodes.len(),
                 state.bridge,
                 t.elapsed().as_millis()

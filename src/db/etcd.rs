@@ -205,6 +205,10 @@ impl Database for Etcd {
         CLIENT_PORT
     }
 
+    fn peer_port(&self) -> u16 {
+        PEER_PORT
+    }
+
     fn cut_off(&self) -> CutOff {
         CutOff {
             serves: false,

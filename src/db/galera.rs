@@ -201,6 +201,10 @@ impl Database for Galera {
         PORT
     }
 
+    fn peer_port(&self) -> u16 {
+        4567
+    }
+
     fn knobs(&self) -> &'static [Knob] {
         KNOBS
     }

@@ -206,6 +206,10 @@ impl Database for Gryadka {
         PORT
     }
 
+    fn peer_port(&self) -> u16 {
+        REDIS_PORT
+    }
+
     fn cut_off(&self) -> CutOff {
         CutOff {
             serves: false,

@@ -240,6 +240,12 @@ pub trait Database: Send + Sync {
     fn binaries(&self) -> &'static [(&'static str, &'static str)];
     /// The port clients connect to on every node.
     fn client_port(&self) -> u16;
+    /// A port the nodes reach each other on (replication, consensus). When a cluster does
+    /// not form, it is probed between every two nodes, to tell a network that drops their
+    /// traffic from servers that fail. Default: the client port.
+    fn peer_port(&self) -> u16 {
+        self.client_port()
+    }
     /// Fails, saying how to get it, when a binary is missing. `bin_dir`: where the user
     /// keeps binaries that no package installs (`--bin-dir`).
     fn check_installed(&self, _bin_dir: Option<&Path>) -> Result<()> {

@@ -290,6 +290,10 @@ impl Database for Patroni {
         PORT
     }
 
+    fn peer_port(&self) -> u16 {
+        super::etcd::PEER_PORT
+    }
+
     fn cut_off(&self) -> CutOff {
         CutOff {
             serves: true,

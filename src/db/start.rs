@@ -1,7 +1,7 @@
 //! Bringing a database up on a lab's nodes.
 
 use super::Database;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lab::LabState;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ pub async fn start(state: &mut LabState, db: &dyn Database, timeout: Duration) -
                 match staged.node_ready(&layout, i).await {
                     Ok(()) => break,
                     Err(why) if Instant::now() >= deadline => {
-                        return Err(state.not_ready(i, timeout, why));
+                        return Err(not_ready(state, db, i, timeout, why));
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
@@ -38,8 +38,31 @@ pub async fn start(state: &mut LabState, db: &dyn Database, timeout: Duration) -
         }
         if Instant::now() >= deadline {
             let i = health.not_ready.first().copied().unwrap_or(0);
-            return Err(state.not_ready(i, timeout, health.why));
+            return Err(not_ready(state, db, i, timeout, health.why));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The error for node `i` not ready within `timeout`: that some node cannot reach another
+/// on the database's peer port, if one cannot, since then the servers are not at fault;
+/// else `why`, with the node's log.
+fn not_ready(
+    state: &LabState,
+    db: &dyn Database,
+    i: usize,
+    timeout: Duration,
+    why: String,
+) -> Error {
+    match state.lost_path(db.peer_port(), PROBE_TIMEOUT) {
+        Ok(Some(path)) => Error::NodesCutOff {
+            node: state.nodes[i].name.clone(),
+            secs: timeout.as_secs(),
+            path,
+        },
+        _ => state.not_ready(i, timeout, why),
+    }
+}
+
+/// How long a probe between two nodes waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);

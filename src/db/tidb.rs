@@ -158,6 +158,10 @@ impl Database for Tidb {
         SQL
     }
 
+    fn peer_port(&self) -> u16 {
+        PD_PEER
+    }
+
     fn cut_off(&self) -> CutOff {
         CutOff {
             serves: false,

@@ -240,6 +240,10 @@ impl Database for Zookeeper {
         CLIENT_PORT
     }
 
+    fn peer_port(&self) -> u16 {
+        3888
+    }
+
     fn cut_off(&self) -> CutOff {
         CutOff {
             serves: false,

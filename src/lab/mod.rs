@@ -1,7 +1,7 @@
 //! A lab: the hosts of one test cluster on this machine, and what runs on them.
 //!
-//! Each node is a network namespace with its own address; a bridge joins them and the host,
-//! where the clients run. The lab's state is kept on disk (`$PERSEUS_HOME/labs/NAME/`,
+//! Each node is a network namespace with its own address; a switch (a bridge in a namespace
+//! of its own, see [`net`]) joins them and the host, where the clients run. The lab's state is kept on disk (`$PERSEUS_HOME/labs/NAME/`,
 //! default `/var/lib/perseus`), written before anything is created, so `perseus down` can
 //! remove every process, namespace and link of a lab even after perseus itself was killed.
 
@@ -52,7 +52,7 @@ pub struct NodeState {
     pub name: String,
     pub netns: String,
     pub addr: Ipv4Addr,
-    /// The host side of the node's veth pair.
+    /// The switch's side of the node's veth pair (on the host, in labs without a switch).
     pub veth: String,
     pub dir: PathBuf,
     pub processes: Vec<ProcessState>,
@@ -64,8 +64,14 @@ pub struct LabState {
     pub name: String,
     pub database: String,
     pub subnet: String,
+    /// The host's link to the lab's network, which carries `host_addr`: the host's end of
+    /// its veth pair to the switch (the bridge itself, in labs without a switch).
     pub bridge: String,
     pub host_addr: Ipv4Addr,
+    /// The namespace of the lab's switch. Labs made before it existed have their bridge on
+    /// the host, and none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<String>,
     pub nodes: Vec<NodeState>,
     pub created_unix_ms: i64,
     pub perseus_version: String,
@@ -341,14 +347,15 @@ pub fn create(
         name: name.to_string(),
         database: database.to_string(),
         subnet: subnet.to_string(),
-        bridge: format!("{tag}br"),
+        bridge: format!("{tag}h"),
         host_addr: subnet.host_addr(),
+        switch: Some(format!("perseus-{name}-sw")),
         nodes: (0..nodes)
             .map(|i| NodeState {
                 name: format!("n{}", i + 1),
                 netns: format!("perseus-{name}-n{}", i + 1),
                 addr: subnet.node_addr(i),
-                veth: format!("{tag}n{}", i + 1),
+                veth: format!("n{}", i + 1),
                 dir: dir.join(format!("n{}", i + 1)),
                 processes: Vec::new(),
             })
@@ -367,9 +374,10 @@ pub fn create(
             std::fs::create_dir_all(&n.dir)
                 .map_err(Error::io(format!("create {}", n.dir.display())))?;
         }
-        net::create_bridge(&state.bridge, &subnet)?;
+        let switch = state.switch.as_deref().expect("a new lab has a switch");
+        net::create_switch(switch, &state.bridge, &subnet)?;
         for n in &state.nodes {
-            net::create_node(&n.netns, &n.veth, &state.bridge, n.addr)?;
+            net::create_node(&n.netns, &n.veth, switch, n.addr)?;
         }
         Ok(())
     })();
@@ -430,7 +438,7 @@ const RESTART_SETTLE: Duration = Duration::from_millis(300);
 const RESTART_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Removes everything of a lab: its processes, namespaces (and with them their nftables
-/// rules), links, bridge and directory. Safe to call again, and on a half-made lab.
+/// rules and links), the host's link to it and its directory. Safe to call again, and on a half-made lab.
 pub fn destroy(state: &LabState) -> Result<()> {
     let _lock = lock()?;
     destroy_locked(state)
@@ -452,13 +460,24 @@ fn destroy_locked(state: &LabState) -> Result<()> {
     // would otherwise spend seconds trying to hand its leadership over.
     process::stop_all(&pids, Duration::from_millis(500));
     let mut first_error = None;
-    for node in &state.nodes {
-        if let Err(e) = net::remove_node(&node.netns, &node.veth) {
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
             first_error.get_or_insert(e);
         }
+    };
+    // Links on the host go before the namespaces: a deleted namespace takes its links with
+    // it only some time later, and the host's names must be free for the next lab at once.
+    if state.switch.is_none() {
+        for node in &state.nodes {
+            note(net::remove_link(&node.veth));
+        }
     }
-    if let Err(e) = net::remove_link(&state.bridge) {
-        first_error.get_or_insert(e);
+    note(net::remove_link(&state.bridge));
+    for node in &state.nodes {
+        note(net::remove_netns(&node.netns));
+    }
+    if let Some(switch) = &state.switch {
+        note(net::remove_netns(switch));
     }
     if let Some(e) = first_error {
         return Err(e);
@@ -551,6 +570,18 @@ impl LabState {
             }
         }
         Ok(())
+    }
+
+    /// The first path between two nodes that does not carry a TCP connection to `port`
+    /// within `timeout`, as "n1 cannot reach n2 at 198.18.1.2:2380 (…)"; `None` if every
+    /// node reaches every other (a refused connection counts as reached).
+    pub fn lost_path(&self, port: u16, timeout: Duration) -> Result<Option<String>> {
+        let nodes: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.netns.clone(), n.addr))
+            .collect();
+        net::first_lost_path(&nodes, port, timeout)
     }
 
     /// The error for node `i` not ready within `timeout`, with `why` and its log's tail.

@@ -1,10 +1,18 @@
 //! The lab's network: an address range from 198.18.0.0/15 (the range reserved for test
-//! labs), a bridge on the host, and one namespace per node joined to it by a veth pair.
-//! The client runs on the host side and reaches every node through the bridge.
+//! labs), a switch (a bridge in a network namespace of its own), and one namespace per node
+//! joined to it by a veth pair. The host joins the switch by a veth pair too: the clients
+//! run on the host and reach every node through it.
+//!
+//! The bridge is not on the host because a bridge there hands every frame between two
+//! nodes to the host's firewall (`bridge-nf-call-iptables`), whose `FORWARD` policy is
+//! Docker's `DROP` wherever Docker runs. In a namespace of its own the bridge sees only
+//! that namespace's firewall, which is empty: the lab's traffic never depends on the
+//! host's rules, whenever they change, and Perseus changes none of them.
 
 use super::process::run_host;
 use crate::error::{Error, Result};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
 
 /// A /24 inside 198.18.0.0/15.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,25 +137,72 @@ pub fn subnet_user(subnet: &Subnet) -> Result<Option<String>> {
         .map(|(_, _, by)| by))
 }
 
-/// Creates the bridge with the host's lab address.
-pub fn create_bridge(bridge: &str, subnet: &Subnet) -> Result<()> {
-    run_host("ip", &["link", "add", bridge, "type", "bridge"])?;
+/// The bridge's name inside the switch's namespace.
+const SWITCH_BRIDGE: &str = "br0";
+/// The name, inside the switch's namespace, of the port that leads to the host.
+const SWITCH_HOST_PORT: &str = "host";
+
+/// Creates the switch: namespace `switch` with a bridge, joined to the host by the veth
+/// `host_link`, which carries the host's lab address.
+pub fn create_switch(switch: &str, host_link: &str, subnet: &Subnet) -> Result<()> {
+    run_host("ip", &["netns", "add", switch])?;
+    run_host(
+        "ip",
+        &["-n", switch, "link", "add", SWITCH_BRIDGE, "type", "bridge"],
+    )?;
+    run_host("ip", &["-n", switch, "link", "set", SWITCH_BRIDGE, "up"])?;
+    run_host(
+        "ip",
+        &[
+            "link",
+            "add",
+            host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            SWITCH_HOST_PORT,
+            "netns",
+            switch,
+        ],
+    )?;
+    attach(switch, SWITCH_HOST_PORT)?;
     let host = format!("{}/24", subnet.host_addr());
-    run_host("ip", &["addr", "add", &host, "dev", bridge])?;
-    run_host("ip", &["link", "set", bridge, "up"])?;
+    run_host("ip", &["addr", "add", &host, "dev", host_link])?;
+    run_host("ip", &["link", "set", host_link, "up"])?;
     Ok(())
 }
 
-/// Creates a node's namespace, with `eth0` at `addr` joined to `bridge` through `veth`.
-pub fn create_node(netns: &str, veth: &str, bridge: &str, addr: Ipv4Addr) -> Result<()> {
+/// Puts port `port` of the switch on its bridge and brings it up.
+fn attach(switch: &str, port: &str) -> Result<()> {
+    run_host(
+        "ip",
+        &[
+            "-n",
+            switch,
+            "link",
+            "set",
+            port,
+            "master",
+            SWITCH_BRIDGE,
+            "up",
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Creates a node's namespace, with `eth0` at `addr` joined to the switch through its port
+/// `port`.
+pub fn create_node(netns: &str, port: &str, switch: &str, addr: Ipv4Addr) -> Result<()> {
     run_host("ip", &["netns", "add", netns])?;
     run_host(
         "ip",
         &[
-            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
+            "-n", switch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
+            netns,
         ],
     )?;
-    run_host("ip", &["link", "set", veth, "master", bridge, "up"])?;
+    attach(switch, port)?;
     let cidr = format!("{addr}/24");
     run_host("ip", &["-n", netns, "addr", "add", &cidr, "dev", "eth0"])?;
     run_host("ip", &["-n", netns, "link", "set", "eth0", "up"])?;
@@ -160,10 +215,9 @@ pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Removes a node's veth pair and namespace; already gone is fine. The veth goes first:
-/// a deleted namespace takes its links with it only some time later.
-pub fn remove_node(netns: &str, veth: &str) -> Result<()> {
-    remove_link(veth)?;
+/// Removes a network namespace; already gone is fine. Its links go with it (some time
+/// later: a link whose name must be free again at once is removed first).
+pub fn remove_netns(netns: &str) -> Result<()> {
     if super::process::netns_path(netns).exists() {
         run_host("ip", &["netns", "del", netns])?;
     }
@@ -179,6 +233,66 @@ pub fn remove_link(name: &str) -> Result<()> {
         Err(_) if !link_exists(name) => Ok(()),
         other => other.map(|_| ()),
     }
+}
+
+/// What a TCP connection attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Someone accepted it.
+    Connected,
+    /// The address answered that nothing listens there: the path works.
+    Refused,
+    /// No answer, or an error on the way (timed out, unreachable, …): the path does not work.
+    Lost(String),
+}
+
+/// Tries a TCP connection to `to` for at most `timeout`, from inside `netns` (or from the
+/// host, if `None`).
+pub fn reach(netns: Option<&str>, to: SocketAddr, timeout: Duration) -> Result<Reach> {
+    let ns = match netns {
+        Some(n) => Some(
+            std::fs::File::open(super::process::netns_path(n))
+                .map_err(Error::io(format!("open namespace {n}")))?,
+        ),
+        None => None,
+    };
+    // setns changes only the calling thread's namespace: do it on a thread of its own.
+    std::thread::spawn(move || {
+        if let Some(ns) = ns {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::io("enter namespace")(e.into()))?;
+        }
+        Ok(match TcpStream::connect_timeout(&to, timeout) {
+            Ok(_) => Reach::Connected,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Reach::Refused,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Reach::Lost(format!("no answer within {} ms", timeout.as_millis()))
+            }
+            Err(e) => Reach::Lost(e.to_string()),
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err(Error::Invalid("probe thread panicked".into())))
+}
+
+/// The first path between two nodes that does not carry a connection to `port`, as
+/// "n1 cannot reach n2 at 198.18.1.2:2380 (no answer within 1000 ms)"; `None` if every
+/// node reaches every other (a refused connection reaches). `nodes`: (name, namespace,
+/// address) of each node.
+pub fn first_lost_path(
+    nodes: &[(String, String, Ipv4Addr)],
+    port: u16,
+    timeout: Duration,
+) -> Result<Option<String>> {
+    for (from, netns, _) in nodes {
+        for (to, _, addr) in nodes.iter().filter(|n| n.0 != *from) {
+            let at = SocketAddr::from((*addr, port));
+            if let Reach::Lost(why) = reach(Some(netns), at, timeout)? {
+                return Ok(Some(format!("{from} cannot reach {to} at {at} ({why})")));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -216,3 +216,52 @@ fn up_watch_isolate_rejoin_down() {
     assert!(stderr.contains("no lab named"), "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A cluster that cannot form because its nodes cannot reach each other says which path is
+/// cut (after probing the peer port between every two nodes), not only that a node was not
+/// ready; a lab whose nodes reach each other has no such path.
+#[test]
+fn a_cluster_that_cannot_form_for_lack_of_network_names_the_cut_path() {
+    require_lab("etcd", "etcd-server");
+    let lab = lab_name("cutpath");
+    let _guard = LabGuard(lab.clone());
+    let db = perseus::db::find("etcd").unwrap();
+    let mut state = perseus::lab::create(&lab, "etcd", 3, None, None, &Default::default()).unwrap();
+    let probe = Duration::from_millis(300);
+    assert_eq!(
+        state.lost_path(2380, probe).unwrap(),
+        None,
+        "a new lab is whole"
+    );
+    // n2 drops whatever comes from its peers, as a firewall between the nodes would.
+    let rule = format!(
+        "table inet it {{\n chain input {{\n type filter hook input priority 0;\n ip saddr {{ {}, {} }} drop\n }}\n}}\n",
+        state.nodes[0].addr, state.nodes[2].addr
+    );
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &state.nodes[1].netns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rule.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(perseus::db::start(&mut state, db, Duration::from_secs(4)))
+        .unwrap_err();
+    let text = err.to_string();
+    let path = format!(
+        "n1 cannot reach n2 at {}:2380 (no answer",
+        state.nodes[1].addr
+    );
+    assert!(text.contains(&path), "{text}");
+    assert_eq!(err.exit_code(), perseus::error::exit::ENVIRONMENT, "{text}");
+    perseus::lab::destroy(&state).unwrap();
+    let left = leftovers(&lab, &[]);
+    assert!(left.is_empty(), "{left:?}");
+}

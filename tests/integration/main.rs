@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod crash;
+mod docker_beside;
 mod etcd_faults;
 mod etcd_lab;
 mod etcd_observers;

@@ -131,13 +131,16 @@ pub fn leftovers(lab: &str, links: &[String]) -> Vec<String> {
     left
 }
 
-/// The host-side links a lab made, read from its state.
+/// The links a lab made on the host, read from its state.
 pub fn links_of(lab: &str) -> Vec<String> {
     let text = std::fs::read_to_string(lab_dir(lab).join("state.json")).expect("lab state");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut links = vec![v["bridge"].as_str().unwrap().to_string()];
-    for n in v["nodes"].as_array().unwrap() {
-        links.push(n["veth"].as_str().unwrap().to_string());
+    // A lab with a switch has its nodes' veths in the switch's namespace, not on the host.
+    if v.get("switch").is_none() {
+        for n in v["nodes"].as_array().unwrap() {
+            links.push(n["veth"].as_str().unwrap().to_string());
+        }
     }
     links
 }
