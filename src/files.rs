@@ -65,11 +65,163 @@ pub fn chown_tree(path: &Path, user: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` into a new or truncated `path` (see [`create`]).
+/// Replaces `path` with `bytes` whole: a reader sees the old file or the new one, never a
+/// part, and concurrent writers never mix their bytes. `path` must be a regular file or
+/// nothing (see [`Output`]).
 pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    create(path)?
-        .write_all(bytes.as_ref())
-        .map_err(Error::io(format!("write {}", path.display())))
+    let mut out = Output::create(path, Streams::Refuse)?;
+    out.write_all(bytes.as_ref())
+        .map_err(Error::io(format!("write {}", path.display())))?;
+    out.commit()
+}
+
+/// Whether an [`Output`] may write into a character device or a pipe (`/dev/stdout`, a
+/// FIFO) as it stands, rather than replacing a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    Allow,
+    Refuse,
+}
+
+/// An output file that appears whole or not at all. A regular file (or nothing) at the
+/// target is replaced on [`Output::commit`] by a new file written beside it under an
+/// unguessable name, created exclusively and readable by its owner only until it is
+/// complete; dropped uncommitted, the new file is removed and the target left as it was.
+/// A character device or a pipe is written directly where [`Streams::Allow`]s it. Anything
+/// else at the target (a symbolic link, a directory, a socket, a block device) is refused,
+/// and nothing is ever renamed over what is not a regular file.
+pub struct Output {
+    file: File,
+    /// The file being written and the target it replaces; `None` when writing directly.
+    replaces: Option<(PathBuf, PathBuf)>,
+}
+
+impl Output {
+    pub fn create(target: &Path, streams: Streams) -> Result<Output> {
+        use std::os::unix::fs::FileTypeExt;
+        let refuse = |what: &str| {
+            Err(Error::Invalid(format!(
+                "{} is {what}: Perseus writes only to a regular file{}; give another path",
+                target.display(),
+                if streams == Streams::Allow {
+                    ", a character device or a pipe"
+                } else {
+                    ""
+                }
+            )))
+        };
+        match std::fs::symlink_metadata(target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("stat {}", target.display()))(e)),
+            Ok(m) => {
+                let t = m.file_type();
+                if t.is_symlink() {
+                    return refuse("a symbolic link");
+                }
+                if (t.is_char_device() || t.is_fifo()) && streams == Streams::Allow {
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(target)
+                        .map_err(Error::io(format!("open {}", target.display())))?;
+                    return Ok(Output {
+                        file,
+                        replaces: None,
+                    });
+                }
+                if !t.is_file() {
+                    return refuse(if t.is_dir() {
+                        "a directory"
+                    } else if t.is_char_device() {
+                        "a character device"
+                    } else if t.is_fifo() {
+                        "a pipe"
+                    } else {
+                        "not a regular file"
+                    });
+                }
+            }
+        }
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("{}: name a file", target.display())))?
+            .to_string_lossy()
+            .into_owned();
+        for _ in 0..16 {
+            let tmp = dir.join(format!(".{name}.{}.part", random_hex()?));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+            {
+                Ok(file) => {
+                    return Ok(Output {
+                        file,
+                        replaces: Some((tmp, target.to_path_buf())),
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(format!("create {}", tmp.display()))(e)),
+            }
+        }
+        Err(Error::Invalid(format!(
+            "no fresh file could be made beside {}",
+            target.display()
+        )))
+    }
+
+    /// Makes the output whole: flushes it and puts it in place of the target (mode 0644).
+    pub fn commit(mut self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        self.file
+            .flush()
+            .map_err(Error::io("flush the output".to_string()))?;
+        let Some((tmp, target)) = self.replaces.take() else {
+            return Ok(());
+        };
+        let done = self
+            .file
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .and_then(|_| std::fs::rename(&tmp, &target));
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(format!("write {}", target.display()))(e));
+        }
+        Ok(())
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some((tmp, _)) = &self.replaces {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// 64 random bits from the kernel, as 16 hex digits.
+fn random_hex() -> Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 8];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(Error::io("read /dev/urandom"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A new directory under the system's temporary directory, named after `tag` with an
@@ -138,6 +290,89 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("plain")).unwrap(),
             "two"
+        );
+    }
+
+    #[test]
+    fn an_output_replaces_a_regular_file_whole_and_leaves_nothing_when_dropped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Scratch::new("test").unwrap();
+        let target = dir.path().join("out.csv");
+        std::fs::write(&target, "old").unwrap();
+        let mut out = Output::create(&target, Streams::Allow).unwrap();
+        out.write_all(b"new").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "old",
+            "not before commit"
+        );
+        let part: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(part.len(), 2, "the new file is beside the target");
+        let meta =
+            std::fs::symlink_metadata(part.iter().find(|e| e.path() != target).unwrap().path())
+                .unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "private while written"
+        );
+        out.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "only the target"
+        );
+        let mut out = Output::create(&target, Streams::Refuse).unwrap();
+        out.write_all(b"half").unwrap();
+        drop(out);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing left"
+        );
+    }
+
+    #[test]
+    fn an_output_never_replaces_a_device_a_pipe_a_link_or_a_directory() {
+        let dir = Scratch::new("test").unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        for (path, what) in [
+            (Path::new("/dev/null"), "a character device"),
+            (fifo.as_path(), "a pipe"),
+            (link.as_path(), "a symbolic link"),
+            (dir.path(), "a directory"),
+        ] {
+            let e = Output::create(path, Streams::Refuse)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(what), "{e}");
+            assert!(e.contains("give another path"), "{e}");
+        }
+        let e = Output::create(&link, Streams::Allow)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a symbolic link"), "{e}");
+        // A character device is written as it stands, never renamed over.
+        let mut null = Output::create(Path::new("/dev/null"), Streams::Allow).unwrap();
+        null.write_all(b"gone").unwrap();
+        null.commit().unwrap();
+        let meta = std::fs::symlink_metadata("/dev/null").unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            meta.file_type().is_char_device(),
+            "/dev/null is still a device"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "nothing made"
         );
     }
 

@@ -131,7 +131,7 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
             }
             done
         }
-        Command::Export(a) => export(&a),
+        Command::Export(a) => tokio::task::block_in_place(|| export(&a, &stop)),
         Command::Compare(a) => compare(a),
         Command::Check(a) => check(&a),
         Command::Matrix(a) => matrix(a, stop).await,
@@ -909,8 +909,10 @@ async fn watch_until(
 }
 
 /// `perseus export`: the record of a results directory (or a record file) as JSON Lines or
-/// CSV, on standard output or into a file that appears whole or not at all.
-fn export(a: &ExportArgs) -> Result<()> {
+/// CSV, on standard output or into a file that appears whole or not at all; `stop` ends it
+/// (with nothing left of the file).
+fn export(a: &ExportArgs, stop: &CancellationToken) -> Result<()> {
+    let stopped = &|| stop.is_cancelled();
     use perseus::record::{export, Reader};
     let record = if a.path.is_dir() {
         perseus::record::in_results(&a.path)?
@@ -920,21 +922,12 @@ fn export(a: &ExportArgs) -> Result<()> {
     let reader = Reader::open(&record)?;
     match &a.out {
         Some(file) => {
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-            let part = file.with_file_name(format!(".{}.part", name.unwrap_or_default()));
-            let written = perseus::files::create(&part).and_then(|f| {
-                let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
-                export::export(reader, a.format, &mut w)
-            });
-            let done = written.and_then(|n| {
-                std::fs::rename(&part, file)
-                    .map(|_| n)
-                    .map_err(perseus::Error::io(format!("rename to {}", file.display())))
-            });
-            if done.is_err() {
-                let _ = std::fs::remove_file(&part);
-            }
-            let n = done?;
+            use perseus::files::{Output, Streams};
+            let mut out = Output::create(file, Streams::Allow)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut out);
+            let n = export::export(reader, a.format, &mut w, stopped)?;
+            drop(w);
+            out.commit()?;
             say(format!(
                 "{} events of {} into {}",
                 report::thousands(n),
@@ -944,7 +937,7 @@ fn export(a: &ExportArgs) -> Result<()> {
         }
         None => {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-            match export::export(reader, a.format, &mut w) {
+            match export::export(reader, a.format, &mut w, stopped) {
                 Ok(_) => {}
                 // A reader that stopped early (head, a closed pipe) ends the output only.
                 Err(perseus::Error::Io { source, .. })

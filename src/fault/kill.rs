@@ -20,14 +20,17 @@ pub fn apply(lab: &LabState, f: &InForce) -> Result<()> {
     Ok(())
 }
 
-/// Starts the nodes of `f` again (their processes as the database restarts them).
+/// Starts the nodes of `f` again, all at once (their processes as the database restarts
+/// them).
 pub fn restart(lab_name: &str, f: &InForce, db: &dyn Database) -> Result<()> {
     let mut state = LabState::load(lab_name)?;
-    for &node in &f.nodes {
-        let specs = db.restart_processes(&state.layout(), node);
-        lab::restart_node(&mut state, node, &specs)?;
-    }
-    Ok(())
+    let layout = state.layout();
+    let nodes: Vec<_> = f
+        .nodes
+        .iter()
+        .map(|&node| (node, db.restart_processes(&layout, node)))
+        .collect();
+    lab::restart_nodes(&mut state, &nodes)
 }
 
 /// The nodes whose processes have all gone.

@@ -388,44 +388,51 @@ pub fn create(
     Ok(state)
 }
 
-/// Starts node `i` again after its processes were killed: `specs` (the database's restart
-/// command lines), the same data directories, logs appended to. Fails if they do not stay
-/// up.
-pub fn restart_node(state: &mut LabState, i: usize, specs: &[ProcessSpec]) -> Result<()> {
+/// Starts nodes again after their processes were killed, all at once (as after a power
+/// cut): each `(i, specs)` is node `i` with its database's restart command lines, on the
+/// same data directories, logs appended to. Fails if one does not stay up.
+pub fn restart_nodes(state: &mut LabState, nodes: &[(usize, Vec<ProcessSpec>)]) -> Result<()> {
     // A server that cannot start again exits at once. Right after a kill that is often
     // only for a moment (its port is still held for a second or two), so it is tried
     // again for a while; a restart that never stays up is an error, not a node counted as
     // running.
     let started = Instant::now();
+    let mut pending: Vec<&(usize, Vec<ProcessSpec>)> = nodes.iter().collect();
     loop {
-        // What an earlier attempt left running (one process of several) goes first.
-        let left: Vec<(i32, u64)> = state.nodes[i]
-            .processes
-            .iter()
-            .filter(|p| process::is_alive(p.pid, p.start_time))
-            .map(|p| (p.pid, p.start_time))
-            .collect();
-        process::kill_all(&left, Duration::from_secs(2));
-        state.nodes[i].processes.clear();
-        for spec in specs {
-            state.spawn(i, spec)?;
+        for (i, specs) in &pending {
+            // What an earlier attempt left running (one process of several) goes first.
+            let left: Vec<(i32, u64)> = state.nodes[*i]
+                .processes
+                .iter()
+                .filter(|p| process::is_alive(p.pid, p.start_time))
+                .map(|p| (p.pid, p.start_time))
+                .collect();
+            process::kill_all(&left, Duration::from_secs(2));
+            state.nodes[*i].processes.clear();
+            for spec in specs {
+                state.spawn(*i, spec)?;
+            }
         }
         std::thread::sleep(RESTART_SETTLE);
-        let node = &state.nodes[i];
-        let Some(p) = node
-            .processes
-            .iter()
-            .find(|p| !process::is_alive(p.pid, p.start_time))
-        else {
+        let exited = |i: usize| {
+            state.nodes[i]
+                .processes
+                .iter()
+                .find(|p| !process::is_alive(p.pid, p.start_time))
+                .cloned()
+        };
+        pending.retain(|(i, _)| exited(*i).is_some());
+        let Some((i, _)) = pending.first() else {
             return Ok(());
         };
         if started.elapsed() >= RESTART_PATIENCE {
+            let p = exited(*i).expect("a pending node has an exited process");
             return Err(Error::NodeNotReady {
-                node: node.name.clone(),
+                node: state.nodes[*i].name.clone(),
                 secs: started.elapsed().as_secs(),
                 why: format!("{} exited right after each restart", p.name),
-                log: p.log.clone(),
                 tail: process::tail(&p.log, 15),
+                log: p.log,
             });
         }
         std::thread::sleep(Duration::from_millis(700));

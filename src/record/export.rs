@@ -83,10 +83,16 @@ fn outcome(o: Outcome) -> &'static str {
 
 /// Writes every event of the record `reader` reads to `out` in `format`; returns how many
 /// events it wrote. A record cut short by a killed writer exports up to its last whole
-/// line; a malformed one stops the export with its error.
-pub fn export(reader: Reader, format: Format, out: &mut dyn Write) -> Result<u64> {
+/// line; a malformed one stops the export with its error. Once `stop` says so, the export
+/// ends with [`Error::Interrupted`].
+pub fn export(
+    reader: Reader,
+    format: Format,
+    out: &mut dyn Write,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64> {
     if format == Format::Text {
-        return super::write_text(reader, out);
+        return super::write_text(reader, out, stop);
     }
     let header = reader.header().clone();
     let io = |e: std::io::Error| Error::io("write the export".to_string())(e);
@@ -111,6 +117,9 @@ pub fn export(reader: Reader, format: Format, out: &mut dyn Write) -> Result<u64
             Format::Text => unreachable!("written above"),
         }
         n += 1;
+        if n % super::STOP_CHECK == 0 && stop() {
+            return Err(Error::Interrupted);
+        }
     }
     out.flush().map_err(io)?;
     Ok(n)
@@ -244,7 +253,7 @@ mod tests {
 
     fn exported(path: &std::path::Path, format: Format) -> (u64, String) {
         let mut out = Vec::new();
-        let n = export(Reader::open(path).unwrap(), format, &mut out).unwrap();
+        let n = export(Reader::open(path).unwrap(), format, &mut out, &|| false).unwrap();
         (n, String::from_utf8(out).unwrap())
     }
 

@@ -460,7 +460,12 @@ impl Writer {
 
 /// Writes the events of `reader` to `out` as a plain text record (format 3), which
 /// `perseus report` reads too; returns how many events it wrote.
-pub fn write_text(reader: Reader, out: &mut dyn Write) -> Result<u64> {
+/// How many events a long write goes between two looks at whether it must stop.
+const STOP_CHECK: u64 = 4096;
+
+/// Writes the events `reader` reads as a text record; once `stop` says so, ends with
+/// [`Error::Interrupted`].
+pub fn write_text(reader: Reader, out: &mut dyn Write, stop: &dyn Fn() -> bool) -> Result<u64> {
     let io = |e: std::io::Error| Error::io("write the text record".to_string())(e);
     let mut encoder = Encoder::new(false, reader.header().nodes.len());
     let mut buf = Vec::with_capacity(WRITE_CHUNK + 256);
@@ -469,6 +474,9 @@ pub fn write_text(reader: Reader, out: &mut dyn Write) -> Result<u64> {
     for event in reader {
         encoder.event(&event?, &mut buf);
         n += 1;
+        if n % STOP_CHECK == 0 && stop() {
+            return Err(Error::Interrupted);
+        }
         if buf.len() >= WRITE_CHUNK {
             out.write_all(&buf).map_err(io)?;
             buf.clear();

@@ -172,8 +172,13 @@ pub fn record_text(dir: &Path) -> String {
     let reader = perseus::record::Reader::open(&path)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut text = Vec::new();
-    perseus::record::export::export(reader, perseus::record::export::Format::Text, &mut text)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    perseus::record::export::export(
+        reader,
+        perseus::record::export::Format::Text,
+        &mut text,
+        &|| false,
+    )
+    .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     String::from_utf8(text).expect("the text record is UTF-8")
 }
 
