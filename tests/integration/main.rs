@@ -14,6 +14,7 @@ mod etcd_run;
 mod external_cluster;
 mod galera_run;
 mod gryadka_run;
+mod hostile_outputs;
 mod lab_concurrency;
 mod matrix;
 mod newcomer;
