@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod size;
 pub mod spec;
+pub mod terminal;
 pub mod watch;
 pub mod workload;
 

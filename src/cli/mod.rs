@@ -26,10 +26,12 @@ fn machine_output() -> bool {
 /// command: a run goes on recording and tears its lab down.
 fn human(args: std::fmt::Arguments) {
     use std::io::Write as _;
+    let text = args.to_string();
+    let text = perseus::terminal::printable(&text);
     let _ = if machine_output() {
-        std::io::stderr().write_fmt(args)
+        std::io::stderr().write_all(text.as_bytes())
     } else {
-        std::io::stdout().write_fmt(args)
+        std::io::stdout().write_all(text.as_bytes())
     };
 }
 

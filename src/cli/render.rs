@@ -13,7 +13,7 @@ pub fn stdout_echo() -> perseus::watch::Echo {
     Box::new(|text: &str| {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())
+        out.write_all(perseus::terminal::printable(text).as_bytes())
             .and_then(|_| out.flush())
             .is_ok()
     })
@@ -22,6 +22,7 @@ pub fn stdout_echo() -> perseus::watch::Echo {
 /// Progress and errors, on standard error; a closed stream never stops the command.
 pub fn say(line: String) {
     use std::io::Write as _;
+    let line = perseus::terminal::printable(&line);
     let _ = writeln!(std::io::stderr(), "perseus: {line}");
 }
 

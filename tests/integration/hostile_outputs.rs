@@ -1,6 +1,6 @@
-//! Outputs that cannot clobber or tear: `export --out` and result files never replace what
-//! is not a regular file, use a temporary file nobody can plant, and stop on a signal with
-//! nothing left behind.
+//! Outputs that cannot clobber, tear or take over the terminal: `export --out` and result
+//! files never replace what is not a regular file, use a temporary file nobody can plant,
+//! and stop on a signal with nothing left behind; text from a record is printed escaped.
 
 use crate::support::*;
 use std::io::Write as _;
@@ -264,4 +264,40 @@ fn report_refuses_a_pipe_where_its_page_goes() {
     assert!(stderr.contains("report.html is a pipe"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(is_fifo(&page));
+}
+
+/// Control characters in a record (an error text a server sent, a mark) reach the terminal
+/// as visible escapes: a record cannot clear the screen, retitle the window or print a
+/// coloured verdict of its own.
+#[test]
+fn control_characters_from_a_record_are_printed_as_escapes() {
+    let (dir, _removed) = scratch("escapes");
+    let hostile = "\x1b]0;pwned\x07\x1b[2J\x1b[31mfake: every expectation holds\u{9b}0m";
+    let record = std::fs::read_to_string(RECORD).unwrap().replacen(
+        "X 0 timed out after 1s",
+        &format!("X 0 {hostile}"),
+        1,
+    );
+    assert!(record.contains(hostile));
+    std::fs::write(dir.join("record.txt"), record).unwrap();
+    let out = perseus().arg("report").arg(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .contains("\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mfake: every expectation holds\\u{9b}0m"),
+        "the error text is shown, escaped:\n{stdout}"
+    );
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        let bad: Vec<char> = text
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+            .collect();
+        assert!(bad.is_empty(), "{name} has control characters {bad:?}");
+    }
 }
