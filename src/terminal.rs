@@ -8,7 +8,7 @@ use std::borrow::Cow;
 /// character written as a visible escape (`\x1b`, `\x7f`, `\u{9b}`); borrowed when there
 /// is none.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| (c.is_control() && c != '\n' && c != '\t');
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
     }
