@@ -224,6 +224,43 @@ fn random_hex() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The most a text file Perseus reads whole (a summary, a spec, a table) may hold.
+pub const TEXT_LIMIT: u64 = 64 << 20;
+
+/// Reads the text file at `path` whole. It must be a regular file (a link to one is
+/// followed; a link to a device or a pipe is refused) of at most [`TEXT_LIMIT`] bytes:
+/// what a results directory holds cannot make Perseus read for ever or fill its memory.
+pub fn read_text(path: &Path) -> Result<String> {
+    use std::io::Read as _;
+    let file = File::open(path).map_err(Error::io(format!("read {}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(Error::io(format!("read {}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is not a regular file: Perseus reads results only from regular files; remove it",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(TEXT_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io(format!("read {}", path.display())))?;
+    if bytes.len() as u64 > TEXT_LIMIT {
+        return Err(Error::Invalid(format!(
+            "{} is larger than {} MiB: it is not a file Perseus wrote; remove it",
+            path.display(),
+            TEXT_LIMIT >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Invalid(format!(
+            "{} is not UTF-8 text: it is not a file Perseus wrote; remove it",
+            path.display()
+        ))
+    })
+}
+
 /// A new directory under the system's temporary directory, named after `tag` with an
 /// unguessable suffix, created atomically with mode 0700: nobody else can have put a file
 /// or a symbolic link into it. The caller removes it (see [`Scratch`]).

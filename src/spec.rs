@@ -97,8 +97,7 @@ impl Spec {
     /// Reads a saved spec; a mistake (a misspelt field, a fault action that does not parse)
     /// is an error with its line, never dropped.
     pub fn load(path: &Path) -> Result<Spec> {
-        let text =
-            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
+        let text = crate::files::read_text(path)?;
         let malformed = |line: usize, why: String| Error::Malformed {
             what: "spec".into(),
             path: path.to_path_buf(),

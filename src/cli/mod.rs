@@ -64,8 +64,7 @@ fn json<T: serde::Serialize>(value: &T) {
 /// Prints the `summary.json` of results directory `dir` (one run's or a repeat's) as it is.
 fn json_summary(dir: &Path) -> Result<()> {
     let path = dir.join(report::SUMMARY_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text = perseus::files::read_text(&path)?;
     document(&text);
     Ok(())
 }

@@ -28,11 +28,9 @@ impl Compared {
             || dir.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let written = std::fs::read_to_string(dir.join(SUMMARY_FILE))
-            .ok()
-            .and_then(|text| serde_json::from_str::<Summary>(&text).ok());
+        let written = Summary::load(&dir.join(SUMMARY_FILE)).ok();
         let table_path = dir.join(crate::record::TABLE_FILE);
-        let written_table = std::fs::read_to_string(&table_path)
+        let written_table = crate::files::read_text(&table_path)
             .ok()
             .and_then(|text| Table::parse(&text, &table_path).ok());
         let (summary, table) = match (written, written_table) {

@@ -167,14 +167,15 @@ impl Repeat {
 
     /// Reads a repeat's `summary.json`.
     pub fn load(path: &Path) -> Result<Repeat> {
-        let text =
-            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+        let text = crate::files::read_text(path)?;
+        let repeat: Repeat = serde_json::from_str(&text).map_err(|e| Error::Malformed {
             what: "repeat summary".into(),
             path: path.to_path_buf(),
             line: e.line(),
             why: e.to_string(),
-        })
+        })?;
+        super::summary::check_version(repeat.version, REPEAT_VERSION, "repeat summary", path)?;
+        Ok(repeat)
     }
 
     /// Writes `summary.json`, `report.md` and `report.html` into `dir`.
@@ -309,12 +310,13 @@ pub fn rows() -> Vec<(String, String)> {
 /// The figures of a results directory: of its one run, or of every run of a repeat.
 pub fn figures_of(dir: &Path) -> Result<crate::expect::Figures> {
     let path = dir.join(SUMMARY_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        Error::Invalid(format!(
+    if !path.exists() {
+        return Err(Error::Invalid(format!(
             "{} has no {SUMMARY_FILE}: give a results directory of perseus run (perseus report DIR writes it from the record)",
             dir.display()
-        ))
-    })?;
+        )));
+    }
+    let text = crate::files::read_text(&path)?;
     let is_repeat = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .is_some_and(|v| v["format"] == FORMAT);

@@ -90,6 +90,27 @@ fn format() -> String {
     FORMAT.into()
 }
 
+/// Fails unless `version` is one this build reads: 1 to `newest`.
+pub fn check_version(
+    version: u32,
+    newest: u32,
+    what: &str,
+    path: &std::path::Path,
+) -> crate::error::Result<()> {
+    if (1..=newest).contains(&version) {
+        return Ok(());
+    }
+    Err(crate::error::Error::Malformed {
+        what: what.into(),
+        path: path.to_path_buf(),
+        line: 1,
+        why: format!(
+            "version {version}: this perseus ({}) reads versions 1 to {newest}; a newer perseus wrote it, or it is not Perseus's",
+            env!("CARGO_PKG_VERSION")
+        ),
+    })
+}
+
 fn first_version() -> u32 {
     1
 }
@@ -235,14 +256,15 @@ impl Summary {
     /// Reads a run's `summary.json`.
     pub fn load(path: &std::path::Path) -> crate::error::Result<Summary> {
         use crate::error::Error;
-        let text =
-            std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| Error::Malformed {
+        let text = crate::files::read_text(path)?;
+        let summary: Summary = serde_json::from_str(&text).map_err(|e| Error::Malformed {
             what: "summary".into(),
             path: path.to_path_buf(),
             line: e.line(),
             why: e.to_string(),
-        })
+        })?;
+        check_version(summary.version, SUMMARY_VERSION, "summary", path)?;
+        Ok(summary)
     }
 
     /// Every figure a gate or a distribution can name, by key: each metric of [`METRICS`]

@@ -482,3 +482,46 @@ fn lab_servers_run_unprivileged_and_ask_for_the_labs_password() {
     let (code, stdout, stderr) = run(&["down", "--lab", &lab]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// A results directory whose `summary.json` is of a version this build does not know, or
+/// is not a regular file (a link to `/dev/zero`, which has no end), is refused with a
+/// one-line error at once.
+#[test]
+fn a_summary_of_an_unknown_version_or_no_file_at_all_is_refused() {
+    let dir = out_dir("summary-version");
+    let _removed = Removed(vec![dir.clone()]);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        "tests/corpus/record-etcd-isolate-leader.txt",
+        dir.join("record.txt"),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["report", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let summary = dir.join("summary.json");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["version"] = 99.into();
+    std::fs::write(&summary, v.to_string()).unwrap();
+    let check = [
+        "check",
+        dir.to_str().unwrap(),
+        "--expect",
+        "lost_acknowledged_writes == 0",
+    ];
+    let (code, _, stderr) = run(&check);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("version 99"), "{stderr}");
+    assert_eq!(one_line_error(&stderr), stderr.trim(), "one line");
+
+    std::fs::remove_file(&summary).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &summary).unwrap();
+    let t = std::time::Instant::now();
+    let (code, _, stderr) = run(&check);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "refused at once"
+    );
+}
