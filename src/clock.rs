@@ -13,6 +13,11 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
+/// `d` in whole milliseconds, `u64::MAX` where it has more (never wrapped around).
+pub fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Milliseconds since the Unix epoch on the wall clock.
 pub fn unix_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -64,6 +69,13 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_past_u64_stay_at_the_top() {
+        assert_eq!(ms(Duration::from_millis(2199)), 2199);
+        let huge = Duration::from_millis(u64::MAX) + Duration::from_millis(2200);
+        assert_eq!(ms(huge), u64::MAX, "not 2199");
+    }
 
     #[test]
     fn durations_parse_in_the_forms_the_cli_accepts() {

@@ -319,7 +319,7 @@ pub fn against_baseline(run: &Figures, baseline: &Figures, tolerance: f64) -> Ba
         let (limit, how) = if key.ends_with("_ms") {
             let slack = (base_median as f64 * tolerance).round() as u64;
             (
-                worst + slack,
+                worst.saturating_add(slack),
                 format!(
                     "the baseline's worst run {worst} + {:.0}% of its median {base_median}",
                     tolerance * 100.0
@@ -427,6 +427,18 @@ mod tests {
         );
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].expectation, "min(recovery_time_ms) > 1000");
+    }
+
+    #[test]
+    fn a_baseline_at_the_largest_figure_does_not_wrap_around() {
+        let base = figures(&[("recovery_time_ms", &[Some(u64::MAX), Some(200)])]);
+        let run = figures(&[("recovery_time_ms", &[Some(5000)])]);
+        let b = against_baseline(&run, &base, 0.2);
+        assert_eq!(
+            (b.compared, b.failed),
+            (1, vec![]),
+            "the limit stays at the top"
+        );
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Watch {
         let mut header = Header::new(db.name(), names, unix_ms(), t0_ns);
         header.database_version = servers.version;
         header.settings = servers.settings;
-        header.timeout_ms = Some(settings.timeout.as_millis() as u64);
+        header.timeout_ms = Some(crate::clock::ms(settings.timeout));
         header.rate = settings.rate;
         header.write = Some(settings.write.name().to_string());
         header.addresses = (0..layout.nodes.len())

@@ -161,12 +161,20 @@ fn jsonl(h: &Header, e: &Event, out: &mut dyn Write) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-/// A CSV field: quoted when it holds a comma, a quote or a line break.
+/// A CSV field: quoted when it holds a comma, a quote or a line break. Text that a
+/// spreadsheet would take for a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`, as OWASP advises against CSV injection.
 fn field(text: &str) -> std::borrow::Cow<'_, str> {
+    let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let text: std::borrow::Cow<'_, str> = if formula {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\"")).into()
     } else {
-        text.into()
+        text
     }
 }
 
@@ -178,14 +186,14 @@ fn csv(h: &Header, e: &Event, out: &mut dyn Write) -> std::io::Result<()> {
             "op,{},{},{},{},{},{},{},{},{},{},{},",
             o.start_us,
             o.end_us(),
-            h.nodes[o.node],
-            h.nodes[o.key_owner()],
+            field(&h.nodes[o.node]),
+            field(&h.nodes[o.key_owner()]),
             kind(o.kind),
             outcome(o.outcome),
             opt(o.value.map(|v| v.to_string())),
             opt(o.attempt.map(|v| v.to_string())),
             opt(o.revision.map(|v| v.to_string())),
-            opt(o.served_by.map(|i| h.nodes[i].clone())),
+            field(&opt(o.served_by.map(|i| h.nodes[i].clone()))),
             field(o.error.as_deref().unwrap_or("")),
         ),
         Event::Fault(f) => writeln!(
@@ -309,6 +317,55 @@ mod tests {
     }
 
     /// The text export of a binary record is a plain record of the same events.
+    #[test]
+    fn csv_fields_keep_their_columns_and_are_never_formulas() {
+        assert_eq!(field("n2,\"x\""), "\"n2,\"\"x\"\"\"");
+        assert_eq!(
+            field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        for bad in ["+1", "-1", "@SUM(A1)", "\tx"] {
+            assert_eq!(field(bad), format!("'{bad}"), "{bad}");
+        }
+        assert_eq!(field("timed out after 1s"), "timed out after 1s");
+        // A row whose node name has a comma and a quote still has every column.
+        let header: Header = serde_json::from_value(serde_json::json!({
+            "format": "perseus-record", "version": 1, "database": "etcd",
+            "nodes": ["n1", "n2,\"x\""], "addresses": ["a", "b"],
+            "t0_unix_ms": 0, "t0_monotonic_ns": 0
+        }))
+        .unwrap();
+        let op = Op {
+            node: 1,
+            key: None,
+            kind: Kind::Read,
+            start_us: 1,
+            duration_us: 2,
+            outcome: Outcome::Ok,
+            value: None,
+            attempt: None,
+            revision: None,
+            served_by: Some(1),
+            error: Some("=cmd".into()),
+        };
+        let mut out = Vec::new();
+        csv(&header, &Event::Op(op), &mut out).unwrap();
+        let row = String::from_utf8(out).unwrap();
+        let columns = |line: &str| {
+            let (mut n, mut quoted) = (1, false);
+            for c in line.chars() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => n += 1,
+                    _ => {}
+                }
+            }
+            n
+        };
+        assert_eq!(columns(row.trim_end()), columns(CSV_COLUMNS), "{row}");
+        assert!(row.contains(",'=cmd"), "{row}");
+    }
+
     #[test]
     fn text_is_a_plain_record_of_the_same_events() {
         let (path, events) = record("text");

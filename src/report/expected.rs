@@ -117,7 +117,7 @@ pub fn of(a: &Analysis, metrics: &BTreeMap<String, Option<u64>>) -> Vec<Expected
         .map(|b| {
             let figure = format!("{}_ms", b.figure);
             let measured_ms = metrics.get(&figure).copied().flatten();
-            let (low_ms, high_ms) = (b.low.as_millis() as u64, b.high.as_millis() as u64);
+            let (low_ms, high_ms) = (crate::clock::ms(b.low), crate::clock::ms(b.high));
             let (lo, hi) = (low_ms.min(phase_ms), high_ms.min(phase_ms));
             let within = match measured_ms {
                 Some(m) => (lo..=hi).contains(&m),
