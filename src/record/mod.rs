@@ -397,7 +397,10 @@ impl Writer {
         }
         let file = crate::files::create(path)?;
         let zstd = if compressed {
-            let c = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+            let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                .map_err(Error::io(format!("compress {}", path.display())))?;
+            // Each frame carries its checksum: a corrupt record is an error, not events.
+            c.include_checksum(true)
                 .map_err(Error::io(format!("compress {}", path.display())))?;
             Some((c, Vec::new()))
         } else {
@@ -560,6 +563,8 @@ struct Lines {
     /// For a binary record (version 4 on): what its operations are relative to.
     binary: Option<binary::Context>,
     errors: binary::Errors,
+    /// The bytes of the error texts in `errors`.
+    error_bytes: usize,
     path: PathBuf,
     line_no: usize,
     /// The latest time of any event so far.
@@ -587,6 +592,11 @@ impl<R: BufRead> std::io::Read for Frames<R> {
                 self.cut.store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(0)
             }
+            // zstd's own errors are the data's: a corrupt frame, a window past the limit.
+            Err(e) if e.kind() == std::io::ErrorKind::Other => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("corrupt compressed data ({e})"),
+            )),
             other => other,
         }
     }
@@ -628,6 +638,8 @@ impl Prefetch {
                 let last = filled < Self::CHUNK || read.is_err();
                 let sent = match read {
                     Ok(()) => tx.send(Ok(chunk)),
+                    // An empty chunk would read as the end of the text, hiding the error.
+                    Err(e) if chunk.is_empty() => tx.send(Err(e)),
                     Err(e) => tx.send(Ok(chunk)).and_then(|_| tx.send(Err(e))),
                 };
                 if sent.is_err() || last {
@@ -680,12 +692,32 @@ impl BufRead for Prefetch {
 /// 64-bit masks.
 pub const MAX_NODES: usize = 64;
 
+/// The longest header line a record may have; Perseus's are a few KiB.
+pub const MAX_HEADER: u64 = 1 << 20;
+/// The longest line (or binary entry) a record may have; an error text is the longest part
+/// of one, and no server's is near it.
+pub const MAX_LINE: u64 = 1 << 20;
+/// The most error texts a record may define, and the most bytes they may hold together:
+/// what its reader keeps for the whole record.
+pub const MAX_ERRORS: usize = 1 << 20;
+pub const MAX_ERROR_BYTES: usize = 64 << 20;
+
 /// How far an event may lie beyond every event before it (see [`Reader`]).
 pub const MAX_JUMP_US: u64 = 24 * 3_600_000_000;
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+        let regular = file
+            .metadata()
+            .map_err(Error::io(format!("open {}", path.display())))?
+            .is_file();
+        if !regular {
+            return Err(Error::Invalid(format!(
+                "{} is not a regular file: a record is one; give the file perseus run or watch wrote",
+                path.display()
+            )));
+        }
         let mut raw = BufReader::with_capacity(1 << 16, file);
         let cut_frame = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let compressed = raw
@@ -714,13 +746,23 @@ impl Reader {
             line: 1,
             why: why.into(),
         };
-        let mut first = String::new();
-        input
-            .read_line(&mut first)
-            .map_err(Error::io(format!("read {}", path.display())))?;
+        let mut first = Vec::new();
+        std::io::Read::take(&mut input, MAX_HEADER + 1)
+            .read_until(b'\n', &mut first)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => malformed(&e.to_string()),
+                _ => Error::io(format!("read {}", path.display()))(e),
+            })?;
         if first.is_empty() {
             return Err(malformed("empty file"));
         }
+        if first.len() as u64 > MAX_HEADER {
+            return Err(malformed(&format!(
+                "the header is longer than {} KiB: this is not a record Perseus wrote",
+                MAX_HEADER >> 10
+            )));
+        }
+        let first = String::from_utf8_lossy(&first);
         let first = first.trim_end();
         let json = first
             .strip_prefix("H ")
@@ -751,6 +793,7 @@ impl Reader {
                 binary: (header.version >= 4).then(|| binary::Context::new(header.nodes.len())),
                 header,
                 errors: HashMap::new(),
+                error_bytes: 0,
                 path: path.to_path_buf(),
                 line_no: 1,
                 latest_us: 0,
@@ -828,8 +871,7 @@ impl Reader {
                     Ok(available) => available,
                     Err(e) => {
                         self.failed = true;
-                        let path = self.lines.path.display();
-                        return Err(Error::io(format!("read {path}"))(e));
+                        return Err(self.lines.read_error(e));
                     }
                 };
                 let mut at = 0;
@@ -877,6 +919,16 @@ impl Reader {
 }
 
 impl Lines {
+    /// The error for a failed read of the record: malformed where its compressed data is
+    /// (see [`Frames`]), else the machine's.
+    fn read_error(&self, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            self.malformed(e.to_string())
+        } else {
+            Error::io(format!("read {}", self.path.display()))(e)
+        }
+    }
+
     fn malformed(&self, why: impl Into<String>) -> Error {
         Error::Malformed {
             what: "record".into(),
@@ -900,7 +952,16 @@ impl Lines {
                     .split_once(' ')
                     .ok_or_else(|| self.malformed("bad error definition"))?;
                 let id = num(Some(id), "error id")? as u32;
-                self.errors.insert(id, text.into());
+                self.error_bytes += text.len();
+                if let Some(old) = self.errors.insert(id, text.into()) {
+                    self.error_bytes -= old.len();
+                }
+                if self.errors.len() > MAX_ERRORS || self.error_bytes > MAX_ERROR_BYTES {
+                    return Err(self.malformed(format!(
+                        "more error texts than a record may hold ({MAX_ERRORS} texts, {} MiB)",
+                        MAX_ERROR_BYTES >> 20
+                    )));
+                }
                 Ok(None)
             }
             "F" => {
@@ -1196,8 +1257,7 @@ impl Reader {
                 Ok(available) => available,
                 Err(e) => {
                     self.failed = true;
-                    let path = self.lines.path.display();
-                    return Some(Err(Error::io(format!("read {path}"))(e)));
+                    return Some(Err(self.lines.read_error(e)));
                 }
             };
             // Most entries are read where they lie in the input's buffer; one that runs
@@ -1255,11 +1315,10 @@ impl Iterator for Reader {
                 Err(e) => Some(Err(e)),
             };
         }
-        let io = |path: &Path| Error::io(format!("read {}", path.display()));
         loop {
             let available = match self.input.fill_buf() {
                 Ok(available) => available,
-                Err(e) => return Some(Err(io(&self.lines.path)(e))),
+                Err(e) => return Some(Err(self.lines.read_error(e))),
             };
             if available.is_empty() {
                 return None;
@@ -1273,8 +1332,17 @@ impl Iterator for Reader {
                 }
                 None => {
                     self.straddling.clear();
-                    if let Err(e) = self.input.read_until(b'\n', &mut self.straddling) {
-                        return Some(Err(io(&self.lines.path)(e)));
+                    if let Err(e) = std::io::Read::take(&mut self.input, MAX_LINE + 1)
+                        .read_until(b'\n', &mut self.straddling)
+                    {
+                        return Some(Err(self.lines.read_error(e)));
+                    }
+                    if self.straddling.len() as u64 > MAX_LINE {
+                        self.lines.line_no += 1;
+                        return Some(Err(self.lines.malformed(format!(
+                            "a line longer than {} KiB: this is not a record Perseus wrote",
+                            MAX_LINE >> 10
+                        ))));
                     }
                     if self.straddling.pop() != Some(b'\n') {
                         // A last line without its end: the writer was stopped while writing
@@ -1546,7 +1614,8 @@ mod tests {
         for cut in [
             last_frame.start + 3,
             last_frame.start + 200,
-            bytes.len() - 1,
+            // The last byte of the last block (a frame ends with its 4-byte checksum).
+            bytes.len() - 5,
         ] {
             std::fs::write(&packed, &bytes[..cut]).unwrap();
             let (back, cut_line) = read(&packed);

@@ -15,6 +15,7 @@ mod external_cluster;
 mod galera_run;
 mod gryadka_run;
 mod hostile_outputs;
+mod hostile_records;
 mod lab_concurrency;
 mod matrix;
 mod newcomer;
