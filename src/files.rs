@@ -152,7 +152,7 @@ impl Output {
             .to_string_lossy()
             .into_owned();
         for _ in 0..16 {
-            let tmp = dir.join(format!(".{name}.{}.part", random_hex()?));
+            let tmp = dir.join(format!(".{name}.{}.part", random_hex::<8>()?));
             match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -214,10 +214,10 @@ impl Drop for Output {
     }
 }
 
-/// 64 random bits from the kernel, as 16 hex digits.
-fn random_hex() -> Result<String> {
+/// `N` random bytes from the kernel, as 2N hex digits.
+pub fn random_hex<const N: usize>() -> Result<String> {
     use std::io::Read as _;
-    let mut bytes = [0u8; 8];
+    let mut bytes = [0u8; N];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(Error::io("read /dev/urandom"))?;

@@ -267,16 +267,6 @@ pub fn lock_file(path: &Path, wait: bool) -> Result<Option<Lock>> {
     }
 }
 
-/// 128 random bits from the kernel, as 32 hex digits.
-fn new_secret() -> Result<String> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 16];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(Error::io("read /dev/urandom"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Holds the machine-wide lock that makes creating and removing labs one at a time.
 fn lock() -> Result<Lock> {
     let dir = labs_dir();
@@ -363,7 +353,7 @@ pub fn create(
         created_unix_ms: crate::clock::unix_ms(),
         perseus_version: env!("CARGO_PKG_VERSION").to_string(),
         bin_dir: bin_dir.map(Path::to_path_buf),
-        secret: new_secret()?,
+        secret: crate::files::random_hex::<16>()?,
         settings: settings.clone(),
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;

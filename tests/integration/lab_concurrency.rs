@@ -213,23 +213,6 @@ faults = ["heal"]
     let _ = std::fs::remove_dir_all(&r.out);
 }
 
-/// The row that follows the last `# VERB` marker of a table.
-fn last_marker_row(t: &perseus::record::table::Table, verb: &str) -> u64 {
-    use perseus::record::table::Line;
-    let pos = t
-        .lines
-        .iter()
-        .rposition(|l| matches!(l, Line::Marker { verb: v, .. } if v == verb))
-        .unwrap_or_else(|| panic!("no '# {verb}' marker in the table:\n{}", t.render()));
-    t.lines[pos..]
-        .iter()
-        .find_map(|l| match l {
-            Line::Row(r) => Some(r.second),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no row after the last '# {verb}':\n{}", t.render()))
-}
-
 /// A restart that does not stay up (here: its client port is held by another socket in the
 /// node's namespace) is an error that says so and shows the log, not a node counted as
 /// running; once the port is free, the restart works.

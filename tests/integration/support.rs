@@ -195,8 +195,24 @@ pub fn marker_row(t: &perseus::record::table::Table, verb: &str) -> u64 {
     let pos = t
         .lines
         .iter()
-        .position(|l| matches!(l, Line::Marker { verb: v, .. } if v == verb))
-        .unwrap_or_else(|| panic!("no '# {verb}' marker in the table:\n{}", t.render()));
+        .position(|l| matches!(l, Line::Marker { verb: v, .. } if v == verb));
+    row_after(t, pos, verb)
+}
+
+/// The row that follows the last `# VERB` marker of a table (as [`marker_row`]).
+pub fn last_marker_row(t: &perseus::record::table::Table, verb: &str) -> u64 {
+    use perseus::record::table::Line;
+    let pos = t
+        .lines
+        .iter()
+        .rposition(|l| matches!(l, Line::Marker { verb: v, .. } if v == verb));
+    row_after(t, pos, verb)
+}
+
+fn row_after(t: &perseus::record::table::Table, marker: Option<usize>, verb: &str) -> u64 {
+    use perseus::record::table::Line;
+    let pos =
+        marker.unwrap_or_else(|| panic!("no '# {verb}' marker in the table:\n{}", t.render()));
     t.lines[pos..]
         .iter()
         .find_map(|l| match l {
