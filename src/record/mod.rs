@@ -1104,16 +1104,14 @@ impl Lines {
 struct Cursor<'a>(&'a [u8]);
 
 impl Cursor<'_> {
-    /// A decimal number of ASCII digits (at most 19), and the byte after it (`None`: the
-    /// line ended), which is consumed too; `None` if no digit comes first.
+    /// A decimal number of ASCII digits that fits a u64 (up to `u64::MAX`, 20 digits), and
+    /// the byte after it (`None`: the line ended), which is consumed too; `None` if no digit
+    /// comes first or the number is larger.
     fn number(&mut self) -> Option<(u64, Option<u8>)> {
         let mut n = 0u64;
         let mut len = 0;
         while let Some(d @ b'0'..=b'9') = self.0.get(len) {
-            if len == 19 {
-                return None;
-            }
-            n = n * 10 + (d - b'0') as u64;
+            n = n.checked_mul(10)?.checked_add((d - b'0') as u64)?;
             len += 1;
         }
         if len == 0 {
@@ -1663,6 +1661,11 @@ mod tests {
         assert_eq!(signed(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(signed(b"9223372036854775808"), None);
         assert_eq!(signed(b"-9999999999999999999"), None);
+        // Unsigned fields (an attempt, a revision) read back up to u64::MAX, as written.
+        let unsigned = |text: &[u8]| Cursor(text).number().map(|(n, _)| n);
+        assert_eq!(unsigned(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(unsigned(b"18446744073709551616"), None);
+        assert_eq!(unsigned(b"00000000000000000000001"), Some(1));
     }
 
     /// One bogus time far ahead of the rest (which would stretch every per-second series
