@@ -1063,7 +1063,7 @@ fn compare(a: CompareArgs) -> Result<()> {
     if !machine_output() {
         out!("{}\n{}", tables.text, tables.markdown);
     }
-    perseus::files::write(&a.out, report::html::compare(&runs, &tables.html))?;
+    perseus::files::write(&a.out, report::compare::page(&runs, &tables.html))?;
     let md = a.out.with_extension("md");
     perseus::files::write(&md, &tables.markdown)?;
     outln!("wrote {} and {}", a.out.display(), md.display());

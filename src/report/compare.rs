@@ -151,6 +151,41 @@ pub fn tables(runs: &[Compared]) -> Tables {
     }
 }
 
+/// Runs side by side: the seed's table, and each run's throughput on one time axis (seconds
+/// since its first fault).
+pub fn page(runs: &[Compared], table_html: &str) -> String {
+    let offset = |r: &Compared| r.offset_s();
+    let lo = runs.iter().map(|r| -offset(r)).fold(0.0f64, f64::min);
+    let hi = runs
+        .iter()
+        .map(|r| r.per_second().end - offset(r))
+        .fold(1.0f64, f64::max);
+    let mut b = String::from("<h1>Perseus: runs compared</h1>");
+    b.push_str(table_html);
+    b.push_str("<h2>Completed increments per second, aligned on the isolation</h2>");
+    for (i, r) in runs.iter().enumerate() {
+        let title = format!(
+            "{}: {} {}",
+            r.name,
+            r.summary.database,
+            r.summary.database_version.clone().unwrap_or_default()
+        );
+        b.push_str(
+            &super::html::per_second_chart(
+                &r.per_second(),
+                &format!("run-{i}"),
+                &title,
+                false,
+                offset(r),
+                (lo, hi),
+                200.0,
+            )
+            .render(),
+        );
+    }
+    super::html::page("Perseus: runs compared", &b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

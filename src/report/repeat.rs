@@ -3,6 +3,7 @@
 //! the runs (`DIR/1`, `DIR/2`, …).
 
 use super::summary::Summary;
+use super::svg::esc;
 use super::{thousands, SUMMARY_FILE};
 use crate::analysis::METRICS;
 use crate::error::{Error, Result};
@@ -183,7 +184,7 @@ impl Repeat {
         let json = serde_json::to_string_pretty(self).expect("a repeat serialises");
         crate::files::write(&dir.join(SUMMARY_FILE), json + "\n")?;
         crate::files::write(&dir.join(super::MARKDOWN_FILE), self.markdown())?;
-        crate::files::write(&dir.join(super::HTML_FILE), super::html::repeat(self))
+        crate::files::write(&dir.join(super::HTML_FILE), page(self))
     }
 
     /// The distribution of every figure, one row each, as a markdown table.
@@ -343,6 +344,82 @@ pub fn run_dirs(dir: &Path, n: usize) -> Vec<(String, PathBuf)> {
     (1..=n)
         .map(|k| (k.to_string(), dir.join(k.to_string())))
         .collect()
+}
+
+/// Repeated runs: each figure's distribution as a table, and a strip plot per figure with
+/// one dot per run that links to that run's own report.
+fn page(r: &Repeat) -> String {
+    use std::fmt::Write as _;
+    let mut b = format!(
+        "<h1>Perseus: {} runs of {}</h1><p class=\"lead\">{} ({} writes). Quantiles are nearest-rank over the runs; a run's value is on its dot and in the last column.</p>",
+        r.runs.len(),
+        esc(&r.database),
+        esc(&r.database_versions.join(", ")),
+        esc(&r.write)
+    );
+    b.push_str("<table><tr><th>figure</th><th class=\"num\">min</th><th class=\"num\">median</th><th class=\"num\">p90</th><th class=\"num\">max</th><th>runs</th></tr>");
+    let show = |v: Option<u64>| v.map_or("n/a".to_string(), super::thousands);
+    for (label, key) in rows() {
+        let Some(s) = r.figures.get(&key) else {
+            continue;
+        };
+        let _ = write!(b, "<tr><td>{}</td>", esc(&label));
+        for v in [s.min, s.median, s.p90, s.max] {
+            let _ = write!(b, "<td class=\"num\">{}</td>", show(v));
+        }
+        let links: Vec<String> = r
+            .runs
+            .iter()
+            .zip(&s.values)
+            .map(|(run, v)| format!("<a href=\"{}/report.html\">{}</a>", esc(run), show(*v)))
+            .collect();
+        let _ = write!(b, "<td>{}</td></tr>", links.join(" "));
+    }
+    b.push_str("</table><h2>Every run, per figure</h2>");
+    for (label, key) in rows() {
+        if let Some(s) = r.figures.get(&key) {
+            b.push_str(&strip_plot(&label, &r.runs, s));
+        }
+    }
+    super::html::page(
+        &format!("Perseus: {} runs of {}", r.runs.len(), r.database),
+        &b,
+    )
+}
+
+/// One figure's values on a line, a dot per run (linked to its report), the median marked.
+fn strip_plot(label: &str, runs: &[String], s: &Stats) -> String {
+    use std::fmt::Write as _;
+    let (w, h, left, right) = (900.0, 54.0, 16.0, 16.0);
+    let hi = s.max.unwrap_or(0).max(1) as f64;
+    let x = |v: u64| left + (w - left - right) * v as f64 / hi;
+    let mut svg = format!(
+        "<svg class=\"chart\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{0}\"><text class=\"title\" x=\"{left}\" y=\"14\">{0}</text><line class=\"axis\" x1=\"{left}\" y1=\"34\" x2=\"{1}\" y2=\"34\"/><text class=\"tick\" x=\"{left}\" y=\"50\">0</text><text class=\"tick\" x=\"{1}\" y=\"50\" text-anchor=\"end\">{2}</text>",
+        esc(label),
+        w - right,
+        super::thousands(hi as u64)
+    );
+    if let Some(m) = s.median {
+        let _ = write!(
+            svg,
+            "<line class=\"grid\" x1=\"{0:.1}\" y1=\"22\" x2=\"{0:.1}\" y2=\"46\" stroke-dasharray=\"3 2\"/>",
+            x(m)
+        );
+    }
+    for (run, v) in runs.iter().zip(&s.values) {
+        if let Some(v) = v {
+            let _ = write!(
+                svg,
+                "<a href=\"{0}/report.html\"><circle cx=\"{1:.1}\" cy=\"34\" r=\"5\" fill=\"{2}\" fill-opacity=\"0.6\"><title>run {0}: {3}</title></circle></a>",
+                esc(run),
+                x(*v),
+                super::svg::node_color(0),
+                super::thousands(*v)
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 #[cfg(test)]
