@@ -65,7 +65,7 @@ pub enum Error {
         tail: String,
     },
 
-    #[error("node {node} did not become ready within {secs} s: {path}, so the lab's network drops traffic between its nodes (a rule or link changed by hand? `perseus down` removes the lab; then start again)")]
+    #[error("node {node} did not become ready within {secs} s: {path}, so the lab's network drops traffic between its nodes; something on this machine changed the lab's namespaces, links or rules while it came up (`perseus status` lists the labs)")]
     NodesCutOff {
         node: String,
         secs: u64,

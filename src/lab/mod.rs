@@ -1,9 +1,10 @@
 //! A lab: the hosts of one test cluster on this machine, and what runs on them.
 //!
 //! Each node is a network namespace with its own address; a switch (a bridge in a namespace
-//! of its own, see [`net`]) joins them and the host, where the clients run. The lab's state is kept on disk (`$PERSEUS_HOME/labs/NAME/`,
-//! default `/var/lib/perseus`), written before anything is created, so `perseus down` can
-//! remove every process, namespace and link of a lab even after perseus itself was killed.
+//! of its own, see [`net`]) joins them and the host, where the clients run. The lab's state
+//! is kept on disk (`$PERSEUS_HOME/labs/NAME/`, default `/var/lib/perseus`), written before
+//! anything is created, so `perseus down` can remove every process, namespace and link of a
+//! lab even after perseus itself was killed.
 
 pub mod events;
 pub mod layout;
@@ -435,7 +436,8 @@ const RESTART_SETTLE: Duration = Duration::from_millis(300);
 const RESTART_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Removes everything of a lab: its processes, namespaces (and with them their nftables
-/// rules and links), the host's link to it and its directory. Safe to call again, and on a half-made lab.
+/// rules and links), the host's link to it and its directory. Safe to call again, and on a
+/// half-made lab.
 pub fn destroy(state: &LabState) -> Result<()> {
     let _lock = lock()?;
     destroy_locked(state)
