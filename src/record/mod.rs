@@ -461,13 +461,12 @@ impl Writer {
     }
 }
 
-/// Writes the events of `reader` to `out` as a plain text record (format 3), which
-/// `perseus report` reads too; returns how many events it wrote.
 /// How many events a long write goes between two looks at whether it must stop.
 const STOP_CHECK: u64 = 4096;
 
-/// Writes the events `reader` reads as a text record; once `stop` says so, ends with
-/// [`Error::Interrupted`].
+/// Writes the events of `reader` to `out` as a plain text record (format 3), which
+/// `perseus report` reads too; returns how many events it wrote. Once `stop` says so, it
+/// ends with [`Error::Interrupted`].
 pub fn write_text(reader: Reader, out: &mut dyn Write, stop: &dyn Fn() -> bool) -> Result<u64> {
     let io = |e: std::io::Error| Error::io("write the text record".to_string())(e);
     let mut encoder = Encoder::new(false, reader.header().nodes.len());
