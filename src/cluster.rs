@@ -263,22 +263,6 @@ fn resolve(address: &str) -> std::result::Result<(String, Ipv4Addr, u16), String
     Ok((host.to_string(), addr, port))
 }
 
-/// A node name is used in markers and file names: letters, digits, '-', '_', '.'.
-fn check_name(name: &str) -> std::result::Result<(), String> {
-    if !name.is_empty()
-        && name.len() <= 32
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "node name '{name}': use up to 32 letters, digits, '-', '_' or '.'"
-        ))
-    }
-}
-
 impl Cluster {
     /// Reads a cluster file; every mistake is reported with its line. The password is read
     /// from the variable `password_env` names.
@@ -330,7 +314,8 @@ impl Cluster {
         }
         let mut nodes = Vec::new();
         for n in &raw.node {
-            check_name(n.name.get_ref()).map_err(|e| malformed(at(n.name.span()), e))?;
+            crate::nodeset::check_name(n.name.get_ref())
+                .map_err(|e| malformed(at(n.name.span()), e))?;
             if nodes.iter().any(|m: &Endpoint| m.name == *n.name.get_ref()) {
                 return Err(malformed(
                     at(n.name.span()),
@@ -464,7 +449,8 @@ impl Cluster {
             let (node, address) = n
                 .split_once('=')
                 .ok_or_else(|| Error::Invalid(format!("--node {n}: expected NAME=HOST:PORT")))?;
-            check_name(node).map_err(|e| Error::Invalid(format!("--node {n}: {e}")))?;
+            crate::nodeset::check_name(node)
+                .map_err(|e| Error::Invalid(format!("--node {n}: {e}")))?;
             if endpoints.iter().any(|e| e.name == node) {
                 return Err(Error::Invalid(format!("node '{node}' is given twice")));
             }

@@ -2,10 +2,12 @@
 //! and cluster files, spec files, durations and Redis replies. Whatever the input, the answer
 //! is a value or an error, never a panic; and what Perseus writes, it reads back.
 //!
-//! proptest drives these on the stable toolchain (coverage-guided fuzzers need nightly
-//! here): inputs generated from the shapes of the real ones, and real files of
-//! `tests/corpus/` (excerpts of real records, client logs, scenario, cluster and spec files,
-//! Redis replies) mutated at random. Each property runs its cases on every
+//! proptest drives these on every test run: inputs generated from the shapes of the real
+//! ones, and real files of `tests/corpus/` (excerpts of real records, client logs, scenario,
+//! cluster and spec files, Redis replies, and `record-audit-*`, small versions of the
+//! records an audit found taking gigabytes or markup into pages) mutated at random. The
+//! full-size audit records, with each reader's peak memory, are
+//! `tests/integration/hostile_records.rs`; coverage-guided fuzzing is `fuzz/` (SECURITY.md). Each property runs its cases on every
 //! `cargo nextest run`; set PROPTEST_CASES to run more. A failing input is saved in
 //! `tests/properties.proptest-regressions` and tried first from then on: commit it.
 
@@ -312,12 +314,27 @@ proptest! {
         let dir = scratch("mutated-record");
         let path = dir.join("record.txt");
         std::fs::write(&path, &bytes).unwrap();
+        let mut events = 0u64;
         if let Ok(reader) = Reader::open(&path) {
             for event in reader {
                 if event.is_err() { break; }
+                events += 1;
             }
         }
-        let _ = perseus::analysis::analyse(&path);
+        if let Ok(a) = perseus::analysis::analyse(&path) {
+            // The table costs by the events, not by the span they cover (the audit's
+            // records span months, and once had a row for every second of them).
+            let lines = a.table.lines.len() as u64;
+            let bound = (events + 1) * (perseus::record::table::MAX_EMPTY_ROWS + 3);
+            prop_assert!(lines <= bound, "{lines} table lines for {events} events");
+            // Nothing of the record is markup in report.md.
+            let md = perseus::report::markdown(&a);
+            let b = md.as_bytes();
+            prop_assert!(
+                (0..b.len()).all(|i| b[i] != b'<' || (i > 0 && b[i - 1] == b'\\')),
+                "{md}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

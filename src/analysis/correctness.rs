@@ -36,7 +36,11 @@
 //!
 //! The checker keeps the last [`HORIZON_US`] of writes per key, and the attempt numbers of
 //! timed-out writes (one per timeout), so its memory does not grow with the run's length at
-//! a steady rate.
+//! a steady rate. It also keeps at most [`MAX_KEPT`] writes, timeouts and gaps between
+//! acknowledged values over all keys, whatever the record holds: past that, a read that
+//! began before the oldest write still kept is not judged, a read of a forgotten timed-out
+//! attempt is not judged, and losses below the gaps forgotten are not counted. It never
+//! reports an anomaly it could not prove.
 
 use super::Phase;
 use crate::record::{Kind, Op, Outcome};
@@ -46,6 +50,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// How far back acknowledged writes are kept to judge a read; a read longer than this is
 /// not judged.
 pub const HORIZON_US: u64 = 60_000_000;
+
+/// The most writes, timeouts and gaps the checker keeps, over all keys (about 48 MiB).
+pub const MAX_KEPT: usize = 1 << 20;
 
 /// How far past the horizon writes may stay before they are dropped.
 const PRUNE_SLACK_US: u64 = 1_000_000;
@@ -220,6 +227,13 @@ impl Present {
     fn highest(&self) -> Option<i64> {
         self.0.last().map(|r| r.1)
     }
+
+    /// Forgets the lowest runs when there are more than `cap`, keeping the newest half.
+    fn bound(&mut self, cap: usize) {
+        if self.0.len() > cap.max(2) {
+            self.0.drain(..self.0.len() - cap.max(2) / 2);
+        }
+    }
 }
 
 /// What the record says of one write attempt, as a read that returned it is judged.
@@ -234,6 +248,8 @@ enum AttemptStatus {
     Failed,
     /// No write of the record carried it (yet: a read can end before a write in flight).
     NotYet,
+    /// It may have timed out, but the checker no longer keeps that far back.
+    Forgotten,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -251,6 +267,11 @@ struct KeyState {
     /// Attempts that definitely failed in the last horizon: (end, attempt), in order.
     failed: VecDeque<(u64, u64)>,
     present: Present,
+    /// Reads that began at or before this were not judged: writes acknowledged by then
+    /// were forgotten for lack of room.
+    forgotten_until_us: Option<u64>,
+    /// Timed-out attempts below this were forgotten for lack of room.
+    unknown_forgotten_below: u64,
 }
 
 impl KeyState {
@@ -266,6 +287,33 @@ impl KeyState {
 
     fn last_acknowledged(&self) -> Option<WriteRef> {
         self.recent.back().copied().or(self.baseline)
+    }
+
+    /// Keeps at most `cap` writes, timeouts, failures and gaps: the oldest go first.
+    fn bound(&mut self, cap: usize) {
+        let cap = cap.max(2);
+        if self.recent.len() > cap {
+            let drop = self.recent.len() - cap / 2;
+            for w in self.recent.drain(..drop) {
+                self.forgotten_until_us = self.forgotten_until_us.max(Some(w.end_us));
+                self.baseline = Some(w);
+            }
+        }
+        if self.unknown.len() > cap {
+            while self.unknown.len() > cap / 2 {
+                let (a, _) = self.unknown.pop_first().expect("a timeout");
+                self.unknown_forgotten_below = self.unknown_forgotten_below.max(a + 1);
+            }
+        }
+        if self.failed.len() > cap {
+            self.failed.drain(..self.failed.len() - cap / 2);
+        }
+        self.present.bound(cap);
+    }
+
+    /// Whether a read that began at `start_us` can be judged with the writes kept.
+    fn judges(&self, start_us: u64) -> bool {
+        self.forgotten_until_us.is_none_or(|t| start_us > t)
     }
 
     fn prune(&mut self, now: u64) {
@@ -318,6 +366,8 @@ impl KeyState {
                     AttemptStatus::Failed
                 } else if a > last {
                     AttemptStatus::NotYet
+                } else if a < self.unknown_forgotten_below {
+                    AttemptStatus::Forgotten
                 } else {
                     AttemptStatus::Acknowledged
                 }
@@ -331,8 +381,10 @@ impl KeyState {
     fn judge(&self, op: &Op, due: Option<WriteRef>) -> Option<(ViolationKind, Option<WriteRef>)> {
         let got = op.value.unwrap_or(0);
         let status = op.attempt.map(|a| self.status(a));
-        if status == Some(AttemptStatus::Failed) {
-            return Some((ViolationKind::Phantom, None));
+        match status {
+            Some(AttemptStatus::Failed) => return Some((ViolationKind::Phantom, None)),
+            Some(AttemptStatus::Forgotten) => return None,
+            _ => {}
         }
         let due = due?;
         let (Some(a), Some(ad)) = (op.attempt, due.attempt) else {
@@ -409,6 +461,11 @@ impl Checker {
         match (op.kind, op.outcome) {
             (Kind::Write, Outcome::Ok) => {
                 if let Some(v) = op.value {
+                    // Of writes that ended at the same time, a read is judged against the
+                    // last only.
+                    if key.recent.back().is_some_and(|w| w.end_us == op.end_us()) {
+                        key.recent.pop_back();
+                    }
                     key.recent.push_back(WriteRef::of(op));
                     key.highest_attempted = key.highest_attempted.max(Some(v));
                     let highest = key.present.highest();
@@ -427,7 +484,9 @@ impl Checker {
             }
             _ => {}
         }
+        let cap = MAX_KEPT / self.keys.len().max(1);
         self.keys[k].prune(op.end_us());
+        self.keys[k].bound(cap);
     }
 
     /// Judges a successful read, and counts the acknowledged writes it finds gone.
@@ -451,10 +510,12 @@ impl Checker {
                 found = Some((ViolationKind::Phantom, None));
             }
             (found, last)
-        } else {
+        } else if key.judges(op.start_us) {
             self.result.reads_checked += 1;
             let due = key.acknowledged_before(op.start_us);
             (key.judge(op, due), due)
+        } else {
+            (None, None)
         };
         if op.is_writer() || self.finals {
             let key = &mut self.keys[k];
@@ -1036,5 +1097,45 @@ mod tests {
         assert_eq!((r.violations, r.lost_acknowledged_writes), (0, 0));
         let stale = check(&ops, &[tagged(observe(2, 100, 110, Some(70)), 90, None)]);
         assert_eq!(stale.by_kind[&ViolationKind::LostWrite], 1);
+    }
+
+    /// Millions of writes at one instant, or at distinct ones, keep the checker's memory
+    /// bounded by count; what it can no longer judge it does not judge, and what it still
+    /// can it still finds.
+    #[test]
+    fn the_checker_keeps_a_bounded_number_of_writes_and_judges_only_what_it_kept() {
+        let kept = |c: &Checker| {
+            c.keys
+                .iter()
+                .map(|k| k.recent.len() + k.unknown.len() + k.failed.len() + k.present.0.len())
+                .sum::<usize>()
+        };
+        // At one instant: only the last is needed to judge any read.
+        let mut c = Checker::new(3);
+        for v in 1..=2_000_000 {
+            c.op(&w(1_000, 1_010, Outcome::Ok, v), Phase::Before);
+        }
+        assert!(kept(&c) < 16, "{} kept", kept(&c));
+        c.op(&observe(1, 2_000, 2_010, Some(1_999_999)), Phase::Before);
+        assert_eq!(c.result.violations, 1, "the stale read is still found");
+        // At distinct instants, with a gap between every two acknowledged values.
+        let mut c = Checker::new(3);
+        let n = 3 * MAX_KEPT as i64;
+        for v in 1..=n {
+            c.op(
+                &w(v as u64 * 10, v as u64 * 10 + 5, Outcome::Ok, 2 * v),
+                Phase::Before,
+            );
+        }
+        assert!(kept(&c) <= 2 * MAX_KEPT / 3 + 2, "{} kept", kept(&c));
+        // A read that began before the oldest write kept is not judged; a later one is.
+        let end = n as u64 * 10 + 5;
+        c.op(&observe(1, 20, end + 10, Some(2)), Phase::Before);
+        assert_eq!((c.result.reads_checked, c.result.violations), (0, 0));
+        c.op(
+            &observe(1, end + 1, end + 10, Some(2 * n - 2)),
+            Phase::Before,
+        );
+        assert_eq!((c.result.reads_checked, c.result.violations), (1, 1));
     }
 }

@@ -44,7 +44,7 @@ use crate::record::faults::{self, FaultKind};
 use crate::record::table::{Line, Table, Tabulator};
 use crate::record::{Event, FaultEvent, Header, Outcome, Reader};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Two completed increments of one node further apart than this leave it dark in between.
@@ -274,39 +274,11 @@ pub fn fault_windows<'a>(
     nodes: &[String],
     events: impl IntoIterator<Item = &'a FaultEvent>,
 ) -> Vec<FaultWindow> {
-    let events: Vec<&FaultEvent> = events.into_iter().collect();
-    let mut out: Vec<FaultWindow> = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        let Some(kind) = faults::by_starting(&e.verb) else {
-            continue;
-        };
-        let end = events[i + 1..].iter().find(|g| {
-            (g.verb == kind.ending && g.target == e.target)
-                || (g.verb == faults::ABORTED
-                    && g.target.split_once(' ') == Some((e.verb.as_str(), e.target.as_str())))
-        });
-        if end.is_some_and(|g| g.verb == faults::ABORTED) {
-            continue; // its start failed: it never was in force
-        }
-        let end_us = end.map(|g| g.t_us);
-        out.push(FaultWindow {
-            kind,
-            target: e.target.clone(),
-            affected: faults::affected(kind, &e.target, nodes)
-                .iter()
-                .fold(0, |m, i| m | 1 << i),
-            start_us: e.t_us,
-            end_us,
-            next_us: None,
-        });
+    let mut pairing = WindowPairing::default();
+    for e in events {
+        pairing.event(nodes, e);
     }
-    let starts: Vec<u64> = out.iter().map(|w| w.start_us).collect();
-    for w in &mut out {
-        w.next_us = w
-            .end_us
-            .and_then(|e| starts.iter().copied().filter(|s| *s >= e).min());
-    }
-    out
+    pairing.windows()
 }
 
 /// The first fault interval of a record, if any.
@@ -315,6 +287,98 @@ pub fn fault_window<'a>(
     events: impl IntoIterator<Item = &'a FaultEvent>,
 ) -> Option<FaultWindow> {
     fault_windows(nodes, events).into_iter().next()
+}
+
+/// Pairs fault markers into intervals as they come, in time and memory linear in the
+/// markers: a start marker ends at the first later end marker of its kind and target,
+/// and is no interval at all if an `aborted` marker of it comes first.
+#[derive(Debug, Default)]
+pub struct WindowPairing {
+    /// Every start marker's interval, in order, and whether it was aborted.
+    started: Vec<(FaultWindow, bool)>,
+    /// Open intervals by the marker that ends them: (verb, target) → indices.
+    by_end: HashMap<(&'static str, String), Vec<usize>>,
+    /// Open intervals by the `aborted` target that cancels them: `verb target` → indices.
+    by_abort: HashMap<String, Vec<usize>>,
+    /// Started intervals before this index were all aborted.
+    first: usize,
+}
+
+impl WindowPairing {
+    /// Takes the next fault marker of the record.
+    pub fn event(&mut self, nodes: &[String], e: &FaultEvent) {
+        let ending = faults::KINDS
+            .iter()
+            .find(|k| k.ending == e.verb)
+            .map(|k| k.ending);
+        if let Some(ids) = ending.and_then(|v| self.by_end.remove(&(v, e.target.clone()))) {
+            for i in ids {
+                let (w, aborted) = &mut self.started[i];
+                if !*aborted && w.end_us.is_none() {
+                    w.end_us = Some(e.t_us);
+                }
+            }
+        }
+        if e.verb == faults::ABORTED {
+            for i in self.by_abort.remove(&e.target).unwrap_or_default() {
+                let (w, aborted) = &mut self.started[i];
+                if w.end_us.is_none() {
+                    *aborted = true;
+                }
+            }
+            while self.started.get(self.first).is_some_and(|(_, a)| *a) {
+                self.first += 1;
+            }
+        }
+        if let Some(kind) = faults::by_starting(&e.verb) {
+            let i = self.started.len();
+            self.started.push((
+                FaultWindow {
+                    kind,
+                    target: e.target.clone(),
+                    affected: faults::affected(kind, &e.target, nodes)
+                        .iter()
+                        .fold(0, |m, i| m | 1 << i),
+                    start_us: e.t_us,
+                    end_us: None,
+                    next_us: None,
+                },
+                false,
+            ));
+            self.by_end
+                .entry((kind.ending, e.target.clone()))
+                .or_default()
+                .push(i);
+            self.by_abort
+                .entry(format!("{} {}", e.verb, e.target))
+                .or_default()
+                .push(i);
+        }
+    }
+
+    /// The first interval as far as the markers so far tell (without `next_us`).
+    pub fn first(&self) -> Option<&FaultWindow> {
+        self.started.get(self.first).map(|(w, _)| w)
+    }
+
+    /// Every interval, each with the start of the next fault after it ended.
+    pub fn windows(self) -> Vec<FaultWindow> {
+        let mut out: Vec<FaultWindow> = self
+            .started
+            .into_iter()
+            .filter(|(_, aborted)| !aborted)
+            .map(|(w, _)| w)
+            .collect();
+        let mut starts: Vec<u64> = out.iter().map(|w| w.start_us).collect();
+        starts.sort_unstable();
+        for w in &mut out {
+            w.next_us = w.end_us.and_then(|e| {
+                let i = starts.partition_point(|s| *s < e);
+                starts.get(i).copied()
+            });
+        }
+        out
+    }
 }
 
 /// Where each row of a table stands in time, with markers at the start of the row after them.
@@ -497,6 +561,24 @@ pub fn error_code(text: &str) -> &str {
     }
 }
 
+/// The most distinct error texts (or codes) counted apart, per node (and phase); the rest
+/// count together under [`OTHER_ERRORS`]. Servers have a few dozen at most.
+pub const MAX_ERROR_KINDS: usize = 100;
+/// What errors past [`MAX_ERROR_KINDS`] count under.
+pub const OTHER_ERRORS: &str = "(other errors)";
+
+/// Counts one error under its text, or under [`OTHER_ERRORS`] once there are
+/// [`MAX_ERROR_KINDS`] texts.
+fn count_error(counts: &mut BTreeMap<String, u64>, text: &str) {
+    if let Some(n) = counts.get_mut(text) {
+        *n += 1;
+    } else if counts.len() < MAX_ERROR_KINDS {
+        counts.insert(text.to_string(), 1);
+    } else {
+        *counts.entry(OTHER_ERRORS.to_string()).or_default() += 1;
+    }
+}
+
 /// Errors counted by node, phase and code: `[node][phase] → code → count`.
 pub type ErrorsByPhase = Vec<BTreeMap<Phase, BTreeMap<String, u64>>>;
 
@@ -569,13 +651,12 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
     let mut ops = vec![NodeOps::default(); n];
     let mut end_us = 0;
     let mut ended_cleanly = false;
-    // (node, end, code index): classified into phases once the window is known.
-    let mut codes: Vec<String> = Vec::new();
-    let mut error_ops: Vec<(usize, u64, usize)> = Vec::new();
+    let mut errors: ErrorsByPhase = vec![BTreeMap::new(); n];
     let mut checker = correctness::Checker::new(n);
     let mut latency = latency::LatencyTracker::new(n);
     let mut served = servers::ServedTracker::new(n);
     // The fault window as known so far in the record (for the checker's phases).
+    let mut pairing = WindowPairing::default();
     let mut live_window: Option<FaultWindow> = None;
     // Losses found after k fault events and before the next, at index k.
     let mut lost_after_events: Vec<u64> = vec![0];
@@ -599,7 +680,8 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
             Event::Fault(f) => {
                 faults.push(f.clone());
                 lost_after_events.push(0);
-                live_window = fault_window(&header.nodes, &faults);
+                pairing.event(&header.nodes, f);
+                live_window = pairing.first().cloned();
             }
             _ => {}
         }
@@ -620,21 +702,9 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
                     dark.failure(op.node, op.start_us, op.end_us());
                 }
                 if let Some(e) = &op.error {
-                    match o.errors.get_mut(&**e) {
-                        Some(count) => *count += 1,
-                        None => {
-                            o.errors.insert(e.to_string(), 1);
-                        }
-                    }
-                    let code = error_code(e);
-                    let idx = match codes.iter().position(|c| c == code) {
-                        Some(i) => i,
-                        None => {
-                            codes.push(code.to_string());
-                            codes.len() - 1
-                        }
-                    };
-                    error_ops.push((op.node, op.end_us(), idx));
+                    count_error(&mut o.errors, e);
+                    let phase = Phase::of(op.end_us(), live_window.as_ref());
+                    count_error(errors[op.node].entry(phase).or_default(), error_code(e));
                 }
             }
             Event::Fault(_) => {}
@@ -654,15 +724,8 @@ pub fn analyse(path: &Path) -> Result<Analysis> {
         nodes: header.nodes.clone(),
         lines,
     };
-    let windows = fault_windows(&header.nodes, &faults);
+    let windows = pairing.windows();
     let window = windows.first().cloned();
-    let mut errors: ErrorsByPhase = vec![BTreeMap::new(); n];
-    for (node, t, code) in error_ops {
-        let by_code = errors[node]
-            .entry(Phase::of(t, window.as_ref()))
-            .or_default();
-        *by_code.entry(codes[code].clone()).or_default() += 1;
-    }
     // The experiment's time line ends where the clients stopped: the final reads that follow
     // are the checker's, not the workload's, and may take a while (a read through another
     // node's proposer competes for the key in Gryadka), which is no outage.
@@ -1157,5 +1220,93 @@ mod tests {
             (windows[1].kind.name, windows[1].affected, windows[1].end_us),
             ("partition", 0b001, None)
         );
+    }
+
+    /// The pairing gives what its definition says (each start with the first later end or
+    /// abort of it), on generated marker sequences, aborts and stray ends included.
+    #[test]
+    fn windows_pair_as_the_definition_says_however_markers_interleave() {
+        fn by_definition(nodes: &[String], events: &[FaultEvent]) -> Vec<FaultWindow> {
+            let mut out = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                let Some(kind) = faults::by_starting(&e.verb) else {
+                    continue;
+                };
+                let end = events[i + 1..].iter().find(|g| {
+                    (g.verb == kind.ending && g.target == e.target)
+                        || (g.verb == faults::ABORTED
+                            && g.target == format!("{} {}", e.verb, e.target))
+                });
+                if end.is_some_and(|g| g.verb == faults::ABORTED) {
+                    continue;
+                }
+                out.push(FaultWindow {
+                    kind,
+                    target: e.target.clone(),
+                    affected: faults::affected(kind, &e.target, nodes)
+                        .iter()
+                        .fold(0, |m, i| m | 1 << i),
+                    start_us: e.t_us,
+                    end_us: end.map(|g| g.t_us),
+                    next_us: None,
+                });
+            }
+            let starts: Vec<u64> = out.iter().map(|w| w.start_us).collect();
+            for w in &mut out {
+                w.next_us = w
+                    .end_us
+                    .and_then(|e| starts.iter().copied().filter(|s| *s >= e).min());
+            }
+            out
+        }
+        let nodes = three_nodes();
+        let verbs = [
+            "isolating",
+            "rejoining",
+            "killing",
+            "restarting",
+            "aborted",
+            "isolated",
+        ];
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..300 {
+            let len = next(12) as usize;
+            let events: Vec<FaultEvent> = (0..len)
+                .map(|_| {
+                    let verb = verbs[next(verbs.len() as u64) as usize];
+                    let node = format!("n{}", next(3) + 1);
+                    let target = if verb == "aborted" {
+                        format!("{} {node}", ["isolating", "killing"][next(2) as usize])
+                    } else {
+                        node
+                    };
+                    ev(next(20), verb, &target)
+                })
+                .collect();
+            let mut pairing = WindowPairing::default();
+            for e in &events {
+                pairing.event(&nodes, e);
+                let so_far = by_definition(
+                    &nodes,
+                    &events[..=events.iter().position(|x| std::ptr::eq(x, e)).unwrap()],
+                );
+                assert_eq!(
+                    pairing.first().map(|w| (w.start_us, w.end_us)),
+                    so_far.first().map(|w| (w.start_us, w.end_us)),
+                    "{events:?}"
+                );
+            }
+            assert_eq!(
+                pairing.windows(),
+                by_definition(&nodes, &events),
+                "{events:?}"
+            );
+        }
     }
 }

@@ -1393,6 +1393,7 @@ fn mark(a: &MarkArgs) -> Result<()> {
         .iter()
         .any(|k| [k.starting, k.started, k.ending, k.ended].contains(&verb));
     if is_fault {
+        perseus::record::faults::check_event(verb, target).map_err(Error::Invalid)?;
         perseus::lab::events::append(&dir, verb, target)?;
         outln!("marked: # {verb} {target}");
     } else {

@@ -113,6 +113,21 @@ pub fn named(name: &str) -> &'static FaultKind {
     by_name(name).unwrap_or_else(|| panic!("'{name}' is not a fault kind of the record"))
 }
 
+/// Whether a fault event can be recorded as it is: its verb lowercase letters and '-',
+/// its target printable ASCII without `<`, `>`, `&`, `` ` ``, quotes or backslashes, for
+/// markers reach client logs, pages and tables as they are. The error says what is allowed.
+pub fn check_event(verb: &str, target: &str) -> Result<(), String> {
+    let verb_ok = !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+    let target_ok = target
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && !b"<>&`\"'\\".contains(&b));
+    if verb_ok && target_ok {
+        Ok(())
+    } else {
+        Err("a fault event's verb is lowercase letters and '-', and its target printable ASCII without < > & ` \" ' \\".into())
+    }
+}
+
 /// The nodes (indices into `nodes`) a fault with this target takes out of service.
 pub fn affected(kind: &FaultKind, target: &str, nodes: &[String]) -> Vec<usize> {
     let index = |name: &str| nodes.iter().position(|n| n == name);
@@ -176,5 +191,16 @@ mod tests {
             affected(by_name("loss").unwrap(), "n2 30%", &nodes()),
             Vec::<usize>::new()
         );
+    }
+
+    #[test]
+    fn a_fault_event_is_plain_words_and_printable_ascii() {
+        assert!(check_event("isolating", "n2").is_ok());
+        assert!(check_event("partitioning", "n1|n2 n3").is_ok());
+        assert!(check_event("losing", "n2 30%").is_ok());
+        assert!(check_event("isolating", "n2<script>").is_err());
+        assert!(check_event("isolating", "n2\u{1b}[2J").is_err());
+        assert!(check_event("Isolating", "n2").is_err());
+        assert!(check_event("", "n2").is_err());
     }
 }

@@ -564,6 +564,9 @@ struct Lines {
     errors: binary::Errors,
     /// The bytes of the error texts in `errors`.
     error_bytes: usize,
+    /// Fault events and marks so far, and the bytes of their texts.
+    markers: usize,
+    marker_bytes: usize,
     path: PathBuf,
     line_no: usize,
     /// The latest time of any event so far.
@@ -701,6 +704,12 @@ pub const MAX_LINE: u64 = 1 << 20;
 pub const MAX_ERRORS: usize = 1 << 20;
 pub const MAX_ERROR_BYTES: usize = 64 << 20;
 
+/// The most fault events and marks a record may hold, and the most bytes their texts may
+/// hold together: the analysis keeps every one (a fault a minute with its leader mark is
+/// 13 days).
+pub const MAX_MARKERS: usize = 1 << 16;
+pub const MAX_MARKER_BYTES: usize = 16 << 20;
+
 /// How far an event may lie beyond every event before it (see [`Reader`]).
 pub const MAX_JUMP_US: u64 = 24 * 3_600_000_000;
 
@@ -774,6 +783,13 @@ impl Reader {
                 header.nodes.len()
             )));
         }
+        if let Some(e) = header
+            .nodes
+            .iter()
+            .find_map(|n| crate::nodeset::check_name(n).err())
+        {
+            return Err(malformed(&e));
+        }
         if header.format != "perseus-record"
             || !(OLDEST_VERSION..=FORMAT_VERSION).contains(&header.version)
         {
@@ -793,6 +809,8 @@ impl Reader {
                 header,
                 errors: HashMap::new(),
                 error_bytes: 0,
+                markers: 0,
+                marker_bytes: 0,
                 path: path.to_path_buf(),
                 line_no: 1,
                 latest_us: 0,
@@ -940,6 +958,16 @@ impl Lines {
     /// Parses a line other than an operation.
     fn parse_text(&mut self, line: &str) -> Result<Option<Event>> {
         let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if tag == "F" || tag == "M" {
+            self.markers += 1;
+            self.marker_bytes += rest.len();
+            if self.markers > MAX_MARKERS || self.marker_bytes > MAX_MARKER_BYTES {
+                return Err(self.malformed(format!(
+                    "more fault events and marks than a record may hold ({MAX_MARKERS}, {} MiB)",
+                    MAX_MARKER_BYTES >> 20
+                )));
+            }
+        }
         let num = |s: Option<&str>, what: &str| -> Result<u64> {
             s.and_then(|s| s.parse().ok())
                 .ok_or_else(|| self.malformed(format!("bad {what}")))
@@ -971,6 +999,7 @@ impl Lines {
                 if verb.is_empty() {
                     return Err(self.malformed("fault event without a verb"));
                 }
+                faults::check_event(&verb, &target).map_err(|e| self.malformed(e))?;
                 Ok(Some(Event::Fault(FaultEvent { t_us, verb, target })))
             }
             "M" => {

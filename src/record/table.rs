@@ -71,7 +71,8 @@ pub enum Line {
         verb: String,
         target: String,
     },
-    /// `...`: rows left out (only in logs published by hand, like the seed's).
+    /// `...`: rows left out: in logs published by hand, like the seed's, and where no
+    /// operation ended for longer than [`MAX_EMPTY_ROWS`] seconds.
     Gap,
 }
 
@@ -139,6 +140,12 @@ impl Table {
                     return Err(malformed(no, "legend is not time|nodes...|node:err..."));
                 }
                 let n = (cols.len() - 1) / 2;
+                if let Some(e) = cols[1..=n]
+                    .iter()
+                    .find_map(|c| crate::nodeset::check_name(c).err())
+                {
+                    return Err(malformed(no, &e));
+                }
                 if n > super::MAX_NODES {
                     return Err(malformed(
                         no,
@@ -207,6 +214,11 @@ impl Table {
     }
 }
 
+/// The most rows in a row with nothing in them (no operation ended, no marker) that a table
+/// shows; the rest of such a stretch is one `...` line. A table's length thus follows the
+/// seconds that have events, not the span of its record.
+pub const MAX_EMPTY_ROWS: u64 = 60;
+
 /// Folds events into table lines, emitting each row once its second is over.
 pub struct Tabulator {
     nodes: usize,
@@ -217,8 +229,10 @@ pub struct Tabulator {
     /// second).
     hot: (u64, Vec<u32>, Vec<u32>),
     /// Markers not yet emitted: (second they belong before, verb, target).
-    markers: Vec<(u64, String, String)>,
+    markers: std::collections::VecDeque<(u64, String, String)>,
     next_second: u64,
+    /// Rows with nothing in them emitted (or left out) since the last one with something.
+    empty: u64,
 }
 
 impl Tabulator {
@@ -228,8 +242,9 @@ impl Tabulator {
             t0_unix_ms,
             pending: BTreeMap::new(),
             hot: (0, vec![0; nodes], vec![0; nodes]),
-            markers: Vec::new(),
+            markers: Default::default(),
             next_second: 1,
+            empty: 0,
         }
     }
 
@@ -243,7 +258,7 @@ impl Tabulator {
             Event::Fault(f) => {
                 let second = Self::second_of(f.t_us).max(self.next_second);
                 self.markers
-                    .push((second, f.verb.clone(), f.target.clone()));
+                    .push_back((second, f.verb.clone(), f.target.clone()));
             }
             Event::Mark { .. } | Event::End { .. } => {}
         }
@@ -287,26 +302,53 @@ impl Tabulator {
     }
 
     /// Emits every row whose second ended at or before `t_us` (record time), each preceded
-    /// by the markers of its second.
+    /// by the markers of its second; past [`MAX_EMPTY_ROWS`] empty rows in a row, one `...`
+    /// stands for the rest of them.
     pub fn emit_until(&mut self, t_us: u64) -> Vec<Line> {
         self.cool();
+        self.markers.make_contiguous().sort_by_key(|m| m.0);
         let mut out = Vec::new();
-        while self.next_second * 1_000_000 <= t_us {
+        let last = t_us / 1_000_000;
+        while self.next_second <= last {
             let s = self.next_second;
-            self.markers.sort_by_key(|m| m.0);
-            while let Some(pos) = self.markers.iter().position(|m| m.0 <= s) {
-                let (_, verb, target) = self.markers.remove(pos);
+            let marked = self.markers.front().is_some_and(|m| m.0 <= s);
+            let counts = self.pending.remove(&s);
+            if counts.is_none() && !marked {
+                self.empty = self.empty.saturating_add(1);
+                if self.empty > MAX_EMPTY_ROWS {
+                    if self.empty == MAX_EMPTY_ROWS + 1 {
+                        out.push(Line::Gap);
+                    }
+                    // Straight on to the next second with something in it.
+                    let next = [
+                        self.pending.keys().next().copied(),
+                        self.markers.front().map(|m| m.0),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(u64::MAX)
+                    .clamp(s + 1, last + 1);
+                    self.empty = self.empty.saturating_add(next - s - 1);
+                    self.next_second = next;
+                    continue;
+                }
+            } else {
+                self.empty = 0;
+            }
+            while self.markers.front().is_some_and(|m| m.0 <= s) {
+                let (_, verb, target) = self.markers.pop_front().expect("a marker");
                 out.push(Line::Marker { verb, target });
             }
-            let (ok, err) = self
-                .pending
-                .remove(&s)
-                .unwrap_or_else(|| (vec![0; self.nodes], vec![0; self.nodes]));
+            let (ok, err) = counts.unwrap_or_else(|| (vec![0; self.nodes], vec![0; self.nodes]));
             out.push(Line::Row(Row {
                 second: s,
                 ok,
                 err,
-                wall: format_wall(self.t0_unix_ms + s as i64 * 1000),
+                wall: format_wall(
+                    self.t0_unix_ms
+                        .saturating_add((s as i64).saturating_mul(1000)),
+                ),
             }));
             self.next_second += 1;
         }
@@ -315,7 +357,7 @@ impl Tabulator {
 
     /// Markers still waiting for their row (e.g. at the very end of a record).
     pub fn flush_markers(&mut self) -> Vec<Line> {
-        self.markers.sort_by_key(|m| m.0);
+        self.markers.make_contiguous().sort_by_key(|m| m.0);
         self.markers
             .drain(..)
             .map(|(_, verb, target)| Line::Marker { verb, target })
@@ -450,5 +492,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    /// A record that spans months gets a row for each second with something in it, up to
+    /// [`MAX_EMPTY_ROWS`] empty rows after it and one `...`, whether emitted at once or
+    /// second by second as a watch does.
+    #[test]
+    fn empty_stretches_become_one_gap_line_after_a_minute_of_rows() {
+        let day = 86_400_000_000u64;
+        let events: Vec<Event> = (0..5)
+            .map(|i| write(0, i * day + 500_000, Outcome::Ok))
+            .chain([Event::Fault(FaultEvent {
+                t_us: 2 * day + 10_000_000,
+                verb: "isolating".into(),
+                target: "n2".into(),
+            })])
+            .collect();
+        let mut at_once = Tabulator::new(2, 0);
+        for e in &events {
+            at_once.add(e);
+        }
+        let lines = at_once.emit_until(4 * day + 1_000_000);
+        let rows = lines.iter().filter(|l| matches!(l, Line::Row(_))).count();
+        let gaps = lines.iter().filter(|l| **l == Line::Gap).count();
+        // Days 0–4 have a row each; days 0–3 are followed by 60 empty rows and a gap, but
+        // the marker 10 s into day 2 gets its row, which 60 empty rows and a gap follow.
+        assert_eq!((rows, gaps), (5 + 3 * 60 + 9 + 1 + 60, 4));
+        assert!(lines.contains(&Line::Marker {
+            verb: "isolating".into(),
+            target: "n2".into()
+        }));
+        // The same, emitted second by second through the first two days.
+        let mut live = Tabulator::new(2, 0);
+        let mut second_by_second = Vec::new();
+        for e in &events {
+            live.add(e);
+        }
+        for s in 1..=(day / 1_000_000 + 100) {
+            second_by_second.extend(live.emit_until(s * 1_000_000));
+        }
+        second_by_second.extend(live.emit_until(4 * day + 1_000_000));
+        assert_eq!(second_by_second, lines);
     }
 }

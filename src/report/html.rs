@@ -179,6 +179,15 @@ fn latency_chart(a: &Analysis, node: usize) -> Chart {
     }
 }
 
+/// The seconds a per-second chart has points for, in order: the table's rows and `more`
+/// (so a chart costs what the table does, not the record's span).
+fn row_seconds(a: &Analysis, more: impl Iterator<Item = u64>) -> Vec<u64> {
+    let mut seconds: Vec<u64> = a.table.rows().map(|r| r.second).chain(more).collect();
+    seconds.sort_unstable();
+    seconds.dedup();
+    seconds
+}
+
 /// A per-second count on the run's time line, faults shaded.
 fn count_chart(
     a: &Analysis,
@@ -187,7 +196,7 @@ fn count_chart(
     y_label: &str,
     by_second: &std::collections::BTreeMap<u64, u64>,
 ) -> Chart {
-    let seconds = a.end_us / 1_000_000 + 1;
+    let seconds = row_seconds(a, by_second.keys().copied());
     Chart {
         id: id.into(),
         title: title.into(),
@@ -201,11 +210,12 @@ fn count_chart(
             node: "all".into(),
             color: "#b00000",
             style: Style::Line,
-            points: (1..=seconds)
+            points: seconds
+                .iter()
                 .map(|s| {
                     (
-                        s as f64 - 0.5,
-                        Some(*by_second.get(&s).unwrap_or(&0) as f64),
+                        *s as f64 - 0.5,
+                        Some(*by_second.get(s).unwrap_or(&0) as f64),
                     )
                 })
                 .collect(),
@@ -219,6 +229,7 @@ fn count_chart(
 /// so that clients on the same server stay visible.
 fn served_chart(a: &Analysis) -> Chart {
     let n = a.header.nodes.len();
+    let rows = row_seconds(a, a.served.by_client.iter().flat_map(|c| c.keys().copied()));
     let series = a
         .served
         .by_client
@@ -226,17 +237,17 @@ fn served_chart(a: &Analysis) -> Chart {
         .enumerate()
         .map(|(c, seconds)| {
             let nudge = (c as f64 - (n as f64 - 1.0) / 2.0) * 0.06;
-            let end = a.end_us / 1_000_000 + 1;
             Series {
                 label: format!("{}'s client", a.header.nodes[c]),
                 node: a.header.nodes[c].clone(),
                 color: node_color(c),
                 style: Style::Line,
-                points: (1..=end)
+                points: rows
+                    .iter()
                     .map(|s| {
                         (
-                            s as f64 - 0.5,
-                            seconds.get(&s).map(|k| *k as f64 + 1.0 + nudge),
+                            *s as f64 - 0.5,
+                            seconds.get(s).map(|k| *k as f64 + 1.0 + nudge),
                         )
                     })
                     .collect(),

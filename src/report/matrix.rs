@@ -450,6 +450,7 @@ pub fn markdown(rows: &[Row], machine: &str, date: &str) -> String {
             .join("|")
     );
     for row in body {
+        let row: Vec<String> = row.iter().map(|c| super::md(c)).collect();
         t.push_str(&format!("| {} |\n", row.join(" | ")));
     }
     t.push_str(&expected_notes(rows));

@@ -226,6 +226,31 @@ pub fn summary_sentence(a: &Analysis) -> String {
     format!("{loss}{out}")
 }
 
+/// Text from a record, a summary or a server as Markdown shows it, literally: no HTML, no
+/// entity, no table cell break, no emphasis, link or code span, and on one line.
+pub fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '&' | '~' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.push(char::REPLACEMENT_CHARACTER),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` as a fenced code block that nothing in it can close.
+pub fn md_code(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}\n{}{fence}\n", crate::terminal::printable(text))
+}
+
 /// The seed's table header in markdown: the database, the six metrics, the data lost and
 /// the version.
 pub fn markdown_header() -> String {
@@ -242,7 +267,7 @@ pub fn markdown_header() -> String {
 
 /// The run's row in the seed's table (whole seconds, milliseconds in parentheses).
 pub fn markdown_row(s: &summary::Summary) -> String {
-    let mut row = format!("| {} ", s.database);
+    let mut row = format!("| {} ", md(&s.database));
     for m in METRICS {
         let cell = match s.metric(m.key) {
             (Some(secs), Some(ms)) => format!("{secs} ({ms} ms)"),
@@ -253,7 +278,7 @@ pub fn markdown_row(s: &summary::Summary) -> String {
     row.push_str(&format!(
         "| {} | {} |\n",
         thousands(s.lost_acknowledged_writes),
-        s.database_version.clone().unwrap_or_default()
+        md(s.database_version.as_deref().unwrap_or_default())
     ));
     row
 }
@@ -263,23 +288,23 @@ pub fn markdown(a: &Analysis) -> String {
     let s = summary::of(a);
     let expected = expected_lines(&s);
     let settings = settings_text(&a.header)
-        .map(|t| format!("\nServer settings (* changed with --set): {t}.\n"))
+        .map(|t| md(&format!("Server settings (* changed with --set): {t}.")) + "\n\n")
         .unwrap_or_default()
-        + &format!(
-            "\nIncrements a second per client, over the run: {}.\n",
+        + &md(&format!(
+            "Increments a second per client, over the run: {}.",
             rate_text(&s)
-        );
+        ));
     format!(
-        "{}{}\n{}\n\n{}. Correctness: {}.\n{settings}{}",
+        "{}{}\n{}\n\n{} Correctness: {}\n\n{settings}\n{}",
         markdown_header(),
         markdown_row(&s),
-        summary_sentence(a),
-        sentence_case(&loss_line(a)),
-        verdict(&a.correctness),
+        md(&summary_sentence(a)),
+        md(&format!("{}.", sentence_case(&loss_line(a)))),
+        md(&format!("{}.", verdict(&a.correctness))),
         if expected.is_empty() {
             String::new()
         } else {
-            format!("\n```\n{expected}```\n")
+            format!("\n{}", md_code(&expected))
         }
     )
 }
@@ -709,6 +734,22 @@ mod tests {
         assert_eq!(
             header.lines().next().unwrap().matches('|').count(),
             METRICS.len() + 4
+        );
+    }
+
+    /// Text from a record shows in Markdown as it is: no tag, entity, cell break, emphasis,
+    /// code span or line break of its own, and a code block it cannot close.
+    #[test]
+    fn markdown_shows_hostile_text_literally() {
+        assert_eq!(
+            md("<img src=x onerror=alert(1)>|*a*_b_ `c` [d](e) &amp; \\ ~f~ #g !h\nnext\x1b"),
+            "\\<img src=x onerror=alert(1)\\>\\|\\*a\\*\\_b\\_ \\`c\\` \\[d\\](e) \\&amp; \\\\ \\~f\\~ \\#g \\!h next\u{fffd}"
+        );
+        assert_eq!(md("etcd 3.5.16"), "etcd 3.5.16");
+        let block = md_code("a ```` b\n");
+        assert!(
+            block.starts_with("`````\n") && block.ends_with("\n`````\n"),
+            "{block}"
         );
     }
 }

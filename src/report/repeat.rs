@@ -191,10 +191,10 @@ impl Repeat {
     pub fn markdown(&self) -> String {
         let mut t = format!(
             "# {}, {} runs ({} writes)\n\n{}\n\n| figure | min | median | p90 | max | runs |\n|---|---:|---:|---:|---:|---|\n",
-            self.database,
+            super::md(&self.database),
             self.runs.len(),
-            self.write,
-            self.database_versions.join(", ")
+            super::md(&self.write),
+            super::md(&self.database_versions.join(", "))
         );
         for (label, key) in rows() {
             if let Some(s) = self.figures.get(&key) {
@@ -210,7 +210,12 @@ impl Repeat {
                 ));
             }
         }
-        t.push_str(&self.expected_text());
+        for line in self.expected_text().lines() {
+            match line.strip_prefix("- ") {
+                Some(item) => t.push_str(&format!("- {}\n", super::md(item))),
+                None => t.push_str(&format!("{}\n", super::md(line))),
+            }
+        }
         t
     }
 
@@ -280,7 +285,12 @@ impl Repeat {
                 t.push_str(&format!("{label:<44}{a:>10}{b:>10}{c:>10}{d:>10}\n"));
             }
         }
-        t.push_str(&self.expected_text());
+        for line in self.expected_text().lines() {
+            match line.strip_prefix("- ") {
+                Some(item) => t.push_str(&format!("- {}\n", super::md(item))),
+                None => t.push_str(&format!("{}\n", super::md(line))),
+            }
+        }
         t
     }
 }

@@ -65,9 +65,15 @@ fn results(tag: &str, name: &str, record: &[u8]) -> (PathBuf, Removed) {
     (dir.clone(), Removed(vec![dir]))
 }
 
-/// `text` compressed as Perseus compresses a record (frames with their checksums).
+/// `text` compressed as Perseus compresses a record (frames with their checksums), as
+/// small as zstd makes it.
 fn compressed(text: impl FnOnce(&mut dyn std::io::Write)) -> Vec<u8> {
-    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+    compressed_at(19, text)
+}
+
+/// `text` compressed at zstd's `level`.
+fn compressed_at(level: i32, text: impl FnOnce(&mut dyn std::io::Write)) -> Vec<u8> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
     enc.include_checksum(true).unwrap();
     text(&mut enc);
     enc.finish().unwrap()
@@ -183,4 +189,170 @@ fn a_corrupt_or_oversized_zstd_frame_is_a_malformed_record() {
     );
     assert!(stderr.contains("malformed record"), "{stderr}");
     assert!(stderr.contains("corrupt compressed data"), "{stderr}");
+}
+
+/// Runs `perseus report` on the record in `dir`; asserts exit `code` within the memory
+/// promise and returns its standard error.
+fn assert_reported(dir: &Path, code: i32) -> String {
+    let (got, stderr, peak) = run_measured(&["report", dir.to_str().unwrap()]);
+    assert_eq!(got, Some(code), "{stderr}");
+    assert!(peak < PEAK_KIB, "peak {peak} KiB: {stderr}");
+    eprintln!("reported with a peak of {} MiB", peak / 1024);
+    stderr
+}
+
+#[test]
+fn millions_of_writes_at_one_instant_are_judged_in_bounded_memory() {
+    // 6 M acknowledged writes that all end at the same microsecond, then one more writes and
+    // reads a second later: the checker once kept all 6 M (over 400 MiB), for its window is
+    // 60 s long.
+    let record = compressed_at(1, |w| {
+        writeln!(w, "{HEADER}").unwrap();
+        let mut w = std::io::BufWriter::new(w);
+        for i in 1..=6_000_000u64 {
+            writeln!(w, "0 w 1000 10 o {i}").unwrap();
+        }
+        writeln!(w, "0 w 1000000 10 o 6000001").unwrap();
+        writeln!(w, "0 r 1000020 10 o 6000001").unwrap();
+        writeln!(w, "1:0 r 1000030 10 o 6000000").unwrap();
+        writeln!(w, "E 2000000").unwrap();
+    });
+    let (dir, _removed) = results("instant", "record.txt.zst", &record);
+    assert_reported(&dir, 4);
+    // The one stale read (n2's reader saw 6000000 after 6000001 was acknowledged) is
+    // still found.
+    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["correctness"]["violations"], 1, "{summary:#}");
+}
+
+#[test]
+fn a_record_spanning_months_costs_by_its_events_not_its_span() {
+    // 1,000 operations a day apart (about 20 KB): once 2.7 GB and an abort in the table,
+    // which had a row for every second in between.
+    let record = compressed(|w| {
+        writeln!(w, "{HEADER}").unwrap();
+        writeln!(w, "F 500 isolating n2").unwrap();
+        for i in 0..1_000u64 {
+            let t = i * 86_400_000_000;
+            writeln!(w, "0 w {t} 10 o {}", i + 1).unwrap();
+            // A stale read every day, so the per-second charts of violations have points.
+            writeln!(w, "0 r {} 10 o -", t + 20).unwrap();
+        }
+        writeln!(w, "E {}", 999 * 86_400_000_000u64 + 100).unwrap();
+    });
+    let (dir, _removed) = results("span", "record.txt.zst", &record);
+    assert_reported(&dir, 4);
+    let log = std::fs::read_to_string(dir.join("client.log")).unwrap();
+    let rows = log.lines().filter(|l| !l.starts_with('#')).count();
+    // A row for each day's second, up to 60 empty ones after it, and one `...`.
+    assert!(rows <= 1_000 * 62 + 1, "{rows} lines in client.log");
+    assert!(log.lines().any(|l| l == "..."), "the gaps are marked");
+}
+
+#[test]
+fn fault_events_are_paired_in_linear_time_and_bounded_in_number() {
+    // 10,000 starts of one fault, none ended: pairing them once took time cubic in their
+    // number (3,000 took 33 s; it looked for each start's end among all later events, for
+    // every event), past the 60 s this test waits.
+    let record = compressed(|w| {
+        writeln!(w, "{HEADER}").unwrap();
+        for i in 1..=10_000u64 {
+            writeln!(w, "F {} isolating n2", i * 1000).unwrap();
+        }
+        writeln!(w, "0 w 10000000 10 o 1").unwrap();
+        writeln!(w, "E 10100000").unwrap();
+    });
+    let (dir, _removed) = results("faults", "record.txt.zst", &record);
+    assert_reported(&dir, 0);
+    // More fault events and marks than a record may hold.
+    let record = compressed(|w| {
+        writeln!(w, "{HEADER}").unwrap();
+        for i in 0..=65_536u64 {
+            writeln!(w, "M {} note", i * 1000).unwrap();
+        }
+    });
+    let (dir, _removed) = results("marks", "record.txt.zst", &record);
+    assert_refused(&dir, "more fault events and marks than a record may hold");
+}
+
+#[test]
+fn text_from_a_record_reaches_report_md_and_client_log_only_as_text() {
+    // A database name and version with HTML, a cell break and a code span.
+    let record = format!(
+        "{}\n0 w 2000 10 o 1\nF 1000000 isolating n2\n0 w 3000000 10 o 2\nE 4000000\n",
+        HEADER.replace(
+            r#""database":"etcd""#,
+            r#""database":"<img src=x onerror=alert(1)>|`x`","database_version":"3.5|<b>""#
+        )
+    );
+    let (dir, _removed) = results("markdown", "record.txt", record.as_bytes());
+    assert_reported(&dir, 0);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains(r"\<img src=x onerror=alert(1)\>\|\`x\`"),
+        "{md}"
+    );
+    // Every `<`, `>` and `|` that came from the record is escaped: the row has as many
+    // cell breaks as the header.
+    let bare = |text: &str, c: u8| {
+        let b = text.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == c && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    };
+    assert_eq!(bare(&md, b'<') + bare(&md, b'>'), 0, "{md}");
+    let (header, row) = (md.lines().next().unwrap(), md.lines().nth(2).unwrap());
+    assert_eq!(bare(row, b'|'), bare(header, b'|'), "{row}");
+    // A node name or a fault target that would break the log's legend or carry markup is
+    // a malformed record, not a page.
+    for (tag, record) in [
+        (
+            "node",
+            format!(
+                "{}\n0 w 2000 10 o 1\n",
+                HEADER.replace(r#""n2""#, r#""n2|<b>""#)
+            ),
+        ),
+        ("target", format!("{HEADER}\nF 1000 isolating n2<script>\n")),
+    ] {
+        let (dir, _removed) = results(tag, "record.txt", record.as_bytes());
+        let (code, stderr, _) = run_measured(&["report", dir.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("malformed record"), "{stderr}");
+        assert!(!dir.join("client.log").exists(), "nothing half-made");
+    }
+}
+
+#[test]
+fn thousands_of_distinct_error_texts_on_every_node_are_counted_in_bounded_memory() {
+    // 5,000 error texts of 300 bytes, each failing a request on each of 64 nodes (about
+    // 200 KB compressed): every node once counted every text apart, in every output (20,000
+    // texts took 3.8 GB, 490 s and an 800 MB summary.json).
+    let nodes: Vec<String> = (1..=64).map(|i| format!("\"n{i}\"")).collect();
+    let header = HEADER
+        .replace(r#"["n1","n2","n3"]"#, &format!("[{}]", nodes.join(",")))
+        .replace(
+            r#"["198.18.1.1:2379","198.18.1.2:2379","198.18.1.3:2379"]"#,
+            "[]",
+        );
+    let record = compressed_at(3, |w| {
+        writeln!(w, "{header}").unwrap();
+        let mut w = std::io::BufWriter::new(w);
+        for e in 0..5_000 {
+            writeln!(w, "X {e} {}", format!("{e:06}").repeat(50)).unwrap();
+            for n in 0..64 {
+                writeln!(w, "{n} w 1000 10 f - {e}").unwrap();
+            }
+        }
+        writeln!(w, "E 2000").unwrap();
+    });
+    let (dir, _removed) = results("error-kinds", "record.txt.zst", &record);
+    assert_reported(&dir, 0);
+    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    assert!(summary.len() < 8 << 20, "{} bytes", summary.len());
+    assert!(
+        summary.contains("(other errors)"),
+        "the rest are counted together"
+    );
 }
