@@ -97,6 +97,9 @@ pub struct Output {
 }
 
 impl Output {
+    /// Opens an output for `target`: a new private file beside it, or the device or pipe
+    /// itself where `streams` allows. Refuses, naming the target and what it is, anything
+    /// else there, and a directory it cannot write a file into.
     pub fn create(target: &Path, streams: Streams) -> Result<Output> {
         use std::os::unix::fs::FileTypeExt;
         let refuse = |what: &str| {

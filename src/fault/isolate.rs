@@ -3,7 +3,7 @@
 //! node off from everyone, its clients included.
 
 use super::grudge::Grudge;
-use super::{nft, probe, table, Fault, InForce, Param};
+use super::{load_rules, nft, probe, table, Fault, InForce, Param, Topology};
 use crate::error::{Error, Result};
 use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
@@ -16,17 +16,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Cuts each node of `f` off from its peers, then checks with real connection attempts on
 /// `port` that peers cannot reach it nor it its peers, while the host still can.
 pub fn isolate(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
-    for &node in &f.nodes {
-        let grudge = Grudge::isolate(node, lab.nodes.len());
-        let peers: Vec<_> = grudge.drops(node).map(|i| lab.nodes[i].addr).collect();
-        let rules = nft::peer_rules(
-            &table(f.kind),
-            &lab.nodes[node].name,
-            &peers,
-            nft::Drop::Both,
-        );
-        nft::apply(&lab.nodes[node].netns, &rules)?;
-    }
+    load_rules(&Isolate, lab, f, &Param::None)?;
     for &node in &f.nodes {
         verify(lab, node, port, true)?;
     }
@@ -36,14 +26,25 @@ pub fn isolate(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
 /// Cuts each node of `f` off from everyone (loopback aside), then checks that neither the
 /// host nor the peers can connect to it.
 pub fn isolate_all(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
-    for &node in &f.nodes {
-        let rules = nft::everything_rules(&table(f.kind), &lab.nodes[node].name);
-        nft::apply(&lab.nodes[node].netns, &rules)?;
-    }
+    load_rules(&IsolateAll, lab, f, &Param::None)?;
     for &node in &f.nodes {
         verify(lab, node, port, false)?;
     }
     Ok(())
+}
+
+/// The rules that drop everything between `node` and its peers, answered as `how`.
+pub(super) fn cut_from_peers(
+    topology: &Topology,
+    node: usize,
+    table: &str,
+    how: nft::Drop,
+) -> String {
+    let peers: Vec<_> = Grudge::isolate(node, topology.addrs.len())
+        .drops(node)
+        .map(|i| topology.addrs[i])
+        .collect();
+    nft::peer_rules(table, &topology.names[node], &peers, how)
 }
 
 /// Whether `node` is isolated from its peers now.
@@ -128,6 +129,16 @@ impl Fault for Isolate {
     fn apply(&self, lab: &LabState, f: &InForce, _: &Param, port: u16) -> Result<()> {
         isolate(lab, f, port)
     }
+    fn rules(
+        &self,
+        topology: &Topology,
+        _: &InForce,
+        _: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<String>> {
+        Some(Ok(cut_from_peers(topology, node, table, nft::Drop::Both)))
+    }
 }
 
 /// `isolate-all NODE` / `rejoin-all NODE`.
@@ -145,5 +156,24 @@ impl Fault for IsolateAll {
     }
     fn apply(&self, lab: &LabState, f: &InForce, _: &Param, port: u16) -> Result<()> {
         isolate_all(lab, f, port)
+    }
+    fn cuts_clients(&self) -> bool {
+        true
+    }
+    /// Everything but loopback, and but the connection `topology` keeps (the SSH session
+    /// that loads the rules, which cutting would leave the machine out of reach).
+    fn rules(
+        &self,
+        topology: &Topology,
+        _: &InForce,
+        _: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<String>> {
+        let name = &topology.names[node];
+        Some(Ok(match topology.keep {
+            Some(keep) => nft::everything_but_rules(table, name, keep),
+            None => nft::everything_rules(table, name),
+        }))
     }
 }

@@ -65,6 +65,9 @@ impl Fault for Kill {
     fn undo(&self, lab: &LabState, f: &InForce, db: &dyn Database) -> Result<()> {
         restart(&lab.name, f, db)
     }
+    fn acts_on(&self) -> super::ActsOn {
+        super::ActsOn::Processes(super::ProcessOp::Kill)
+    }
     fn held_by_processes(&self, lab: &LabState) -> Option<Vec<usize>> {
         Some(killed(lab))
     }

@@ -3,32 +3,12 @@
 //! every kernel). Each packet is judged once: by its sender if the sender is a target, else
 //! by its receiver, so every direction of every link touching a target loses the same share.
 
-use super::{names, nft, table, Fault, InForce, Param, ParamDoc, Target, TARGET_PARAM};
+use super::{
+    load_rules, names, nft, Fault, InForce, Param, ParamDoc, Target, Topology, TARGET_PARAM,
+};
 use crate::error::Result;
 use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
-
-/// Drops `percent`% of the packets between the nodes of `f` and their peers, both ways.
-pub fn apply(lab: &LabState, f: &InForce, percent: u8) -> Result<()> {
-    for &node in &f.nodes {
-        let peers = |skip_targets: bool| -> Vec<std::net::Ipv4Addr> {
-            (0..lab.nodes.len())
-                .filter(|i| *i != node && !(skip_targets && f.nodes.contains(i)))
-                .map(|i| lab.nodes[i].addr)
-                .collect()
-        };
-        // Outbound to every peer; inbound only from peers that do not judge their own.
-        let rules = nft::loss_rules(
-            &table(f.kind),
-            &f.target,
-            &peers(false),
-            &peers(true),
-            percent,
-        );
-        nft::apply(&lab.nodes[node].netns, &rules)?;
-    }
-    Ok(())
-}
 
 /// `loss NODE PERCENT`, undone by `heal`.
 pub struct Loss;
@@ -75,7 +55,24 @@ impl Fault for Loss {
         Ok((nodes, text))
     }
     fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
-        apply(lab, f, percent(param))
+        load_rules(self, lab, f, param)
+    }
+    /// Outbound to every peer; inbound only from peers that do not judge their own.
+    fn rules(
+        &self,
+        topology: &Topology,
+        f: &InForce,
+        param: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<String>> {
+        Some(Ok(nft::loss_rules(
+            table,
+            &f.target,
+            &topology.peers(node, &[]),
+            &topology.peers(node, &f.nodes),
+            percent(param),
+        )))
     }
 }
 

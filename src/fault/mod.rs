@@ -73,6 +73,92 @@ pub trait Fault: Send + Sync {
     fn held_by_processes(&self, _lab: &LabState) -> Option<Vec<usize>> {
         None
     }
+    /// What it acts on, and so what a transport must be able to do to carry it.
+    fn acts_on(&self) -> ActsOn {
+        ActsOn::Rules
+    }
+    /// Whether its rules cut the node off from its clients as well, and so from the
+    /// connection that loads them, which the transport must then keep
+    /// ([`Topology::keep`]).
+    fn cuts_clients(&self) -> bool {
+        false
+    }
+    /// The nftables ruleset that puts it in force on `node`, as table `table`, whatever
+    /// carries the rules there (a lab's namespace, a machine over SSH); `None` for a fault
+    /// that acts on processes instead.
+    fn rules(
+        &self,
+        _topology: &Topology,
+        _f: &InForce,
+        _param: &Param,
+        _node: usize,
+        _table: &str,
+    ) -> Option<Result<String>> {
+        None
+    }
+}
+
+/// What a fault acts on on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActsOn {
+    /// The node's network: an nftables table in its namespace ([`Fault::rules`]).
+    Rules,
+    /// The node's server processes: signalled, stopped and started.
+    Processes(ProcessOp),
+}
+
+/// What a fault on processes does to a node's server, until it is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessOp {
+    /// Freezes it (SIGSTOP), and thaws it again (SIGCONT).
+    Pause,
+    /// Kills it (SIGKILL), and starts it again: the transport must know how.
+    Kill,
+}
+
+/// What a network fault's rules are written against: every node's name and address, in
+/// order, and a connection the rules must leave open (the SSH session that loads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub names: Vec<String>,
+    pub addrs: Vec<std::net::Ipv4Addr>,
+    pub keep: Option<(std::net::IpAddr, u16)>,
+}
+
+impl Topology {
+    /// The nodes of `layout`, keeping `keep` open.
+    pub fn of(layout: &crate::lab::Layout, keep: Option<(std::net::IpAddr, u16)>) -> Topology {
+        Topology {
+            names: layout.nodes.iter().map(|n| n.name.clone()).collect(),
+            addrs: layout.nodes.iter().map(|n| n.addr).collect(),
+            keep,
+        }
+    }
+
+    /// The addresses of every node but `node`, and but the nodes of `skip`.
+    pub fn peers(&self, node: usize, skip: &[usize]) -> Vec<std::net::Ipv4Addr> {
+        (0..self.addrs.len())
+            .filter(|i| *i != node && !skip.contains(i))
+            .map(|i| self.addrs[i])
+            .collect()
+    }
+}
+
+/// Loads `fault`'s rules on every node of `f` in the lab.
+pub fn load_rules(fault: &dyn Fault, lab: &LabState, f: &InForce, param: &Param) -> Result<()> {
+    let topology = Topology::of(&lab.layout(), None);
+    for &node in &f.nodes {
+        let rules = fault
+            .rules(&topology, f, param, node, &table(f.kind))
+            .unwrap_or_else(|| {
+                Err(Error::Invalid(format!(
+                    "{} is no network fault",
+                    f.kind.name
+                )))
+            })?;
+        nft::apply(&lab.nodes[node].netns, &rules)?;
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for dyn Fault {
@@ -578,5 +664,48 @@ mod tests {
         assert_eq!(picks(7), picks(7));
         assert_ne!(picks(7), picks(8));
         assert!(picks(7).iter().all(|p| *p < 5));
+    }
+
+    /// Every network fault of the registry writes its rules from a topology alone, so any
+    /// transport that loads rules carries it (a lab, SSH); each ruleset is the fault's own
+    /// table, read back by name and target.
+    #[test]
+    fn every_network_fault_is_rules_written_once_for_every_transport() {
+        let topology = Topology {
+            names: (1..=3).map(|i| format!("n{i}")).collect(),
+            addrs: (1..=3)
+                .map(|i| std::net::Ipv4Addr::new(198, 18, 1, i))
+                .collect(),
+            keep: Some(("198.18.1.254".parse().unwrap(), 22)),
+        };
+        for fault in FAULTS {
+            let (param, target, nodes) = match fault.kind().name {
+                "loss" => (Param::Percent(30), "n2 30%", vec![1]),
+                "partition" => (Param::Groups("n1|n2 n3".into()), "n1|n2 n3", vec![0, 1, 2]),
+                _ => (Param::None, "n2", vec![1]),
+            };
+            let f = InForce {
+                kind: fault.kind(),
+                target: target.into(),
+                nodes: nodes.clone(),
+            };
+            let t = table(fault.kind());
+            let rules = fault.rules(&topology, &f, &param, nodes[0], &t);
+            match fault.acts_on() {
+                ActsOn::Processes(_) => assert!(rules.is_none(), "{fault:?}"),
+                ActsOn::Rules => {
+                    let rules = rules.expect("a network fault has rules").unwrap();
+                    let tables = nft::parse_tables(&rules);
+                    assert_eq!(tables.len(), 1, "{fault:?}: {rules}");
+                    assert_eq!(tables[0].0, t, "{fault:?}");
+                    // Only a fault that cuts the clients leaves the kept session open.
+                    assert_eq!(
+                        rules.contains("198.18.1.254"),
+                        fault.cuts_clients(),
+                        "{fault:?}: {rules}"
+                    );
+                }
+            }
+        }
     }
 }

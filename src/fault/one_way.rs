@@ -1,23 +1,9 @@
 //! One-way drop: a node still hears its peers, but every packet it sends them is lost.
 
-use super::grudge::Grudge;
-use super::{nft, table, Fault, InForce, Param};
+use super::{load_rules, nft, Fault, InForce, Param, Topology};
 use crate::error::Result;
 use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
-
-/// Drops what each node of `f` sends to its peers.
-pub fn apply(lab: &LabState, f: &InForce) -> Result<()> {
-    for &node in &f.nodes {
-        let peers: Vec<_> = Grudge::isolate(node, lab.nodes.len())
-            .drops(node)
-            .map(|i| lab.nodes[i].addr)
-            .collect();
-        let rules = nft::peer_rules(&table(f.kind), &f.target, &peers, nft::Drop::Outbound);
-        nft::apply(&lab.nodes[node].netns, &rules)?;
-    }
-    Ok(())
-}
 
 /// `one-way NODE`, undone by `heal`.
 pub struct OneWay;
@@ -29,7 +15,23 @@ impl Fault for OneWay {
     fn about(&self) -> &'static str {
         "Lose everything a node sends to its peers (it still hears them)"
     }
-    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, _port: u16) -> Result<()> {
-        apply(lab, f)
+    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
+        load_rules(self, lab, f, param)
+    }
+    fn rules(
+        &self,
+        topology: &Topology,
+        f: &InForce,
+        _: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<String>> {
+        let peers = topology.peers(node, &[]);
+        Some(Ok(nft::peer_rules(
+            table,
+            &f.target,
+            &peers,
+            nft::Drop::Outbound,
+        )))
     }
 }

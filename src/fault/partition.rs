@@ -3,7 +3,7 @@
 //! table; the clients still reach every node.
 
 use super::grudge::{parse_groups, Grudge, Shape};
-use super::{nft, table, Fault, InForce, Param, ParamDoc, Target};
+use super::{load_rules, nft, Fault, InForce, Param, ParamDoc, Target, Topology};
 use crate::error::{Error, Result};
 use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
@@ -25,16 +25,6 @@ pub fn grudge_of(names: &[String], groups: &str) -> Result<Grudge> {
             Ok(Grudge::groups(&groups, n))
         }
     }
-}
-
-/// Puts the partition in force on every node of `f`.
-pub fn apply(lab: &LabState, f: &InForce, grudge: &Grudge) -> Result<()> {
-    for &node in &f.nodes {
-        let peers: Vec<_> = grudge.drops(node).map(|i| lab.nodes[i].addr).collect();
-        let rules = nft::peer_rules(&table(f.kind), &f.target, &peers, nft::Drop::Both);
-        nft::apply(&lab.nodes[node].netns, &rules)?;
-    }
-    Ok(())
 }
 
 /// `partition GROUPS|SHAPE`, undone by `heal`.
@@ -77,7 +67,20 @@ impl Fault for Partition {
         Ok((nodes, g.describe(&lab.node_names())))
     }
     fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
-        apply(lab, f, &grudge(lab, groups(param))?)
+        load_rules(self, lab, f, param)
+    }
+    fn rules(
+        &self,
+        topology: &Topology,
+        f: &InForce,
+        param: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<String>> {
+        Some(grudge_of(&topology.names, groups(param)).map(|g| {
+            let drops: Vec<_> = g.drops(node).map(|i| topology.addrs[i]).collect();
+            nft::peer_rules(table, &f.target, &drops, nft::Drop::Both)
+        }))
     }
 }
 

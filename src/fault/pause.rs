@@ -58,6 +58,9 @@ impl Fault for Pause {
     fn undo(&self, lab: &LabState, f: &InForce, _db: &dyn Database) -> Result<()> {
         undo(lab, f)
     }
+    fn acts_on(&self) -> super::ActsOn {
+        super::ActsOn::Processes(super::ProcessOp::Pause)
+    }
     fn held_by_processes(&self, lab: &LabState) -> Option<Vec<usize>> {
         Some(paused(lab))
     }

@@ -3,8 +3,7 @@
 //! timing out, as when a firewall rejects rather than drops; the client still reaches the
 //! node.
 
-use super::grudge::Grudge;
-use super::{isolate, nft, table, Fault, InForce, Param};
+use super::{isolate, load_rules, nft, Fault, InForce, Param, Topology};
 use crate::error::Result;
 use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
@@ -19,19 +18,26 @@ impl Fault for Refuse {
     fn about(&self) -> &'static str {
         "Refuse all traffic between a node and its peers: their connections fail at once (TCP reset) instead of timing out; the client still reaches it"
     }
-    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, port: u16) -> Result<()> {
-        for &node in &f.nodes {
-            let peers: Vec<_> = Grudge::isolate(node, lab.nodes.len())
-                .drops(node)
-                .map(|i| lab.nodes[i].addr)
-                .collect();
-            let name = &lab.nodes[node].name;
-            let rules = nft::peer_rules(&table(f.kind), name, &peers, nft::Drop::Refuse);
-            nft::apply(&lab.nodes[node].netns, &rules)?;
-        }
+    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, port: u16) -> Result<()> {
+        load_rules(self, lab, f, param)?;
         for &node in &f.nodes {
             isolate::verify(lab, node, port, true)?;
         }
         Ok(())
+    }
+    fn rules(
+        &self,
+        topology: &Topology,
+        _: &InForce,
+        _: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<String>> {
+        Some(Ok(isolate::cut_from_peers(
+            topology,
+            node,
+            table,
+            nft::Drop::Refuse,
+        )))
     }
 }

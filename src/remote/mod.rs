@@ -24,7 +24,7 @@ pub mod ssh;
 use crate::cluster::Cluster;
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::fault::{self, nft, Action, Fault, InForce, Param, Rng, Target};
+use crate::fault::{self, nft, Action, Fault, InForce, Param, ProcessOp, Rng, Target};
 use crate::lab::events;
 use crate::record::marks;
 use crate::scenario::Scenario;
@@ -34,24 +34,24 @@ use std::time::{Duration, Instant};
 /// How long one remote command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The faults Perseus makes over SSH: those that live in the nodes' own nftables
-/// (`isolate-all` keeps the SSH session that makes it, where the rules go into the
-/// machine's own namespace), and `kill` and `pause` of the server the file names on each
+/// Whether Perseus can make `fault` over SSH: every fault that is nftables rules (loaded
+/// in the node's own namespace; one that cuts the clients keeps the SSH session that loads
+/// it), and every fault on the server's processes, which the cluster file names on each
 /// node (`service`, or `process` and `start`).
-pub const FAULTS: &[&str] = &[
-    "isolate",
-    "isolate-all",
-    "refuse",
-    "partition",
-    "one-way",
-    "loss",
-    "kill",
-    "pause",
-];
-
-/// Whether Perseus can make `fault` over SSH.
 pub fn supports(fault: &dyn Fault) -> bool {
-    FAULTS.contains(&fault.kind().name)
+    match fault.acts_on() {
+        fault::ActsOn::Rules | fault::ActsOn::Processes(_) => true,
+    }
+}
+
+/// The faults Perseus makes over SSH, for messages.
+fn supported() -> String {
+    let names: Vec<&str> = fault::FAULTS
+        .iter()
+        .filter(|f| supports(**f))
+        .map(|f| f.kind().name)
+        .collect();
+    names.join(", ")
 }
 
 /// Checks, before anything starts, that every fault of `scenario` can be made over SSH and
@@ -69,14 +69,14 @@ pub fn check_scenario(cluster: &Cluster, scenario: &Scenario) -> Result<()> {
                 return Err(Error::Invalid(format!(
                     "phase '{}': '{action}': over SSH Perseus makes {} so far; {} is not one of them",
                     phase.name,
-                    FAULTS.join(", "),
+                    supported(),
                     fault.kind().name
                 )));
             }
             if let Target::Node(n) = target {
                 cluster.node_index(n)?;
             }
-            if matches!(fault.kind().name, "kill" | "pause") {
+            if let fault::ActsOn::Processes(op) = fault.acts_on() {
                 let nodes: Vec<usize> = match target {
                     Target::Node(n) => vec![cluster.node_index(n)?],
                     _ => (0..cluster.nodes.len()).collect(),
@@ -87,7 +87,7 @@ pub fn check_scenario(cluster: &Cluster, scenario: &Scenario) -> Result<()> {
                         None => false,
                         Some(crate::cluster::Server::Service(_)) => true,
                         Some(crate::cluster::Server::Process { start, .. }) => {
-                            fault.kind().name == "pause" || start.is_some()
+                            op == ProcessOp::Pause || start.is_some()
                         }
                     };
                     if !ok {
@@ -95,7 +95,7 @@ pub fn check_scenario(cluster: &Cluster, scenario: &Scenario) -> Result<()> {
                             "phase '{}': '{action}' over SSH needs, on node {}, service = \"UNIT\" (systemd), or process = \"TEXT OF ITS COMMAND LINE\"{}",
                             phase.name,
                             node.name,
-                            if fault.kind().name == "kill" { " and start = \"COMMAND\" to restart it" } else { "" }
+                            if op == ProcessOp::Kill { " and start = \"COMMAND\" to restart it" } else { "" }
                         )));
                     }
                 }
@@ -122,42 +122,6 @@ fn nft_command(cluster: &Cluster, node: usize) -> String {
         Some(ns) => format!("ip netns exec {} nft", ssh::quote(ns)),
         None => "nft".into(),
     }
-}
-
-/// The ruleset of fault `f` on node `node`, in table `table`: what the lab's fault of the
-/// same kind loads, with the peers' addresses from the cluster file. `session`: the SSH
-/// session's far end and this side's port, which `isolate-all` lets through.
-fn ruleset(
-    cluster: &Cluster,
-    f: &InForce,
-    param: &Param,
-    node: usize,
-    table: &str,
-    session: Option<(std::net::IpAddr, u16)>,
-) -> Result<String> {
-    let peers = |skip_targets: bool| -> Vec<std::net::Ipv4Addr> {
-        (0..cluster.nodes.len())
-            .filter(|i| *i != node && !(skip_targets && f.nodes.contains(i)))
-            .map(|i| cluster.nodes[i].addr)
-            .collect()
-    };
-    Ok(match (f.kind.name, param) {
-        ("loss", Param::Percent(p)) => {
-            nft::loss_rules(table, &f.target, &peers(false), &peers(true), *p)
-        }
-        ("refuse", _) => nft::peer_rules(table, &f.target, &peers(false), nft::Drop::Refuse),
-        ("one-way", _) => nft::peer_rules(table, &f.target, &peers(false), nft::Drop::Outbound),
-        ("partition", Param::Groups(g)) => {
-            let grudge = fault::partition::grudge_of(&names(cluster), g)?;
-            let drops: Vec<_> = grudge.drops(node).map(|i| cluster.nodes[i].addr).collect();
-            nft::peer_rules(table, &f.target, &drops, nft::Drop::Both)
-        }
-        ("isolate-all", _) => match session {
-            Some(keep) => nft::everything_but_rules(table, &f.target, keep),
-            None => nft::everything_rules(table, &f.target),
-        },
-        _ => nft::peer_rules(table, &f.target, &peers(false), nft::Drop::Both),
-    })
 }
 
 /// The SSH session's far end and this side's port, as `$SSH_CONNECTION` says on the machine.
@@ -279,15 +243,14 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
 
     /// Puts `f` in force on `node`, with its switch.
     async fn install(&mut self, f: &InForce, param: &Param, node: usize) -> Result<()> {
-        if matches!(f.kind.name, "pause" | "kill") {
-            self.signal(f, node).await
-        } else {
-            self.load_rules(f, param, node).await
+        match f.fault().acts_on() {
+            fault::ActsOn::Processes(op) => self.signal(f, op, node).await,
+            fault::ActsOn::Rules => self.load_rules(f, param, node).await,
         }
     }
 
     /// Pauses or kills node `node`'s server, with the switch that undoes it.
-    async fn signal(&mut self, f: &InForce, node: usize) -> Result<()> {
+    async fn signal(&mut self, f: &InForce, op: ProcessOp, node: usize) -> Result<()> {
         let name = self.cluster.nodes[node].name.clone();
         let srv = self.cluster.nodes[node].server.clone().ok_or_else(|| {
             Error::Invalid(format!(
@@ -296,18 +259,16 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
             ))
         })?;
         let lease = self.lease();
-        let (script, stdin) = if f.kind.name == "pause" {
-            server::pause(&srv, lease)
-        } else {
-            server::kill(&srv, lease)
+        let (script, stdin) = match op {
+            ProcessOp::Pause => server::pause(&srv, lease),
+            ProcessOp::Kill => server::kill(&srv, lease),
         };
         let out = self.conns[node]
             .run(&script, stdin.as_deref(), COMMAND_TIMEOUT)
             .await?;
-        let verb = if f.kind.name == "pause" {
-            "paused"
-        } else {
-            "killed"
+        let verb = match op {
+            ProcessOp::Pause => "paused",
+            ProcessOp::Kill => "killed",
         };
         let said = format!(
             "ssh {}: {} the server in {} ms{}",
@@ -331,17 +292,18 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
         }
         let mut lines = out.stdout.lines();
         let switch: Option<u32> = lines.next().and_then(|l| l.trim().parse().ok());
-        let (undone, undo) = if f.kind.name == "pause" {
-            let pids = lines.next().unwrap_or("").trim().to_string();
-            (
-                "resumed the server".to_string(),
-                server::resume(&srv, switch, &pids),
-            )
-        } else {
-            (
+        let (undone, undo) = match op {
+            ProcessOp::Pause => {
+                let pids = lines.next().unwrap_or("").trim().to_string();
+                (
+                    "resumed the server".to_string(),
+                    server::resume(&srv, switch, &pids),
+                )
+            }
+            ProcessOp::Kill => (
                 "started the server again".to_string(),
                 server::restart(&srv, switch),
-            )
+            ),
         };
         self.installed.push(Installed {
             kind: f.kind.name,
@@ -364,16 +326,17 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
             Rng::new(nonce).below(u32::MAX as usize) as u32
         );
         let nft = nft_command(self.cluster, node);
-        // isolate-all keeps this very session, where the rules go into the machine's own
-        // namespace (a named one holds no SSH session).
-        let session = if f.kind.name == "isolate-all" && self.cluster.nodes[node].netns.is_none() {
+        // A fault that cuts the clients keeps this very session, where the rules go into
+        // the machine's own namespace (a named one holds no SSH session).
+        let session = if f.fault().cuts_clients() && self.cluster.nodes[node].netns.is_none() {
             let out = self.conns[node]
                 .run("echo \"$SSH_CONNECTION\"", None, COMMAND_TIMEOUT)
                 .await?;
             let s = session_of(&out.stdout);
             if s.is_none() {
                 return Err(Error::FaultNotInForce(format!(
-                    "isolate-all on {}: the SSH session's address is unknown (SSH_CONNECTION = {:?}), and cutting it would leave the machine out of reach until the lease ends",
+                    "{} on {}: the SSH session's address is unknown (SSH_CONNECTION = {:?}), and cutting it would leave the machine out of reach until the lease ends",
+                    f.kind.name,
                     self.cluster.nodes[node].name,
                     out.stdout.trim()
                 )));
@@ -382,7 +345,16 @@ impl<'a, S: Fn(String)> Remote<'a, S> {
         } else {
             None
         };
-        let rules = ruleset(self.cluster, f, param, node, &table, session)?;
+        let topology = fault::Topology::of(&self.cluster.layout(), session);
+        let rules = f
+            .fault()
+            .rules(&topology, f, param, node, &table)
+            .unwrap_or_else(|| {
+                Err(Error::Invalid(format!(
+                    "{} is no network fault",
+                    f.kind.name
+                )))
+            })?;
         let out = self.conns[node]
             .run(
                 &install_script(&nft, &table, self.lease()),
@@ -471,7 +443,7 @@ impl<S: Fn(String)> crate::schedule::Backend for Remote<'_, S> {
         if !supports(*fault) {
             return Err(Error::Invalid(format!(
                 "over SSH Perseus makes {} so far, not {}",
-                FAULTS.join(", "),
+                supported(),
                 fault.kind().name
             )));
         }
@@ -676,5 +648,14 @@ mod tests {
             String::from_utf8_lossy(&out.stderr),
             "deleted perseus_isolate_0000abcd\ndeleted perseus_loss_00000002\n"
         );
+    }
+
+    /// Every fault of the registry is made over SSH too: none is refused there for want of
+    /// a second copy of it.
+    #[test]
+    fn every_fault_of_the_registry_is_made_over_ssh() {
+        for f in fault::FAULTS {
+            assert!(supports(*f), "{f:?}");
+        }
     }
 }
