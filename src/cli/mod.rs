@@ -765,7 +765,7 @@ async fn fault(lab: &LabArg, text: &str) -> Result<()> {
     let done = perseus::fault::act(&action, &state, db, &mut rng).await?;
     let ms = t.elapsed().as_millis();
     match (&action, done.as_slice()) {
-        (Action::Start { .. }, [f]) if f.kind.name == "isolate" => {
+        (Action::Start { .. }, [f]) if f.kind.cuts_off_from_peers => {
             let peers: Vec<&str> = (0..state.nodes.len())
                 .filter(|i| !f.nodes.contains(i))
                 .map(|i| state.nodes[i].name.as_str())

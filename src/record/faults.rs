@@ -14,6 +14,10 @@ pub struct FaultKind {
     pub ended: &'static str,
     /// Which nodes it takes out of service (the others are expected to keep serving).
     pub affects: Affects,
+    /// Whether it is the seed's fault: its targets cut off from their peers while their
+    /// clients still reach them. The databases' failover models, and the report's words
+    /// for it ("n2 was cut off from its peers"), are about this fault.
+    pub cuts_off_from_peers: bool,
 }
 
 /// Which nodes a fault takes out of service, from the target text of its markers.
@@ -39,6 +43,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "rejoining",
         ended: "rejoined",
         affects: Affects::Named,
+        cuts_off_from_peers: true,
     },
     FaultKind {
         name: "isolate-all",
@@ -47,6 +52,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "rejoining-all",
         ended: "rejoined-all",
         affects: Affects::Named,
+        cuts_off_from_peers: false,
     },
     FaultKind {
         name: "refuse",
@@ -55,6 +61,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "accepting",
         ended: "accepted",
         affects: Affects::Named,
+        cuts_off_from_peers: false,
     },
     FaultKind {
         name: "partition",
@@ -63,6 +70,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "healing-partition",
         ended: "healed-partition",
         affects: Affects::OutsideLargestGroup,
+        cuts_off_from_peers: false,
     },
     FaultKind {
         name: "one-way",
@@ -71,6 +79,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "restoring-outbound",
         ended: "restored-outbound",
         affects: Affects::Named,
+        cuts_off_from_peers: false,
     },
     FaultKind {
         name: "loss",
@@ -79,6 +88,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "restoring",
         ended: "restored",
         affects: Affects::Nothing,
+        cuts_off_from_peers: false,
     },
     FaultKind {
         name: "kill",
@@ -87,6 +97,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "restarting",
         ended: "restarted",
         affects: Affects::Named,
+        cuts_off_from_peers: false,
     },
     FaultKind {
         name: "pause",
@@ -95,6 +106,7 @@ pub const KINDS: &[FaultKind] = &[
         ending: "resuming",
         ended: "resumed",
         affects: Affects::Named,
+        cuts_off_from_peers: false,
     },
 ];
 

@@ -93,7 +93,7 @@ pub fn of(a: &Analysis, metrics: &BTreeMap<String, Option<u64>>) -> Vec<Expected
     let one_of_three = w.affected.count_ones() == 1 && a.header.nodes.len() >= 3;
     let (Some(timeout), true) = (
         a.header.timeout_ms,
-        w.kind.name == "isolate" && one_of_three,
+        w.kind.cuts_off_from_peers && one_of_three,
     ) else {
         return Vec::new();
     };

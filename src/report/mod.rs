@@ -190,13 +190,14 @@ pub fn summary_sentence(a: &Analysis) -> String {
         return format!("{loss}No fault in this record.");
     };
     let s = |us: u64| format!("{:.1} s", us as f64 / 1e6);
-    let mut out = match w.kind.name {
-        "isolate" => format!(
+    let mut out = if w.kind.cuts_off_from_peers {
+        format!(
             "{} was cut off from its peers at {}",
             w.target,
             s(w.start_us)
-        ),
-        _ => format!("{} {} at {}", w.target, w.kind.started, s(w.start_us)),
+        )
+    } else {
+        format!("{} {} at {}", w.target, w.kind.started, s(w.start_us))
     };
     out.push_str(&match (f.downtime_on_isolation, f.disturbance_time) {
         (0, Some(0)) => "; the other nodes kept serving without a break".to_string(),
