@@ -36,11 +36,11 @@
 //!
 //! The checker keeps the last [`HORIZON_US`] of writes per key, and the attempt numbers of
 //! timed-out writes (one per timeout), so its memory does not grow with the run's length at
-//! a steady rate. It also keeps at most [`MAX_KEPT`] writes, timeouts and gaps between
-//! acknowledged values over all keys, whatever the record holds: past that, a read that
-//! began before the oldest write still kept is not judged, a read of a forgotten timed-out
-//! attempt is not judged, and losses below the gaps forgotten are not counted. It never
-//! reports an anomaly it could not prove.
+//! a steady rate. It also keeps at most [`MAX_KEPT`] entries over all keys, whatever the
+//! record holds, a quarter each for writes, timeouts, failures and gaps between acknowledged
+//! values: past that, a read that began before the oldest write still kept is not judged,
+//! nor a read that returned an attempt older than the timeouts forgotten, and losses below
+//! the gaps forgotten are not counted. It never reports an anomaly it could not prove.
 
 use super::Phase;
 use crate::record::{Kind, Op, Outcome};
@@ -51,7 +51,8 @@ use std::collections::{BTreeMap, VecDeque};
 /// not judged.
 pub const HORIZON_US: u64 = 60_000_000;
 
-/// The most writes, timeouts and gaps the checker keeps, over all keys (about 48 MiB).
+/// The most writes, timeouts, failures and gaps the checker keeps, over all keys, a quarter
+/// of them each (under 48 MiB).
 pub const MAX_KEPT: usize = 1 << 20;
 
 /// How far past the horizon writes may stay before they are dropped.
@@ -484,7 +485,7 @@ impl Checker {
             }
             _ => {}
         }
-        let cap = MAX_KEPT / self.keys.len().max(1);
+        let cap = MAX_KEPT / (4 * self.keys.len().max(1));
         self.keys[k].prune(op.end_us());
         self.keys[k].bound(cap);
     }
@@ -1127,7 +1128,7 @@ mod tests {
                 Phase::Before,
             );
         }
-        assert!(kept(&c) <= 2 * MAX_KEPT / 3 + 2, "{} kept", kept(&c));
+        assert!(kept(&c) <= MAX_KEPT / 4 + 4, "{} kept", kept(&c));
         // A read that began before the oldest write kept is not judged; a later one is.
         let end = n as u64 * 10 + 5;
         c.op(&observe(1, 20, end + 10, Some(2)), Phase::Before);
