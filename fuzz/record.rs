@@ -5,6 +5,14 @@
 
 use std::io::Write as _;
 
+/// The file names that give each form of record.
+const FORMS: [&str; 4] = [
+    "record.txt",
+    "record.txt.zst",
+    "record.bin",
+    "record.bin.zst",
+];
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("perseus-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
@@ -12,9 +20,8 @@ fn main() {
         let Some((&form, bytes)) = data.split_first() else {
             return;
         };
-        let name = ["record.txt", "record.txt.zst", "record.bin", "record.bin.zst"]
-            [usize::from(form % 4)];
-        for old in ["record.txt", "record.txt.zst", "record.bin", "record.bin.zst"] {
+        let name = FORMS[usize::from(form % 4)];
+        for old in FORMS {
             let _ = std::fs::remove_file(dir.join(old));
         }
         let path = dir.join(name);
