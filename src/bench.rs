@@ -514,10 +514,11 @@ pub async fn fault_latency(
     let action: Action = format!("isolate {}", state.nodes[node].name)
         .parse()
         .map_err(Error::Invalid)?;
+    let mut host = perseus::hosts::lab::LabHost::new(state.clone(), db);
     let t = Instant::now();
-    let f = fault::start(&action, state, db, &mut rng).await?;
+    let f = fault::start(&action, &mut host, db, &mut rng).await?;
     let whole = t.elapsed();
-    fault::end(&f, state, db).await?;
+    fault::end(&f, &mut host).await?;
     println!(
         "perseus isolate (with its connection check): {:.1} ms",
         ms(&whole)

@@ -20,7 +20,7 @@
 //! ```
 //! Templates: `{node}` (the node's name), `{host}`, `{port}`, `{address}` (host:port).
 //!
-//! Or Perseus makes the faults itself, over SSH (see `remote`): every node says how to reach
+//! Or Perseus makes the faults itself, over SSH (see `hosts::ssh`): every node says how to reach
 //! its machine, and nothing else is needed there but `sshd` and `nft`.
 //! ```toml
 //! ssh_config = "machines.ssh"      # optional: an OpenSSH config file (ssh -F); default: yours
@@ -112,18 +112,7 @@ pub struct Endpoint {
     pub server: Option<Server>,
 }
 
-/// The server of a node on its machine, as kill/restart and pause/resume over SSH reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Server {
-    /// A systemd unit: `systemctl kill -s SIGNAL`, `systemctl start`.
-    Service(String),
-    /// Every process whose command line contains `pattern`; `start` starts the server again
-    /// (run detached, with `sh`), where the file gives one.
-    Process {
-        pattern: String,
-        start: Option<String>,
-    },
-}
+pub use crate::hosts::ssh::Server;
 
 /// A cluster Perseus did not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,6 +464,39 @@ impl Cluster {
             ssh_config: None,
             lease: DEFAULT_LEASE,
         })
+    }
+
+    /// Its nodes' machines, as Perseus reaches them over SSH.
+    pub fn machines(&self) -> Vec<crate::hosts::ssh::Machine> {
+        self.nodes
+            .iter()
+            .map(|n| crate::hosts::ssh::Machine {
+                dest: n.ssh.clone().unwrap_or_default(),
+                netns: n.netns.clone(),
+                server: n.server.clone(),
+            })
+            .collect()
+    }
+
+    /// Its machines over SSH, not connected yet; marks go into its event log while a run
+    /// holds it, and `say` hears each command. `scenario`: how long the faults are planned
+    /// to last.
+    pub fn ssh_host<'a>(
+        &self,
+        scenario: Duration,
+        say: impl Fn(String) + 'a,
+    ) -> crate::hosts::ssh::SshHost<'a> {
+        let dir = self.dir();
+        crate::hosts::ssh::SshHost::new(
+            self.layout(),
+            self.machines(),
+            crate::hosts::ssh::Lease {
+                scenario,
+                past_end: self.lease,
+            },
+            dir.exists().then_some(dir),
+            say,
+        )
     }
 
     /// Whether Perseus makes the faults itself, over SSH (every node says `ssh =`).

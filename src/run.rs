@@ -423,10 +423,13 @@ async fn one_experiment(
         servers: crate::watch::Servers::of_lab(db, &state.layout(), version),
         wait_warm: !spec.skip_warmup,
     };
-    let mut backend = schedule::Lab {
-        lab: state,
+    let mut host = crate::hosts::lab::LabHost::new(state.clone(), db);
+    let mut backend = schedule::OnHost {
+        host: &mut host,
         db,
         rng: crate::fault::Rng::new(spec.seed),
+        mark_warm: true,
+        undo_on_stop: false,
     };
     experiment(spec, db, subject, &mut backend, stop, out, say).await
 }
@@ -485,7 +488,7 @@ async fn wait_steady(
 }
 
 /// Runs one experiment on a cluster Perseus did not start, with the user's own fault
-/// commands or, where every node says `ssh =`, faults Perseus makes over SSH (`remote`):
+/// commands or, where every node says `ssh =`, faults Perseus makes over SSH (`hosts::ssh`):
 /// checks the scenario against the cluster file and every node's reachability
 /// before anything starts; creates the table where the database needs one; starts the
 /// workload, waits until every node serves, plays the scenario (undoing what is in force
@@ -501,10 +504,11 @@ pub async fn run_cluster(
 ) -> Result<RunOutcome> {
     let db = db::find(&cluster.database)?;
     let scenario = spec.scenario();
-    if cluster.over_ssh() {
-        crate::remote::check_scenario(cluster, &scenario)?;
-    } else {
-        crate::cluster::check_scenario(cluster, &scenario)?;
+    let length = scenario.total();
+    let mut ssh = cluster.over_ssh().then(|| cluster.ssh_host(length, say));
+    match &mut ssh {
+        Some(host) => crate::scenario::check_on(&scenario, host)?,
+        None => crate::cluster::check_scenario(cluster, &scenario)?,
     }
     let (events, version) = cluster.attach(db).await?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
@@ -523,10 +527,20 @@ pub async fn run_cluster(
         echo,
         watch: None,
     };
-    let result = if cluster.over_ssh() {
-        let length = scenario.total();
-        match crate::remote::Remote::open(cluster, db, events.dir(), length, spec.seed, say).await {
-            Ok(mut backend) => {
+    let result = if let Some(mut host) = ssh {
+        host.record_into(events.dir());
+        match host
+            .connect(cluster.ssh_config.as_deref(), events.dir())
+            .await
+        {
+            Ok(()) => {
+                let mut backend = schedule::OnHost {
+                    host: &mut host,
+                    db,
+                    rng: crate::fault::Rng::new(spec.seed),
+                    mark_warm: false,
+                    undo_on_stop: true,
+                };
                 experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
             }
             Err(e) => Err(e),

@@ -340,7 +340,7 @@ impl Scenario {
                     faults: vec![Action::Start {
                         fault: &crate::fault::isolate::Isolate,
                         target: t.isolate.clone(),
-                        param: crate::fault::Param::None,
+                        param: crate::fault::Param::default(),
                     }],
                 },
                 Phase {
@@ -418,25 +418,81 @@ fn check_nodes(action: &Action, nodes: usize) -> std::result::Result<(), String>
         }
     };
     match action {
+        // The fault places itself among the nodes, which checks its parameter against them
+        // (a partition's groups).
         Action::Start {
-            param: crate::fault::Param::Groups(groups),
-            ..
+            fault,
+            target,
+            param,
         } => {
-            if crate::fault::grudge::Shape::parse(groups.trim()).is_some() {
-                return Ok(());
-            }
-            crate::fault::grudge::parse_groups(groups, &names).map(|_| ())
+            let on = match target {
+                Target::Node(n) => {
+                    known(n)?;
+                    vec![names.iter().position(|m| m == n).unwrap_or(0)]
+                }
+                _ => (0..nodes).collect(),
+            };
+            fault
+                .place(&names, on, param)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
-        Action::Start {
-            target: Target::Node(n),
-            ..
-        }
-        | Action::End {
+        Action::End {
             target: Target::Node(n),
             ..
         } => known(n),
         _ => Ok(()),
     }
+}
+
+/// Checks, before anything starts, that `host` can carry every fault of `scenario`: its
+/// targets name its nodes, its parameters fit them, and its servers can be stopped where a
+/// fault stops them.
+pub fn check_on(scenario: &Scenario, host: &mut dyn crate::hosts::Transport) -> Result<()> {
+    let layout = host.layout();
+    let names: Vec<String> = layout.nodes.iter().map(|n| n.name.clone()).collect();
+    let index = |n: &str| {
+        names
+            .iter()
+            .position(|m| m == n)
+            .ok_or_else(|| Error::NoSuchNode {
+                node: n.to_string(),
+                lab: layout.lab.clone(),
+                nodes: names.join(", "),
+            })
+    };
+    for phase in &scenario.phases {
+        for action in &phase.faults {
+            let (fault, target) = match action {
+                Action::Start { fault, target, .. } | Action::End { fault, target } => {
+                    (*fault, target)
+                }
+                Action::Heal => continue,
+            };
+            let nodes: Vec<usize> = match target {
+                Target::Node(n) => vec![index(n)?],
+                _ => (0..names.len()).collect(),
+            };
+            if let Action::Start { param, .. } = action {
+                fault.place(&names, nodes.clone(), param)?;
+            }
+            if let crate::fault::ActsOn::Processes(op) = fault.acts_on() {
+                let Some(p) = host.processes() else {
+                    return Err(Error::Invalid(format!(
+                        "phase '{}': '{action}': this cluster's transport cannot stop or start its servers",
+                        phase.name
+                    )));
+                };
+                if let Some(why) = nodes.iter().find_map(|&i| p.refuses(i, op)) {
+                    return Err(Error::Invalid(format!(
+                        "phase '{}': '{action}': {why}",
+                        phase.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

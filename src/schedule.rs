@@ -3,7 +3,8 @@
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::fault::{self, Action, InForce, Rng, Target};
-use crate::lab::{events, LabState};
+use crate::hosts::Transport;
+use crate::lab::events;
 use crate::record::marks;
 use crate::scenario::Scenario;
 use std::time::Duration;
@@ -18,8 +19,8 @@ async fn wait(d: Duration, stop: &CancellationToken, end: &CancellationToken) ->
     }
 }
 
-/// Where a scenario's faults are put in force: a lab Perseus made ([`Lab`]), or a cluster
-/// Perseus did not start, through its file's commands (`cluster::Commands`).
+/// Where a scenario's faults are put in force: by Perseus on a transport ([`OnHost`]), or on
+/// a cluster Perseus did not start, through its file's commands (`cluster::Commands`).
 #[async_trait::async_trait(?Send)]
 pub trait Backend {
     /// Runs once, before the first fault starts.
@@ -156,51 +157,63 @@ async fn heal(
     Ok(())
 }
 
-/// Faults on a lab Perseus made: nftables and signals in its namespaces ([`fault`]).
-/// Before the first fault it marks whether the database had warmed up. Faults in force when
-/// the play stops early stay until the lab is torn down, which removes them.
-pub struct Lab<'a> {
-    pub lab: &'a LabState,
+/// Faults Perseus makes itself, on whatever transport reaches the nodes (a lab's
+/// namespaces, SSH): [`fault`]'s one way of starting and undoing them. Before the first
+/// fault it marks, where asked, whether the database had warmed up.
+pub struct OnHost<'a> {
+    pub host: &'a mut dyn Transport,
     pub db: &'static dyn Database,
     pub rng: Rng,
+    /// Whether to mark, before the first fault, if the database had warmed up.
+    pub mark_warm: bool,
+    /// Whether faults still in force when the play stops early are undone then; `false`
+    /// where tearing the cluster down removes them anyway (a lab).
+    pub undo_on_stop: bool,
+}
+
+impl OnHost<'_> {
+    fn mark(&self, text: &str) -> Result<()> {
+        match self.host.events_dir() {
+            Some(dir) => events::append(&dir, events::MARK, text).map(|_| ()),
+            None => Ok(()),
+        }
+    }
 }
 
 #[async_trait::async_trait(?Send)]
-impl Backend for Lab<'_> {
+impl Backend for OnHost<'_> {
     async fn before_first_fault(&mut self) -> Result<()> {
+        if !self.mark_warm {
+            return Ok(());
+        }
         let warm = match self.db.warm_up() {
-            Some(w) => w.warmed_up(&self.lab.layout()).await.is_ok(),
+            Some(w) => w.warmed_up(&self.host.layout()).await.is_ok(),
             None => true,
         };
-        events::append(
-            &self.lab.dir(),
-            events::MARK,
-            if warm { marks::WARM } else { marks::NOT_WARM },
-        )
-        .map(|_| ())
+        self.mark(if warm { marks::WARM } else { marks::NOT_WARM })
     }
 
     /// Marks which node leads just before the fault starts (where one can), so that the
     /// report knows the role of the node it hits.
     async fn start(&mut self, action: &Action) -> Result<InForce> {
         if let Some(l) = self.db.leadership() {
-            let layout = self.lab.layout();
+            let layout = self.host.layout();
             let leader = l.leader(&layout).await;
             let name = leader.map(|i| layout.nodes[i].name.as_str());
-            events::append(&self.lab.dir(), events::MARK, &marks::leader(name))?;
+            self.mark(&marks::leader(name))?;
         }
-        fault::start(action, self.lab, self.db, &mut self.rng).await
+        fault::start(action, self.host, self.db, &mut self.rng).await
     }
 
     async fn resolve(&mut self, target: &Target) -> Result<Vec<usize>> {
-        fault::resolve(target, self.lab, self.db, &mut self.rng).await
+        fault::resolve_in(target, &self.host.layout(), self.db, &mut self.rng).await
     }
 
     async fn end(&mut self, f: &InForce) -> Result<()> {
-        fault::end(f, self.lab, self.db).await
+        fault::end(f, self.host).await
     }
 
     fn undoes_on_stop(&self) -> bool {
-        false
+        self.undo_on_stop
     }
 }

@@ -662,15 +662,38 @@ fn ssh_cluster(file: &std::path::Path) -> Result<perseus::cluster::Cluster> {
     Ok(cluster)
 }
 
+/// The machines of a cluster file over SSH, connected (sockets in `sockets`).
+async fn ssh_host<'a>(
+    cluster: &perseus::cluster::Cluster,
+    sockets: &std::path::Path,
+) -> Result<perseus::hosts::ssh::SshHost<'a>> {
+    let mut host = cluster.ssh_host(Duration::ZERO, |_| {});
+    host.connect(cluster.ssh_config.as_deref(), sockets).await?;
+    Ok(host)
+}
+
 async fn remote_heal(file: &std::path::Path) -> Result<()> {
     let cluster = ssh_cluster(file)?;
+    let db = db::find(&cluster.database)?;
     let sockets = perseus::files::Scratch::new("ssh")?;
-    let healed = perseus::remote::heal_all(&cluster, sockets.path()).await?;
-    for (node, tables) in healed {
-        if tables.is_empty() {
+    let mut host = ssh_host(&cluster, sockets.path()).await?;
+    let tables = perseus::fault::tables(&mut host).await?;
+    let mut rng = perseus::fault::Rng::new(perseus::clock::monotonic_ns());
+    let healed = perseus::fault::act(&Action::Heal, &mut host, db, &mut rng).await?;
+    for (i, (node, tables)) in tables.iter().enumerate() {
+        let mut undone: Vec<String> = tables
+            .iter()
+            .map(|(t, _)| format!("removed table {t}"))
+            .collect();
+        for f in healed.iter().filter(|f| f.nodes.contains(&i)) {
+            if f.fault().acts_on() != perseus::fault::ActsOn::Rules {
+                undone.push(format!("{} its server", f.kind.ended));
+            }
+        }
+        if undone.is_empty() {
             outln!("{node}: no fault of Perseus's in force");
         } else {
-            outln!("{node}: {}", tables.join(", "));
+            outln!("{node}: {}", undone.join(", "));
         }
     }
     Ok(())
@@ -679,7 +702,8 @@ async fn remote_heal(file: &std::path::Path) -> Result<()> {
 async fn remote_status(file: &std::path::Path, as_json: bool) -> Result<()> {
     let cluster = ssh_cluster(file)?;
     let sockets = perseus::files::Scratch::new("ssh")?;
-    let tables = perseus::remote::tables(&cluster, sockets.path()).await?;
+    let mut host = ssh_host(&cluster, sockets.path()).await?;
+    let tables = perseus::fault::tables(&mut host).await?;
     if as_json {
         let nodes: Vec<serde_json::Value> = tables
             .iter()
@@ -735,7 +759,11 @@ async fn status(name: &str, as_json: bool) -> Result<()> {
             )),
             None => None,
         };
-        let in_force = perseus::fault::in_force(&state);
+        let mut host = match db {
+            Some(db) => perseus::hosts::lab::LabHost::new(state.clone(), db),
+            None => perseus::hosts::lab::LabHost::reading(state.clone()),
+        };
+        let in_force = perseus::fault::in_force(&mut host).await;
         if as_json {
             labs.push(render::lab_json(
                 &state,
@@ -762,7 +790,8 @@ async fn fault(lab: &LabArg, text: &str) -> Result<()> {
     let db = db::find(&state.database)?;
     let t = Instant::now();
     let mut rng = perseus::fault::Rng::new(perseus::clock::monotonic_ns());
-    let done = perseus::fault::act(&action, &state, db, &mut rng).await?;
+    let mut host = perseus::hosts::lab::LabHost::new(state.clone(), db);
+    let done = perseus::fault::act(&action, &mut host, db, &mut rng).await?;
     let ms = t.elapsed().as_millis();
     match (&action, done.as_slice()) {
         (Action::Start { .. }, [f]) if f.kind.cuts_off_from_peers => {

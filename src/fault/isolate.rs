@@ -3,35 +3,10 @@
 //! node off from everyone, its clients included.
 
 use super::grudge::Grudge;
-use super::{load_rules, nft, probe, table, Fault, InForce, Param, Topology};
-use crate::error::{Error, Result};
-use crate::lab::LabState;
+use super::{nft, Fault, InForce, Param, Topology};
+use crate::error::Result;
+use crate::hosts::Probe;
 use crate::record::faults::{named, FaultKind};
-use std::net::SocketAddr;
-use std::time::Duration;
-
-/// How long a probe waits for a connection that must not happen.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
-
-/// Cuts each node of `f` off from its peers, then checks with real connection attempts on
-/// `port` that peers cannot reach it nor it its peers, while the host still can.
-pub fn isolate(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
-    load_rules(&Isolate, lab, f, &Param::None)?;
-    for &node in &f.nodes {
-        verify(lab, node, port, true)?;
-    }
-    Ok(())
-}
-
-/// Cuts each node of `f` off from everyone (loopback aside), then checks that neither the
-/// host nor the peers can connect to it.
-pub fn isolate_all(lab: &LabState, f: &InForce, port: u16) -> Result<()> {
-    load_rules(&IsolateAll, lab, f, &Param::None)?;
-    for &node in &f.nodes {
-        verify(lab, node, port, false)?;
-    }
-    Ok(())
-}
 
 /// The rules that drop everything between `node` and its peers, answered as `how`.
 pub(super) fn cut_from_peers(
@@ -47,67 +22,32 @@ pub(super) fn cut_from_peers(
     nft::peer_rules(table, &topology.names[node], &peers, how)
 }
 
-/// Whether `node` is isolated from its peers now.
-pub fn is_isolated(lab: &LabState, node: usize) -> Result<bool> {
-    let t = table(Isolate.kind());
-    Ok(nft::our_tables(&lab.nodes[node].netns)?
-        .iter()
-        .any(|(name, _)| *name == t))
-}
-
-/// Connection attempts, in parallel: peers ⇄ node must fail; host → node must succeed if
-/// `client_reaches`, else fail.
-pub(super) fn verify(lab: &LabState, node: usize, port: u16, client_reaches: bool) -> Result<()> {
-    let me = &lab.nodes[node];
-    let mut checks = Vec::new();
-    for (i, p) in lab.nodes.iter().enumerate() {
-        if i == node {
-            continue;
-        }
-        checks.push((
-            Some(me.netns.clone()),
-            SocketAddr::from((p.addr, port)),
-            false,
-            format!("{} → {}", me.name, p.name),
-        ));
-        checks.push((
-            Some(p.netns.clone()),
-            SocketAddr::from((me.addr, port)),
-            false,
-            format!("{} → {}", p.name, me.name),
-        ));
-    }
-    checks.push((
-        None,
-        SocketAddr::from((me.addr, port)),
-        client_reaches,
-        format!("client → {}", me.name),
-    ));
-    let results: Vec<_> = checks
-        .into_iter()
-        .map(|(ns, to, want, what)| {
-            std::thread::spawn(move || {
-                (
-                    probe::can_connect(ns.as_deref(), to, PROBE_TIMEOUT),
-                    want,
-                    what,
-                )
-            })
+/// The connection attempts that show `node` cut off from its peers: none connects to it,
+/// it connects to none; its client connects to it if `client_reaches`, else not.
+pub(super) fn cut_off(node: usize, n: usize, client_reaches: bool) -> Vec<Probe> {
+    let mut probes: Vec<Probe> = (0..n)
+        .filter(|&p| p != node)
+        .flat_map(|p| {
+            [
+                Probe {
+                    from: Some(node),
+                    to: p,
+                    connects: false,
+                },
+                Probe {
+                    from: Some(p),
+                    to: node,
+                    connects: false,
+                },
+            ]
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|h| h.join().expect("probe thread"))
         .collect();
-    for (got, want, what) in results {
-        if got? != want {
-            return Err(Error::FaultNotInForce(if want {
-                format!("{what} cannot connect, but the client must still reach the isolated node")
-            } else {
-                format!("{what} still connects after the rules went in")
-            }));
-        }
-    }
-    Ok(())
+    probes.push(Probe {
+        from: None,
+        to: node,
+        connects: client_reaches,
+    });
+    probes
 }
 
 /// `isolate NODE` / `rejoin NODE`.
@@ -126,8 +66,8 @@ impl Fault for Isolate {
             "Restore a node's traffic with its peers (the seed's rejoin.sh)",
         ))
     }
-    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, port: u16) -> Result<()> {
-        isolate(lab, f, port)
+    fn probes(&self, node: usize, n: usize) -> Vec<Probe> {
+        cut_off(node, n, true)
     }
     fn rules(
         &self,
@@ -154,8 +94,8 @@ impl Fault for IsolateAll {
     fn undone_by(&self) -> Option<(&'static str, &'static str)> {
         Some(("rejoin-all", "Undo isolate-all"))
     }
-    fn apply(&self, lab: &LabState, f: &InForce, _: &Param, port: u16) -> Result<()> {
-        isolate_all(lab, f, port)
+    fn probes(&self, node: usize, n: usize) -> Vec<Probe> {
+        cut_off(node, n, false)
     }
     fn cuts_clients(&self) -> bool {
         true
@@ -175,5 +115,38 @@ impl Fault for IsolateAll {
             Some(keep) => nft::everything_but_rules(table, name, keep),
             None => nft::everything_rules(table, name),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_off_node_is_probed_both_ways_with_every_peer_and_from_its_client() {
+        let p = cut_off(1, 3, true);
+        assert_eq!(p.len(), 5);
+        for peer in [0, 2] {
+            assert!(p.contains(&Probe {
+                from: Some(1),
+                to: peer,
+                connects: false
+            }));
+            assert!(p.contains(&Probe {
+                from: Some(peer),
+                to: 1,
+                connects: false
+            }));
+        }
+        assert!(p.contains(&Probe {
+            from: None,
+            to: 1,
+            connects: true
+        }));
+        assert!(cut_off(1, 3, false).contains(&Probe {
+            from: None,
+            to: 1,
+            connects: false
+        }));
     }
 }

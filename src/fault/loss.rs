@@ -3,11 +3,8 @@
 //! every kernel). Each packet is judged once: by its sender if the sender is a target, else
 //! by its receiver, so every direction of every link touching a target loses the same share.
 
-use super::{
-    load_rules, names, nft, Fault, InForce, Param, ParamDoc, Target, Topology, TARGET_PARAM,
-};
+use super::{nft, Fault, InForce, Param, ParamDoc, Target, Topology, TARGET_PARAM};
 use crate::error::Result;
-use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
 
 /// `loss NODE PERCENT`, undone by `heal`.
@@ -34,28 +31,8 @@ impl Fault for Loss {
         let [target, p] = args else {
             return Err("'loss' takes a target and a percentage, e.g. loss n2 30%".into());
         };
-        let percent = p
-            .trim_end_matches('%')
-            .parse::<u8>()
-            .ok()
-            .filter(|p| (1..=100).contains(p))
-            .ok_or_else(|| format!("'{p}' is not a percentage from 1% to 100%"))?;
-        Ok((target.parse()?, Param::Percent(percent)))
-    }
-    fn render(&self, target: &Target, param: &Param) -> String {
-        format!("loss {target} {}%", percent(param))
-    }
-    fn place(
-        &self,
-        lab: &LabState,
-        nodes: Vec<usize>,
-        param: &Param,
-    ) -> Result<(Vec<usize>, String)> {
-        let text = format!("{} {}%", names(lab, &nodes), percent(param));
-        Ok((nodes, text))
-    }
-    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
-        load_rules(self, lab, f, param)
+        let percent = parse_percent(p)?;
+        Ok((target.parse()?, Param::new(format!("{percent}%"))))
     }
     /// Outbound to every peer; inbound only from peers that do not judge their own.
     fn rules(
@@ -76,9 +53,34 @@ impl Fault for Loss {
     }
 }
 
+/// A share of packets, `1%` to `100%` (the sign may be left out).
+fn parse_percent(p: &str) -> std::result::Result<u8, String> {
+    p.trim_end_matches('%')
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| format!("'{p}' is not a percentage from 1% to 100%"))
+}
+
+/// The share its parameter says (as [`Loss::parse`] wrote it).
 fn percent(param: &Param) -> u8 {
-    match param {
-        Param::Percent(p) => *p,
-        _ => 100,
+    parse_percent(param.text()).unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_is_read_and_written_back_in_one_form() {
+        let (_, p) = Loss.parse(&["n2", "30"]).unwrap();
+        assert_eq!(p.text(), "30%");
+        assert_eq!(percent(&p), 30);
+        assert!(Loss.parse(&["n2", "0%"]).is_err());
+        assert!(Loss.parse(&["n2", "101%"]).is_err());
+        assert!(Loss
+            .parse(&["n2", "x"])
+            .unwrap_err()
+            .contains("not a percentage"));
     }
 }

@@ -17,16 +17,24 @@ pub mod pause;
 pub mod probe;
 pub mod refuse;
 pub mod target;
+pub mod throttle;
 
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::lab::{events, LabState};
+pub use crate::hosts::ProcessOp;
+use crate::hosts::{self, Change, Probe, Transport};
+use crate::lab::events;
 use crate::record::faults::{self, FaultKind};
+use std::time::Duration;
 pub use target::Target;
 
-/// One kind of fault: how actions name it and its arguments, how it is put in force on a
-/// lab and undone, and how it is found in force. [`FAULTS`] lists every one; commands,
-/// scenario files, `status`, `heal` and the README's fault table all come from it.
+/// How long a probe waits for a connection.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// One kind of fault: how actions name it and its arguments, what it changes on a node and
+/// how that is undone, whatever transport carries it ([`hosts::Transport`]). [`FAULTS`]
+/// lists every one; commands, scenario files, `status`, `heal` and the README's fault table
+/// all come from it.
 pub trait Fault: Send + Sync {
     /// Its marker vocabulary; its `name` is how actions and commands call it.
     fn kind(&self) -> &'static FaultKind;
@@ -41,37 +49,36 @@ pub trait Fault: Send + Sync {
     fn params(&self) -> &'static [ParamDoc] {
         &[TARGET_PARAM]
     }
-    /// Parses what follows its name in an action.
+    /// Parses what follows its name in an action: its target, and the rest as its own
+    /// parameter, in the form it reads back ([`Param`]).
     fn parse(&self, args: &[&str]) -> std::result::Result<(Target, Param), String> {
-        Ok((one_target(self.kind().name, args)?, Param::None))
+        Ok((one_target(self.kind().name, args)?, Param::default()))
     }
     /// The action as text, as [`Fault::parse`] reads it back.
-    fn render(&self, target: &Target, _param: &Param) -> String {
-        format!("{} {target}", self.kind().name)
+    fn render(&self, target: &Target, param: &Param) -> String {
+        match param.text() {
+            "" => format!("{} {target}", self.kind().name),
+            p => format!("{} {target} {p}", self.kind().name),
+        }
     }
     /// The nodes it holds and the target text of its markers, once the action's target is
-    /// resolved to `nodes`.
+    /// resolved to `nodes` among the nodes called `names`.
     fn place(
         &self,
-        lab: &LabState,
+        names: &[String],
         nodes: Vec<usize>,
-        _param: &Param,
+        param: &Param,
     ) -> Result<(Vec<usize>, String)> {
-        let text = names(lab, &nodes);
+        let mut text = nodes
+            .iter()
+            .map(|i| names[*i].as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !param.text().is_empty() {
+            text.push(' ');
+            text.push_str(param.text());
+        }
         Ok((nodes, text))
-    }
-    /// Puts it in force on the nodes of `f` and checks it is, where it can; may block.
-    /// `port`: the database's client port, for checks by connection.
-    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, port: u16) -> Result<()>;
-    /// Undoes it on the nodes of `f`, and checks nothing of it is left; may block. By
-    /// default it removes its nftables table ([`table`]).
-    fn undo(&self, lab: &LabState, f: &InForce, _db: &dyn Database) -> Result<()> {
-        nft_undo(lab, f)
-    }
-    /// The nodes where the state of their processes shows it in force (paused, killed);
-    /// `None` for faults that live in nftables tables, found by [`table`].
-    fn held_by_processes(&self, _lab: &LabState) -> Option<Vec<usize>> {
-        None
     }
     /// What it acts on, and so what a transport must be able to do to carry it.
     fn acts_on(&self) -> ActsOn {
@@ -84,8 +91,7 @@ pub trait Fault: Send + Sync {
         false
     }
     /// The nftables ruleset that puts it in force on `node`, as table `table`, whatever
-    /// carries the rules there (a lab's namespace, a machine over SSH); `None` for a fault
-    /// that acts on processes instead.
+    /// carries the rules there; `None` for a fault that does not act through rules alone.
     fn rules(
         &self,
         _topology: &Topology,
@@ -96,24 +102,41 @@ pub trait Fault: Send + Sync {
     ) -> Option<Result<String>> {
         None
     }
+    /// The script (run as root in `node`'s network namespace) that puts it in force there,
+    /// and what it reads on its standard input; it loads table `table`, with the target
+    /// text as its comment, whatever else it does. By default: its [`Fault::rules`].
+    /// `None` for a fault on processes.
+    fn put(
+        &self,
+        topology: &Topology,
+        f: &InForce,
+        param: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<(String, String)>> {
+        let rules = self.rules(topology, f, param, node, table)?;
+        Some(rules.map(|r| (hosts::load_table(table), r)))
+    }
+    /// The script that undoes what [`Fault::put`] did on a node, found in force as table
+    /// `table`; it fails if anything of it is left. By default it removes the table.
+    fn undo(&self, table: &str) -> String {
+        hosts::remove_table(table)
+    }
+    /// Connection attempts that come out as they say once it is in force on `node` of
+    /// `n` nodes, tried where the transport can try them; a fault whose attempts fail is
+    /// not in force.
+    fn probes(&self, _node: usize, _n: usize) -> Vec<Probe> {
+        Vec::new()
+    }
 }
 
 /// What a fault acts on on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActsOn {
-    /// The node's network: an nftables table in its namespace ([`Fault::rules`]).
+    /// The node's network: a change in its namespace ([`Fault::put`]).
     Rules,
     /// The node's server processes: signalled, stopped and started.
     Processes(ProcessOp),
-}
-
-/// What a fault on processes does to a node's server, until it is undone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessOp {
-    /// Freezes it (SIGSTOP), and thaws it again (SIGCONT).
-    Pause,
-    /// Kills it (SIGKILL), and starts it again: the transport must know how.
-    Kill,
 }
 
 /// What a network fault's rules are written against: every node's name and address, in
@@ -144,23 +167,6 @@ impl Topology {
     }
 }
 
-/// Loads `fault`'s rules on every node of `f` in the lab.
-pub fn load_rules(fault: &dyn Fault, lab: &LabState, f: &InForce, param: &Param) -> Result<()> {
-    let topology = Topology::of(&lab.layout(), None);
-    for &node in &f.nodes {
-        let rules = fault
-            .rules(&topology, f, param, node, &table(f.kind))
-            .unwrap_or_else(|| {
-                Err(Error::Invalid(format!(
-                    "{} is no network fault",
-                    f.kind.name
-                )))
-            })?;
-        nft::apply(&lab.nodes[node].netns, &rules)?;
-    }
-    Ok(())
-}
-
 impl std::fmt::Debug for dyn Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.kind().name)
@@ -183,6 +189,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &partition::Partition,
     &one_way::OneWay,
     &loss::Loss,
+    &throttle::Throttle,
     &kill::Kill,
     &pause::Pause,
 ];
@@ -225,14 +232,21 @@ pub fn one_target(verb: &str, args: &[&str]) -> std::result::Result<Target, Stri
     }
 }
 
-/// What a fault takes besides its target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Param {
-    None,
-    /// A share of packets, 1 to 100 (`loss`).
-    Percent(u8),
-    /// Groups (`n1|n2 n3`) or a shape name (`partition`).
-    Groups(String),
+/// What a fault takes besides its target, in the one form its own [`Fault::parse`] wrote
+/// (`30%`, `n1|n2 n3`, `100kbit`): each fault reads it back into its own typed value, as
+/// Toxiproxy's toxics decode their own attributes. Empty for most faults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Param(String);
+
+impl Param {
+    /// A parameter in its fault's own form.
+    pub fn new(text: impl Into<String>) -> Param {
+        Param(text.into())
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A fault to start or undo.
@@ -368,18 +382,8 @@ impl Rng {
     }
 }
 
-/// The nodes a target names now (`leader` and `follower` as the database reports them).
-pub async fn resolve(
-    target: &Target,
-    lab: &LabState,
-    db: &dyn Database,
-    rng: &mut Rng,
-) -> Result<Vec<usize>> {
-    resolve_in(target, &lab.layout(), db, rng).await
-}
-
-/// [`resolve`] among the nodes of `layout` (a lab's, or a cluster's that Perseus did not
-/// start).
+/// The nodes a target names now among the nodes of `layout` (`leader` and `follower` as
+/// the database reports them).
 pub async fn resolve_in(
     target: &Target,
     layout: &crate::lab::Layout,
@@ -424,27 +428,29 @@ pub async fn resolve_in(
     })
 }
 
-/// The nodes' names, space-separated: the target text of most markers.
-pub fn names(lab: &LabState, nodes: &[usize]) -> String {
-    nodes
-        .iter()
-        .map(|i| lab.nodes[*i].name.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Writes an event into `host`'s record, where it keeps one.
+fn mark(host: &dyn Transport, verb: &str, text: &str) -> Result<()> {
+    match host.events_dir() {
+        Some(dir) => events::append(&dir, verb, text).map(|_| ()),
+        None => Ok(()),
+    }
 }
 
-/// Starts a fault: writes its starting marker, puts it in force (checked where it can be),
-/// writes its started marker. On error, whatever was put in place is undone again.
+/// The nodes' names, in order.
+fn names_of(host: &dyn Transport) -> Vec<String> {
+    host.layout().nodes.into_iter().map(|n| n.name).collect()
+}
+
+/// Starts a fault on `host`: writes its starting marker, puts it in force (checked where
+/// the transport can), writes its started marker. On error, whatever was put in place is
+/// undone again and the start is withdrawn from the record.
 pub async fn start(
     action: &Action,
-    lab: &LabState,
+    host: &mut dyn Transport,
     db: &'static dyn Database,
     rng: &mut Rng,
 ) -> Result<InForce> {
-    // Under the lab's lock, from the lab as it is on disk now (another command, or an
-    // earlier restart, may have changed its processes since `lab` was read).
-    let _lock = lab.lock()?;
-    let lab = &LabState::load(&lab.name)?;
+    let _guard = host.begin().await?;
     let Action::Start {
         fault,
         target,
@@ -454,14 +460,15 @@ pub async fn start(
         return Err(Error::Invalid(format!("'{action}' does not start a fault")));
     };
     let kind = fault.kind();
-    let resolved = resolve(target, lab, db, rng).await?;
-    let (nodes, text) = fault.place(lab, resolved, param)?;
+    let resolved = resolve_in(target, &host.layout(), db, rng).await?;
+    let (nodes, text) = fault.place(&names_of(host), resolved, param)?;
     let f = InForce {
         kind,
         target: text,
         nodes,
     };
-    let clash = in_force(lab)?
+    let clash = in_force(host)
+        .await?
         .into_iter()
         .find(|o| o.kind == f.kind && o.nodes.iter().any(|n| f.nodes.contains(n)));
     if let Some(old) = clash {
@@ -470,38 +477,121 @@ pub async fn start(
             old.target, old.kind.started
         )));
     }
-    events::append(&lab.dir(), kind.starting, &f.target)?;
-    let (l, f2, port, param, fault) = (
-        lab.clone(),
-        f.clone(),
-        db.client_port(),
-        param.clone(),
-        *fault,
-    );
-    let done = tokio::task::spawn_blocking(move || fault.apply(&l, &f2, &param, port))
-        .await
-        .map_err(|e| Error::Invalid(format!("fault task failed: {e}")))?;
-    if let Err(e) = done {
-        let _ = undo(&f, lab, db).await;
+    mark(host, kind.starting, &f.target)?;
+    if let Err(e) = put_in_force(*fault, host, &f, param, db.client_port()).await {
+        let _ = take_away(&f, host).await;
         // The starting marker is in the record: say the fault never was.
-        let _ = events::append(
-            &lab.dir(),
+        let _ = mark(
+            host,
             faults::ABORTED,
             &format!("{} {}", kind.starting, f.target),
         );
         return Err(e);
     }
-    events::append(&lab.dir(), kind.started, &f.target)?;
+    mark(host, kind.started, &f.target)?;
     Ok(f)
 }
 
-/// Undoes a fault in force: writes its ending marker, undoes it, writes its ended marker.
-pub async fn end(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Result<()> {
-    let _lock = lab.lock()?;
-    let lab = &LabState::load(&lab.name)?;
-    // Only what is still in force is undone: another command may have undone all or part
-    // of it meanwhile (`restart n1` after `kill all`).
-    let mut still: Vec<usize> = in_force(lab)?
+/// The transport's ability to stop and start servers, which `fault` needs.
+fn processes_for<'h>(
+    host: &'h mut dyn Transport,
+    fault: &dyn Fault,
+) -> Result<&'h mut dyn hosts::Processes> {
+    host.processes().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: this transport cannot stop or start the servers",
+            fault.kind().name
+        ))
+    })
+}
+
+/// Puts `f` in force on each of its nodes, then tries its probes.
+async fn put_in_force(
+    fault: &'static dyn Fault,
+    host: &mut dyn Transport,
+    f: &InForce,
+    param: &Param,
+    port: u16,
+) -> Result<()> {
+    if let ActsOn::Processes(op) = fault.acts_on() {
+        return processes_for(host, fault)?.stop(&f.nodes, op).await;
+    }
+    let layout = host.layout();
+    for &node in &f.nodes {
+        let keep = if fault.cuts_clients() {
+            host.kept(node).await?
+        } else {
+            None
+        };
+        let topology = Topology::of(&layout, keep);
+        let table = host.table(&table(f.kind));
+        let (put, stdin) = fault
+            .put(&topology, f, param, node, &table)
+            .unwrap_or_else(|| {
+                Err(Error::Invalid(format!(
+                    "{} is no network fault",
+                    f.kind.name
+                )))
+            })?;
+        let undo = fault.undo(&table);
+        let change = Change {
+            table,
+            put,
+            stdin,
+            undo,
+        };
+        host.put(node, &change).await?;
+    }
+    let n = layout.nodes.len();
+    let probes: Vec<Probe> = f.nodes.iter().flat_map(|&i| fault.probes(i, n)).collect();
+    if probes.is_empty() {
+        return Ok(());
+    }
+    let Some(outcomes) = host.probe(&probes, port, PROBE_TIMEOUT).await else {
+        return Ok(());
+    };
+    let name = |i: Option<usize>| i.map_or("client", |i| layout.nodes[i].name.as_str());
+    for (p, got) in probes.iter().zip(outcomes?) {
+        if got != p.connects {
+            let what = format!("{} → {}", name(p.from), name(Some(p.to)));
+            return Err(Error::FaultNotInForce(if p.connects {
+                format!(
+                    "{what} cannot connect, but must still once {} is in force",
+                    f.kind.name
+                )
+            } else {
+                format!("{what} still connects after the rules went in")
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Undoes whatever of `f` is in force on its nodes.
+async fn take_away(f: &InForce, host: &mut dyn Transport) -> Result<()> {
+    let fault = f.fault();
+    if let ActsOn::Processes(op) = fault.acts_on() {
+        return processes_for(host, fault)?.resume(&f.nodes, op).await;
+    }
+    for &node in &f.nodes {
+        let out = host.read(node, hosts::LIST_RULESET).await?;
+        for (t, _) in nft::parse_tables(&out) {
+            if kind_of_table(&t) == Some(f.kind) {
+                host.undo(node, &t, &fault.undo(&t)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Undoes a fault in force on `host`: writes its ending marker, undoes it, writes its
+/// ended marker. Only what is still in force is undone.
+pub async fn end(f: &InForce, host: &mut dyn Transport) -> Result<()> {
+    let _guard = host.begin().await?;
+    // Another command may have undone all or part of it meanwhile (`restart n1` after
+    // `kill all`).
+    let mut still: Vec<usize> = in_force(host)
+        .await?
         .into_iter()
         .filter(|g| g.kind == f.kind)
         .flat_map(|g| g.nodes)
@@ -516,47 +606,39 @@ pub async fn end(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Resu
         nodes: still,
         ..f.clone()
     };
-    events::append(&lab.dir(), f.kind.ending, &f.target)?;
-    undo(f, lab, db).await?;
-    events::append(&lab.dir(), f.kind.ended, &f.target)?;
-    Ok(())
+    mark(host, f.kind.ending, &f.target)?;
+    take_away(f, host).await?;
+    mark(host, f.kind.ended, &f.target)
 }
 
-async fn undo(f: &InForce, lab: &LabState, db: &'static dyn Database) -> Result<()> {
-    let (l, f) = (lab.clone(), f.clone());
-    tokio::task::spawn_blocking(move || f.fault().undo(&l, &f, db))
-        .await
-        .map_err(|e| Error::Invalid(format!("fault task failed: {e}")))?
-}
-
-/// The nftables table that holds a network fault of this kind.
+/// The nftables table that holds a fault of this kind (a transport may add a suffix).
 pub fn table(kind: &FaultKind) -> String {
     format!("perseus_{}", kind.name.replace('-', "_"))
 }
 
-/// Removes a network fault's table from each of its nodes and checks none is left.
-pub fn nft_undo(lab: &LabState, f: &InForce) -> Result<()> {
-    let t = table(f.kind);
-    for &i in &f.nodes {
-        let netns = &lab.nodes[i].netns;
-        nft::remove(netns, &t)?;
-        if nft::our_tables(netns)?.iter().any(|(name, _)| *name == t) {
-            return Err(Error::FaultNotInForce(format!(
-                "table inet {t} is still in {}'s namespace",
-                lab.nodes[i].name
-            )));
+/// The kind of fault whose table is called `name`: its [`table`], or that and a suffix
+/// of `_` and 8 hex digits.
+pub fn kind_of_table(name: &str) -> Option<&'static FaultKind> {
+    let base = match name.rsplit_once('_') {
+        Some((base, suffix))
+            if suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            base
         }
-    }
-    Ok(())
+        _ => name,
+    };
+    FAULTS.iter().map(|f| f.kind()).find(|k| table(k) == base)
 }
 
-/// The faults in force in a lab, read from its namespaces (rule tables and their comments)
-/// and its processes (paused or gone).
-pub fn in_force(lab: &LabState) -> Result<Vec<InForce>> {
+/// The faults in force on `host`, read from its nodes (their tables and comments) and
+/// from its servers' processes (paused or gone), as far as the transport can tell.
+pub async fn in_force(host: &mut dyn Transport) -> Result<Vec<InForce>> {
+    let names = names_of(host);
     let mut found: Vec<InForce> = Vec::new();
-    for (i, node) in lab.nodes.iter().enumerate() {
-        for (name, comment) in nft::our_tables(&node.netns)? {
-            let Some(kind) = FAULTS.iter().map(|f| f.kind()).find(|k| table(k) == name) else {
+    for i in 0..names.len() {
+        let out = host.read(i, hosts::LIST_RULESET).await?;
+        for (name, comment) in nft::parse_tables(&out) {
+            let Some(kind) = kind_of_table(&name) else {
                 continue;
             };
             match found
@@ -574,43 +656,65 @@ pub fn in_force(lab: &LabState) -> Result<Vec<InForce>> {
     }
     // One per node: a process state cannot tell `kill n2` + `kill n3` from `kill all`, and
     // the per-node commands are the common case (their end markers must pair with them).
-    for fault in FAULTS {
-        for node in fault.held_by_processes(lab).unwrap_or_default() {
-            found.push(InForce {
-                kind: fault.kind(),
-                target: lab.nodes[node].name.clone(),
-                nodes: vec![node],
-            });
+    if let Some(p) = host.processes() {
+        for fault in FAULTS {
+            let ActsOn::Processes(op) = fault.acts_on() else {
+                continue;
+            };
+            for node in p.held(op).await? {
+                found.push(InForce {
+                    kind: fault.kind(),
+                    target: names[node].clone(),
+                    nodes: vec![node],
+                });
+            }
         }
     }
     Ok(found)
 }
 
-/// Runs an action: starts a fault, or undoes the matching faults in force (`rejoin n2`,
-/// `heal`), reading what is in force from the lab. Returns what was started or undone.
+/// The tables of Perseus's faults in force on every node of `host`, with their comments
+/// (the faults' marker targets), by node name.
+pub async fn tables(host: &mut dyn Transport) -> Result<Vec<(String, Vec<(String, String)>)>> {
+    let mut out = Vec::new();
+    for (i, name) in names_of(host).into_iter().enumerate() {
+        let listing = host.read(i, hosts::LIST_RULESET).await?;
+        let ours = nft::parse_tables(&listing)
+            .into_iter()
+            .filter(|(t, _)| kind_of_table(t).is_some())
+            .collect();
+        out.push((name, ours));
+    }
+    Ok(out)
+}
+
+/// Runs an action on `host`: starts a fault, or undoes the matching faults in force
+/// (`rejoin n2`, `heal`), reading what is in force from the nodes. Returns what was
+/// started or undone.
 pub async fn act(
     action: &Action,
-    lab: &LabState,
+    host: &mut dyn Transport,
     db: &'static dyn Database,
     rng: &mut Rng,
 ) -> Result<Vec<InForce>> {
     match action {
-        Action::Start { .. } => Ok(vec![start(action, lab, db, rng).await?]),
+        Action::Start { .. } => Ok(vec![start(action, host, db, rng).await?]),
         Action::End { fault, target } => {
-            let nodes = resolve(target, lab, db, rng).await?;
-            let matching: Vec<InForce> = in_force(lab)?
+            let nodes = resolve_in(target, &host.layout(), db, rng).await?;
+            let matching: Vec<InForce> = in_force(host)
+                .await?
                 .into_iter()
                 .filter(|f| f.kind == fault.kind() && f.nodes.iter().any(|n| nodes.contains(n)))
                 .collect();
             for f in &matching {
-                end(f, lab, db).await?;
+                end(f, host).await?;
             }
             Ok(matching)
         }
         Action::Heal => {
-            let all = in_force(lab)?;
+            let all = in_force(host).await?;
             for f in all.iter().rev() {
-                end(f, lab, db).await?;
+                end(f, host).await?;
             }
             Ok(all)
         }
@@ -666,11 +770,11 @@ mod tests {
         assert!(picks(7).iter().all(|p| *p < 5));
     }
 
-    /// Every network fault of the registry writes its rules from a topology alone, so any
-    /// transport that loads rules carries it (a lab, SSH); each ruleset is the fault's own
-    /// table, read back by name and target.
+    /// Every network fault of the registry writes its change from a topology alone, so any
+    /// transport carries it (a lab, SSH); each change loads the fault's own table, which
+    /// its undo removes and which names its kind when read back, suffix or not.
     #[test]
-    fn every_network_fault_is_rules_written_once_for_every_transport() {
+    fn every_network_fault_is_one_change_written_once_for_every_transport() {
         let topology = Topology {
             names: (1..=3).map(|i| format!("n{i}")).collect(),
             addrs: (1..=3)
@@ -680,21 +784,34 @@ mod tests {
         };
         for fault in FAULTS {
             let (param, target, nodes) = match fault.kind().name {
-                "loss" => (Param::Percent(30), "n2 30%", vec![1]),
-                "partition" => (Param::Groups("n1|n2 n3".into()), "n1|n2 n3", vec![0, 1, 2]),
-                _ => (Param::None, "n2", vec![1]),
+                "loss" => (Param::new("30%"), "n2 30%", vec![1]),
+                "partition" => (Param::new("n1|n2 n3"), "n1|n2 n3", vec![0, 1, 2]),
+                "throttle" => (Param::new("100kbit"), "n2 100kbit", vec![1]),
+                _ => (Param::default(), "n2", vec![1]),
             };
             let f = InForce {
                 kind: fault.kind(),
                 target: target.into(),
                 nodes: nodes.clone(),
             };
-            let t = table(fault.kind());
-            let rules = fault.rules(&topology, &f, &param, nodes[0], &t);
+            let t = format!("{}_0000abcd", table(fault.kind()));
+            assert_eq!(kind_of_table(&t), Some(fault.kind()), "{t}");
+            assert_eq!(kind_of_table(&table(fault.kind())), Some(fault.kind()));
+            let put = fault.put(&topology, &f, &param, nodes[0], &t);
             match fault.acts_on() {
-                ActsOn::Processes(_) => assert!(rules.is_none(), "{fault:?}"),
+                ActsOn::Processes(_) => assert!(put.is_none(), "{fault:?}"),
                 ActsOn::Rules => {
-                    let rules = rules.expect("a network fault has rules").unwrap();
+                    let (script, rules) = put.expect("a network fault has a change").unwrap();
+                    assert!(
+                        script.contains(&format!("nft list table inet {t}")),
+                        "{fault:?}: {script}"
+                    );
+                    assert!(
+                        fault
+                            .undo(&t)
+                            .contains(&format!("nft delete table inet {t}")),
+                        "{fault:?}"
+                    );
                     let tables = nft::parse_tables(&rules);
                     assert_eq!(tables.len(), 1, "{fault:?}: {rules}");
                     assert_eq!(tables[0].0, t, "{fault:?}");

@@ -28,6 +28,14 @@ fn table_head(table: &str, comment: &str) -> String {
     )
 }
 
+/// A ruleset of one table with no rules: it marks a change made outside nftables (a qdisc)
+/// as in force, with `comment` as its target text.
+pub fn marker_table(table: &str, comment: &str) -> String {
+    let mut r = table_head(table, comment);
+    r.push_str("}\n");
+    r
+}
+
 fn chain(name: &str, rule: &str) -> String {
     format!("\tchain {name} {{\n\t\ttype filter hook {name} priority filter; policy accept;\n\t\t{rule}\n\t}}\n")
 }

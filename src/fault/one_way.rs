@@ -1,8 +1,7 @@
 //! One-way drop: a node still hears its peers, but every packet it sends them is lost.
 
-use super::{load_rules, nft, Fault, InForce, Param, Topology};
+use super::{nft, Fault, InForce, Param, Topology};
 use crate::error::Result;
-use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
 
 /// `one-way NODE`, undone by `heal`.
@@ -14,9 +13,6 @@ impl Fault for OneWay {
     }
     fn about(&self) -> &'static str {
         "Lose everything a node sends to its peers (it still hears them)"
-    }
-    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
-        load_rules(self, lab, f, param)
     }
     fn rules(
         &self,

@@ -3,15 +3,9 @@
 //! table; the clients still reach every node.
 
 use super::grudge::{parse_groups, Grudge, Shape};
-use super::{load_rules, nft, Fault, InForce, Param, ParamDoc, Target, Topology};
+use super::{nft, Fault, InForce, Param, ParamDoc, Target, Topology};
 use crate::error::{Error, Result};
-use crate::lab::LabState;
 use crate::record::faults::{named, FaultKind};
-
-/// The grudge of a shape name or of groups over the lab's nodes.
-pub fn grudge(lab: &LabState, groups: &str) -> Result<Grudge> {
-    grudge_of(&lab.node_names(), groups)
-}
 
 /// The grudge that `groups` (a shape's name, or groups such as `n1|n2 n3`) makes among the
 /// nodes `names`.
@@ -51,23 +45,20 @@ impl Fault for Partition {
                     .into(),
             );
         }
-        Ok((Target::All, Param::Groups(args.join(" "))))
+        Ok((Target::All, Param::new(args.join(" "))))
     }
     fn render(&self, _target: &Target, param: &Param) -> String {
         format!("partition {}", groups(param))
     }
     fn place(
         &self,
-        lab: &LabState,
+        names: &[String],
         _nodes: Vec<usize>,
         param: &Param,
     ) -> Result<(Vec<usize>, String)> {
-        let g = grudge(lab, groups(param))?;
-        let nodes = (0..lab.nodes.len()).filter(|i| g.0[*i] != 0).collect();
-        Ok((nodes, g.describe(&lab.node_names())))
-    }
-    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, _port: u16) -> Result<()> {
-        load_rules(self, lab, f, param)
+        let g = grudge_of(names, groups(param))?;
+        let nodes = (0..names.len()).filter(|i| g.0[*i] != 0).collect();
+        Ok((nodes, g.describe(names)))
     }
     fn rules(
         &self,
@@ -85,8 +76,5 @@ impl Fault for Partition {
 }
 
 fn groups(param: &Param) -> &str {
-    match param {
-        Param::Groups(g) => g,
-        _ => "",
-    }
+    param.text()
 }

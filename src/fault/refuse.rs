@@ -3,9 +3,9 @@
 //! timing out, as when a firewall rejects rather than drops; the client still reaches the
 //! node.
 
-use super::{isolate, load_rules, nft, Fault, InForce, Param, Topology};
+use super::{isolate, nft, Fault, InForce, Param, Topology};
 use crate::error::Result;
-use crate::lab::LabState;
+use crate::hosts::Probe;
 use crate::record::faults::{named, FaultKind};
 
 /// `refuse NODE`, undone by `heal`.
@@ -18,12 +18,8 @@ impl Fault for Refuse {
     fn about(&self) -> &'static str {
         "Refuse all traffic between a node and its peers: their connections fail at once (TCP reset) instead of timing out; the client still reaches it"
     }
-    fn apply(&self, lab: &LabState, f: &InForce, param: &Param, port: u16) -> Result<()> {
-        load_rules(self, lab, f, param)?;
-        for &node in &f.nodes {
-            isolate::verify(lab, node, port, true)?;
-        }
-        Ok(())
+    fn probes(&self, node: usize, n: usize) -> Vec<Probe> {
+        isolate::cut_off(node, n, true)
     }
     fn rules(
         &self,

@@ -91,6 +91,15 @@ pub const KINDS: &[FaultKind] = &[
         cuts_off_from_peers: false,
     },
     FaultKind {
+        name: "throttle",
+        starting: "throttling",
+        started: "throttled",
+        ending: "unthrottling",
+        ended: "unthrottled",
+        affects: Affects::Nothing,
+        cuts_off_from_peers: false,
+    },
+    FaultKind {
         name: "kill",
         starting: "killing",
         started: "killed",

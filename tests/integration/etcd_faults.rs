@@ -17,7 +17,7 @@ fn times_out(rows: &[&Row], node: usize, share: f64, what: &str) {
 }
 
 /// `tests/fixtures/every-fault.toml` plays, on one lab: pause n2, kill n2 (then restart),
-/// one-way n2, 30 % loss on every link, partition n1|n2 n3, isolate n1, refuse n3,
+/// one-way n2, 30 % loss on every link, n2 throttled, partition n1|n2 n3, isolate n1, refuse n3,
 /// isolate-all n3; each healed before the next. Each effect is checked in the rows after its marker, a few
 /// seconds in (time for etcd to elect a new leader where the fault hit it):
 /// - paused n2: its client completes nothing and times out; n1 and n3 serve;
@@ -26,6 +26,8 @@ fn times_out(rows: &[&Row], node: usize, share: f64, what: &str) {
 /// - one-way n2: n2 hears its peers but cannot take part: nothing completes through it;
 /// - 30 % loss everywhere: throughput drops, the cluster is not stopped (an election may
 ///   cost a second or two);
+/// - n2 throttled to 100 kbit/s: its client gets at most a fifth of what it got before,
+///   n1 and n3 serve;
 /// - partition n1|n2 n3: the minority n1 completes nothing, the majority serves;
 /// - isolate n1: n1 completes nothing, n2 and n3 serve;
 /// - refuse n3: the same, with its peers' connections reset at once instead of dropped;
@@ -112,6 +114,10 @@ fn every_fault_kind_has_its_effect_on_etcd() {
         total(&lossy),
         total(&before)
     );
+    throttled(
+        &r.rows_between(row("throttled") + 2, row("unthrottling")),
+        &before,
+    );
     check(
         row("partitioned") + 4,
         row("healing-partition"),
@@ -160,6 +166,7 @@ fn every_fault_kind_has_its_effect_on_etcd() {
             "kill",
             "one-way",
             "loss",
+            "throttle",
             "partition",
             "isolate",
             "refuse",

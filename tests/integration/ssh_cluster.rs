@@ -373,7 +373,8 @@ fn a_killed_run_over_ssh_heals_itself_and_heal_cluster_removes_what_is_left() {
 /// Every fault Perseus makes over SSH, from a scenario, each with the effect it has in the
 /// lab (`etcd_faults`): paused n2 hangs; killed n2 fails fast and, started again with the
 /// file's `start`, serves again; one-way n2 cannot take part; 30 % loss everywhere lowers throughput
-/// without stopping the cluster; the minority of a partition stops; refused n3 completes
+/// without stopping the cluster; n2 throttled to 100 kbit/s serves its client a fifth at most;
+/// the minority of a partition stops; refused n3 completes
 /// nothing; isolate-all n3 cuts its client off too, while the SSH session that made it
 /// survives to undo it. All serve at the end, nothing is lost, no table is left.
 #[test]
@@ -398,6 +399,8 @@ fn every_fault_over_ssh_has_its_effect() {
         ("healed after one-way", "4s", "heal"),
         ("lossy", "6s", "loss all 30%"),
         ("healed after loss", "3s", "heal"),
+        ("throttled", "7s", "throttle n2 100kbit"),
+        ("healed after throttle", "3s", "heal"),
         ("split", "7s", "partition n1|n2 n3"),
         ("healed after split", "4s", "heal"),
         ("refused", "7s", "refuse n3"),
@@ -485,6 +488,7 @@ fn every_fault_over_ssh_has_its_effect() {
         .filter(|x| x.ok.iter().all(|n| *n == 0))
         .count();
     assert!(stopped <= 2, "loss stopped everyone for {stopped} seconds");
+    throttled(&rows(row("throttled") + 2, row("unthrottling")), &before);
     check(
         row("partitioned") + 4,
         row("healing-partition"),
@@ -522,6 +526,7 @@ fn every_fault_over_ssh_has_its_effect() {
             "kill",
             "one-way",
             "loss",
+            "throttle",
             "partition",
             "refuse",
             "isolate-all"

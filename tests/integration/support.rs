@@ -446,3 +446,25 @@ impl RunResult {
         }
     }
 }
+
+/// n2 throttled to 100 kbit/s (`throttle`, a tbf qdisc on its links): its own client gets at
+/// most a fifth of its rate before the faults (`before`), while n1 and n3 serve throughout.
+pub fn throttled(rows: &[&perseus::record::table::Row], before: &[&perseus::record::table::Row]) {
+    assert!(rows.len() >= 3, "only {} rows throttled", rows.len());
+    let mean = |rows: &[&perseus::record::table::Row], i: usize| {
+        rows.iter().map(|r| r.ok[i] as f64).sum::<f64>() / rows.len().max(1) as f64
+    };
+    assert!(
+        mean(rows, 1) <= 0.2 * mean(before, 1),
+        "throttled n2 still completes {:.0}/s (before: {:.0}/s)",
+        mean(rows, 1),
+        mean(before, 1)
+    );
+    for x in rows {
+        assert!(
+            x.ok[0] > 0 && x.ok[2] > 0,
+            "n1 and n3 serve while n2 is throttled: {}",
+            x.render()
+        );
+    }
+}

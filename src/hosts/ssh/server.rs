@@ -1,4 +1,4 @@
-//! A node's server on its machine (`cluster::Server`: a systemd unit, or the processes whose
+//! A node's server on its machine ([`Server`]: a systemd unit, or the processes whose
 //! command line contains a text): the `sh` scripts that kill, restart, pause and resume it
 //! over SSH. Each fault's script starts its dead man's switch, a detached session that
 //! undoes it after the lease (continues the paused processes, starts the killed server
@@ -6,9 +6,21 @@
 //! the machine on the script's standard input, never in the script's own command line,
 //! where the pattern would find the script itself.
 
-use super::ssh::quote;
-use crate::cluster::Server;
+use super::conn::quote;
 use std::time::Duration;
+
+/// The server of a node on its machine, as kill/restart and pause/resume over SSH reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Server {
+    /// A systemd unit: `systemctl kill -s SIGNAL`, `systemctl start`.
+    Service(String),
+    /// Every process whose command line contains `pattern`; `start` starts the server again
+    /// (run detached, with `sh`), where the file gives one.
+    Process {
+        pattern: String,
+        start: Option<String>,
+    },
+}
 
 /// Reads the pattern and the start command from standard input, and defines `find_pids`,
 /// which sets `$pids` to the processes whose command line contains the pattern, and
@@ -170,6 +182,30 @@ pub fn continue_all(server: &Server) -> Script {
         ),
     }
 }
+
+/// Prints `stopped` if a process of the server is stopped (SIGSTOP), whatever stopped it.
+pub fn stopped(server: &Server) -> Script {
+    match server {
+        Server::Service(unit) => (
+            format!(
+                "{PRELUDE_STATE}for p in $(systemctl show -p MainPID --value {} 2>/dev/null); do \
+                 [ \"$(state $p)\" = T ] && echo stopped; done; true\n",
+                quote(unit)
+            ),
+            None,
+        ),
+        Server::Process { pattern, .. } => with_pattern(
+            pattern,
+            None,
+            "if find_pids; then for p in $pids; do [ \"$(state $p)\" = T ] && echo stopped; done; fi; true\n"
+                .into(),
+        ),
+    }
+}
+
+/// `state PID`, as [`PRELUDE`] defines it, for scripts that read no pattern.
+const PRELUDE_STATE: &str =
+    "state() { sed -n 's/^.*) \\(.\\).*$/\\1/p' \"/proc/$1/stat\" 2>/dev/null || true; }\n";
 
 /// The lines that stop switch `id`, if any.
 pub(super) fn stop_switch(id: Option<u32>) -> String {

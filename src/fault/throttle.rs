@@ -1,0 +1,184 @@
+//! Bandwidth: everything a node sends goes through a token bucket (`tc` qdisc `tbf`) on
+//! each of its links to its peers, so its peers and its clients hear it at most at the rate
+//! given. Its own nftables table, with no rules, marks it in force.
+
+use super::{nft, Fault, InForce, Param, ParamDoc, Target, Topology, TARGET_PARAM};
+use crate::error::Result;
+use crate::record::faults::{named, FaultKind};
+
+/// The handle of the qdiscs it adds, which tells them from anyone else's.
+const HANDLE: &str = "7e57:";
+
+/// How long a packet may wait in the bucket before it is dropped.
+const LATENCY: &str = "400ms";
+
+/// The smallest bucket, in bytes: 32 kbit, as `tc`'s own examples use.
+const MIN_BURST: u64 = 4096;
+
+/// `throttle NODE RATE`, undone by `heal`.
+pub struct Throttle;
+
+impl Fault for Throttle {
+    fn kind(&self) -> &'static FaultKind {
+        named("throttle")
+    }
+    fn about(&self) -> &'static str {
+        "Cap what a node sends, to peers and clients alike, at a rate (a tbf qdisc on its links)"
+    }
+    fn params(&self) -> &'static [ParamDoc] {
+        &[
+            TARGET_PARAM,
+            ParamDoc {
+                name: "RATE",
+                help: "bits a second: a number and kbit, mbit or gbit, e.g. 100kbit",
+                many: false,
+            },
+        ]
+    }
+    fn parse(&self, args: &[&str]) -> std::result::Result<(Target, Param), String> {
+        let [target, rate] = args else {
+            return Err("'throttle' takes a target and a rate, e.g. throttle n2 100kbit".into());
+        };
+        let bits = parse_rate(rate)?;
+        Ok((target.parse()?, Param::new(render_rate(bits))))
+    }
+    /// The marker table, then a bucket on every link that leads to a peer.
+    fn put(
+        &self,
+        topology: &Topology,
+        f: &InForce,
+        param: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<(String, String)>> {
+        let bits = parse_rate(param.text()).unwrap_or(1_000_000);
+        let peers: Vec<String> = topology
+            .peers(node, &[])
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let script = format!(
+            "{load}devs=$(for a in {peers}; do ip -o route get \"$a\" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'; done | grep -vx lo | sort -u)\n\
+             [ -n \"$devs\" ] || {{ echo \"no link leads to the peers\" >&2; exit 1; }}\n\
+             for d in $devs; do tc qdisc add dev \"$d\" root handle {HANDLE} tbf rate {bits}bit burst {burst} latency {LATENCY}; done\n",
+            load = crate::hosts::load_table(table),
+            peers = peers.join(" "),
+            burst = burst(bits),
+        );
+        Some(Ok((script, nft::marker_table(table, &f.target))))
+    }
+    /// Every bucket of its handle on any link, then its table.
+    fn undo(&self, table: &str) -> String {
+        format!(
+            "for d in $(ip -o link show | sed -n 's/^[0-9]*: \\([^:@]*\\).*/\\1/p'); do \
+             if tc qdisc show dev \"$d\" | grep -q '^qdisc tbf {HANDLE} root'; then tc qdisc del dev \"$d\" root; fi; done\n\
+             if tc qdisc show | grep -q '^qdisc tbf {HANDLE} '; then echo 'a tbf qdisc {HANDLE} is still there' >&2; exit 1; fi\n{}",
+            crate::hosts::remove_table(table)
+        )
+    }
+}
+
+/// Bits a second from `100kbit`, `2mbit`, `1gbit` or `9600bit`: at least 1 kbit.
+fn parse_rate(text: &str) -> std::result::Result<u64, String> {
+    let lower = text.to_ascii_lowercase();
+    let digits = lower.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = lower.split_at(digits);
+    let scale: u64 = match unit {
+        "bit" => 1,
+        "kbit" => 1_000,
+        "mbit" => 1_000_000,
+        "gbit" => 1_000_000_000,
+        _ => 0,
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|b| (1_000..=100_000_000_000).contains(b))
+        .ok_or_else(|| {
+            format!("'{text}' is not a rate from 1kbit to 100gbit: a number and bit, kbit, mbit or gbit, e.g. 100kbit")
+        })
+}
+
+/// A rate in the largest unit that writes it whole.
+fn render_rate(bits: u64) -> String {
+    for (scale, unit) in [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ] {
+        if bits % scale == 0 {
+            return format!("{}{unit}", bits / scale);
+        }
+    }
+    format!("{bits}bit")
+}
+
+/// The bucket for `bits` a second: 10 ms of traffic, and never less than [`MIN_BURST`].
+fn burst(bits: u64) -> u64 {
+    (bits / 8 / 100).max(MIN_BURST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_read_in_tc_units_and_written_back_in_one_form() {
+        assert_eq!(parse_rate("100kbit"), Ok(100_000));
+        assert_eq!(parse_rate("2MBIT"), Ok(2_000_000));
+        assert_eq!(parse_rate("9600bit"), Ok(9_600));
+        for bad in [
+            "", "kbit", "100", "100kb", "1.5mbit", "999bit", "200gbit", "-1kbit",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(render_rate(100_000), "100kbit");
+        assert_eq!(render_rate(2_000_000), "2mbit");
+        assert_eq!(render_rate(9_600), "9600bit");
+        let (_, p) = Throttle.parse(&["n2", "1000kbit"]).unwrap();
+        assert_eq!(p.text(), "1mbit");
+        assert!(Throttle.parse(&["n2"]).unwrap_err().contains("a rate"));
+    }
+
+    #[test]
+    fn the_bucket_holds_ten_milliseconds_and_never_less_than_32_kbit() {
+        assert_eq!(burst(100_000), MIN_BURST);
+        assert_eq!(burst(1_000_000_000), 1_250_000);
+    }
+
+    #[test]
+    fn the_change_caps_every_link_to_a_peer_and_its_undo_finds_them_by_handle() {
+        let topology = Topology {
+            names: vec!["n1".into(), "n2".into()],
+            addrs: vec!["198.18.1.1".parse().unwrap(), "198.18.1.2".parse().unwrap()],
+            keep: None,
+        };
+        let f = InForce {
+            kind: Throttle.kind(),
+            target: "n2 100kbit".into(),
+            nodes: vec![1],
+        };
+        let (script, rules) = Throttle
+            .put(&topology, &f, &Param::new("100kbit"), 1, "perseus_throttle")
+            .unwrap()
+            .unwrap();
+        assert!(
+            script.contains("for a in 198.18.1.1; do ip -o route get"),
+            "{script}"
+        );
+        assert!(
+            script.contains("tbf rate 100000bit burst 4096 latency 400ms"),
+            "{script}"
+        );
+        assert_eq!(
+            nft::parse_tables(&rules),
+            vec![("perseus_throttle".to_string(), "n2 100kbit".to_string())]
+        );
+        let undo = Throttle.undo("perseus_throttle");
+        assert!(
+            undo.contains("'^qdisc tbf 7e57: root'")
+                && undo.contains("nft delete table inet perseus_throttle"),
+            "{undo}"
+        );
+    }
+}
