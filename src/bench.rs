@@ -408,8 +408,13 @@ pub async fn client(length: Duration, rounds: usize) -> Result<()> {
 
 /// Brings a lab of `db` up and down `repeat` times; prints each time to ready and to gone.
 pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Result<()> {
-    process::require_root("perseus bench lab")?;
-    perseus::db::ensure_installed(db, None)?;
+    perseus::experiment::run::preflight(
+        db.name(),
+        None,
+        &Default::default(),
+        "perseus bench lab",
+        |_| {},
+    )?;
     let mut up = Vec::new();
     let mut down = Vec::new();
     for i in 0..repeat {

@@ -170,6 +170,89 @@ impl Spec {
     }
 }
 
+/// What a command line sets over a spec (a saved one, or the defaults): each field given
+/// replaces the spec's own, `set` adds to its settings. `perseus run` and `perseus matrix`
+/// apply theirs the same way ([`Flags::apply`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub database: Option<String>,
+    pub nodes: Option<usize>,
+    pub bin_dir: Option<std::path::PathBuf>,
+    pub skip_warmup: bool,
+    pub set: Vec<(String, String)>,
+    pub isolate: Option<Target>,
+    pub before: Option<Duration>,
+    pub during: Option<Duration>,
+    pub after: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub observers: Option<crate::workload::ReadFrom>,
+    pub rate: Option<u32>,
+    pub write: Option<crate::workload::WriteMode>,
+    /// A scenario's name or file.
+    pub scenario: Option<String>,
+    pub max_record_bytes: Option<u64>,
+    /// How often the scenario plays (`--loop`).
+    pub loop_passes: Option<crate::scenario::Repeat>,
+    pub seed: Option<u64>,
+}
+
+impl Flags {
+    /// Sets these flags over `spec`; a scenario they name is loaded and its nodes checked
+    /// against the spec's number of nodes, unless `check_nodes` is false (a cluster's
+    /// nodes have their own names, checked against it later).
+    pub fn apply(&self, spec: &mut Spec, check_nodes: bool) -> Result<()> {
+        if let Some(d) = &self.database {
+            spec.database = d.clone();
+        }
+        if let Some(n) = self.nodes {
+            spec.nodes = n;
+        }
+        if self.bin_dir.is_some() {
+            spec.bin_dir = self.bin_dir.clone();
+        }
+        spec.skip_warmup |= self.skip_warmup;
+        spec.set.extend(self.set.iter().cloned());
+        if let Some(t) = &self.isolate {
+            spec.timeline.isolate = t.clone();
+        }
+        for (field, value) in [
+            (&mut spec.timeline.before, self.before),
+            (&mut spec.timeline.during, self.during),
+            (&mut spec.timeline.after, self.after),
+            (&mut spec.request_timeout, self.timeout),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        if self.observers.is_some() {
+            spec.observers = self.observers;
+        }
+        if self.rate.is_some() {
+            spec.rate = self.rate;
+        }
+        if let Some(w) = self.write {
+            spec.write = w;
+        }
+        if let Some(name) = &self.scenario {
+            let nodes = check_nodes.then_some(spec.nodes);
+            spec.scenario = Some(crate::scenario::Scenario::load(name, nodes)?);
+        }
+        if self.max_record_bytes.is_some() {
+            spec.max_record_bytes = self.max_record_bytes;
+        }
+        if let Some(r) = self.loop_passes {
+            let mut looped = spec.scenario();
+            looped.repeat = r;
+            spec.scenario = Some(looped);
+        }
+        if let Some(seed) = self.seed {
+            spec.seed = seed;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

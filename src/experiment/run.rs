@@ -27,11 +27,21 @@ pub struct RunOutcome {
     pub stopped_early: Option<String>,
 }
 
-/// Removes the lab when dropped, whatever happened (a panic included).
+/// Removes the lab when dropped, whatever happened (a panic included), unless it is kept.
 struct LabGuard(String);
+
+impl LabGuard {
+    /// Leaves the lab up.
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
         if let Ok(state) = LabState::load(&self.0) {
             let _ = lab::destroy(&state);
         }
@@ -64,7 +74,7 @@ pub async fn run(
     let db = check(spec, lab_name, say)?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
     spec.save(&dir.join("spec.json"))?;
-    let (mut state, guard) = create(spec, db, lab_name)?;
+    let (mut state, guard) = create(spec, db, lab_name, None)?;
     let mut out = Output {
         dir,
         echo,
@@ -114,7 +124,7 @@ impl KeptLab {
         say: impl Fn(String) + Copy,
     ) -> Result<KeptLab> {
         let db = check(spec, lab_name, say)?;
-        let (mut state, guard) = create(spec, db, lab_name)?;
+        let (mut state, guard) = create(spec, db, lab_name, None)?;
         let version = bring_up(spec, db, &mut state, stop, say).await?;
         Ok(KeptLab {
             state,
@@ -166,15 +176,36 @@ impl KeptLab {
     }
 }
 
-/// Step 1 of [`run`]: the spec, root, the database's binaries (and its npm package,
-/// installed on first use) and a free lab name, before anything else is made.
-fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static dyn Database> {
-    spec.validate()?;
-    process::require_root("perseus run")?;
-    let db = db::find(&spec.database)?;
-    if let Some(done) = db::ensure_installed(db, spec.bin_dir.as_deref())? {
+/// What every command that starts a database checks before it makes anything: root (for
+/// `what`), the database, the settings it is given, and its binaries (its npm package is
+/// installed on first use, which `say` hears).
+pub fn preflight(
+    database: &str,
+    bin_dir: Option<&Path>,
+    set: &crate::db::knob::Overrides,
+    what: &str,
+    say: impl Fn(String),
+) -> Result<&'static dyn Database> {
+    let db = db::find(database)?;
+    process::require_root(what)?;
+    crate::db::knob::check(db.name(), db.knobs(), set)?;
+    if let Some(done) = db::ensure_installed(db, bin_dir)? {
         say(done);
     }
+    Ok(db)
+}
+
+/// Step 1 of [`run`]: the spec, the [`preflight`] and a free lab name, before anything else
+/// is made.
+fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static dyn Database> {
+    spec.validate()?;
+    let db = preflight(
+        &spec.database,
+        spec.bin_dir.as_deref(),
+        &spec.set,
+        "perseus run",
+        say,
+    )?;
     lab::validate_name(lab_name)?;
     if LabState::load(lab_name).is_ok() {
         return Err(Error::LabExists(lab_name.to_string()));
@@ -182,17 +213,107 @@ fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static d
     Ok(db)
 }
 
-/// Makes the lab's hosts, with a guard that removes them when dropped.
-fn create(spec: &Spec, db: &dyn Database, lab_name: &str) -> Result<(LabState, LabGuard)> {
+/// Makes the lab's hosts (in `subnet`, or a free range), with a guard that removes them
+/// when dropped.
+fn create(
+    spec: &Spec,
+    db: &dyn Database,
+    lab_name: &str,
+    subnet: Option<lab::net::Subnet>,
+) -> Result<(LabState, LabGuard)> {
     let state = lab::create(
         lab_name,
         db.name(),
         spec.nodes,
-        None,
+        subnet,
         spec.bin_dir.as_deref(),
         &spec.set,
     )?;
     Ok((state, LabGuard(lab_name.to_string())))
+}
+
+/// A lab `perseus up` made and left running.
+#[derive(Debug)]
+pub struct Up {
+    pub state: LabState,
+    /// How long the database took to be ready.
+    pub took: Duration,
+    /// The version its servers report, and the node that leads, where one does.
+    pub version: Option<String>,
+    pub leader: Option<usize>,
+}
+
+/// `perseus up`: the [`preflight`], then the lab `lab_name` (in `subnet` if given) with
+/// the database of `spec` started on its nodes and ready. A lab whose database does not
+/// start (or that `stop` interrupts) is removed again.
+pub async fn up(
+    spec: &Spec,
+    lab_name: &str,
+    subnet: Option<lab::net::Subnet>,
+    stop: &CancellationToken,
+    say: impl Fn(String) + Copy,
+) -> Result<Up> {
+    let db = preflight(
+        &spec.database,
+        spec.bin_dir.as_deref(),
+        &spec.set,
+        "perseus up",
+        say,
+    )?;
+    let (mut state, guard) = create(spec, db, lab_name, subnet)?;
+    say(format!(
+        "starting {} {} nodes in lab {} ({}) …",
+        state.nodes.len(),
+        db.name(),
+        state.name,
+        state.subnet
+    ));
+    let took = tokio::select! {
+        r = db::start(&mut state, db, spec.ready_timeout) => r?,
+        _ = stop.cancelled() => return Err(Error::Interrupted),
+    };
+    guard.keep();
+    let layout = state.layout();
+    let version = db.health(&layout).await.version;
+    let leader = match db.leadership() {
+        Some(l) => l.leader(&layout).await,
+        None => None,
+    };
+    Ok(Up {
+        state,
+        took,
+        version,
+        leader,
+    })
+}
+
+/// A scenario's expectations, checked on the results in a directory.
+#[derive(Debug)]
+pub struct Judged {
+    pub expect: Vec<crate::expect::Expectation>,
+    pub failed: Vec<crate::expect::Failure>,
+    /// How many runs the figures come from.
+    pub runs: usize,
+}
+
+/// The expectations of `spec`'s scenario checked on the results in `out` (one run or a
+/// repeat); `None` if it has none.
+pub fn judge(spec: &Spec, out: &Path) -> Result<Option<Judged>> {
+    let expect = spec
+        .scenario
+        .as_ref()
+        .map(|s| s.expect.clone())
+        .unwrap_or_default();
+    if expect.is_empty() {
+        return Ok(None);
+    }
+    let figures = report::repeat::figures_of(out)?;
+    let failed = crate::expect::check(&expect, &figures);
+    Ok(Some(Judged {
+        expect,
+        failed,
+        runs: figures.runs.len(),
+    }))
 }
 
 /// After a run's experiment, whatever happened: stops the watch (the record ends), copies
