@@ -461,14 +461,16 @@ pub async fn fault_latency(
     let mut first_drop = Vec::new();
     for _ in 0..repeat {
         let me = &state.nodes[node];
-        let peers: Vec<_> = (0..state.nodes.len())
-            .filter(|i| *i != node)
-            .map(|i| state.nodes[i].addr)
-            .collect();
         // The table of an ordinary isolation of this node (with counters): if this bench is
         // killed midway, `perseus status` shows the isolation and `perseus heal` undoes it.
         let table = fault::table(perseus::record::faults::by_name("isolate").expect("a kind"));
-        let rules = nft::peer_rules(&table, &me.name, &peers, nft::Drop::Both)
+        let links = fault::verdict::with_peers(
+            node,
+            (0..state.nodes.len()).filter(|i| *i != node),
+            fault::verdict::Verdict::Drop,
+        );
+        let addrs: Vec<_> = state.nodes.iter().map(|n| n.addr).collect();
+        let rules = fault::verdict::render(&table, &me.name, node, &links, &[node], &addrs, None)
             .replace("} drop", "} counter drop");
         let t = Instant::now();
         nft::apply(&me.netns, &rules)?;

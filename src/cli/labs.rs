@@ -125,7 +125,7 @@ pub(super) async fn remote_heal(file: &std::path::Path) -> Result<()> {
     for (i, (node, tables)) in tables.iter().enumerate() {
         let mut undone: Vec<String> = tables
             .iter()
-            .map(|(t, _)| format!("removed table {t}"))
+            .map(|t| format!("removed table {}", t.name))
             .collect();
         for f in healed.iter().filter(|f| f.nodes.contains(&i)) {
             if f.fault().acts_on() != perseus::fault::ActsOn::Rules {
@@ -152,8 +152,8 @@ pub(super) async fn remote_status(file: &std::path::Path, as_json: bool) -> Resu
             .map(|(node, t)| {
                 serde_json::json!({
                     "name": node,
-                    "tables": t.iter().map(|(name, target)| serde_json::json!({
-                        "table": name, "target": target,
+                    "tables": t.iter().map(|t| serde_json::json!({
+                        "table": t.name, "target": t.target, "does": t.does,
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -173,8 +173,13 @@ pub(super) async fn remote_status(file: &std::path::Path, as_json: bool) -> Resu
         if t.is_empty() {
             outln!("{node}: no fault of Perseus's in force");
         }
-        for (name, target) in t {
-            outln!("{node}: {name} ({target}) in force");
+        for t in t {
+            let does = if t.does.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", t.does)
+            };
+            outln!("{node}: {} ({}) in force{does}", t.name, t.target);
         }
     }
     Ok(())
@@ -206,14 +211,33 @@ pub(super) async fn status(name: &str, as_json: bool) -> Result<()> {
             None => perseus::hosts::lab::LabHost::reading(state.clone()),
         };
         let in_force = perseus::fault::in_force(&mut host).await;
+        // What each node's rules do, read from the rules themselves.
+        let does: Option<Vec<String>> = perseus::fault::tables(&mut host).await.ok().map(|t| {
+            t.into_iter()
+                .map(|(_, tables)| {
+                    let d: Vec<String> = tables
+                        .into_iter()
+                        .map(|t| t.does)
+                        .filter(|d| !d.is_empty())
+                        .collect();
+                    d.join("; ")
+                })
+                .collect()
+        });
         if as_json {
             labs.push(render::lab_json(
                 &state,
                 health.as_ref(),
                 in_force.as_deref().ok(),
+                does.as_deref(),
             ));
         } else {
-            render::lab_status(&state, health.as_ref(), in_force.as_deref().ok());
+            render::lab_status(
+                &state,
+                health.as_ref(),
+                in_force.as_deref().ok(),
+                does.as_deref(),
+            );
         }
     }
     if as_json {

@@ -194,6 +194,7 @@ pub fn lab_json(
     state: &LabState,
     health: Option<&(Health, Option<usize>)>,
     in_force: Option<&[InForce]>,
+    does: Option<&[String]>,
 ) -> serde_json::Value {
     use serde_json::json;
     let up_s = (perseus::clock::unix_ms() - state.created_unix_ms).max(0) as u64 / 1000;
@@ -216,6 +217,7 @@ pub fn lab_json(
                     .filter(|f| f.nodes.contains(&i))
                     .map(|f| format!("{} {}", f.kind.started, f.target))
                     .collect::<Vec<_>>()),
+                "rules_do": does.and_then(|d| d.get(i)).filter(|d| !d.is_empty()),
             })
         })
         .collect();
@@ -259,10 +261,12 @@ pub fn columns<'a, const N: usize>(rows: impl Iterator<Item = &'a [String; N]> +
 /// One lab: its database, size and age, then the table of its nodes (addresses, namespaces,
 /// processes, faults in force) and its leader and readiness. `health`: what the database's probe found, with the node that
 /// leads; `None` if the database is unknown. `in_force`: `None` if it could not be read.
+/// `does`: what each node's rules do, in words, read back from them.
 pub fn lab_status(
     state: &LabState,
     health: Option<&(Health, Option<usize>)>,
     in_force: Option<&[InForce]>,
+    does: Option<&[String]>,
 ) {
     let up_for = (perseus::clock::unix_ms() - state.created_unix_ms).max(0) as u64 / 1000;
     outln!(
@@ -300,10 +304,10 @@ pub fn lab_status(
                     .filter(|f| f.nodes.contains(&i))
                     .map(|f| format!("{} {}", f.kind.started, f.target))
                     .collect();
-                if here.is_empty() {
-                    "-".to_string()
-                } else {
-                    here.join("; ")
+                match does.and_then(|d| d.get(i)).filter(|d| !d.is_empty()) {
+                    _ if here.is_empty() => "-".to_string(),
+                    Some(d) => format!("{} ({d})", here.join("; ")),
+                    None => here.join("; "),
                 }
             }
             None => "? (namespace missing)".to_string(),

@@ -91,6 +91,12 @@ pub async fn run(
     }
     drop(guard);
     say(format!("lab torn down in {} ms", t.elapsed().as_millis()));
+    outcome(dir, result, teardown)
+}
+
+/// What a run in `dir` left, once it is over: its results if it wrote any; else its own
+/// error (`result`); else the first error of its teardown.
+fn outcome(dir: &Path, result: Result<Option<String>>, teardown: Vec<Error>) -> Result<RunOutcome> {
     let analysis = results(dir)?;
     let stopped_early = result?;
     if let Some(e) = teardown.into_iter().next() {
@@ -154,16 +160,7 @@ impl KeptLab {
         let result =
             one_experiment(spec, self.db, &self.state, version, &stop, &mut out, say).await;
         let teardown = finish(out.watch, &self.state, self.db, dir).await;
-        let analysis = results(dir)?;
-        let stopped_early = result?;
-        if let Some(e) = teardown.into_iter().next() {
-            return Err(e);
-        }
-        Ok(RunOutcome {
-            dir: dir.to_path_buf(),
-            analysis: analysis.ok_or_else(|| record_gone(dir))?,
-            stopped_early,
-        })
+        outcome(dir, result, teardown)
     }
 
     /// Tears the lab down.
@@ -675,14 +672,7 @@ pub async fn run_cluster(
         None => Ok(()),
     };
     drop(events);
-    let analysis = results(dir)?;
-    let stopped_early = result?;
-    stopped?;
-    Ok(RunOutcome {
-        dir: dir.to_path_buf(),
-        analysis: analysis.ok_or_else(|| record_gone(dir))?,
-        stopped_early,
-    })
+    outcome(dir, result, stopped.err().into_iter().collect())
 }
 
 /// Waits, at most the steady timeout, until the database reports it has warmed up.

@@ -2,24 +2,22 @@
 //! peers is dropped; the client (on the host) still reaches the node. `isolate-all` cuts the
 //! node off from everyone, its clients included.
 
-use super::grudge::Grudge;
-use super::{nft, Fault, InForce, Param, Topology};
+use super::verdict::{self, End, Link, Verdict};
+use super::{Fault, InForce, Param};
 use crate::error::Result;
 use crate::hosts::Probe;
 use crate::record::faults::{named, FaultKind};
 
-/// The rules that drop everything between `node` and its peers, answered as `how`.
-pub(super) fn cut_from_peers(
-    topology: &Topology,
-    node: usize,
-    table: &str,
-    how: nft::Drop,
-) -> String {
-    let peers: Vec<_> = Grudge::isolate(node, topology.addrs.len())
-        .drops(node)
-        .map(|i| topology.addrs[i])
+/// The links both ways between each node of `f` and every other node, with verdict `v`.
+pub(super) fn cut_from_peers(n: usize, f: &InForce, v: Verdict) -> Vec<Link> {
+    let mut links: Vec<Link> = f
+        .nodes
+        .iter()
+        .flat_map(|&t| verdict::with_peers(t, (0..n).filter(move |p| *p != t), v))
         .collect();
-    nft::peer_rules(table, &topology.names[node], &peers, how)
+    links.sort();
+    links.dedup();
+    links
 }
 
 /// The connection attempts that show `node` cut off from its peers: none connects to it,
@@ -69,15 +67,8 @@ impl Fault for Isolate {
     fn probes(&self, node: usize, n: usize) -> Vec<Probe> {
         cut_off(node, n, true)
     }
-    fn rules(
-        &self,
-        topology: &Topology,
-        _: &InForce,
-        _: &Param,
-        node: usize,
-        table: &str,
-    ) -> Option<Result<String>> {
-        Some(Ok(cut_from_peers(topology, node, table, nft::Drop::Both)))
+    fn links(&self, names: &[String], f: &InForce, _: &Param) -> Option<Result<Vec<Link>>> {
+        Some(Ok(cut_from_peers(names.len(), f, Verdict::Drop)))
     }
 }
 
@@ -100,21 +91,14 @@ impl Fault for IsolateAll {
     fn cuts_clients(&self) -> bool {
         true
     }
-    /// Everything but loopback, and but the connection `topology` keeps (the SSH session
-    /// that loads the rules, which cutting would leave the machine out of reach).
-    fn rules(
-        &self,
-        topology: &Topology,
-        _: &InForce,
-        _: &Param,
-        node: usize,
-        table: &str,
-    ) -> Option<Result<String>> {
-        let name = &topology.names[node];
-        Some(Ok(match topology.keep {
-            Some(keep) => nft::everything_but_rules(table, name, keep),
-            None => nft::everything_rules(table, name),
-        }))
+    /// Everything between each node of `f` and anyone, loopback aside (and the connection
+    /// a transport keeps).
+    fn links(&self, _: &[String], f: &InForce, _: &Param) -> Option<Result<Vec<Link>>> {
+        Some(Ok(f
+            .nodes
+            .iter()
+            .flat_map(|&t| verdict::both(End::Node(t), End::Anyone, Verdict::Drop))
+            .collect()))
     }
 }
 

@@ -3,7 +3,8 @@
 //! every kernel). Each packet is judged once: by its sender if the sender is a target, else
 //! by its receiver, so every direction of every link touching a target loses the same share.
 
-use super::{nft, Fault, InForce, Param, ParamDoc, Target, Topology, TARGET_PARAM};
+use super::verdict::{Link, Verdict};
+use super::{isolate, Fault, InForce, Param, ParamDoc, Target, TARGET_PARAM};
 use crate::error::Result;
 use crate::record::faults::{named, FaultKind};
 
@@ -34,22 +35,10 @@ impl Fault for Loss {
         let percent = parse_percent(p)?;
         Ok((target.parse()?, Param::new(format!("{percent}%"))))
     }
-    /// Outbound to every peer; inbound only from peers that do not judge their own.
-    fn rules(
-        &self,
-        topology: &Topology,
-        f: &InForce,
-        param: &Param,
-        node: usize,
-        table: &str,
-    ) -> Option<Result<String>> {
-        Some(Ok(nft::loss_rules(
-            table,
-            &f.target,
-            &topology.peers(node, &[]),
-            &topology.peers(node, &f.nodes),
-            percent(param),
-        )))
+    fn links(&self, names: &[String], f: &InForce, param: &Param) -> Option<Result<Vec<Link>>> {
+        let mut links = isolate::cut_from_peers(names.len(), f, Verdict::Lose(percent(param)));
+        links.sort();
+        Some(Ok(links))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod refuse;
 pub mod target;
 pub mod throttle;
+pub mod verdict;
 
 use crate::db::Database;
 use crate::error::{Error, Result};
@@ -90,17 +91,40 @@ pub trait Fault: Send + Sync {
     fn cuts_clients(&self) -> bool {
         false
     }
-    /// The nftables ruleset that puts it in force on `node`, as table `table`, whatever
-    /// carries the rules there; `None` for a fault that does not act through rules alone.
-    fn rules(
+    /// What it does to the links between the nodes called `names` (and anyone else),
+    /// placed as `f`: each a one-way link with its verdict ([`verdict`]). `None` for a
+    /// fault that is no set of links.
+    fn links(
         &self,
-        _topology: &Topology,
+        _names: &[String],
         _f: &InForce,
         _param: &Param,
-        _node: usize,
-        _table: &str,
-    ) -> Option<Result<String>> {
+    ) -> Option<Result<Vec<verdict::Link>>> {
         None
+    }
+    /// The nftables ruleset that puts it in force on `node`, as table `table`, whatever
+    /// carries the rules there: by default, the links of [`Fault::links`] that `node`
+    /// judges. `None` for a fault that does not act through rules alone.
+    fn rules(
+        &self,
+        topology: &Topology,
+        f: &InForce,
+        param: &Param,
+        node: usize,
+        table: &str,
+    ) -> Option<Result<String>> {
+        let links = self.links(&topology.names, f, param)?;
+        Some(links.map(|links| {
+            verdict::render(
+                table,
+                &f.target,
+                node,
+                &links,
+                &f.nodes,
+                &topology.addrs,
+                topology.keep,
+            )
+        }))
     }
     /// The script (run as root in `node`'s network namespace) that puts it in force there,
     /// and what it reads on its standard input; it loads table `table`, with the target
@@ -673,17 +697,40 @@ pub async fn in_force(host: &mut dyn Transport) -> Result<Vec<InForce>> {
     Ok(found)
 }
 
-/// The tables of Perseus's faults in force on every node of `host`, with their comments
-/// (the faults' marker targets), by node name.
-pub async fn tables(host: &mut dyn Transport) -> Result<Vec<(String, Vec<(String, String)>)>> {
+/// A table of Perseus's fault in force on a node, as read back from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInForce {
+    pub name: String,
+    /// Its comment: the target text of its fault's markers.
+    pub target: String,
+    /// What its rules do, in words, read from the rules themselves ([`verdict::read`]);
+    /// empty for a table that only marks a change outside nftables (`throttle`'s).
+    pub does: String,
+}
+
+/// The tables of Perseus's faults in force on every node of `host`, by node name.
+pub async fn tables(host: &mut dyn Transport) -> Result<Vec<(String, Vec<TableInForce>)>> {
+    let layout = host.layout();
+    let names: Vec<String> = layout.nodes.iter().map(|n| n.name.clone()).collect();
+    let addrs: Vec<std::net::Ipv4Addr> = layout.nodes.iter().map(|n| n.addr).collect();
     let mut out = Vec::new();
-    for (i, name) in names_of(host).into_iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let listing = host.read(i, hosts::LIST_RULESET).await?;
-        let ours = nft::parse_tables(&listing)
+        let comments = nft::parse_tables(&listing);
+        let ours = nft::table_texts(&listing)
             .into_iter()
             .filter(|(t, _)| kind_of_table(t).is_some())
+            .map(|(t, text)| TableInForce {
+                target: comments
+                    .iter()
+                    .find(|(c, _)| *c == t)
+                    .map(|(_, c)| c.clone())
+                    .unwrap_or_default(),
+                does: verdict::describe(&verdict::read(&text, i, &addrs), &names),
+                name: t,
+            })
             .collect();
-        out.push((name, ours));
+        out.push((name.clone(), ours));
     }
     Ok(out)
 }
@@ -821,6 +868,24 @@ mod tests {
                         fault.cuts_clients(),
                         "{fault:?}: {rules}"
                     );
+                    // What its rules do reads back as the links it says it cuts, each
+                    // judged once, on whichever node holds it.
+                    if let Some(links) = fault.links(&topology.names, &f, &param) {
+                        let mut want = links.unwrap();
+                        want.sort();
+                        want.dedup();
+                        let mut back: Vec<verdict::Link> = f
+                            .nodes
+                            .iter()
+                            .flat_map(|&h| {
+                                let r = fault.rules(&topology, &f, &param, h, &t).unwrap().unwrap();
+                                verdict::read(&r, h, &topology.addrs)
+                            })
+                            .collect();
+                        back.sort();
+                        assert_eq!(back, want, "{fault:?}");
+                        assert!(!want.is_empty(), "{fault:?}");
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! One-way drop: a node still hears its peers, but every packet it sends them is lost.
 
-use super::{nft, Fault, InForce, Param, Topology};
+use super::verdict::{End, Link, Verdict};
+use super::{Fault, InForce, Param};
 use crate::error::Result;
 use crate::record::faults::{named, FaultKind};
 
@@ -14,20 +15,18 @@ impl Fault for OneWay {
     fn about(&self) -> &'static str {
         "Lose everything a node sends to its peers (it still hears them)"
     }
-    fn rules(
-        &self,
-        topology: &Topology,
-        f: &InForce,
-        _: &Param,
-        node: usize,
-        table: &str,
-    ) -> Option<Result<String>> {
-        let peers = topology.peers(node, &[]);
-        Some(Ok(nft::peer_rules(
-            table,
-            &f.target,
-            &peers,
-            nft::Drop::Outbound,
-        )))
+    fn links(&self, names: &[String], f: &InForce, _: &Param) -> Option<Result<Vec<Link>>> {
+        let n = names.len();
+        Some(Ok(f
+            .nodes
+            .iter()
+            .flat_map(|&t| {
+                (0..n).filter(move |p| *p != t).map(move |p| Link {
+                    from: End::Node(t),
+                    to: End::Node(p),
+                    verdict: Verdict::Drop,
+                })
+            })
+            .collect()))
     }
 }

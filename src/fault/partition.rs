@@ -3,7 +3,8 @@
 //! table; the clients still reach every node.
 
 use super::grudge::{parse_groups, Grudge, Shape};
-use super::{nft, Fault, InForce, Param, ParamDoc, Target, Topology};
+use super::verdict::{self, End, Link, Verdict};
+use super::{Fault, InForce, Param, ParamDoc, Target};
 use crate::error::{Error, Result};
 use crate::record::faults::{named, FaultKind};
 
@@ -60,17 +61,18 @@ impl Fault for Partition {
         let nodes = (0..names.len()).filter(|i| g.0[*i] != 0).collect();
         Ok((nodes, g.describe(names)))
     }
-    fn rules(
-        &self,
-        topology: &Topology,
-        f: &InForce,
-        param: &Param,
-        node: usize,
-        table: &str,
-    ) -> Option<Result<String>> {
-        Some(grudge_of(&topology.names, groups(param)).map(|g| {
-            let drops: Vec<_> = g.drops(node).map(|i| topology.addrs[i]).collect();
-            nft::peer_rules(table, &f.target, &drops, nft::Drop::Both)
+    fn links(&self, names: &[String], _: &InForce, param: &Param) -> Option<Result<Vec<Link>>> {
+        Some(grudge_of(names, groups(param)).map(|g| {
+            let mut links: Vec<Link> = (0..names.len())
+                .flat_map(|i| {
+                    g.drops(i)
+                        .flat_map(move |j| verdict::both(End::Node(i), End::Node(j), Verdict::Drop))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            links.sort();
+            links.dedup();
+            links
         }))
     }
 }

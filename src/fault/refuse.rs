@@ -3,7 +3,8 @@
 //! timing out, as when a firewall rejects rather than drops; the client still reaches the
 //! node.
 
-use super::{isolate, nft, Fault, InForce, Param, Topology};
+use super::verdict::{Link, Verdict};
+use super::{isolate, Fault, InForce, Param};
 use crate::error::Result;
 use crate::hosts::Probe;
 use crate::record::faults::{named, FaultKind};
@@ -21,19 +22,7 @@ impl Fault for Refuse {
     fn probes(&self, node: usize, n: usize) -> Vec<Probe> {
         isolate::cut_off(node, n, true)
     }
-    fn rules(
-        &self,
-        topology: &Topology,
-        _: &InForce,
-        _: &Param,
-        node: usize,
-        table: &str,
-    ) -> Option<Result<String>> {
-        Some(Ok(isolate::cut_from_peers(
-            topology,
-            node,
-            table,
-            nft::Drop::Refuse,
-        )))
+    fn links(&self, names: &[String], f: &InForce, _: &Param) -> Option<Result<Vec<Link>>> {
+        Some(Ok(isolate::cut_from_peers(names.len(), f, Verdict::Reject)))
     }
 }

@@ -27,4 +27,5 @@ mod report_browser;
 mod soak;
 mod ssh_cluster;
 mod tidb_run;
+mod verdicts;
 mod zookeeper_run;

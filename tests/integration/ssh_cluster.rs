@@ -539,3 +539,57 @@ fn every_fault_over_ssh_has_its_effect() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A fault a transport cannot carry is refused when the scenario is checked, with its
+/// reason, before any machine is reached: here `kill` and `pause` over SSH on nodes whose
+/// file names no server (nothing listens at these addresses; nothing is left behind).
+#[test]
+fn a_fault_the_transport_cannot_carry_is_refused_before_anything_starts() {
+    let dir = out_dir("ssh-refused");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("refused{}", std::process::id());
+    let mut text = format!("name = \"{name}\"\ndatabase = \"etcd\"\n");
+    for i in 1..=3 {
+        text.push_str(&format!(
+            "\n[[node]]\nname = \"n{i}\"\naddress = \"198.18.251.{i}:2379\"\nssh = \"root@198.18.251.{i}\"\n"
+        ));
+    }
+    let file = dir.join("machines.toml");
+    std::fs::write(&file, text).unwrap();
+    for (fault, needs) in [
+        ("kill n2", "start = \"COMMAND\""),
+        ("pause all", "process = \"TEXT OF ITS COMMAND LINE\""),
+    ] {
+        let scenario = dir.join("s.toml");
+        std::fs::write(
+            &scenario,
+            format!("[[phase]]\nname = \"hit\"\nduration = \"1s\"\nfaults = [\"{fault}\"]\n"),
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let (code, stdout, stderr) = run(&[
+            "run",
+            "--cluster",
+            file.to_str().unwrap(),
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{fault}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("phase 'hit'") && stderr.contains(needs) && stderr.lines().count() == 1,
+            "{fault}: {stderr}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "refused before reaching anything"
+        );
+        assert!(!dir.join("out").exists(), "{fault}: nothing made");
+        assert!(
+            !Path::new("/var/lib/perseus/clusters").join(&name).exists(),
+            "{fault}: no event log claimed"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
