@@ -18,6 +18,9 @@ impl Fault for Loss {
     fn about(&self) -> &'static str {
         "Lose a share of the packets between a node and its peers, at random"
     }
+    fn example(&self) -> &'static str {
+        "n2 30%"
+    }
     fn params(&self) -> &'static [ParamDoc] {
         &[
             TARGET_PARAM,

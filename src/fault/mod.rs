@@ -46,6 +46,11 @@ pub trait Fault: Send + Sync {
     fn undone_by(&self) -> Option<(&'static str, &'static str)> {
         None
     }
+    /// What may follow its name in an action on three nodes `n1` … `n3`, as an example for
+    /// help and for the tests every fault goes through.
+    fn example(&self) -> &'static str {
+        "n2"
+    }
     /// What follows its name in an action, for help and for its command's arguments.
     fn params(&self) -> &'static [ParamDoc] {
         &[TARGET_PARAM]
@@ -635,6 +640,29 @@ pub async fn end(f: &InForce, host: &mut dyn Transport) -> Result<()> {
     mark(host, f.kind.ended, &f.target)
 }
 
+/// `fault`'s [`Fault::example`] placed among the nodes called `names`: the action, and
+/// what it holds once started.
+pub fn example(fault: &'static dyn Fault, names: &[String]) -> Result<(Param, InForce)> {
+    let text = format!("{} {}", fault.kind().name, fault.example());
+    let action: Action = text
+        .parse()
+        .map_err(|e: String| Error::Invalid(format!("{text}: {e}")))?;
+    let Action::Start { target, param, .. } = action else {
+        return Err(Error::Invalid(format!("{text} starts no fault")));
+    };
+    let nodes = match &target {
+        Target::Node(n) => vec![names.iter().position(|m| m == n).unwrap_or(0)],
+        _ => (0..names.len()).collect(),
+    };
+    let (nodes, target) = fault.place(names, nodes, &param)?;
+    let f = InForce {
+        kind: fault.kind(),
+        target,
+        nodes,
+    };
+    Ok((param, f))
+}
+
 /// The nftables table that holds a fault of this kind (a transport may add a suffix).
 pub fn table(kind: &FaultKind) -> String {
     format!("perseus_{}", kind.name.replace('-', "_"))
@@ -830,17 +858,8 @@ mod tests {
             keep: Some(("198.18.1.254".parse().unwrap(), 22)),
         };
         for fault in FAULTS {
-            let (param, target, nodes) = match fault.kind().name {
-                "loss" => (Param::new("30%"), "n2 30%", vec![1]),
-                "partition" => (Param::new("n1|n2 n3"), "n1|n2 n3", vec![0, 1, 2]),
-                "throttle" => (Param::new("100kbit"), "n2 100kbit", vec![1]),
-                _ => (Param::default(), "n2", vec![1]),
-            };
-            let f = InForce {
-                kind: fault.kind(),
-                target: target.into(),
-                nodes: nodes.clone(),
-            };
+            let (param, f) = example(*fault, &topology.names).unwrap();
+            let nodes = f.nodes.clone();
             let t = format!("{}_0000abcd", table(fault.kind()));
             assert_eq!(kind_of_table(&t), Some(fault.kind()), "{t}");
             assert_eq!(kind_of_table(&table(fault.kind())), Some(fault.kind()));

@@ -32,6 +32,9 @@ impl Fault for Partition {
     fn about(&self) -> &'static str {
         "Split the nodes into groups that cannot reach each other: `n1|n2 n3`, or a shape: halves, ring, bridge"
     }
+    fn example(&self) -> &'static str {
+        "n1|n2 n3"
+    }
     fn params(&self) -> &'static [ParamDoc] {
         &[ParamDoc {
             name: "GROUPS",

@@ -25,6 +25,9 @@ impl Fault for Throttle {
     fn about(&self) -> &'static str {
         "Cap what a node sends, to peers and clients alike, at a rate (a tbf qdisc on its links)"
     }
+    fn example(&self) -> &'static str {
+        "n2 100kbit"
+    }
     fn params(&self) -> &'static [ParamDoc] {
         &[
             TARGET_PARAM,

@@ -4,7 +4,7 @@
 //! so this is the round trip `status` depends on.
 
 use crate::support::*;
-use perseus::fault::{self, verdict, InForce, Param, Topology};
+use perseus::fault::{self, verdict, Topology};
 use std::process::{Command, Stdio};
 
 /// A network namespace of this test, removed when dropped.
@@ -65,16 +65,8 @@ fn every_network_fault_reads_back_from_real_nftables_as_the_links_it_cuts() {
     };
     let mut checked = Vec::new();
     for f in fault::FAULTS {
-        let (param, target, nodes) = match f.kind().name {
-            "loss" => (Param::new("30%"), "n2 30%", vec![1]),
-            "partition" => (Param::new("n1|n2 n3"), "n1|n2 n3", vec![0, 1, 2]),
-            _ => (Param::default(), "n2", vec![1]),
-        };
-        let placed = InForce {
-            kind: f.kind(),
-            target: target.into(),
-            nodes: nodes.clone(),
-        };
+        let (param, placed) = fault::example(*f, &topology.names).unwrap();
+        let nodes = placed.nodes.clone();
         let Some(links) = f.links(&topology.names, &placed, &param) else {
             continue;
         };
