@@ -6,8 +6,16 @@ use super::{nft, Fault, InForce, Param, ParamDoc, Target, Topology, TARGET_PARAM
 use crate::error::Result;
 use crate::record::faults::{named, FaultKind};
 
-/// The handle of the qdiscs it adds, which tells them from anyone else's.
-const HANDLE: &str = "7e57:";
+/// The handle of the qdiscs that the change loading table `table` adds: one of its own per
+/// table (SSH's tables are unique per change), so an undo, a dead run's late switch
+/// included, only ever removes its own qdiscs, and never anyone else's.
+fn handle(table: &str) -> String {
+    // FNV-1a, folded into 0x1000..=0xefff, clear of tc's usual small handles and ffff.
+    let h = table.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{:x}:", 0x1000 + h % 0xe000)
+}
 
 /// How long a packet may wait in the bucket before it is dropped.
 const LATENCY: &str = "400ms";
@@ -63,19 +71,21 @@ impl Fault for Throttle {
         let script = format!(
             "{load}devs=$(for a in {peers}; do ip -o route get \"$a\" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'; done | grep -vx lo | sort -u)\n\
              [ -n \"$devs\" ] || {{ echo \"no link leads to the peers\" >&2; exit 1; }}\n\
-             for d in $devs; do tc qdisc add dev \"$d\" root handle {HANDLE} tbf rate {bits}bit burst {burst} latency {LATENCY}; done\n",
+             for d in $devs; do tc qdisc add dev \"$d\" root handle {handle} tbf rate {bits}bit burst {burst} latency {LATENCY}; done\n",
             load = crate::hosts::load_table(table),
             peers = peers.join(" "),
             burst = burst(bits),
+            handle = handle(table),
         );
         Some(Ok((script, nft::marker_table(table, &f.target))))
     }
     /// Every bucket of its handle on any link, then its table.
     fn undo(&self, table: &str) -> String {
+        let handle = handle(table);
         format!(
             "for d in $(ip -o link show | sed -n 's/^[0-9]*: \\([^:@]*\\).*/\\1/p'); do \
-             if tc qdisc show dev \"$d\" | grep -q '^qdisc tbf {HANDLE} root'; then tc qdisc del dev \"$d\" root; fi; done\n\
-             if tc qdisc show | grep -q '^qdisc tbf {HANDLE} '; then echo 'a tbf qdisc {HANDLE} is still there' >&2; exit 1; fi\n{}",
+             if tc qdisc show dev \"$d\" | grep -q '^qdisc tbf {handle} root'; then tc qdisc del dev \"$d\" root; fi; done\n\
+             if tc qdisc show | grep -q '^qdisc tbf {handle} '; then echo 'a tbf qdisc {handle} is still there' >&2; exit 1; fi\n{}",
             crate::hosts::remove_table(table)
         )
     }
@@ -177,11 +187,31 @@ mod tests {
             nft::parse_tables(&rules),
             vec![("perseus_throttle".to_string(), "n2 100kbit".to_string())]
         );
+        let h = handle("perseus_throttle");
+        assert!(script.contains(&format!("root handle {h} tbf")), "{script}");
         let undo = Throttle.undo("perseus_throttle");
         assert!(
-            undo.contains("'^qdisc tbf 7e57: root'")
+            undo.contains(&format!("'^qdisc tbf {h} root'"))
                 && undo.contains("nft delete table inet perseus_throttle"),
             "{undo}"
         );
+    }
+
+    /// A late switch of a dead run removes its own qdiscs only: each table has its handle.
+    #[test]
+    fn each_table_has_a_handle_of_its_own_in_tcs_range() {
+        let tables: Vec<String> = (0..2000u32)
+            .map(|i| format!("perseus_throttle_{:08x}", i.wrapping_mul(2_654_435_761)))
+            .collect();
+        let handles: std::collections::BTreeSet<String> =
+            tables.iter().map(|t| handle(t)).collect();
+        // Almost all distinct (57,344 handles to share), and stable.
+        assert!(handles.len() > 1950, "{} distinct of 2000", handles.len());
+        assert_eq!(handle(&tables[0]), handle(&tables[0]));
+        for h in &handles {
+            let n = u32::from_str_radix(h.trim_end_matches(':'), 16).unwrap();
+            assert!((0x1000..=0xefff).contains(&n), "{h}");
+        }
+        assert!(!Throttle.undo(&tables[0]).contains(&handle(&tables[1])));
     }
 }
