@@ -1,10 +1,11 @@
-//! Faults: what to cut (pure partition maths, [`grudge`]), how to cut it in a node's
-//! namespace ([`nft`]), how to check it is cut ([`probe`]), and the faults themselves, one
-//! file each. An [`Action`] is a fault as scenario files and commands write it
-//! (`kill leader`, `partition n1|n2 n3`, `heal`); starting one writes its markers into the
-//! lab's event log and returns what is [`InForce`], which is all it takes to undo it. What is
-//! in force can also be read back from the lab itself ([`in_force`]), so `perseus heal` works
-//! from any terminal.
+//! Faults: what a network fault does to the links between nodes ([`verdict`], with the
+//! partition maths of [`grudge`]), the nftables tables that carry it ([`nft`]), and the
+//! faults themselves, one file each, written against a node transport
+//! ([`crate::hosts::Transport`]) and never against a lab or SSH. An [`Action`] is a fault as
+//! scenario files and commands write it (`kill leader`, `partition n1|n2 n3`, `heal`);
+//! starting one on a transport writes its markers into the record's event log and returns
+//! what is [`InForce`], which is all it takes to undo it. What is in force can also be read
+//! back from the nodes themselves ([`in_force`]), so `perseus heal` works from any terminal.
 
 pub mod grudge;
 pub mod isolate;
