@@ -412,6 +412,7 @@ pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Resu
         db.name(),
         None,
         &Default::default(),
+        perseus::spec::Backend::Lab,
         "perseus bench lab",
         |_| {},
     )?;
@@ -420,7 +421,15 @@ pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Resu
     for i in 0..repeat {
         let name = format!("bench-{}-{i}", std::process::id());
         let t = Instant::now();
-        let mut state = lab::create(&name, db.name(), nodes, None, None, &Default::default())?;
+        let mut state = lab::create(
+            &name,
+            db.name(),
+            nodes,
+            None,
+            None,
+            &Default::default(),
+            &lab::Hosts::Namespaces,
+        )?;
         let started = perseus::db::start(&mut state, db, Duration::from_secs(120)).await;
         let ready = t.elapsed();
         let t = Instant::now();

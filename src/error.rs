@@ -88,6 +88,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The container engine (Docker, or Podman's Docker-compatible API) could not be
+    /// reached, or refused what was asked.
+    #[error("container engine: {0}")]
+    Engine(String),
+
     #[error("fault check failed: {0}")]
     FaultNotInForce(String),
 
@@ -143,7 +148,8 @@ impl Error {
             | Error::SubnetInUse { .. }
             | Error::NoFreeSubnet
             | Error::Unreachable(_)
-            | Error::NodesCutOff { .. } => exit::ENVIRONMENT,
+            | Error::NodesCutOff { .. }
+            | Error::Engine(_) => exit::ENVIRONMENT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Violations { .. } => exit::VIOLATIONS,
             Error::Expectations { .. } => exit::EXPECTATIONS,

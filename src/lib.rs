@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod clock;
 pub mod cluster;
+pub mod containers;
 pub mod db;
 pub mod error;
 pub mod expect;

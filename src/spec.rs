@@ -51,6 +51,52 @@ pub struct Spec {
     /// there; `None`: no limit but the disk's (see `watch::MIN_FREE_BYTES`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_record_bytes: Option<u64>,
+    /// Where the nodes run: namespaces on this machine, or containers.
+    #[serde(default, skip_serializing_if = "Backend::is_lab")]
+    pub backend: Backend,
+    /// The servers' image, on a container backend; `None`: the preset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// Where a lab's nodes run (`--backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Network namespaces on this machine, running its installed servers.
+    #[default]
+    Lab,
+    /// Containers, through a Docker engine.
+    Docker,
+    /// Containers, through Podman's Docker-compatible API.
+    Podman,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::Lab, Backend::Docker, Backend::Podman];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Lab => "lab",
+            Backend::Docker => "docker",
+            Backend::Podman => "podman",
+        }
+    }
+
+    fn is_lab(&self) -> bool {
+        *self == Backend::Lab
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Backend, String> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("'{s}' is not one of: lab, docker, podman"))
+    }
 }
 
 impl Default for Spec {
@@ -71,6 +117,8 @@ impl Default for Spec {
             set: Default::default(),
             rate: None,
             max_record_bytes: None,
+            backend: Backend::Lab,
+            image: None,
         }
     }
 }
@@ -92,6 +140,35 @@ impl Spec {
         self.scenario
             .clone()
             .unwrap_or_else(|| crate::scenario::Scenario::from_timeline(&self.timeline))
+    }
+
+    /// What the nodes of a lab for this spec are, running `db`: a container backend
+    /// needs an image, the one given or the preset's.
+    pub fn hosts(&self, db: &dyn crate::db::Database) -> Result<crate::lab::Hosts> {
+        let engine = match self.backend {
+            Backend::Lab => {
+                if self.image.is_some() {
+                    return Err(Error::Invalid(
+                        "--image needs a container backend: add --backend docker (or podman)"
+                            .into(),
+                    ));
+                }
+                return Ok(crate::lab::Hosts::Namespaces);
+            }
+            Backend::Docker => crate::containers::Flavour::Docker,
+            Backend::Podman => crate::containers::Flavour::Podman,
+        };
+        let image = match (&self.image, db.image()) {
+            (Some(i), _) => i.clone(),
+            (None, Some(i)) => i.to_string(),
+            (None, None) => {
+                return Err(Error::Invalid(format!(
+                    "{} has no container image of its own yet; name one with --image IMAGE",
+                    db.name()
+                )))
+            }
+        };
+        Ok(crate::lab::Hosts::Containers { engine, image })
     }
 
     /// Reads a saved spec; a mistake (a misspelt field, a fault action that does not parse)
@@ -194,6 +271,8 @@ pub struct Flags {
     /// How often the scenario plays (`--loop`).
     pub loop_passes: Option<crate::scenario::Repeat>,
     pub seed: Option<u64>,
+    pub backend: Option<Backend>,
+    pub image: Option<String>,
 }
 
 impl Flags {
@@ -249,6 +328,12 @@ impl Flags {
         if let Some(seed) = self.seed {
             spec.seed = seed;
         }
+        if let Some(b) = self.backend {
+            spec.backend = b;
+        }
+        if self.image.is_some() {
+            spec.image = self.image.clone();
+        }
         Ok(())
     }
 }
@@ -256,6 +341,56 @@ impl Flags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A container backend takes the image given, else the preset's; a preset without one
+    /// needs `--image`, and `--image` needs a container backend.
+    #[test]
+    fn the_hosts_of_a_spec_follow_its_backend_and_image() {
+        use crate::containers::Flavour;
+        use crate::lab::Hosts;
+        let etcd = crate::db::find("etcd").unwrap();
+        let galera = crate::db::find("galera").unwrap();
+        let spec = |backend, image: Option<&str>| Spec {
+            backend,
+            image: image.map(String::from),
+            ..Spec::default()
+        };
+        assert_eq!(
+            spec(Backend::Lab, None).hosts(etcd).unwrap(),
+            Hosts::Namespaces
+        );
+        let e = spec(Backend::Lab, Some("x")).hosts(etcd).unwrap_err();
+        assert!(e.to_string().contains("--backend docker"), "{e}");
+        assert_eq!(
+            spec(Backend::Docker, None).hosts(etcd).unwrap(),
+            Hosts::Containers {
+                engine: Flavour::Docker,
+                image: etcd.image().unwrap().into()
+            }
+        );
+        assert_eq!(
+            spec(Backend::Podman, Some("mine:1")).hosts(galera).unwrap(),
+            Hosts::Containers {
+                engine: Flavour::Podman,
+                image: "mine:1".into()
+            }
+        );
+        let e = spec(Backend::Docker, None).hosts(galera).unwrap_err();
+        assert!(e.to_string().contains("--image IMAGE"), "{e}");
+        assert_eq!("docker".parse::<Backend>(), Ok(Backend::Docker));
+        assert!("vm"
+            .parse::<Backend>()
+            .unwrap_err()
+            .contains("lab, docker, podman"));
+        // Saved specs keep the backend; a lab's spec reads as before.
+        let saved = serde_json::to_string(&spec(Backend::Docker, Some("i"))).unwrap();
+        assert!(saved.contains(r#""backend":"docker""#) && saved.contains(r#""image":"i""#));
+        let plain = serde_json::to_string(&Spec::default()).unwrap();
+        assert!(
+            !plain.contains("backend") && !plain.contains("image"),
+            "{plain}"
+        );
+    }
 
     #[test]
     fn the_default_is_the_seeds_experiment_and_round_trips() {

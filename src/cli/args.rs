@@ -442,6 +442,8 @@ pub struct MatrixArgs {
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
+    pub hosts: HostsArgs,
+    #[command(flatten)]
     pub workload: WorkloadArgs,
     /// The matrix's directory: a directory per row (DATABASE-SCENARIO/1 … N), table.md,
     /// table.html [default: runs/matrix-YYYYmmdd-HHMMSS]
@@ -512,6 +514,21 @@ pub struct CompareArgs {
     pub csv: bool,
 }
 
+/// Where a lab's nodes run: `--backend` and `--image`.
+#[derive(Args, Clone, Default)]
+pub struct HostsArgs {
+    /// Where the nodes run: lab (network namespaces on this machine, running its installed
+    /// servers), docker or podman (a container per server, from the preset's image or
+    /// --image, on a network Perseus makes in 198.18.0.0/15; the engine's socket is
+    /// DOCKER_HOST's, or CONTAINER_HOST's for podman, else the usual one) [default: lab]
+    #[arg(long, value_name = "lab|docker|podman")]
+    pub backend: Option<perseus::spec::Backend>,
+    /// The servers' image on a container backend, e.g. to measure an older version; it
+    /// must be there already (docker pull IMAGE) [default: the preset's, in perseus list]
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
 #[derive(Args)]
 pub struct LabArg {
     /// The lab to act on
@@ -554,6 +571,8 @@ pub struct RunArgs {
     /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub hosts: HostsArgs,
     /// Start the faults without waiting for the database to warm up (TiDB: regions fully
     /// replicated), to see what a fault does to a cluster that is still warming up
     #[arg(long)]
@@ -583,7 +602,7 @@ pub struct RunArgs {
     /// client, credentials, and your own fault commands, or ssh = per node for faults
     /// Perseus makes itself over SSH; see the README); --isolate names one of its nodes (or,
     /// over SSH, leader or follower) [default: the second]; a --scenario names its nodes too
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec", "set"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec", "set", "backend", "image"])]
     pub cluster: Option<PathBuf>,
     /// Run the same spec N times, each on a fresh lab, into DIR/1 … DIR/N; DIR gets each
     /// figure's distribution over the runs (min, median, p90, max and every run's value) in
@@ -677,6 +696,8 @@ pub struct UpArgs {
     /// Where binaries no package installs live (TiDB's pd-server, tikv-server, tidb-server)
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub hosts: HostsArgs,
     /// Change a server setting from the preset's, NAME=VALUE (repeatable): the ones that
     /// govern failover and catch-up, e.g. election-timeout=500 for etcd,
     /// innodb_flush_log_at_trx_commit=2 for Galera; perseus list settings shows them all

@@ -60,6 +60,8 @@ fn flags(a: &RunArgs) -> Flags {
                 .is_none()
                 .then(|| perseus::clock::monotonic_ns() ^ perseus::clock::unix_ms() as u64)
         }),
+        backend: a.hosts.backend,
+        image: a.hosts.image.clone(),
     }
 }
 
@@ -251,6 +253,8 @@ pub(super) async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()>
         observers: observers(&a.workload),
         rate: a.workload.rate,
         write: a.workload.write,
+        backend: a.hosts.backend,
+        image: a.hosts.image.clone(),
         ..Flags::default()
     };
     let planned = perseus::experiment::matrix::plan(&described, &flags, say)?;

@@ -15,6 +15,8 @@ pub(super) async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
         bin_dir: a.bin_dir.clone(),
         set: a.set.iter().cloned().collect(),
         ready_timeout: a.ready_timeout,
+        backend: a.hosts.backend.unwrap_or_default(),
+        image: a.hosts.image.clone(),
         ..Spec::default()
     };
     let up = perseus::experiment::run::up(&spec, &a.lab.lab, subnet, &stop, say).await?;

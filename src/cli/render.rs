@@ -230,6 +230,14 @@ pub fn lab_json(
         "leader": health.and_then(|(_, l)| l.map(|i| state.nodes[i].name.clone())),
         "ready": health.map(|(h, _)| h.ready),
         "why": health.filter(|(h, _)| !h.ready).map(|(h, _)| h.why.clone()),
+        "containers": state.containers.as_ref().map(|c| json!({
+            "engine": c.engine,
+            "socket": c.socket,
+            "image": c.image,
+            "image_id": c.image_id,
+            "digest": c.digest,
+            "network": c.network,
+        })),
     })
 }
 
@@ -277,6 +285,16 @@ pub fn lab_status(
         state.subnet,
         perseus::clock::format_duration(std::time::Duration::from_secs(up_for))
     );
+    if let Some(c) = &state.containers {
+        outln!(
+            "  containers of {} ({}) on network {}, {} engine at {}",
+            c.image,
+            c.digest.as_deref().unwrap_or(&c.image_id),
+            c.network,
+            c.engine.name(),
+            c.socket
+        );
+    }
     outln!(
         "  {:<5}{:<15}{:<28}{:<24}faults",
         "node",

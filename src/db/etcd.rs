@@ -193,6 +193,11 @@ impl Database for Etcd {
         "etcd"
     }
 
+    /// The project's own image of the version Debian 12 ships, which the lab runs.
+    fn image(&self) -> Option<&'static str> {
+        Some("quay.io/coreos/etcd:v3.4.23")
+    }
+
     fn about(&self) -> &'static str {
         "etcd 3.4 key-value store (Raft); linearizable reads and writes"
     }

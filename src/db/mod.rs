@@ -234,6 +234,11 @@ pub struct CutOff {
 #[async_trait]
 pub trait Database: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The image its servers run from on a container backend (`--backend docker`), pinned
+    /// to a tag; `None`: it has none yet, and `--image` must name one.
+    fn image(&self) -> Option<&'static str> {
+        None
+    }
     /// One line for `perseus list`.
     fn about(&self) -> &'static str;
     /// Binaries it needs, each with the Debian package that provides it.

@@ -384,6 +384,11 @@ impl Database for RedisSentinel {
         "redis-sentinel"
     }
 
+    /// The official image of the version Debian 12 ships (it holds both servers).
+    fn image(&self) -> Option<&'static str> {
+        Some("redis:7.0.15")
+    }
+
     fn about(&self) -> &'static str {
         "Redis 7 primary + replicas, a Sentinel per node (failover after 2 s); clients write to Sentinel's primary"
     }

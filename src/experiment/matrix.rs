@@ -32,6 +32,7 @@ pub fn plan(described: &Description, flags: &Flags, say: impl Fn(String)) -> Res
             name,
             flags.bin_dir.as_deref(),
             &none,
+            flags.backend.unwrap_or_default(),
             "perseus matrix",
             &say,
         )?;

@@ -174,20 +174,24 @@ impl KeptLab {
 }
 
 /// What every command that starts a database checks before it makes anything: root (for
-/// `what`), the database, the settings it is given, and its binaries (its npm package is
-/// installed on first use, which `say` hears).
+/// `what`), the database, the settings it is given, and, on this machine's own servers
+/// (`backend` lab), its binaries (its npm package is installed on first use, which `say`
+/// hears). A container backend's image is checked as its lab is made.
 pub fn preflight(
     database: &str,
     bin_dir: Option<&Path>,
     set: &crate::db::knob::Overrides,
+    backend: crate::spec::Backend,
     what: &str,
     say: impl Fn(String),
 ) -> Result<&'static dyn Database> {
     let db = db::find(database)?;
     process::require_root(what)?;
     crate::db::knob::check(db.name(), db.knobs(), set)?;
-    if let Some(done) = db::ensure_installed(db, bin_dir)? {
-        say(done);
+    if backend == crate::spec::Backend::Lab {
+        if let Some(done) = db::ensure_installed(db, bin_dir)? {
+            say(done);
+        }
     }
     Ok(db)
 }
@@ -200,6 +204,7 @@ fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static d
         &spec.database,
         spec.bin_dir.as_deref(),
         &spec.set,
+        spec.backend,
         "perseus run",
         say,
     )?;
@@ -225,6 +230,7 @@ fn create(
         subnet,
         spec.bin_dir.as_deref(),
         &spec.set,
+        &spec.hosts(db)?,
     )?;
     Ok((state, LabGuard(lab_name.to_string())))
 }
@@ -254,6 +260,7 @@ pub async fn up(
         &spec.database,
         spec.bin_dir.as_deref(),
         &spec.set,
+        spec.backend,
         "perseus up",
         say,
     )?;
@@ -332,6 +339,14 @@ async fn finish(
     }
     if let Err(e) = save_config(state, db, &dir.join("config")) {
         failed.push(e);
+    }
+    // A container lab's image, its digest and each container's command line.
+    if let Some(manifest) = lab::containers::manifest(state) {
+        let path = dir.join("containers.json");
+        let text = serde_json::to_string_pretty(&manifest).expect("JSON values serialise");
+        if let Err(e) = crate::files::write(&path, text + "\n") {
+            failed.push(e);
+        }
     }
     failed
 }

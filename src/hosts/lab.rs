@@ -1,7 +1,8 @@
-//! The lab as a transport: every node is a network namespace on this machine. Scripts run
-//! in the node's namespace (`sh` entered into it), probes are real connections from inside
-//! the namespaces, and the servers are the processes the lab started, signalled by pid and
-//! started again with the database's own command lines. Changes from several terminals
+//! The lab as a transport: every node is a network namespace on this machine, its own or
+//! a container's (see [`lab::containers`]). Scripts run in the node's namespace (`sh`
+//! entered into it), probes are real connections from inside the namespaces, and the
+//! servers are the processes the lab started, signalled by pid (or, in containers, frozen
+//! and killed through the engine) and started again with the database's own command lines. Changes from several terminals
 //! take turns under the lab's lock. Nothing outlives the lab: tearing it down removes the
 //! namespaces and all that is in them.
 
@@ -138,8 +139,14 @@ impl Processes for LabHost {
         None
     }
 
-    /// Every process in the nodes' namespaces, frozen or killed (and gone when this returns).
+    /// Every process in the nodes' namespaces, frozen or killed (and gone when this returns);
+    /// in a container lab, the nodes' server containers, through the engine.
     async fn stop(&mut self, nodes: &[usize], op: ProcessOp) -> Result<()> {
+        if self.state.containers.is_some() {
+            let (state, nodes) = (self.state.clone(), nodes.to_vec());
+            let kill = op == ProcessOp::Kill;
+            return blocking(move || lab::containers::stop(&state, &nodes, kill)).await;
+        }
         let namespaces: Vec<String> = nodes.iter().map(|&i| self.netns(i)).collect();
         blocking(move || {
             for ns in namespaces {
@@ -163,6 +170,10 @@ impl Processes for LabHost {
     /// power cut, with the database's restart command lines on the same data.
     async fn resume(&mut self, nodes: &[usize], op: ProcessOp) -> Result<()> {
         match op {
+            ProcessOp::Pause if self.state.containers.is_some() => {
+                let (state, nodes) = (self.state.clone(), nodes.to_vec());
+                blocking(move || lab::containers::thaw(&state, &nodes)).await
+            }
             ProcessOp::Pause => {
                 let namespaces: Vec<String> = nodes.iter().map(|&i| self.netns(i)).collect();
                 blocking(move || {
@@ -198,6 +209,10 @@ impl Processes for LabHost {
 
     /// Paused: a node with a stopped process. Killed: a node whose every process is gone.
     async fn held(&mut self, op: ProcessOp) -> Result<Vec<usize>> {
+        if op == ProcessOp::Pause && self.state.containers.is_some() {
+            let state = self.state.clone();
+            return blocking(move || lab::containers::paused(&state)).await;
+        }
         let nodes = &self.state.nodes;
         Ok((0..nodes.len())
             .filter(|&i| match op {

@@ -6,6 +6,7 @@
 //! anything is created, so `perseus down` can remove every process, namespace and link of a
 //! lab even after perseus itself was killed.
 
+pub mod containers;
 pub mod events;
 pub mod layout;
 pub mod net;
@@ -45,6 +46,9 @@ pub struct ProcessState {
     /// Tells this process apart from a later one with the same pid.
     pub start_time: u64,
     pub log: PathBuf,
+    /// The container it runs in, in a container lab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// One host of the lab.
@@ -86,6 +90,21 @@ pub struct LabState {
     /// The server settings the user changed (`--set`), by knob name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub settings: std::collections::BTreeMap<String, String>,
+    /// The engine whose containers are the nodes; `None`: the nodes are namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<containers::ContainerLab>,
+}
+
+/// What a lab's nodes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hosts {
+    /// Network namespaces on this machine, running its installed binaries.
+    Namespaces,
+    /// Containers of `image`, run by the engine.
+    Containers {
+        engine: crate::containers::Flavour,
+        image: String,
+    },
 }
 
 impl LabState {
@@ -199,6 +218,7 @@ impl LabState {
 
     /// Copies every process log of the lab into `dest` as `NODE-PROCESS.log`.
     pub fn collect_logs(&self, dest: &Path) -> Result<()> {
+        self.save_logs();
         std::fs::create_dir_all(dest).map_err(Error::io(format!("create {}", dest.display())))?;
         for node in &self.nodes {
             for p in &node.processes {
@@ -309,9 +329,9 @@ fn choose_subnet(requested: Option<Subnet>) -> Result<Subnet> {
     Err(Error::NoFreeSubnet)
 }
 
-/// Creates a lab's hosts (no database yet): namespaces, addresses, bridge. `settings`: the
-/// server settings the user changed, for the database to read from the lab's layout. On
-/// any error, whatever was made is removed again.
+/// Creates a lab's hosts (no database yet): namespaces (or containers, as `hosts` says),
+/// addresses, network. `settings`: the server settings the user changed, for the database
+/// to read from the lab's layout. On any error, whatever was made is removed again.
 pub fn create(
     name: &str,
     database: &str,
@@ -319,6 +339,7 @@ pub fn create(
     subnet: Option<Subnet>,
     bin_dir: Option<&Path>,
     settings: &std::collections::BTreeMap<String, String>,
+    hosts: &Hosts,
 ) -> Result<LabState> {
     process::require_root("creating a lab")?;
     validate_name(name)?;
@@ -327,6 +348,16 @@ pub fn create(
             "--nodes {nodes}: a lab has 1 to {MAX_NODES} nodes"
         )));
     }
+    // The engine and the image are checked before anything is made.
+    let containers = match hosts {
+        Hosts::Namespaces => None,
+        Hosts::Containers { engine, image } => {
+            if let Some(e) = containers::refuses(bin_dir) {
+                return Err(e);
+            }
+            Some(containers::check(*engine, image, name)?)
+        }
+    };
     let _lock = lock()?;
     let dir = labs_dir().join(name);
     if dir.exists() {
@@ -340,7 +371,8 @@ pub fn create(
         subnet: subnet.to_string(),
         bridge: format!("{tag}h"),
         host_addr: subnet.host_addr(),
-        switch: Some(format!("perseus-{name}-sw")),
+        // A container lab's network is the engine's bridge on the host.
+        switch: containers.is_none().then(|| format!("perseus-{name}-sw")),
         nodes: (0..nodes)
             .map(|i| NodeState {
                 name: format!("n{}", i + 1),
@@ -356,6 +388,7 @@ pub fn create(
         bin_dir: bin_dir.map(Path::to_path_buf),
         secret: crate::files::random_hex::<16>()?,
         settings: settings.clone(),
+        containers,
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
     // The state goes to disk before anything else exists, so `down` can always clean up.
@@ -364,6 +397,9 @@ pub fn create(
         for n in &state.nodes {
             std::fs::create_dir_all(&n.dir)
                 .map_err(Error::io(format!("create {}", n.dir.display())))?;
+        }
+        if state.containers.is_some() {
+            return containers::create_nodes(&state);
         }
         let switch = state.switch.as_deref().expect("a new lab has a switch");
         net::create_switch(switch, &state.bridge, &subnet)?;
@@ -444,6 +480,15 @@ pub fn destroy(state: &LabState) -> Result<()> {
 }
 
 fn destroy_locked(state: &LabState) -> Result<()> {
+    if state.containers.is_some() {
+        containers::destroy(state)?;
+        let dir = state.dir();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(Error::io(format!("remove {}", dir.display())))?;
+        }
+        return Ok(());
+    }
     let mut pids: Vec<(i32, u64)> = Vec::new();
     for node in &state.nodes {
         pids.extend(node.processes.iter().map(|p| (p.pid, p.start_time)));
@@ -509,6 +554,11 @@ impl LabState {
     /// Starts one process on node `i`, in its namespace and directory, and records it. Its
     /// output is appended to `<node dir>/<name>.log`.
     pub fn spawn(&mut self, i: usize, spec: &ProcessSpec) -> Result<()> {
+        if self.containers.is_some() {
+            let started = containers::spawn(self, i, spec)?;
+            self.nodes[i].processes.push(started);
+            return self.save();
+        }
         let state = self;
         use std::os::unix::fs::OpenOptionsExt;
         let node = &state.nodes[i];
@@ -547,6 +597,7 @@ impl LabState {
             pid,
             start_time,
             log,
+            container: None,
         });
         state.save()
     }
@@ -558,6 +609,7 @@ impl LabState {
         for node in &state.nodes {
             for p in &node.processes {
                 if !process::is_alive(p.pid, p.start_time) {
+                    self.save_logs();
                     return Err(Error::NodeNotReady {
                         node: node.name.clone(),
                         secs: started.elapsed().as_secs(),
@@ -583,8 +635,17 @@ impl LabState {
         net::first_lost_path(&nodes, port, timeout)
     }
 
+    /// Writes a container lab's server output to the processes' log files (a namespace
+    /// lab's servers write there themselves).
+    pub fn save_logs(&self) {
+        if self.containers.is_some() {
+            containers::save_logs(self);
+        }
+    }
+
     /// The error for node `i` not ready within `timeout`, with `why` and its log's tail.
     pub fn not_ready(&self, i: usize, timeout: Duration, why: String) -> Error {
+        self.save_logs();
         let state = self;
         let log = state.nodes[i]
             .processes

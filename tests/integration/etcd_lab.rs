@@ -229,7 +229,16 @@ fn a_cluster_that_cannot_form_for_lack_of_network_names_the_cut_path() {
     let lab = lab_name("cutpath");
     let _guard = LabGuard(lab.clone());
     let db = perseus::db::find("etcd").unwrap();
-    let mut state = perseus::lab::create(&lab, "etcd", 3, None, None, &Default::default()).unwrap();
+    let mut state = perseus::lab::create(
+        &lab,
+        "etcd",
+        3,
+        None,
+        None,
+        &Default::default(),
+        &perseus::lab::Hosts::Namespaces,
+    )
+    .unwrap();
     let probe = Duration::from_millis(300);
     assert_eq!(
         state.lost_path(2380, probe).unwrap(),

@@ -2,9 +2,11 @@
 //! namespaces and nftables rules. They need root and the packages `.ci/run` installs; where
 //! those are missing a test fails and says what to install (it is never counted as passed).
 
+mod engine;
 mod support;
 
 mod bad_input;
+mod containers;
 mod crash;
 mod docker_beside;
 mod etcd_faults;

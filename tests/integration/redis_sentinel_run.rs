@@ -20,21 +20,70 @@ use crate::support::*;
 fn run_redis_sentinel_isolates_the_primary_and_measures_it() {
     require_lab("redis-server", "redis-server");
     require_lab("redis-sentinel", "redis-sentinel");
+    let r = run_scenario_expecting("redis-sentinel", "redis", &PRIMARY_CUT_OFF, &[4]);
+    assert_primary_fails_over(&r);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// The same isolation with `--write cas` (a server-side script sets the key only if it
+/// still holds what was read): the failover still rolls n1's acknowledged writes back, and
+/// the verdict says so; none is lost to a late write, and the increments go through.
+#[test]
+fn run_redis_sentinel_with_compare_and_set_still_loses_the_old_primarys_writes() {
+    require_lab("redis-server", "redis-server");
+    require_lab("redis-sentinel", "redis-sentinel");
     let r = run_scenario_expecting(
         "redis-sentinel",
-        "redis",
+        "rediscas",
         &[
             "--isolate",
             "leader",
             "--before",
             "5s",
             "--during",
-            "15s",
+            "12s",
             "--after",
-            "10s",
+            "8s",
+            "--write",
+            "cas",
         ],
         &[4],
     );
+    assert_eq!(r.write_mode(), "cas");
+    let c = &r.summary["correctness"];
+    let lost = r.summary["lost_acknowledged_writes"].as_u64().unwrap();
+    assert!(lost >= 1000, "lost acknowledged writes: {lost}");
+    assert_eq!(c["lost_by_kind"]["late-write"], 0, "{c}");
+    assert_eq!(c["lost_by_kind"]["stale-read"].as_u64(), Some(lost), "{c}");
+    let attempts = r.attempts();
+    assert!(
+        attempts.acknowledged.iter().all(|n| *n > 100),
+        "{attempts:?}"
+    );
+    assert!(
+        r.stdout.contains("DATA LOSS: lost acknowledged writes: "),
+        "{}",
+        r.stdout
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// The run's arguments of [`assert_primary_fails_over`]: the primary cut off for 15 s.
+pub const PRIMARY_CUT_OFF: [&str; 8] = [
+    "--isolate",
+    "leader",
+    "--before",
+    "5s",
+    "--during",
+    "15s",
+    "--after",
+    "10s",
+];
+
+/// Asserts what a run of Redis Sentinel with [`PRIMARY_CUT_OFF`] shows, wherever its nodes
+/// run: everyone serves throughout, the Sentinels promote one new primary, and the writes
+/// the old primary n1 took while cut off are lost when it is demoted (the exit code is 4).
+pub fn assert_primary_fails_over(r: &RunResult) {
     assert!(
         r.stdout.contains("isolated n1"),
         "the primary n1 is isolated:\n{}",
@@ -103,48 +152,4 @@ fn run_redis_sentinel_isolates_the_primary_and_measures_it() {
         r.stdout
     );
     assert!(r.out.join("logs/n1-redis-sentinel.log").exists());
-    let _ = std::fs::remove_dir_all(&r.out);
-}
-
-/// The same isolation with `--write cas` (a server-side script sets the key only if it
-/// still holds what was read): the failover still rolls n1's acknowledged writes back, and
-/// the verdict says so; none is lost to a late write, and the increments go through.
-#[test]
-fn run_redis_sentinel_with_compare_and_set_still_loses_the_old_primarys_writes() {
-    require_lab("redis-server", "redis-server");
-    require_lab("redis-sentinel", "redis-sentinel");
-    let r = run_scenario_expecting(
-        "redis-sentinel",
-        "rediscas",
-        &[
-            "--isolate",
-            "leader",
-            "--before",
-            "5s",
-            "--during",
-            "12s",
-            "--after",
-            "8s",
-            "--write",
-            "cas",
-        ],
-        &[4],
-    );
-    assert_eq!(r.write_mode(), "cas");
-    let c = &r.summary["correctness"];
-    let lost = r.summary["lost_acknowledged_writes"].as_u64().unwrap();
-    assert!(lost >= 1000, "lost acknowledged writes: {lost}");
-    assert_eq!(c["lost_by_kind"]["late-write"], 0, "{c}");
-    assert_eq!(c["lost_by_kind"]["stale-read"].as_u64(), Some(lost), "{c}");
-    let attempts = r.attempts();
-    assert!(
-        attempts.acknowledged.iter().all(|n| *n > 100),
-        "{attempts:?}"
-    );
-    assert!(
-        r.stdout.contains("DATA LOSS: lost acknowledged writes: "),
-        "{}",
-        r.stdout
-    );
-    let _ = std::fs::remove_dir_all(&r.out);
 }
