@@ -297,6 +297,7 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
             addr: std::net::Ipv4Addr::LOCALHOST,
             dir: dir.to_path_buf(),
             port: None,
+            also: Vec::new(),
         }],
         bin_dir: None,
         credentials: None,
@@ -407,7 +408,14 @@ pub async fn client(length: Duration, rounds: usize) -> Result<()> {
 }
 
 /// Brings a lab of `db` up and down `repeat` times; prints each time to ready and to gone.
-pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Result<()> {
+/// With `beside` (a container lab), each round also brings one of those up and down right
+/// after the namespace lab, for a comparison within the same run.
+pub async fn lab(
+    db: &'static dyn Database,
+    nodes: usize,
+    repeat: usize,
+    beside: Option<lab::Hosts>,
+) -> Result<()> {
     perseus::experiment::run::preflight(
         db.name(),
         None,
@@ -416,42 +424,50 @@ pub async fn lab(db: &'static dyn Database, nodes: usize, repeat: usize) -> Resu
         "perseus bench lab",
         |_| {},
     )?;
-    let mut up = Vec::new();
-    let mut down = Vec::new();
-    for i in 0..repeat {
-        let name = format!("bench-{}-{i}", std::process::id());
-        let t = Instant::now();
-        let mut state = lab::create(
-            &name,
-            db.name(),
-            nodes,
-            None,
-            None,
-            &Default::default(),
-            &lab::Hosts::Namespaces,
-        )?;
-        let started = perseus::db::start(&mut state, db, Duration::from_secs(120)).await;
-        let ready = t.elapsed();
-        let t = Instant::now();
-        lab::destroy(&state)?;
-        let gone = t.elapsed();
-        started?;
-        println!(
-            "{} {nodes} nodes: ready in {:.2} s, torn down in {:.2} s",
-            db.name(),
-            ready.as_secs_f64(),
-            gone.as_secs_f64()
-        );
-        up.push(ready);
-        down.push(gone);
+    let mut kinds = vec![("namespaces", lab::Hosts::Namespaces)];
+    if let Some(hosts) = beside {
+        kinds.push(("containers", hosts));
     }
-    up.sort();
-    down.sort();
-    println!(
-        "median of {repeat}: ready {:.2} s, teardown {:.2} s",
-        up[up.len() / 2].as_secs_f64(),
-        down[down.len() / 2].as_secs_f64()
-    );
+    let mut up = vec![Vec::new(); kinds.len()];
+    let mut down = vec![Vec::new(); kinds.len()];
+    for i in 0..repeat {
+        for (k, (kind, hosts)) in kinds.iter().enumerate() {
+            let name = format!("bench-{}-{i}{k}", std::process::id());
+            let t = Instant::now();
+            let mut state = lab::create(
+                &name,
+                db.name(),
+                nodes,
+                None,
+                None,
+                &Default::default(),
+                hosts,
+            )?;
+            let started = perseus::db::start(&mut state, db, Duration::from_secs(120)).await;
+            let ready = t.elapsed();
+            let t = Instant::now();
+            lab::destroy(&state)?;
+            let gone = t.elapsed();
+            started?;
+            println!(
+                "{} {nodes} nodes in {kind}: ready in {:.2} s, torn down in {:.2} s",
+                db.name(),
+                ready.as_secs_f64(),
+                gone.as_secs_f64()
+            );
+            up[k].push(ready);
+            down[k].push(gone);
+        }
+    }
+    for (k, (kind, _)) in kinds.iter().enumerate() {
+        up[k].sort();
+        down[k].sort();
+        println!(
+            "median of {repeat} in {kind}: ready {:.2} s, teardown {:.2} s",
+            up[k][repeat / 2].as_secs_f64(),
+            down[k][repeat / 2].as_secs_f64()
+        );
+    }
     Ok(())
 }
 
@@ -478,7 +494,7 @@ pub async fn fault_latency(
             (0..state.nodes.len()).filter(|i| *i != node),
             fault::verdict::Verdict::Drop,
         );
-        let addrs: Vec<_> = state.nodes.iter().map(|n| n.addr).collect();
+        let addrs = state.layout().addresses();
         let rules = fault::verdict::render(&table, &me.name, node, &links, &[node], &addrs, None)
             .replace("} drop", "} counter drop");
         let t = Instant::now();

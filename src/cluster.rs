@@ -110,6 +110,8 @@ pub struct Endpoint {
     pub netns: Option<String>,
     /// How Perseus finds the server's processes on that machine, for kill and pause.
     pub server: Option<Server>,
+    /// The node's other addresses, where it is several hosts (a group of containers).
+    pub also: Vec<Ipv4Addr>,
 }
 
 pub use crate::hosts::ssh::Server;
@@ -129,6 +131,9 @@ pub struct Cluster {
     /// How long past the scenario's planned end a fault made over SSH outlives a Perseus
     /// that can no longer undo it.
     pub lease: Duration,
+    /// The compose project whose containers are the nodes, where Perseus makes the
+    /// faults itself in their namespaces.
+    pub compose: Option<crate::hosts::compose::Compose>,
 }
 
 /// The lease of a fault made over SSH when the file names none.
@@ -344,6 +349,7 @@ impl Cluster {
                 ssh: n.ssh.as_ref().map(|d| d.get_ref().clone()),
                 netns: n.netns.as_ref().map(|d| d.get_ref().clone()),
                 server,
+                also: Vec::new(),
             });
         }
         let with_ssh = raw.node.iter().filter(|n| n.ssh.is_some()).count();
@@ -414,6 +420,7 @@ impl Cluster {
                 }
             }),
             lease,
+            compose: None,
         })
     }
 
@@ -453,6 +460,7 @@ impl Cluster {
                 ssh: None,
                 netns: None,
                 server: None,
+                also: Vec::new(),
             });
         }
         Ok(Cluster {
@@ -463,6 +471,60 @@ impl Cluster {
             commands: BTreeMap::new(),
             ssh_config: None,
             lease: DEFAULT_LEASE,
+            compose: None,
+        })
+    }
+
+    /// The cluster of compose project `arg` (its name, or its compose file) on the engine of
+    /// `engine`, measured with `database`'s client at its usual port: a node per group of
+    /// `groups` (`NAME`, its services), or per service. Perseus makes the faults itself.
+    pub fn of_compose(
+        database: &str,
+        arg: &str,
+        engine: crate::containers::Flavour,
+        groups: &[(String, Vec<String>)],
+    ) -> Result<Cluster> {
+        let db = crate::db::find(database)?;
+        let (compose, found) = crate::hosts::compose::find(engine, arg, groups)?;
+        // The event log's name: the project's, as a lab name can be.
+        let name: String = compose
+            .project
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .skip_while(|c| *c == '-')
+            .take(24)
+            .collect();
+        crate::lab::validate_name(&name)?;
+        if found.len() > crate::record::MAX_NODES {
+            return Err(Error::Invalid(format!(
+                "{} nodes: at most {} are supported",
+                found.len(),
+                crate::record::MAX_NODES
+            )));
+        }
+        let nodes = found
+            .into_iter()
+            .map(|f| Endpoint {
+                host: f.addr.to_string(),
+                name: f.name,
+                addr: f.addr,
+                port: db.client_port(),
+                ssh: None,
+                netns: None,
+                server: None,
+                also: f.also,
+            })
+            .collect();
+        Ok(Cluster {
+            name,
+            database: database.to_string(),
+            nodes,
+            credentials: None,
+            commands: BTreeMap::new(),
+            ssh_config: None,
+            lease: DEFAULT_LEASE,
+            compose: Some(compose),
         })
     }
 
@@ -521,6 +583,7 @@ impl Cluster {
                     addr: n.addr,
                     dir: self.dir(),
                     port: Some(n.port),
+                    also: n.also.clone(),
                 })
                 .collect(),
             bin_dir: None,

@@ -109,6 +109,21 @@ impl Labelled {
     }
 }
 
+/// A running container of a compose project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    /// Its service (`com.docker.compose.service`).
+    pub service: String,
+    /// Its addresses, by network name.
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+/// The label compose puts on a project's containers, with the project's name.
+pub const PROJECT_LABEL: &str = "com.docker.compose.project";
+/// The label compose puts on a container, with its service's name.
+pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+
 /// A connection to the engine.
 pub struct Engine {
     docker: Docker,
@@ -404,6 +419,106 @@ impl Engine {
             .into_iter()
             .chain(i.args.unwrap_or_default())
             .collect())
+    }
+
+    /// The running containers of compose project `project`, by name; containers of other
+    /// projects and of none are not among them.
+    pub fn project(&self, project: &str) -> Result<Vec<Member>> {
+        let docker = self.docker.clone();
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{PROJECT_LABEL}={project}")],
+        )]);
+        let found = self.block(async move {
+            docker
+                .list_containers(Some(
+                    q::ListContainersOptionsBuilder::new()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+        });
+        let found =
+            found.map_err(|e| Error::Engine(format!("list project {project}: {}", why(&e))))?;
+        let mut members: Vec<Member> = found
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let mut networks: Vec<(String, bollard::models::EndpointSettings)> = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                networks.sort_by(|a, b| a.0.cmp(&b.0));
+                Member {
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    service: labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
+                    addrs: networks
+                        .into_iter()
+                        .filter_map(|(_, e)| e.ip_address?.parse().ok())
+                        .collect(),
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(members)
+    }
+
+    /// The compose projects with a running container.
+    pub fn projects(&self) -> Result<Vec<String>> {
+        let docker = self.docker.clone();
+        let filters = HashMap::from([("label".to_string(), vec![PROJECT_LABEL.to_string()])]);
+        let found = self.block(async move {
+            docker
+                .list_containers(Some(
+                    q::ListContainersOptionsBuilder::new()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+        });
+        let mut names: Vec<String> = found
+            .map_err(|e| Error::Engine(format!("list compose projects: {}", why(&e))))?
+            .into_iter()
+            .filter_map(|c| c.labels?.get(PROJECT_LABEL).cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Starts the stopped container `name` again, as it was made; returns its main
+    /// process's pid.
+    pub fn start(&self, name: &str) -> Result<i32> {
+        let (docker, n) = (self.docker.clone(), name.to_string());
+        let started = self.block(async move {
+            docker
+                .start_container(&n, None::<q::StartContainerOptions>)
+                .await
+        });
+        match started {
+            // Already running (304): as asked.
+            Err(e) if status(&e) != Some(304) => {
+                return Err(Error::Engine(format!("start {name}: {}", why(&e))))
+            }
+            _ => {}
+        }
+        match self.state(name)? {
+            Some(State {
+                running: true,
+                pid: Some(pid),
+                ..
+            }) => Ok(pid),
+            _ => Err(Error::Engine(format!(
+                "container {name} exited as it started again: {}",
+                self.logs(name, 15).unwrap_or_default().trim()
+            ))),
+        }
     }
 
     /// Kills container `name` (SIGKILL), if it runs; done when it has stopped.

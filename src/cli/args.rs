@@ -180,7 +180,7 @@ pub fn parse() -> Invocation {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the experiment unattended: lab up, workload, isolate, rejoin, metrics, lab down
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Bring up a lab: a cluster of real database nodes, each in its own network namespace
     Up(UpArgs),
     /// Remove a lab: every process, namespace, link and rule it made (also after a crash)
@@ -338,6 +338,10 @@ pub enum BenchCommand {
         /// How many times to bring the lab up and down
         #[arg(long, default_value_t = 5, value_name = "N")]
         repeat: usize,
+        /// Also time a container lab (--backend docker or podman) in each round, right
+        /// after the namespace lab, to compare them in the same run
+        #[command(flatten)]
+        hosts: HostsArgs,
     },
     /// Client overhead: Perseus's client loop against one local redis-server, side by side
     /// with `redis-benchmark -c 1 -P 1` (needs redis-server and redis-tools)
@@ -514,6 +518,22 @@ pub struct CompareArgs {
     pub csv: bool,
 }
 
+/// A compose project Perseus did not start: `--compose` and `--group`.
+#[derive(Args, Clone, Default)]
+pub struct ComposeArgs {
+    /// Measure a compose project Perseus did not start: its name, or its compose file. Its
+    /// running containers are found by compose's labels, each service a node named after
+    /// it (or as --group says); Perseus makes every fault itself in their network
+    /// namespaces, and removes nothing of the project. The engine is --backend's (docker
+    /// unless podman)
+    #[arg(long, value_name = "PROJECT|FILE")]
+    pub compose: Option<String>,
+    /// With --compose: a node made of several services, NAME=SERVICE[,SERVICE…] (e.g.
+    /// n1=pd1,tikv1,tidb1); once per node, and then only these are nodes
+    #[arg(long, value_name = "NAME=SERVICE,…", requires = "compose", value_parser = perseus::hosts::compose::parse_group)]
+    pub group: Vec<(String, Vec<String>)>,
+}
+
 /// Where a lab's nodes run: `--backend` and `--image`.
 #[derive(Args, Clone, Default)]
 pub struct HostsArgs {
@@ -573,6 +593,8 @@ pub struct RunArgs {
     pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub hosts: HostsArgs,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
     /// Start the faults without waiting for the database to warm up (TiDB: regions fully
     /// replicated), to see what a fault does to a cluster that is still warming up
     #[arg(long)]
@@ -602,7 +624,7 @@ pub struct RunArgs {
     /// client, credentials, and your own fault commands, or ssh = per node for faults
     /// Perseus makes itself over SSH; see the README); --isolate names one of its nodes (or,
     /// over SSH, leader or follower) [default: the second]; a --scenario names its nodes too
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec", "set", "backend", "image"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database", "nodes", "lab", "bin_dir", "skip_warmup", "spec", "set", "backend", "image", "compose"])]
     pub cluster: Option<PathBuf>,
     /// Run the same spec N times, each on a fresh lab, into DIR/1 … DIR/N; DIR gets each
     /// figure's distribution over the runs (min, median, p90, max and every run's value) in
@@ -721,12 +743,18 @@ pub struct WatchArgs {
     /// Watch a cluster Perseus did not start, described by a cluster file (see the README)
     #[arg(long, value_name = "FILE", conflicts_with_all = ["db", "node"])]
     pub cluster: Option<PathBuf>,
-    /// Watch a cluster Perseus did not start with this database's client (with --node)
-    #[arg(long, value_name = "DB", requires = "node")]
+    /// Watch a cluster Perseus did not start with this database's client (with --node, or
+    /// --compose)
+    #[arg(long, value_name = "DB")]
     pub db: Option<String>,
     /// A node of that cluster, as NAME=HOST:PORT; once per node
     #[arg(long, value_name = "NAME=HOST:PORT", requires = "db")]
     pub node: Vec<String>,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
+    /// With --compose: the engine, docker or podman [default: docker]
+    #[arg(long, value_name = "docker|podman", requires = "compose")]
+    pub backend: Option<perseus::spec::Backend>,
     /// The name `perseus mark --cluster NAME` reaches this watch by (with --db)
     #[arg(long, default_value = "external", requires = "db")]
     pub name: String,

@@ -5,7 +5,22 @@ use super::*;
 
 pub(super) async fn run(a: RunArgs, stop: CancellationToken) -> Result<()> {
     if let Some(file) = &a.cluster {
-        return run_cluster(&a, file, stop).await;
+        return run_cluster(&a, perseus::cluster::Cluster::load(file)?, stop).await;
+    }
+    if let Some(project) = &a.compose.compose {
+        let Some(database) = &a.database else {
+            return Err(Error::Invalid(format!(
+                "--compose {project}: name the database whose client to use (perseus run etcd --compose {project})"
+            ))
+            .into());
+        };
+        let cluster = perseus::cluster::Cluster::of_compose(
+            database,
+            project,
+            engine_of(a.hosts.backend)?,
+            &a.compose.group,
+        )?;
+        return run_cluster(&a, cluster, stop).await;
     }
     let mut spec = match &a.spec {
         Some(path) => Spec::load(path)?,
@@ -74,9 +89,29 @@ fn json_after(json: bool, out: &Path, done: Result<()>) -> Result<()> {
     done
 }
 
-/// `perseus run --cluster FILE`: the seed's timeline on a cluster Perseus did not start.
-async fn run_cluster(a: &RunArgs, file: &Path, stop: CancellationToken) -> Result<()> {
-    let cluster = perseus::cluster::Cluster::load(file)?;
+/// The engine `--backend` names for a compose project: Docker's unless Podman's.
+pub(super) fn engine_of(
+    backend: Option<perseus::spec::Backend>,
+) -> Result<perseus::containers::Flavour> {
+    use perseus::spec::Backend;
+    match backend {
+        None | Some(Backend::Docker) => Ok(perseus::containers::Flavour::Docker),
+        Some(Backend::Podman) => Ok(perseus::containers::Flavour::Podman),
+        Some(Backend::Lab) => Err(Error::Invalid(
+            "--compose takes --backend docker or podman: a compose project's nodes are containers"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// `perseus run --cluster FILE` or `--compose PROJECT`: the seed's timeline on a cluster
+/// Perseus did not start.
+async fn run_cluster(
+    a: &RunArgs,
+    cluster: perseus::cluster::Cluster,
+    stop: CancellationToken,
+) -> Result<()> {
     let mut spec = Spec {
         database: cluster.database.clone(),
         nodes: cluster.nodes.len(),

@@ -291,6 +291,14 @@ pub(super) async fn fault(lab: &LabArg, text: &str) -> Result<()> {
 pub(super) async fn watch(a: WatchArgs, stop: CancellationToken) -> Result<()> {
     let cluster = match (&a.cluster, &a.db) {
         (Some(file), _) => Some(perseus::cluster::Cluster::load(file)?),
+        (None, Some(db)) if a.compose.compose.is_some() => {
+            Some(perseus::cluster::Cluster::of_compose(
+                db,
+                a.compose.compose.as_deref().unwrap_or_default(),
+                super::experiment::engine_of(a.backend)?,
+                &a.compose.group,
+            )?)
+        }
         (None, Some(db)) => Some(perseus::cluster::Cluster::from_args(&a.name, db, &a.node)?),
         (None, None) => None,
     };

@@ -119,7 +119,7 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
     };
     MACHINE_OUTPUT.store(machine, std::sync::atomic::Ordering::Relaxed);
     match cmd {
-        Command::Run(a) => run(a, stop).await,
+        Command::Run(a) => run(*a, stop).await,
         Command::Up(a) => up(a, stop).await,
         Command::Down(a) => down(a),
         Command::Status(a) => match &a.cluster {
@@ -198,7 +198,20 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
             database,
             nodes,
             repeat,
-        } => bench::lab(db::find(&database)?, nodes, repeat.max(1)).await?,
+            hosts,
+        } => {
+            let db = db::find(&database)?;
+            let spec = perseus::spec::Spec {
+                backend: hosts.backend.unwrap_or_default(),
+                image: hosts.image,
+                ..Default::default()
+            };
+            let beside = match spec.hosts(db)? {
+                lab::Hosts::Namespaces => None,
+                containers => Some(containers),
+            };
+            bench::lab(db, nodes, repeat.max(1), beside).await?
+        }
         BenchCommand::Client { length, rounds } => bench::client(length, rounds.max(1)).await?,
         BenchCommand::Fault { lab, node, repeat } => {
             let state = LabState::load(&lab.lab)?;

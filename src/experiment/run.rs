@@ -639,9 +639,18 @@ pub async fn run_cluster(
     let scenario = spec.scenario();
     let length = scenario.total();
     let mut ssh = cluster.over_ssh().then(|| cluster.ssh_host(length, say));
-    match &mut ssh {
-        Some(host) => crate::scenario::check_on(&scenario, host)?,
-        None => crate::cluster::check_scenario(cluster, &scenario)?,
+    let mut compose = match &cluster.compose {
+        Some(c) => Some(crate::hosts::compose::ComposeHost::new(
+            c.clone(),
+            cluster.layout(),
+            Some(cluster.dir()),
+        )?),
+        None => None,
+    };
+    match (&mut ssh, &mut compose) {
+        (Some(host), _) => crate::scenario::check_on(&scenario, host)?,
+        (None, Some(host)) => crate::scenario::check_on(&scenario, host)?,
+        (None, None) => crate::cluster::check_scenario(cluster, &scenario)?,
     }
     let (events, version) = cluster.attach(db).await?;
     std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
@@ -678,6 +687,15 @@ pub async fn run_cluster(
             }
             Err(e) => Err(e),
         }
+    } else if let Some(mut host) = compose {
+        let mut backend = schedule::OnHost {
+            host: &mut host,
+            db,
+            rng: crate::fault::Rng::new(spec.seed),
+            mark_warm: false,
+            undo_on_stop: true,
+        };
+        experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
     } else {
         let mut backend = crate::cluster::Commands { cluster, say };
         experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await

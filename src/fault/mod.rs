@@ -174,7 +174,8 @@ pub enum ActsOn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub names: Vec<String>,
-    pub addrs: Vec<std::net::Ipv4Addr>,
+    /// Each node's addresses: a node made of several hosts has more than one.
+    pub addrs: Vec<Vec<std::net::Ipv4Addr>>,
     pub keep: Option<(std::net::IpAddr, u16)>,
 }
 
@@ -183,7 +184,7 @@ impl Topology {
     pub fn of(layout: &crate::lab::Layout, keep: Option<(std::net::IpAddr, u16)>) -> Topology {
         Topology {
             names: layout.nodes.iter().map(|n| n.name.clone()).collect(),
-            addrs: layout.nodes.iter().map(|n| n.addr).collect(),
+            addrs: layout.addresses(),
             keep,
         }
     }
@@ -192,7 +193,7 @@ impl Topology {
     pub fn peers(&self, node: usize, skip: &[usize]) -> Vec<std::net::Ipv4Addr> {
         (0..self.addrs.len())
             .filter(|i| *i != node && !skip.contains(i))
-            .map(|i| self.addrs[i])
+            .flat_map(|i| self.addrs[i].iter().copied())
             .collect()
     }
 }
@@ -741,7 +742,7 @@ pub struct TableInForce {
 pub async fn tables(host: &mut dyn Transport) -> Result<Vec<(String, Vec<TableInForce>)>> {
     let layout = host.layout();
     let names: Vec<String> = layout.nodes.iter().map(|n| n.name.clone()).collect();
-    let addrs: Vec<std::net::Ipv4Addr> = layout.nodes.iter().map(|n| n.addr).collect();
+    let addrs = layout.addresses();
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let listing = host.read(i, hosts::LIST_RULESET).await?;
@@ -854,7 +855,7 @@ mod tests {
         let topology = Topology {
             names: (1..=3).map(|i| format!("n{i}")).collect(),
             addrs: (1..=3)
-                .map(|i| std::net::Ipv4Addr::new(198, 18, 1, i))
+                .map(|i| vec![std::net::Ipv4Addr::new(198, 18, 1, i)])
                 .collect(),
             keep: Some(("198.18.1.254".parse().unwrap(), 22)),
         };

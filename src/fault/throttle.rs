@@ -163,7 +163,10 @@ mod tests {
     fn the_change_caps_every_link_to_a_peer_and_its_undo_finds_them_by_handle() {
         let topology = Topology {
             names: vec!["n1".into(), "n2".into()],
-            addrs: vec!["198.18.1.1".parse().unwrap(), "198.18.1.2".parse().unwrap()],
+            addrs: vec![
+                vec!["198.18.1.1".parse().unwrap()],
+                vec!["198.18.1.2".parse().unwrap()],
+            ],
             keep: None,
         };
         let f = InForce {

@@ -98,7 +98,7 @@ pub fn render(
     node: usize,
     links: &[Link],
     holders: &[usize],
-    addrs: &[Ipv4Addr],
+    addrs: &[Vec<Ipv4Addr>],
     keep: Option<(IpAddr, u16)>,
 ) -> String {
     let mine: Vec<&Link> = links
@@ -126,7 +126,7 @@ pub fn render(
             }
             let entry = by_verdict.entry(l.verdict).or_default();
             match other {
-                End::Node(o) => entry.0.push(addrs[o]),
+                End::Node(o) => entry.0.extend(addrs[o].iter().copied()),
                 End::Anyone => entry.1 = true,
             }
         }
@@ -186,7 +186,7 @@ fn verdict_of(action: &str) -> Option<Verdict> {
 /// The links that the rules of `listing` (one table of node `node`, as `nft list` prints
 /// it) carry; `addrs` are the nodes' addresses. Rules this renderer does not write are
 /// not links, and are left out.
-pub fn read(listing: &str, node: usize, addrs: &[Ipv4Addr]) -> Vec<Link> {
+pub fn read(listing: &str, node: usize, addrs: &[Vec<Ipv4Addr>]) -> Vec<Link> {
     let me = End::Node(node);
     let mut links = Vec::new();
     let mut outbound = None;
@@ -215,7 +215,7 @@ pub fn read(listing: &str, node: usize, addrs: &[Ipv4Addr]) -> Vec<Link> {
                 let ends = set
                     .split(',')
                     .filter_map(|a| a.trim().parse::<Ipv4Addr>().ok())
-                    .filter_map(|a| addrs.iter().position(|x| *x == a))
+                    .filter_map(|a| addrs.iter().position(|x| x.contains(&a)))
                     .map(End::Node)
                     .collect();
                 (ends, action)
@@ -287,8 +287,29 @@ pub fn describe(links: &[Link], names: &[String]) -> String {
 mod tests {
     use super::*;
 
-    fn addrs(n: u8) -> Vec<Ipv4Addr> {
-        (1..=n).map(|i| Ipv4Addr::new(198, 18, 1, i)).collect()
+    fn addrs(n: u8) -> Vec<Vec<Ipv4Addr>> {
+        (1..=n)
+            .map(|i| vec![Ipv4Addr::new(198, 18, 1, i)])
+            .collect()
+    }
+
+    /// A node of several hosts is cut off by every one of its addresses, and the rules
+    /// that name them all read back as one link to that node.
+    #[test]
+    fn a_node_of_several_hosts_is_judged_by_all_its_addresses() {
+        let mut a = addrs(3);
+        a[2].push(Ipv4Addr::new(198, 18, 1, 13));
+        let links = with_peers(0, [1, 2], Verdict::Drop);
+        let r = render("t", "n1", 0, &links, &[0], &a, None);
+        assert!(
+            r.contains("ip saddr { 198.18.1.2, 198.18.1.3, 198.18.1.13 } drop"),
+            "{r}"
+        );
+        let mut back = read(&r, 0, &a);
+        back.sort();
+        let mut want = links.clone();
+        want.sort();
+        assert_eq!(back, want);
     }
 
     /// Renders `links` on every holder and reads each node's rules back: the same links,

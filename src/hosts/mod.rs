@@ -10,6 +10,7 @@
 //! ([`Transport::probe`]). Stopping and starting the node's server is an optional ability
 //! ([`Processes`]), as Jepsen's `Kill` and `Pause` protocols are.
 
+pub mod compose;
 pub mod lab;
 pub mod ssh;
 

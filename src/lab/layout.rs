@@ -31,6 +31,9 @@ pub struct NodeLayout {
     /// The port clients connect to, for a cluster Perseus did not start; `None`: the
     /// database's own.
     pub port: Option<u16>,
+    /// Its other addresses, where it is more than one host (a node made of several
+    /// containers): its peers' traffic may come from any of them.
+    pub also: Vec<Ipv4Addr>,
 }
 
 impl Layout {
@@ -45,6 +48,7 @@ impl Layout {
                     addr: format!("198.18.1.{i}").parse().expect("an address"),
                     dir: PathBuf::from(format!("/x/n{i}")),
                     port: None,
+                    also: Vec::new(),
                 })
                 .collect(),
             bin_dir: bin_dir.map(PathBuf::from),
@@ -63,6 +67,18 @@ impl Layout {
     /// The port clients of node `node` connect to: its own if given, else `default`.
     pub fn port(&self, node: usize, default: u16) -> u16 {
         self.nodes[node].port.unwrap_or(default)
+    }
+
+    /// Every node's addresses: its own, then its others ([`NodeLayout::also`]).
+    pub fn addresses(&self) -> Vec<Vec<Ipv4Addr>> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                std::iter::once(n.addr)
+                    .chain(n.also.iter().copied())
+                    .collect()
+            })
+            .collect()
     }
 
     /// The address and port clients of node `node` connect to.

@@ -207,6 +207,7 @@ impl LabState {
                     addr: n.addr,
                     dir: n.dir.clone(),
                     port: None,
+                    also: Vec::new(),
                 })
                 .collect(),
             bin_dir: self.bin_dir.clone(),

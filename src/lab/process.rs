@@ -25,8 +25,18 @@ pub fn command_in(
     detach: bool,
     user: Option<(u32, u32)>,
 ) -> Result<Command> {
-    let path = netns_path(netns);
-    let ns = File::open(&path).map_err(Error::io(format!(
+    command_at(&netns_path(netns), program, detach, user)
+}
+
+/// As [`command_in`], in the network namespace of file `path` (`/run/netns/NAME`, or a
+/// process's `/proc/PID/ns/net`).
+pub fn command_at(
+    path: &Path,
+    program: &str,
+    detach: bool,
+    user: Option<(u32, u32)>,
+) -> Result<Command> {
+    let ns = File::open(path).map_err(Error::io(format!(
         "open network namespace {}",
         path.display()
     )))?;
@@ -79,6 +89,30 @@ pub fn run_in(netns: &str, program: &str, args: &[&str], stdin: Option<&str>) ->
     output(
         cmd,
         &format!("{program} {} (in {netns})", args.join(" ")),
+        stdin,
+    )
+}
+
+/// As [`run_in`], in the network namespace of process `pid` (a container's).
+pub fn run_in_process(
+    pid: i32,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String> {
+    let mut cmd = command_at(
+        &Path::new("/proc").join(pid.to_string()).join("ns/net"),
+        program,
+        false,
+        None,
+    )?;
+    cmd.args(args);
+    output(
+        cmd,
+        &format!(
+            "{program} {} (in the namespace of pid {pid})",
+            args.join(" ")
+        ),
         stdin,
     )
 }

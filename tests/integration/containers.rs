@@ -103,7 +103,7 @@ const REDIS_IMAGE: &str = "perseus-test/redis:debian";
 #[test]
 fn every_fault_has_its_effect_on_etcd_in_containers() {
     require_lab("etcd", "etcd-server");
-    let c = Containers::start(&[(ETCD_IMAGE, &["etcd", "--user", "etcd"])]);
+    let c = Containers::start(&[(ETCD_IMAGE, &["etcd", "sleep", "--user", "etcd"])]);
     let scenario = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/every-fault.toml"
@@ -123,7 +123,7 @@ fn every_fault_has_its_effect_on_etcd_in_containers() {
         ],
         &[0],
     );
-    every_fault_effects(&r);
+    every_fault_effects(&r, true);
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(r.out.join("containers.json")).expect("containers.json"),
     )
@@ -183,7 +183,7 @@ fn redis_sentinel_in_containers_fails_over_when_the_primary_is_cut_off() {
 #[test]
 fn a_killed_container_run_leaves_nothing_after_down() {
     require_lab("etcd", "etcd-server");
-    let c = Containers::start(&[(ETCD_IMAGE, &["etcd", "--user", "etcd"])]);
+    let c = Containers::start(&[(ETCD_IMAGE, &["etcd", "sleep", "--user", "etcd"])]);
     let lab = lab_name("dk-kill");
     let _guard = LabGuard(lab.clone());
     let out = out_dir("dk-kill");
@@ -233,5 +233,225 @@ fn a_killed_container_run_leaves_nothing_after_down() {
     assert!(!netns.contains(&lab), "{netns}");
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&err_path);
+    c.finish();
+}
+
+/// A compose project of Debian's `docker-compose`, as a user brings it up, taken down
+/// when dropped (also when the test fails).
+struct Project {
+    dir: std::path::PathBuf,
+}
+
+impl Project {
+    /// Three etcd services on 198.18.77.0/24, and `side1`, a container that only sleeps,
+    /// beside `etcd1`: with `--group n1=etcd1,side1` they are one node.
+    fn up() -> Project {
+        assert!(
+            Path::new("/usr/bin/docker-compose").exists(),
+            "docker-compose is missing: apt-get install docker-compose (or run .ci/run)"
+        );
+        let dir = std::env::temp_dir().join(format!("perseus-it-project-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let addr = |i: u8| format!("198.18.77.1{i}");
+        let cluster: Vec<String> = (1..=3)
+            .map(|i| format!("etcd{i}=http://{}:2380", addr(i)))
+            .collect();
+        let mut file = String::from("version: \"2.4\"\nservices:\n");
+        for i in 1..=3 {
+            let a = addr(i);
+            file.push_str(&format!(
+                "  etcd{i}:\n    image: {ETCD_IMAGE}\n    entrypoint: [\"etcd\"]\n    command: [\"--name\", \"etcd{i}\", \"--data-dir\", \"/tmp/data\", \"--listen-client-urls\", \"http://{a}:2379\", \"--advertise-client-urls\", \"http://{a}:2379\", \"--listen-peer-urls\", \"http://{a}:2380\", \"--initial-advertise-peer-urls\", \"http://{a}:2380\", \"--initial-cluster\", \"{}\", \"--initial-cluster-state\", \"new\"]\n    networks:\n      db:\n        ipv4_address: {a}\n",
+                cluster.join(",")
+            ));
+        }
+        file.push_str(&format!(
+            "  side1:\n    image: {ETCD_IMAGE}\n    entrypoint: [\"sleep\", \"infinity\"]\n    networks:\n      db:\n        ipv4_address: 198.18.77.21\nnetworks:\n  db:\n    ipam:\n      config:\n        - subnet: 198.18.77.0/24\n"
+        ));
+        std::fs::write(dir.join("docker-compose.yml"), file).unwrap();
+        let project = Project { dir };
+        let out = project.compose(&["up", "-d"]);
+        assert!(
+            out.status.success(),
+            "docker-compose up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Up as a user finds it before measuring: every etcd takes connections.
+        let t = Instant::now();
+        for i in 1..=3 {
+            let to: std::net::SocketAddr = format!("{}:2379", addr(i)).parse().unwrap();
+            while std::net::TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_err() {
+                if t.elapsed() > Duration::from_secs(30) {
+                    let ps = project.compose(&["ps"]);
+                    let logs = project.compose(&["logs", "--tail", "10"]);
+                    panic!(
+                        "etcd{i} of the project does not take connections within 30 s:\n{}\n{}",
+                        String::from_utf8_lossy(&ps.stdout),
+                        String::from_utf8_lossy(&logs.stdout)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        project
+    }
+
+    fn file(&self) -> std::path::PathBuf {
+        self.dir.join("docker-compose.yml")
+    }
+
+    fn compose(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker-compose")
+            .arg("-f")
+            .arg(self.file())
+            .args(args)
+            .output()
+            .expect("run docker-compose")
+    }
+
+    /// The pid of the container of service `service` (asked of the engine: compose's own
+    /// client takes a second).
+    fn pid(&self, service: &str) -> String {
+        let project = self.dir.file_name().unwrap().to_string_lossy().into_owned();
+        let out = Command::new("docker")
+            .args(["ps", "-q", "--filter"])
+            .arg(format!("label=com.docker.compose.project={project}"))
+            .arg("--filter")
+            .arg(format!("label=com.docker.compose.service={service}"))
+            .output()
+            .unwrap();
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let out = Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Pid}}", &id])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `nft list tables` in the network namespace of service `service`'s container.
+    fn tables(&self, service: &str) -> String {
+        let out = Command::new("nsenter")
+            .args(["-t", &self.pid(service), "-n", "nft", "list", "tables"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether a TCP connection from service `from`'s namespace reaches `to` within 1 s.
+    fn connects(&self, from: &str, to: &str) -> bool {
+        let (host, port) = to.split_once(':').unwrap();
+        Command::new("nsenter")
+            .args(["-t", &self.pid(from), "-n", "timeout", "1", "bash", "-c"])
+            .arg(format!("echo > /dev/tcp/{host}/{port}"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// The project's running containers.
+    fn running(&self) -> usize {
+        let out = self.compose(&["ps", "-q", "--filter", "status=running"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v", "--remove-orphans"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A compose project Perseus did not start plays `tests/fixtures/every-fault.toml` with
+/// the lab's assertions, its node n1 made of two containers (`--group n1=etcd1,side1`):
+/// while n1 is cut off, both containers hold the rules and neither reaches a peer, while
+/// the client still reaches n1. Afterwards no rule of Perseus's is left in any container,
+/// and the project is as it was: nothing removed, every container running.
+#[test]
+fn a_compose_project_takes_every_fault_with_a_node_of_two_containers() {
+    require_lab("etcd", "etcd-server");
+    let c = Containers::start(&[(ETCD_IMAGE, &["etcd", "sleep", "--user", "etcd"])]);
+    let project = Project::up();
+    let out = out_dir("compose");
+    let err_path = out.with_extension("stderr");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/every-fault.toml"
+    );
+    let file = project.file();
+    let mut run = perseus()
+        .args(["run", "etcd", "--compose", file.to_str().unwrap()])
+        .args([
+            "--group",
+            "n1=etcd1,side1",
+            "--group",
+            "n2=etcd2",
+            "--group",
+            "n3=etcd3",
+        ])
+        .args([
+            "--scenario",
+            scenario,
+            "--write",
+            "cas",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    // While n1 is isolated (an 8 s phase, 80 s in).
+    let log = out.join("client.log");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("# isolated n1")
+    {
+        if t.elapsed() > Duration::from_secs(200) || run.try_wait().unwrap().is_some() {
+            let _ = run.kill();
+            panic!(
+                "n1 was not isolated: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for service in ["etcd1", "side1"] {
+        assert!(
+            project.tables(service).contains("perseus_isolate"),
+            "{service} holds n1's rules: {}",
+            project.tables(service)
+        );
+        assert!(
+            !project.connects(service, "198.18.77.12:2380"),
+            "{service} is cut off from n2"
+        );
+    }
+    assert!(
+        project.connects("etcd2", "198.18.77.13:2380"),
+        "n2 reaches n3"
+    );
+    let output = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    let r = RunResult::load(out, stdout);
+    every_fault_effects(&r, false);
+    for service in ["etcd1", "side1", "etcd2", "etcd3"] {
+        assert!(
+            !project.tables(service).contains("perseus"),
+            "{service} keeps {}",
+            project.tables(service)
+        );
+    }
+    assert_eq!(project.running(), 4, "the project is as it was");
+    assert_eq!(c.labelled(), [vec![], vec![], vec![]] as [Vec<String>; 3]);
+    let _ = std::fs::remove_file(&err_path);
+    drop(project);
     c.finish();
 }

@@ -24,6 +24,8 @@ pub struct Host {
     /// What Docker makes outside its own directories and was not there.
     absent: Vec<PathBuf>,
     docker0_absent: bool,
+    /// The host's links, before Docker made its bridges.
+    links: Vec<String>,
 }
 
 /// A dockerd this test started, with its default settings but for where it keeps its
@@ -82,6 +84,7 @@ impl Host {
                 .filter(|p| !p.exists())
                 .collect(),
             docker0_absent: !Path::new("/sys/class/net/docker0").exists(),
+            links: host_links(),
         };
         write(FORWARDING, "0");
         if host.bridge_nf.is_some() {
@@ -111,6 +114,13 @@ impl Drop for Host {
         }
         if self.docker0_absent {
             let _ = Command::new("ip").args(["link", "del", "docker0"]).status();
+        }
+        // A network's bridge outlives an engine that stopped with the network in place
+        // (a test that failed before removing it): its route would shadow the next one's.
+        for link in host_links() {
+            if link.starts_with("br-") && !self.links.contains(&link) {
+                let _ = Command::new("ip").args(["link", "del", &link]).status();
+            }
         }
         for p in &self.absent {
             let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));

@@ -17,6 +17,6 @@ fn every_fault_kind_has_its_effect_on_etcd() {
         &["--scenario", scenario, "--write", "cas"],
         &[0],
     );
-    every_fault_effects(&r);
+    every_fault_effects(&r, true);
     let _ = std::fs::remove_dir_all(&r.out);
 }

@@ -58,8 +58,15 @@ fn every_network_fault_reads_back_from_real_nftables_as_the_links_it_cuts() {
     let ns = Netns::new();
     let topology = Topology {
         names: (1..=3).map(|i| format!("n{i}")).collect(),
+        // n3 is two hosts (a node of two containers): its peers' rules name both.
         addrs: (1..=3)
-            .map(|i| std::net::Ipv4Addr::new(198, 18, 1, i))
+            .map(|i| {
+                let mut a = vec![std::net::Ipv4Addr::new(198, 18, 1, i)];
+                if i == 3 {
+                    a.push(std::net::Ipv4Addr::new(198, 18, 1, 13));
+                }
+                a
+            })
             .collect(),
         keep: Some(("198.18.1.254".parse().unwrap(), 22)),
     };
