@@ -49,7 +49,7 @@ pub fn prepare_data(layout: &Layout) -> crate::error::Result<()> {
         std::fs::create_dir_all(&data).map_err(Error::io(format!("create {}", data.display())))?;
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
             .map_err(Error::io(format!("chmod {}", data.display())))?;
-        crate::files::chown_tree(&data, USER)?;
+        layout.give(&data, USER)?;
     }
     Ok(())
 }

@@ -234,7 +234,7 @@ impl Database for Gryadka {
             std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))
                 .map_err(Error::io(format!("chmod {}", conf.display())))?;
             crate::files::write(&n.dir.join("gryadka-server.js"), SERVER_JS)?;
-            crate::files::chown_tree(&n.dir, USER)?;
+            layout.give(&n.dir, USER)?;
         }
         Ok(())
     }

@@ -430,7 +430,7 @@ impl Database for RedisSentinel {
             }
             // The servers run as `redis`; Sentinel rewrites its file in place (a temporary
             // file beside it), so the node's directory is theirs.
-            crate::files::chown_tree(&n.dir, USER)?;
+            layout.give(&n.dir, USER)?;
         }
         Ok(())
     }

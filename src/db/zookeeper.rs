@@ -260,7 +260,7 @@ impl Database for Zookeeper {
             crate::files::write(&data.join("myid"), format!("{}\n", i + 1))?;
             let cfg = n.dir.join("zoo.cfg");
             crate::files::write(&cfg, config(layout, i))?;
-            crate::files::chown_tree(&n.dir, USER)?;
+            layout.give(&n.dir, USER)?;
         }
         Ok(())
     }

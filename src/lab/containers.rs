@@ -131,8 +131,8 @@ pub(super) fn spawn(state: &LabState, i: usize, spec: &ProcessSpec) -> Result<Pr
             .map_err(Error::io(format!("write {}", earlier.display())))?;
         engine.remove(&name)?;
     }
-    // The server runs as its system user's ids on this machine, which own its directory;
-    // as the image's own user where this machine has no such user.
+    // The server runs as its system user's ids on this machine, which own its directory
+    // (`Layout::give`); as the image's own user where this machine has no such user.
     let user = match &spec.user {
         Some(u) => crate::files::user_ids(u)
             .ok()

@@ -20,6 +20,9 @@ pub struct Layout {
     /// The server settings the user changed (`--set`), by knob name (`db::knob`); empty
     /// outside a lab.
     pub settings: std::collections::BTreeMap<String, String>,
+    /// Whether the servers run in containers (a container lab), from an image that may
+    /// know users this machine does not.
+    pub containers: bool,
 }
 
 /// One node: its name, its address, and a directory of its own for data and logs.
@@ -55,7 +58,18 @@ impl Layout {
             credentials: None,
             secret: None,
             settings: Default::default(),
+            containers: false,
         }
+    }
+
+    /// Hands `path` and everything under it to the system user `user`, whom its server
+    /// runs as. In containers, where this machine may lack that user (the image has its
+    /// own), it is left as it is: the server then runs as the image's user.
+    pub fn give(&self, path: &std::path::Path, user: &str) -> crate::error::Result<()> {
+        if self.containers && crate::files::user_ids(user).is_err() {
+            return Ok(());
+        }
+        crate::files::chown_tree(path, user)
     }
 
     /// The lab's password if it has one, else `default` (a cluster Perseus did not start
@@ -105,4 +119,23 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// The system user it runs as (root if `None`).
     pub user: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user this machine lacks is an error on its own servers, and no matter in
+    /// containers, whose image has its own users.
+    #[test]
+    fn a_missing_user_matters_only_outside_containers() {
+        let dir = std::env::temp_dir().join(format!("perseus-give-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut layout = Layout::for_tests(None);
+        let e = layout.give(&dir, "no-such-user-here").unwrap_err();
+        assert!(e.to_string().contains("no system user"), "{e}");
+        layout.containers = true;
+        layout.give(&dir, "no-such-user-here").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

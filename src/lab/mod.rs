@@ -214,6 +214,7 @@ impl LabState {
             credentials: None,
             secret: (!self.secret.is_empty()).then(|| self.secret.clone()),
             settings: self.settings.clone(),
+            containers: self.containers.is_some(),
         }
     }
 
