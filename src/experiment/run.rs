@@ -675,27 +675,11 @@ pub async fn run_cluster(
             .connect(cluster.ssh_config.as_deref(), events.dir())
             .await
         {
-            Ok(()) => {
-                let mut backend = schedule::OnHost {
-                    host: &mut host,
-                    db,
-                    rng: crate::fault::Rng::new(spec.seed),
-                    mark_warm: false,
-                    undo_on_stop: true,
-                };
-                experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
-            }
+            Ok(()) => on_host(&mut host, spec, db, subject, &stop, &mut out, say).await,
             Err(e) => Err(e),
         }
     } else if let Some(mut host) = compose {
-        let mut backend = schedule::OnHost {
-            host: &mut host,
-            db,
-            rng: crate::fault::Rng::new(spec.seed),
-            mark_warm: false,
-            undo_on_stop: true,
-        };
-        experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
+        on_host(&mut host, spec, db, subject, &stop, &mut out, say).await
     } else {
         let mut backend = crate::cluster::Commands { cluster, say };
         experiment(spec, db, subject, &mut backend, &stop, &mut out, say).await
@@ -706,6 +690,27 @@ pub async fn run_cluster(
     };
     drop(events);
     outcome(dir, result, stopped.err().into_iter().collect())
+}
+
+/// One experiment on a cluster Perseus did not start, whose faults it makes itself through
+/// `host`; what is in force when the experiment stops is undone.
+async fn on_host(
+    host: &mut dyn crate::hosts::Transport,
+    spec: &Spec,
+    db: &'static dyn Database,
+    subject: Subject,
+    stop: &CancellationToken,
+    out: &mut Output<'_>,
+    say: impl Fn(String) + Copy,
+) -> Result<Option<String>> {
+    let mut backend = schedule::OnHost {
+        host,
+        db,
+        rng: crate::fault::Rng::new(spec.seed),
+        mark_warm: false,
+        undo_on_stop: true,
+    };
+    experiment(spec, db, subject, &mut backend, stop, out, say).await
 }
 
 /// Waits, at most the steady timeout, until the database reports it has warmed up.

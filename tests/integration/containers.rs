@@ -188,27 +188,21 @@ fn a_killed_container_run_leaves_nothing_after_down() {
     let _guard = LabGuard(lab.clone());
     let out = out_dir("dk-kill");
     let err_path = out.with_extension("stderr");
-    let mut run = perseus()
-        .args(["run", "etcd", "--backend", "docker", "--image", ETCD_IMAGE])
-        .args(["--lab", &lab, "--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !std::fs::read_to_string(&err_path)
-        .unwrap_or_default()
-        .contains("steady after")
-    {
-        if t.elapsed() > Duration::from_secs(90) || run.try_wait().unwrap().is_some() {
-            let _ = run.kill();
-            panic!(
-                "the run did not get steady: {}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut run = run_until_steady(
+        &[
+            "run",
+            "etcd",
+            "--backend",
+            "docker",
+            "--image",
+            ETCD_IMAGE,
+            "--lab",
+            &lab,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &err_path,
+    );
     run.kill().unwrap();
     run.wait().unwrap();
     let [containers, networks, _] = c.labelled();

@@ -5,8 +5,6 @@
 
 use crate::engine::*;
 use crate::support::*;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 const RUN: [&str; 8] = [
     "--isolate",
@@ -51,26 +49,7 @@ fn a_lab_works_beside_docker_started_before_or_during_a_run() {
     let mut args: Vec<&str> = vec!["run", "etcd"];
     args.extend_from_slice(&RUN);
     args.extend_from_slice(&["--lab", &lab, "--out", out.to_str().unwrap()]);
-    let mut run = perseus()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !std::fs::read_to_string(&err_path)
-        .unwrap_or_default()
-        .contains("steady after")
-    {
-        if t.elapsed() > Duration::from_secs(90) || run.try_wait().unwrap().is_some() {
-            let _ = run.kill();
-            panic!(
-                "the run did not get steady: {}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = run_until_steady(&args, &err_path);
     let docker = Docker::start();
     let output = run.wait_with_output().unwrap();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();

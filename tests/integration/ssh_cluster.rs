@@ -381,7 +381,6 @@ fn a_killed_run_over_ssh_heals_itself_and_heal_cluster_removes_what_is_left() {
 /// lost, no table is left.
 #[test]
 fn every_fault_over_ssh_has_its_effect() {
-    use perseus::record::table::Row;
     let (_guard, _lab, m) = etcd_machines("sshall");
     let file = m.cluster_file_with(
         &format!("a{}", std::process::id()),
@@ -406,116 +405,9 @@ fn every_fault_over_ssh_has_its_effect() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let t = table(&out.join("client.log"));
-    let row = |verb: &str| marker_row(&t, verb);
-    let rows = |from: u64, to: u64| -> Vec<&Row> {
-        t.rows()
-            .filter(|r| r.second >= from && r.second < to)
-            .collect()
-    };
-    let check = |from: u64, to: u64, what: &str, ok: &dyn Fn(&Row) -> bool| {
-        let rs = rows(from, to);
-        assert!(rs.len() >= 2, "{what}: only {} rows", rs.len());
-        for x in rs {
-            assert!(ok(x), "{what}: {}", x.render());
-        }
-    };
-    check(
-        row("paused") + 3,
-        row("resuming"),
-        "paused n2 hangs, others serve",
-        &|x| x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0,
-    );
-    check(
-        row("killed") + 2,
-        row("restarting"),
-        "killed n2 fails fast, others serve",
-        &|x| x.ok[1] == 0 && x.err[1] >= 3 && x.ok[0] > 0 && x.ok[2] > 0,
-    );
-    check(
-        row("restarted") + 4,
-        row("cutting-outbound"),
-        "restarted n2 serves again",
-        &|x| x.ok.iter().all(|n| *n > 0),
-    );
-    check(
-        row("cut-outbound") + 4,
-        row("restoring-outbound"),
-        "one-way n2 cannot take part",
-        &|x| x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0,
-    );
-    let total = |rs: &[&Row]| {
-        rs.iter()
-            .map(|x| x.ok.iter().sum::<u32>() as f64)
-            .sum::<f64>()
-            / rs.len().max(1) as f64
-    };
-    let lossy = rows(row("degraded"), row("restoring"));
-    let before = rows(2, row("pausing"));
-    assert!(
-        total(&lossy) < 0.7 * total(&before),
-        "loss lowers throughput: {:.0}/s under loss, {:.0}/s before",
-        total(&lossy),
-        total(&before)
-    );
-    let stopped = lossy
-        .iter()
-        .filter(|x| x.ok.iter().all(|n| *n == 0))
-        .count();
-    assert!(stopped <= 2, "loss stopped everyone for {stopped} seconds");
-    throttled(&rows(row("throttled") + 2, row("unthrottling")), &before);
-    check(
-        row("partitioned") + 4,
-        row("healing-partition"),
-        "minority n1 stops, majority serves",
-        &|x| x.ok[0] == 0 && x.ok[1] > 0 && x.ok[2] > 0,
-    );
-    check(
-        row("isolated") + 4,
-        row("rejoining"),
-        "isolated n1 completes nothing, n2 and n3 serve",
-        &|x| x.ok[0] == 0 && x.ok[1] > 0 && x.ok[2] > 0,
-    );
-    check(
-        row("refused") + 4,
-        row("accepting"),
-        "refused n3 completes nothing, n1 and n2 serve",
-        &|x| x.ok[2] == 0 && x.ok[0] > 0 && x.ok[1] > 0,
-    );
-    check(
-        row("isolated-all") + 3,
-        row("rejoining-all"),
-        "n3 cut off from its client too",
-        &|x| x.ok[2] == 0 && x.ok[0] > 0 && x.ok[1] > 0,
-    );
-    let last = t.rows().last().unwrap().second;
-    check(last - 2, last + 1, "all serve at the end", &|x| {
-        x.ok.iter().all(|n| *n > 0)
-    });
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    let kinds: Vec<&str> = summary["intervals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "pause",
-            "kill",
-            "one-way",
-            "loss",
-            "throttle",
-            "partition",
-            "isolate",
-            "refuse",
-            "isolate-all"
-        ]
-    );
-    assert_eq!(summary["correctness"]["violations"], 0);
-    assert_eq!(summary["lost_acknowledged_writes"], 0);
+    // The lab's assertions, each fault's effect as in a namespace lab.
+    let r = RunResult::load(out.clone(), stdout);
+    every_fault_effects(&r, true);
     for i in 0..3 {
         assert!(m.tables(i).is_empty(), "n{} keeps {:?}", i + 1, m.tables(i));
     }

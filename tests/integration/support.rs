@@ -648,3 +648,31 @@ pub fn every_fault_effects(r: &RunResult, killed_refuses: bool) {
         "{attempts:?}"
     );
 }
+
+/// Starts `perseus ARGS` (standard output piped, standard error to `err_path`) and waits,
+/// at most 90 s, until it says every node serves steadily; a run that ends or does not
+/// get there first is killed and fails the test with what it said.
+pub fn run_until_steady(args: &[&str], err_path: &Path) -> std::process::Child {
+    use std::time::{Duration, Instant};
+    let mut run = perseus()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !std::fs::read_to_string(err_path)
+        .unwrap_or_default()
+        .contains("steady after")
+    {
+        if t.elapsed() > Duration::from_secs(90) || run.try_wait().unwrap().is_some() {
+            let _ = run.kill();
+            panic!(
+                "the run did not get steady: {}",
+                std::fs::read_to_string(err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run
+}
