@@ -212,6 +212,10 @@ fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static d
     if LabState::load(lab_name).is_ok() {
         return Err(Error::LabExists(lab_name.to_string()));
     }
+    // The engine and the image too, before the results directory is made.
+    if let lab::Hosts::Containers { engine, image } = spec.hosts(db)? {
+        lab::containers::check(engine, &image, lab_name)?;
+    }
     Ok(db)
 }
 

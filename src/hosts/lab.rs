@@ -2,8 +2,8 @@
 //! a container's (see [`lab::containers`]). Scripts run in the node's namespace (`sh`
 //! entered into it), probes are real connections from inside the namespaces, and the
 //! servers are the processes the lab started, signalled by pid (or, in containers, frozen
-//! and killed through the engine) and started again with the database's own command lines. Changes from several terminals
-//! take turns under the lab's lock. Nothing outlives the lab: tearing it down removes the
+//! and killed through the engine) and started again with the database's own command
+//! lines. Changes from several terminals take turns under the lab's lock. Nothing outlives the lab: tearing it down removes the
 //! namespaces and all that is in them.
 
 use super::{Change, Guard, ProcessOp, Processes, Transport};

@@ -525,3 +525,53 @@ fn a_summary_of_an_unknown_version_or_no_file_at_all_is_refused() {
         "refused at once"
     );
 }
+
+/// A container backend without an engine, an image without a container backend, and a
+/// compose project that does not run: one line each that says what to do, and no lab and
+/// no results directory made.
+#[test]
+fn a_container_run_without_its_engine_or_image_is_refused_before_anything_is_made() {
+    let out = out_dir("bad-engine");
+    let socket = out.with_extension("sock");
+    let host = format!("unix://{}", socket.display());
+    let run_with = |args: &[&str]| {
+        split(
+            perseus()
+                .args(args)
+                .args(["--lab", "it-bad-engine", "--out", out.to_str().unwrap()])
+                .env("DOCKER_HOST", &host)
+                .output()
+                .unwrap(),
+        )
+    };
+    let (code, _, stderr) = run_with(&["run", "etcd", "--backend", "docker"]);
+    assert_eq!(code, 3, "{stderr}");
+    let e = one_line_error(&stderr);
+    assert!(
+        e.contains(&socket.display().to_string()) && e.contains("DOCKER_HOST"),
+        "{e}"
+    );
+    let (code, _, stderr) = run_with(&["run", "etcd", "--image", "quay.io/coreos/etcd:v3.4.23"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        one_line_error(&stderr).contains("--backend docker"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_with(&["run", "galera", "--backend", "docker"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        one_line_error(&stderr).contains("--image IMAGE"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = split(
+        perseus()
+            .args(["run", "etcd", "--compose", "nothing-here"])
+            .env("DOCKER_HOST", &host)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(one_line_error(&stderr).contains("DOCKER_HOST"), "{stderr}");
+    assert!(!out.exists(), "no results directory");
+    assert!(!lab_dir("it-bad-engine").exists());
+}
