@@ -1,8 +1,9 @@
 //! The hosts a cluster's nodes run on, as faults reach them: one small [`Transport`] that
-//! every fault is written against, implemented by the lab (namespaces on this machine,
-//! [`lab`]) and by SSH (each node's own machine, [`ssh`]). A fault never knows which one it
-//! holds; a new transport (containers) is one more implementation, not one more copy of
-//! the faults.
+//! every fault is written against, implemented by the lab (namespaces on this machine, its
+//! own or its containers', [`lab`]), by SSH (each node's own machine, [`ssh`]) and by a
+//! compose project Perseus did not start (its containers, [`compose`]). A fault never
+//! knows which one it holds: a new transport is one more implementation, not one more copy
+//! of the faults.
 //!
 //! A transport does four things on node `i`: it runs a script as root in the node's network
 //! namespace and undoes it ([`Transport::put`], [`Transport::undo`]), reads what is in force
