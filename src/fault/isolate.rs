@@ -88,7 +88,7 @@ impl Fault for IsolateAll {
     fn probes(&self, node: usize, n: usize) -> Vec<Probe> {
         cut_off(node, n, false)
     }
-    fn cuts_clients(&self) -> bool {
+    fn reaches_clients(&self) -> bool {
         true
     }
     /// Everything between each node of `f` and anyone, loopback aside (and the connection

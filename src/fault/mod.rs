@@ -91,10 +91,10 @@ pub trait Fault: Send + Sync {
     fn acts_on(&self) -> ActsOn {
         ActsOn::Rules
     }
-    /// Whether its rules cut the node off from its clients as well, and so from the
-    /// connection that loads them, which the transport must then keep
-    /// ([`Topology::keep`]).
-    fn cuts_clients(&self) -> bool {
+    /// Whether it acts on the node's traffic with its clients as well (cuts or slows it),
+    /// and so on the connection that loads its changes, which the transport must then
+    /// spare ([`Topology::keep`]).
+    fn reaches_clients(&self) -> bool {
         false
     }
     /// What it does to the links between the nodes called `names` (and anyone else),
@@ -176,6 +176,8 @@ pub struct Topology {
     pub names: Vec<String>,
     /// Each node's addresses: a node made of several hosts has more than one.
     pub addrs: Vec<Vec<std::net::Ipv4Addr>>,
+    /// The connection that carries the changes (its far end's address and this side's
+    /// TCP port), which a fault that reaches the clients must spare.
     pub keep: Option<(std::net::IpAddr, u16)>,
 }
 
@@ -549,7 +551,7 @@ async fn put_in_force(
     }
     let layout = host.layout();
     for &node in &f.nodes {
-        let keep = if fault.cuts_clients() {
+        let keep = if fault.reaches_clients() {
             host.kept(node).await?
         } else {
             None
@@ -883,10 +885,10 @@ mod tests {
                     let tables = nft::parse_tables(&rules);
                     assert_eq!(tables.len(), 1, "{fault:?}: {rules}");
                     assert_eq!(tables[0].0, t, "{fault:?}");
-                    // Only a fault that cuts the clients leaves the kept session open.
+                    // Only a fault that reaches the clients spares the kept session.
                     assert_eq!(
                         rules.contains("198.18.1.254"),
-                        fault.cuts_clients(),
+                        fault.reaches_clients(),
                         "{fault:?}: {rules}"
                     );
                     // What its rules do reads back as the links it says it cuts, each

@@ -1,14 +1,16 @@
 //! Bandwidth: everything a node sends goes through a token bucket (`tc` qdisc `tbf`) on
 //! each of its links to its peers, so its peers and its clients hear it at most at the rate
-//! given. Its own nftables table, with no rules, marks it in force.
+//! given. Only the connection that carries Perseus's own changes (an SSH session) is
+//! spared: a starved session would leave the node out of reach. Its own nftables table
+//! marks it in force, and steers that connection past the bucket.
 
 use super::{nft, Fault, InForce, Param, ParamDoc, Target, Topology, TARGET_PARAM};
 use crate::error::Result;
 use crate::record::faults::{named, FaultKind};
 
-/// The handle of the qdiscs that the change loading table `table` adds: one of its own per
-/// table (SSH's tables are unique per change), so an undo, a dead run's late switch
-/// included, only ever removes its own qdiscs, and never anyone else's.
+/// The handle of the root qdiscs that the change loading table `table` adds: one of its
+/// own per table (SSH's tables are unique per change), so an undo, a dead run's late
+/// switch included, only ever removes its own qdiscs, and never anyone else's.
 fn handle(table: &str) -> String {
     // FNV-1a, folded into 0x1000..=0xefff, clear of tc's usual small handles and ffff.
     let h = table.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -22,6 +24,27 @@ const LATENCY: &str = "400ms";
 
 /// The smallest bucket, in bytes: 32 kbit, as `tc`'s own examples use.
 const MIN_BURST: u64 = 4096;
+
+/// The minor numbers of the root's classes: the kept connection's, and everything else's.
+const SPARED: &str = "1";
+const SHAPED: &str = "2";
+
+/// The rate of both classes, which only sort: above what any link here carries.
+const SORT_RATE: &str = "10gbit";
+
+/// The marker table of target text `comment`; with a kept connection, a rule that puts
+/// its packets in the spared class of the root of handle `h`.
+fn rules(table: &str, comment: &str, keep: Option<(std::net::IpAddr, u16)>, h: &str) -> String {
+    let Some((addr, port)) = keep else {
+        return nft::marker_table(table, comment);
+    };
+    let family = if addr.is_ipv4() { "ip" } else { "ip6" };
+    let mut r = nft::table_head(table, comment);
+    r.push_str(&format!(
+        "\tchain output {{\n\t\ttype filter hook output priority filter; policy accept;\n\t\t{family} daddr {addr} tcp sport {port} meta priority set {h}{SPARED}\n\t}}\n}}\n"
+    ));
+    r
+}
 
 /// `throttle NODE RATE`, undone by `heal`.
 pub struct Throttle;
@@ -46,6 +69,10 @@ impl Fault for Throttle {
             },
         ]
     }
+    /// Its clients hear it through the bucket too.
+    fn reaches_clients(&self) -> bool {
+        true
+    }
     fn parse(&self, args: &[&str]) -> std::result::Result<(Target, Param), String> {
         let [target, rate] = args else {
             return Err("'throttle' takes a target and a rate, e.g. throttle n2 100kbit".into());
@@ -53,7 +80,9 @@ impl Fault for Throttle {
         let bits = parse_rate(rate)?;
         Ok((target.parse()?, Param::new(render_rate(bits))))
     }
-    /// The marker table, then a bucket on every link that leads to a peer.
+    /// The marker table (with the rule that steers the kept connection past the bucket),
+    /// then on every link that leads to a peer a root that sends that connection one way
+    /// and everything else through the bucket.
     fn put(
         &self,
         topology: &Topology,
@@ -68,24 +97,30 @@ impl Fault for Throttle {
             .iter()
             .map(|a| a.to_string())
             .collect();
+        let h = handle(table);
+        // htb only sorts: both its classes are far faster than any link here, and the
+        // bucket under the default one does the throttling.
         let script = format!(
             "{load}devs=$(for a in {peers}; do ip -o route get \"$a\" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'; done | grep -vx lo | sort -u)\n\
              [ -n \"$devs\" ] || {{ echo \"no link leads to the peers\" >&2; exit 1; }}\n\
-             for d in $devs; do tc qdisc add dev \"$d\" root handle {handle} tbf rate {bits}bit burst {burst} latency {LATENCY}; done\n",
+             for d in $devs; do \
+             tc qdisc add dev \"$d\" root handle {h} htb default {SHAPED} && \
+             tc class add dev \"$d\" parent {h} classid {h}{SPARED} htb rate {SORT_RATE} quantum 1514 && \
+             tc class add dev \"$d\" parent {h} classid {h}{SHAPED} htb rate {SORT_RATE} quantum 1514 && \
+             tc qdisc add dev \"$d\" parent {h}{SHAPED} tbf rate {bits}bit burst {burst} latency {LATENCY} || exit 1; done\n",
             load = crate::hosts::load_table(table),
             peers = peers.join(" "),
             burst = burst(bits),
-            handle = handle(table),
         );
-        Some(Ok((script, nft::marker_table(table, &f.target))))
+        Some(Ok((script, rules(table, &f.target, topology.keep, &h))))
     }
-    /// Every bucket of its handle on any link, then its table.
+    /// Every root of its handle on any link (its bucket goes with it), then its table.
     fn undo(&self, table: &str) -> String {
         let handle = handle(table);
         format!(
             "for d in $(ip -o link show | sed -n 's/^[0-9]*: \\([^:@]*\\).*/\\1/p'); do \
-             if tc qdisc show dev \"$d\" | grep -q '^qdisc tbf {handle} root'; then tc qdisc del dev \"$d\" root; fi; done\n\
-             if tc qdisc show | grep -q '^qdisc tbf {handle} '; then echo 'a tbf qdisc {handle} is still there' >&2; exit 1; fi\n{}",
+             if tc qdisc show dev \"$d\" | grep -q '^qdisc htb {handle} root'; then tc qdisc del dev \"$d\" root; fi; done\n\
+             if tc qdisc show | grep -q '^qdisc htb {handle} '; then echo 'an htb qdisc {handle} is still there' >&2; exit 1; fi\n{}",
             crate::hosts::remove_table(table)
         )
     }
@@ -167,7 +202,7 @@ mod tests {
                 vec!["198.18.1.1".parse().unwrap()],
                 vec!["198.18.1.2".parse().unwrap()],
             ],
-            keep: None,
+            keep: Some(("198.18.1.254".parse().unwrap(), 22)),
         };
         let f = InForce {
             kind: Throttle.kind(),
@@ -182,19 +217,40 @@ mod tests {
             script.contains("for a in 198.18.1.1; do ip -o route get"),
             "{script}"
         );
+        let h = handle("perseus_throttle");
         assert!(
-            script.contains("tbf rate 100000bit burst 4096 latency 400ms"),
+            script.contains(&format!(
+                "parent {h}2 tbf rate 100000bit burst 4096 latency 400ms"
+            )),
+            "{script}"
+        );
+        assert!(
+            script.contains(&format!("root handle {h} htb default 2")),
             "{script}"
         );
         assert_eq!(
             nft::parse_tables(&rules),
             vec![("perseus_throttle".to_string(), "n2 100kbit".to_string())]
         );
-        let h = handle("perseus_throttle");
-        assert!(script.contains(&format!("root handle {h} tbf")), "{script}");
+        // The kept session (from the host's SSH port 22) goes to the spared class.
+        assert!(
+            rules.contains(&format!(
+                "ip daddr 198.18.1.254 tcp sport 22 meta priority set {h}1"
+            )),
+            "{rules}"
+        );
+        let bare = Topology {
+            keep: None,
+            ..topology
+        };
+        let (_, rules) = Throttle
+            .put(&bare, &f, &Param::new("100kbit"), 1, "perseus_throttle")
+            .unwrap()
+            .unwrap();
+        assert_eq!(rules, nft::marker_table("perseus_throttle", "n2 100kbit"));
         let undo = Throttle.undo("perseus_throttle");
         assert!(
-            undo.contains(&format!("'^qdisc tbf {h} root'"))
+            undo.contains(&format!("'^qdisc htb {h} root'"))
                 && undo.contains("nft delete table inet perseus_throttle"),
             "{undo}"
         );

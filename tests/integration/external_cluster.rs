@@ -126,8 +126,21 @@ fn run_on_an_existing_cluster_with_the_users_fault_commands() {
             .iter()
             .map(|n| n != isolated_node)
             .collect();
+        // However long the election took (8 s once in CI, among split votes), from the
+        // first second the two others serve until the rejoin, they serve and the
+        // isolated leader does not, for at least the last 2 s of the isolation.
+        let settled = r
+            .rows_between(isolated + 1, rejoining)
+            .into_iter()
+            .find(|row| serving(row) == expected)
+            .map(|row| row.second)
+            .unwrap_or(rejoining);
+        assert!(
+            settled + 2 <= rejoining,
+            "{what}: the two others serve from second {settled}, the rejoin is at {rejoining}"
+        );
         r.assert_serving(
-            rejoining - 4,
+            settled,
             rejoining,
             &expected,
             &format!("{what}: the two others serve, the isolated leader does not"),
