@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::lab::{process, Layout};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Where a compose project's nodes are: the engine, the project, and each node's
 /// containers.
@@ -265,15 +264,6 @@ impl Transport for ComposeHost {
 
     async fn read(&mut self, node: usize, script: &str) -> Result<String> {
         self.sh(node, script, "", true).await
-    }
-
-    async fn probe(
-        &mut self,
-        _: &[super::Probe],
-        _: u16,
-        _: Duration,
-    ) -> Option<Result<Vec<bool>>> {
-        None
     }
 
     fn processes(&mut self) -> Option<&mut dyn Processes> {

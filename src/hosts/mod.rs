@@ -64,8 +64,8 @@ pub trait Transport {
     /// itself, or the prefix and a unique suffix (`_` and 8 hex digits) where a change can
     /// outlive the run that made it.
     fn table(&mut self, prefix: &str) -> String;
-    /// The connection that carries changes to `node`, which a change that cuts the node
-    /// off from everyone must leave open; `None` where none goes through its network.
+    /// The connection that carries changes to `node`, which a change that reaches the
+    /// node's clients must spare; `None` where none goes through its network.
     async fn kept(&mut self, node: usize) -> Result<Option<(IpAddr, u16)>>;
     /// Puts `change` in force on `node`; on error, part of it may be in force.
     async fn put(&mut self, node: usize, change: &Change) -> Result<()>;
@@ -74,13 +74,15 @@ pub trait Transport {
     /// What `script` prints, run in `node`'s network namespace; it must change nothing.
     async fn read(&mut self, node: usize, script: &str) -> Result<String>;
     /// Each probe's outcome, all tried at once, each given up after `timeout`; `None`
-    /// where this transport cannot try connections between the nodes.
+    /// (the default) where this transport cannot try connections between the nodes.
     async fn probe(
         &mut self,
-        probes: &[Probe],
-        port: u16,
-        timeout: std::time::Duration,
-    ) -> Option<Result<Vec<bool>>>;
+        _probes: &[Probe],
+        _port: u16,
+        _timeout: std::time::Duration,
+    ) -> Option<Result<Vec<bool>>> {
+        None
+    }
     /// Its ability to stop and start the nodes' servers, if it has one.
     fn processes(&mut self) -> Option<&mut dyn Processes>;
 }

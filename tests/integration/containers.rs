@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 struct Containers {
     docker: Docker,
     host: Host,
-    links_before: Vec<String>,
 }
 
 impl Containers {
@@ -22,7 +21,6 @@ impl Containers {
             Path::new("/usr/bin/docker").exists(),
             "the docker client is missing: apt-get install docker.io (or run .ci/run)"
         );
-        let links_before = host_links();
         let host = Host::prepare();
         let docker = Docker::start();
         // Each test runs in a process of its own (nextest): the children inherit it.
@@ -39,11 +37,7 @@ impl Containers {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Containers {
-            docker,
-            host,
-            links_before,
-        }
+        Containers { docker, host }
     }
 
     /// What carries a `perseus.lab` label in the engine: containers, networks, volumes.
@@ -66,28 +60,11 @@ impl Containers {
         })
     }
 
-    /// Stops the engine, then checks the host is as it was found: its rules, forwarding,
-    /// links, and no namespace of Perseus's.
+    /// Stops the engine, then checks the host is as it was found: its rules, forwarding
+    /// and links.
     fn finish(self) {
-        let Containers {
-            docker,
-            host,
-            links_before,
-        } = self;
-        let (ruleset_before, forwarding_before) = (host.ruleset.clone(), host.forwarding.clone());
-        drop(docker);
-        drop(host);
-        assert_eq!(
-            ruleset(),
-            ruleset_before,
-            "the host's rules are as they were"
-        );
-        assert_eq!(read(FORWARDING), Some(forwarding_before));
-        let left: Vec<String> = host_links()
-            .into_iter()
-            .filter(|l| !links_before.contains(l))
-            .collect();
-        assert!(left.is_empty(), "links left on the host: {left:?}");
+        let Containers { docker, host } = self;
+        host.restore_after(docker);
     }
 }
 

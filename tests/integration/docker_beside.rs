@@ -36,9 +36,7 @@ fn assert_undisturbed(r: &RunResult, when: &str) {
 #[test]
 fn a_lab_works_beside_docker_started_before_or_during_a_run() {
     require_lab("etcd", "etcd-server");
-    let links_before = host_links();
     let host = Host::prepare();
-    let (ruleset_before, forwarding_before) = (host.ruleset.clone(), host.forwarding.clone());
 
     // Docker starts while the first run is in its steady phase.
     let lab = lab_name("docker-mid");
@@ -67,22 +65,10 @@ fn a_lab_works_beside_docker_started_before_or_during_a_run() {
     let r = run_scenario("etcd", "docker-before", &RUN);
     assert_undisturbed(&r, "Docker running from the start");
 
-    drop(docker);
-    drop(host);
-    assert_eq!(
-        ruleset(),
-        ruleset_before,
-        "the host's rules are as they were"
-    );
-    assert_eq!(read(FORWARDING), Some(forwarding_before));
+    host.restore_after(docker);
     assert!(
         processes_mentioning("dockerd").is_empty(),
         "{:?}",
         processes_mentioning("dockerd")
     );
-    let left: Vec<String> = host_links()
-        .into_iter()
-        .filter(|l| !links_before.contains(l))
-        .collect();
-    assert!(left.is_empty(), "links left on the host: {left:?}");
 }

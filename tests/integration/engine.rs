@@ -94,6 +94,28 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Stops `docker`, puts the host back, and asserts it is as the test found it: its
+    /// rules, forwarding, and no link left that was not there.
+    pub fn restore_after(self, docker: Docker) {
+        let (ruleset_before, forwarding_before) = (self.ruleset.clone(), self.forwarding.clone());
+        let links_before = self.links.clone();
+        drop(docker);
+        drop(self);
+        assert_eq!(
+            ruleset(),
+            ruleset_before,
+            "the host's rules are as they were"
+        );
+        assert_eq!(read(FORWARDING), Some(forwarding_before));
+        let left: Vec<String> = host_links()
+            .into_iter()
+            .filter(|l| !links_before.contains(l))
+            .collect();
+        assert!(left.is_empty(), "links left on the host: {left:?}");
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = Command::new("nft").args(["flush", "ruleset"]).status();

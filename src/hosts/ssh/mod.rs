@@ -296,16 +296,6 @@ impl Transport for SshHost<'_> {
         Ok(out.stdout)
     }
 
-    /// None: the machines are reached one by one, not from each other.
-    async fn probe(
-        &mut self,
-        _probes: &[super::Probe],
-        _port: u16,
-        _timeout: Duration,
-    ) -> Option<Result<Vec<bool>>> {
-        None
-    }
-
     fn processes(&mut self) -> Option<&mut dyn Processes> {
         Some(self)
     }
