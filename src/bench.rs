@@ -472,6 +472,80 @@ pub async fn lab(
     Ok(())
 }
 
+/// The disk layer's cost: in each of `rounds`, a 3-node lab of `db` on the plain disk, then
+/// one with `--disk faulty`, each running the seed's workload for `length` once ready;
+/// prints each lab's operations a second and the medians.
+pub async fn disk(
+    db: &'static dyn Database,
+    length: Duration,
+    rounds: usize,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    let kinds = [perseus::spec::Disk::Plain, perseus::spec::Disk::Faulty];
+    let mut rates = vec![Vec::new(); kinds.len()];
+    for round in 0..rounds {
+        for (k, disk) in kinds.iter().enumerate() {
+            let spec = perseus::spec::Spec {
+                database: db.name().into(),
+                disk: *disk,
+                ..Default::default()
+            };
+            let name = format!("bench-disk-{}-{round}{k}", std::process::id());
+            let up = perseus::experiment::run::up(&spec, &name, None, stop, |_| {}).await?;
+            let measured = async {
+                let scratch = perseus::files::Scratch::new("bench-disk")?;
+                let w = perseus::watch::Watch::start(
+                    db,
+                    up.state.layout(),
+                    &up.state.dir(),
+                    perseus::workload::Settings::default(),
+                    &scratch.path().join("run"),
+                    None,
+                    perseus::watch::Servers::of_lab(db, &up.state.layout(), None),
+                )?;
+                // The first seconds are the clients connecting: counted from a steady start.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let (t, first) = (Instant::now(), w.usage().ops());
+                tokio::select! {
+                    _ = tokio::time::sleep(length) => {}
+                    _ = stop.cancelled() => {}
+                }
+                let rate = (w.usage().ops() - first) as f64 / t.elapsed().as_secs_f64();
+                w.stop().await?;
+                Ok::<f64, perseus::Error>(rate)
+            }
+            .await;
+            lab::destroy(&up.state)?;
+            let rate = measured?;
+            if stop.is_cancelled() {
+                return Err(perseus::Error::Interrupted);
+            }
+            println!(
+                "{} on the {} disk: {rate:.0} operations/s",
+                db.name(),
+                disk_name(*disk)
+            );
+            rates[k].push(rate);
+        }
+    }
+    for (k, disk) in kinds.iter().enumerate() {
+        rates[k].sort_by(f64::total_cmp);
+        println!(
+            "median of {rounds} on the {} disk: {:.0} operations/s",
+            disk_name(*disk),
+            rates[k][rounds / 2]
+        );
+    }
+    Ok(())
+}
+
+fn disk_name(d: perseus::spec::Disk) -> &'static str {
+    match d {
+        perseus::spec::Disk::Plain => "plain",
+        perseus::spec::Disk::Faulty => "faulty (layered)",
+    }
+}
+
 /// In a running lab, times `isolate NODE` from the command to the rules in force (nft has
 /// loaded them), and to the first dropped peer packet (a connection attempt from a peer,
 /// counted by a probe rule in the same hook); then heals. Repeats `repeat` times.

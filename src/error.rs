@@ -96,6 +96,10 @@ pub enum Error {
     #[error("fault check failed: {0}")]
     FaultNotInForce(String),
 
+    /// A node's disk layer could not be mounted, reached or told what to do.
+    #[error("disk layer: {0}")]
+    Disk(String),
+
     #[error("{0}")]
     Database(String),
 
@@ -149,7 +153,8 @@ impl Error {
             | Error::NoFreeSubnet
             | Error::Unreachable(_)
             | Error::NodesCutOff { .. }
-            | Error::Engine(_) => exit::ENVIRONMENT,
+            | Error::Engine(_)
+            | Error::Disk(_) => exit::ENVIRONMENT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Violations { .. } => exit::VIOLATIONS,
             Error::Expectations { .. } => exit::EXPECTATIONS,

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cluster;
 pub mod containers;
 pub mod db;
+pub mod disk;
 pub mod error;
 pub mod expect;
 pub mod experiment;

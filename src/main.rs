@@ -8,6 +8,16 @@ use tokio_util::sync::CancellationToken;
 
 fn main() {
     let cli = cli::parse();
+    if let Some(a) = cli.disk_layer() {
+        let code = match perseus::disk::serve(&a.backing, &a.mount, &a.socket) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                cli::say(e.to_string());
+                e.exit_code()
+            }
+        };
+        std::process::exit(code);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -476,7 +476,31 @@ pub fn check_on(scenario: &Scenario, host: &mut dyn crate::hosts::Transport) -> 
             if let Action::Start { param, .. } = action {
                 fault.place(&names, nodes.clone(), param)?;
             }
-            if let crate::fault::ActsOn::Processes(op) = fault.acts_on() {
+            if fault.acts_on() == crate::fault::ActsOn::Disk {
+                let Some(d) = host.disks() else {
+                    return Err(Error::Invalid(format!(
+                        "phase '{}': '{action}': this cluster's transport cannot reach its nodes' disks",
+                        phase.name
+                    )));
+                };
+                if let Some(why) = nodes.iter().find_map(|&i| d.refuses(i)) {
+                    return Err(Error::Invalid(format!(
+                        "phase '{}': '{action}': {why}",
+                        phase.name
+                    )));
+                }
+            }
+            let op = match fault.acts_on() {
+                crate::fault::ActsOn::Processes(op) => Some(op),
+                // A power cut kills the servers, and starts them again.
+                crate::fault::ActsOn::Disk
+                    if fault.disk_mode(&Default::default()) == Some(crate::disk::Mode::Cut) =>
+                {
+                    Some(crate::fault::ProcessOp::Kill)
+                }
+                _ => None,
+            };
+            if let Some(op) = op {
                 let Some(p) = host.processes() else {
                     return Err(Error::Invalid(format!(
                         "phase '{}': '{action}': this cluster's transport cannot stop or start its servers",

@@ -57,6 +57,38 @@ pub struct Spec {
     /// The servers' image, on a container backend; `None`: the preset's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// What the nodes' data sits on (`--disk`).
+    #[serde(default, skip_serializing_if = "Disk::is_plain")]
+    pub disk: Disk,
+}
+
+/// What a lab's nodes keep their data on (`--disk`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disk {
+    /// The machine's own file system: disk faults cannot reach it.
+    #[default]
+    Plain,
+    /// A layer Perseus serves over it, which the disk faults make sick.
+    Faulty,
+}
+
+impl Disk {
+    fn is_plain(&self) -> bool {
+        *self == Disk::Plain
+    }
+}
+
+impl std::str::FromStr for Disk {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Disk, String> {
+        match s {
+            "plain" => Ok(Disk::Plain),
+            "faulty" => Ok(Disk::Faulty),
+            _ => Err(format!("'{s}' is not one of: plain, faulty")),
+        }
+    }
 }
 
 /// Where a lab's nodes run (`--backend`).
@@ -119,6 +151,7 @@ impl Default for Spec {
             max_record_bytes: None,
             backend: Backend::Lab,
             image: None,
+            disk: Disk::Plain,
         }
     }
 }
@@ -145,6 +178,22 @@ impl Spec {
     /// What the nodes of a lab for this spec are, running `db`: a container backend
     /// needs an image, the one given or the preset's.
     pub fn hosts(&self, db: &dyn crate::db::Database) -> Result<crate::lab::Hosts> {
+        if self.disk == Disk::Faulty {
+            if self.backend != Backend::Lab {
+                return Err(Error::Invalid(
+                    "--disk faulty runs on --backend lab only, for now: a container's data directory is not served by Perseus yet".into(),
+                ));
+            }
+            if db.data_dir().is_none() {
+                return Err(Error::Invalid(format!(
+                    "--disk faulty: {} keeps its data in more than one directory, which no disk layer serves yet",
+                    db.name()
+                )));
+            }
+            if let Some(e) = crate::lab::disks::refuses() {
+                return Err(e);
+            }
+        }
         let engine = match self.backend {
             Backend::Lab => {
                 if self.image.is_some() {
@@ -273,6 +322,7 @@ pub struct Flags {
     pub seed: Option<u64>,
     pub backend: Option<Backend>,
     pub image: Option<String>,
+    pub disk: Option<Disk>,
 }
 
 impl Flags {
@@ -334,6 +384,9 @@ impl Flags {
         if self.image.is_some() {
             spec.image = self.image.clone();
         }
+        if let Some(d) = self.disk {
+            spec.disk = d;
+        }
         Ok(())
     }
 }
@@ -341,6 +394,27 @@ impl Flags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A disk layer serves one data directory of a namespace lab's nodes: a container
+    /// backend, or a preset with two (TiDB's PD and TiKV), is refused.
+    #[test]
+    fn a_faulty_disk_needs_a_namespace_lab_and_one_data_directory() {
+        let spec = |database: &str, backend| Spec {
+            database: database.into(),
+            backend,
+            image: (backend != Backend::Lab).then(|| "x".into()),
+            disk: Disk::Faulty,
+            ..Spec::default()
+        };
+        let tidb = crate::db::find("tidb").unwrap();
+        let e = spec("tidb", Backend::Lab).hosts(tidb).unwrap_err();
+        assert!(e.to_string().contains("more than one directory"), "{e}");
+        let etcd = crate::db::find("etcd").unwrap();
+        let e = spec("etcd", Backend::Docker).hosts(etcd).unwrap_err();
+        assert!(e.to_string().contains("--backend lab"), "{e}");
+        assert_eq!("faulty".parse(), Ok(Disk::Faulty));
+        assert!("broken".parse::<Disk>().is_err());
+    }
 
     /// A container backend takes the image given, else the preset's; a preset without one
     /// needs `--image`, and `--image` needs a container backend.

@@ -78,6 +78,18 @@ pub enum Invocation {
 }
 
 impl Invocation {
+    /// The disk layer to serve, if that is what was asked: it runs with no async runtime
+    /// and takes its signals itself.
+    pub fn disk_layer(&self) -> Option<&DiskLayerArgs> {
+        match self {
+            Invocation::Command(c) => match c.as_ref() {
+                Command::DiskLayer(a) => Some(a),
+                _ => None,
+            },
+            Invocation::Fault { .. } => None,
+        }
+    }
+
     pub fn stops_at_once(&self) -> bool {
         match self {
             Invocation::Command(c) => c.stops_at_once(),
@@ -234,6 +246,23 @@ pub enum Command {
         #[arg(value_enum)]
         document: SchemaDoc,
     },
+    /// Serve one node's disk layer (started by a lab made with --disk faulty; not for use
+    /// by hand)
+    #[command(hide = true)]
+    DiskLayer(DiskLayerArgs),
+}
+
+#[derive(Args)]
+pub struct DiskLayerArgs {
+    /// The real directory that holds the node's data
+    #[arg(long)]
+    pub backing: PathBuf,
+    /// Where the layer shows it: the node's data directory
+    #[arg(long)]
+    pub mount: PathBuf,
+    /// The layer's control socket
+    #[arg(long)]
+    pub socket: PathBuf,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -343,6 +372,19 @@ pub enum BenchCommand {
         #[command(flatten)]
         hosts: HostsArgs,
     },
+    /// The disk layer's cost (--disk faulty): operations a second of the seed's workload on
+    /// a lab whose nodes' data sits on the layer, against the same lab on the plain disk,
+    /// alternating in each round
+    Disk {
+        /// The database to measure (perseus list shows them)
+        database: String,
+        /// How long the workload runs on each lab
+        #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+        length: std::time::Duration,
+        /// How many rounds of plain then layered
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        rounds: usize,
+    },
     /// Client overhead: Perseus's client loop against one local redis-server, side by side
     /// with `redis-benchmark -c 1 -P 1` (needs redis-server and redis-tools)
     Client {
@@ -448,6 +490,8 @@ pub struct MatrixArgs {
     #[command(flatten)]
     pub hosts: HostsArgs,
     #[command(flatten)]
+    pub disk: DiskArg,
+    #[command(flatten)]
     pub workload: WorkloadArgs,
     /// The matrix's directory: a directory per row (DATABASE-SCENARIO/1 … N), table.md,
     /// table.html [default: runs/matrix-YYYYmmdd-HHMMSS]
@@ -550,6 +594,16 @@ pub struct HostsArgs {
 }
 
 #[derive(Args)]
+pub struct DiskArg {
+    /// What each node's data directory sits on: plain (this machine's file system), or
+    /// faulty (a layer Perseus serves over it, which disk-stall, disk-slow, disk-error,
+    /// disk-full and lose-unsynced make sick; writes are held in memory until synced, as
+    /// a kernel's page cache holds them) [default: plain]
+    #[arg(long, value_name = "plain|faulty")]
+    pub disk: Option<perseus::spec::Disk>,
+}
+
+#[derive(Args)]
 pub struct LabArg {
     /// The lab to act on
     #[arg(long, env = "PERSEUS_LAB", default_value = lab::DEFAULT_LAB)]
@@ -593,6 +647,8 @@ pub struct RunArgs {
     pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub hosts: HostsArgs,
+    #[command(flatten)]
+    pub disk: DiskArg,
     #[command(flatten)]
     pub compose: ComposeArgs,
     /// Start the faults without waiting for the database to warm up (TiDB: regions fully
@@ -720,6 +776,8 @@ pub struct UpArgs {
     pub bin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub hosts: HostsArgs,
+    #[command(flatten)]
+    pub disk: DiskArg,
     /// Change a server setting from the preset's, NAME=VALUE (repeatable): the ones that
     /// govern failover and catch-up, e.g. election-timeout=500 for etcd,
     /// innodb_flush_log_at_trx_commit=2 for Galera; perseus list settings shows them all

@@ -77,6 +77,7 @@ fn flags(a: &RunArgs) -> Flags {
         }),
         backend: a.hosts.backend,
         image: a.hosts.image.clone(),
+        disk: a.disk.disk,
     }
 }
 
@@ -290,6 +291,7 @@ pub(super) async fn matrix(a: MatrixArgs, stop: CancellationToken) -> Result<()>
         write: a.workload.write,
         backend: a.hosts.backend,
         image: a.hosts.image.clone(),
+        disk: a.disk.disk,
         ..Flags::default()
     };
     let planned = perseus::experiment::matrix::plan(&described, &flags, say)?;

@@ -17,6 +17,7 @@ pub(super) async fn up(a: UpArgs, stop: CancellationToken) -> Result<()> {
         ready_timeout: a.ready_timeout,
         backend: a.hosts.backend.unwrap_or_default(),
         image: a.hosts.image.clone(),
+        disk: a.disk.disk.unwrap_or_default(),
         ..Spec::default()
     };
     let up = perseus::experiment::run::up(&spec, &a.lab.lab, subnet, &stop, say).await?;
@@ -130,7 +131,7 @@ pub(super) async fn remote_heal(file: &std::path::Path) -> Result<()> {
             .map(|t| format!("removed table {}", t.name))
             .collect();
         for f in healed.iter().filter(|f| f.nodes.contains(&i)) {
-            if f.fault().acts_on() != perseus::fault::ActsOn::Rules {
+            if matches!(f.fault().acts_on(), perseus::fault::ActsOn::Processes(_)) {
                 undone.push(format!("{} its server", f.kind.ended));
             }
         }

@@ -173,6 +173,8 @@ pub async fn dispatch(invocation: Invocation, stop: CancellationToken) -> Result
             json(&schema);
             Ok(())
         }
+        // Served by `main` before any runtime starts.
+        Command::DiskLayer(a) => Ok(perseus::disk::serve(&a.backing, &a.mount, &a.socket)?),
     }
 }
 
@@ -194,6 +196,11 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
                 keep,
             })?,
         },
+        BenchCommand::Disk {
+            database,
+            length,
+            rounds,
+        } => bench::disk(db::find(&database)?, length, rounds.max(1), &stop).await?,
         BenchCommand::Lab {
             database,
             nodes,

@@ -295,6 +295,16 @@ pub fn lab_status(
             c.socket
         );
     }
+    if let Some(d) = state.nodes.iter().find_map(|n| n.disk.as_ref()) {
+        outln!(
+            "  disks: each node's {} is a layer Perseus serves (--disk faulty), over {}",
+            d.mount
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            d.backing.parent().unwrap_or(&d.backing).display()
+        );
+    }
     outln!(
         "  {:<5}{:<15}{:<28}{:<24}faults",
         "node",

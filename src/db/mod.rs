@@ -239,6 +239,11 @@ pub trait Database: Send + Sync {
     fn image(&self) -> Option<&'static str> {
         None
     }
+    /// The directory, inside each node's own, where its servers keep their data: what a
+    /// disk layer serves (`--disk faulty`). `None`: more than one, which no layer serves.
+    fn data_dir(&self) -> Option<&'static str> {
+        Some("data")
+    }
     /// One line for `perseus list`.
     fn about(&self) -> &'static str;
     /// Binaries it needs, each with the Debian package that provides it.

@@ -274,6 +274,11 @@ impl Database for Patroni {
         "patroni"
     }
 
+    /// PostgreSQL's directory (data, its socket and Patroni's configuration).
+    fn data_dir(&self) -> Option<&'static str> {
+        Some("pg")
+    }
+
     fn about(&self) -> &'static str {
         "PostgreSQL 15 + Patroni 3 (etcd in the lab); clients connect with target_session_attrs=read-write"
     }

@@ -142,6 +142,11 @@ impl Database for Tidb {
         "tidb"
     }
 
+    /// PD's and TiKV's: two directories.
+    fn data_dir(&self) -> Option<&'static str> {
+        None
+    }
+
     fn about(&self) -> &'static str {
         "TiDB (PD + TiKV + TiDB per node), the seed's database; binaries from --bin-dir or TiUP"
     }

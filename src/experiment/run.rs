@@ -212,6 +212,19 @@ fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static d
     if LabState::load(lab_name).is_ok() {
         return Err(Error::LabExists(lab_name.to_string()));
     }
+    if spec.disk != crate::spec::Disk::Faulty {
+        let scenario = spec.scenario();
+        let on_disk = scenario.phases.iter().flat_map(|p| &p.faults).find(|a| {
+            matches!(a, crate::fault::Action::Start { fault, .. }
+                if fault.acts_on() == crate::fault::ActsOn::Disk)
+        });
+        if let Some(action) = on_disk {
+            return Err(Error::Invalid(format!(
+                "scenario {}: '{action}' needs the nodes' data on a disk layer: add --disk faulty",
+                scenario.name
+            )));
+        }
+    }
     // The engine and the image too, before the results directory is made.
     if let lab::Hosts::Containers { engine, image } = spec.hosts(db)? {
         lab::containers::check(engine, &image, lab_name)?;
@@ -236,7 +249,14 @@ fn create(
         &spec.set,
         &spec.hosts(db)?,
     )?;
-    Ok((state, LabGuard(lab_name.to_string())))
+    let guard = LabGuard(lab_name.to_string());
+    let mut state = state;
+    if spec.disk == crate::spec::Disk::Faulty {
+        // Checked by `Spec::hosts`: a preset with one data directory.
+        let data = db.data_dir().unwrap_or("data");
+        lab::disks::mount(&mut state, data)?;
+    }
+    Ok((state, guard))
 }
 
 /// A lab `perseus up` made and left running.

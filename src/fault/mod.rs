@@ -7,9 +7,14 @@
 //! what is [`InForce`], which is all it takes to undo it. What is in force can also be read
 //! back from the nodes themselves ([`in_force`]), so `perseus heal` works from any terminal.
 
+pub mod disk_error;
+pub mod disk_full;
+pub mod disk_slow;
+pub mod disk_stall;
 pub mod grudge;
 pub mod isolate;
 pub mod kill;
+pub mod lose_unsynced;
 pub mod loss;
 pub mod nft;
 pub mod one_way;
@@ -22,6 +27,7 @@ pub mod throttle;
 pub mod verdict;
 
 use crate::db::Database;
+use crate::disk::Mode;
 use crate::error::{Error, Result};
 pub use crate::hosts::ProcessOp;
 use crate::hosts::{self, Change, Probe, Transport};
@@ -158,6 +164,15 @@ pub trait Fault: Send + Sync {
     fn probes(&self, _node: usize, _n: usize) -> Vec<Probe> {
         Vec::new()
     }
+    /// The mode it puts its nodes' disks in, for a fault on disks ([`ActsOn::Disk`]).
+    fn disk_mode(&self, _param: &Param) -> Option<Mode> {
+        None
+    }
+    /// Its parameter, if a disk in `mode` is in its hands: how it is read back from the
+    /// disks.
+    fn disk_param(&self, _mode: Mode) -> Option<Param> {
+        None
+    }
 }
 
 /// What a fault acts on on a node.
@@ -167,6 +182,11 @@ pub enum ActsOn {
     Rules,
     /// The node's server processes: signalled, stopped and started.
     Processes(ProcessOp),
+    /// The node's disk ([`hosts::Disks`]): its mode set ([`Fault::disk_mode`]). A power
+    /// cut ([`Mode::Cut`]) also kills the servers and drops what was unsynced. Undoing any
+    /// of them starts again the servers of its nodes that are not running (killed by the
+    /// cut, or exited on a failed write).
+    Disk,
 }
 
 /// What a network fault's rules are written against: every node's name and address, in
@@ -225,6 +245,11 @@ pub static FAULTS: &[&dyn Fault] = &[
     &throttle::Throttle,
     &kill::Kill,
     &pause::Pause,
+    &disk_stall::DiskStall,
+    &disk_slow::DiskSlow,
+    &disk_error::DiskError,
+    &disk_full::DiskFull,
+    &lose_unsynced::LoseUnsynced,
 ];
 
 /// The fault called `name`.
@@ -500,10 +525,12 @@ pub async fn start(
         target: text,
         nodes,
     };
-    let clash = in_force(host)
-        .await?
-        .into_iter()
-        .find(|o| o.kind == f.kind && o.nodes.iter().any(|n| f.nodes.contains(n)));
+    let clash = in_force(host).await?.into_iter().find(|o| {
+        // A disk has one mode at a time.
+        let same = o.kind == f.kind
+            || (o.fault().acts_on() == ActsOn::Disk && fault.acts_on() == ActsOn::Disk);
+        same && o.nodes.iter().any(|n| f.nodes.contains(n))
+    });
     if let Some(old) = clash {
         return Err(Error::Invalid(format!(
             "{} {} is in force already: undo it first (perseus heal)",
@@ -523,6 +550,19 @@ pub async fn start(
     }
     mark(host, kind.started, &f.target)?;
     Ok(f)
+}
+
+/// The transport's ability to make disks sick, which `fault` needs.
+fn disks_for<'h>(
+    host: &'h mut dyn Transport,
+    fault: &dyn Fault,
+) -> Result<&'h mut dyn hosts::Disks> {
+    host.disks().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: this transport cannot reach the nodes' disks",
+            fault.kind().name
+        ))
+    })
 }
 
 /// The transport's ability to stop and start servers, which `fault` needs.
@@ -546,8 +586,26 @@ async fn put_in_force(
     param: &Param,
     port: u16,
 ) -> Result<()> {
-    if let ActsOn::Processes(op) = fault.acts_on() {
-        return processes_for(host, fault)?.stop(&f.nodes, op).await;
+    match fault.acts_on() {
+        ActsOn::Processes(op) => return processes_for(host, fault)?.stop(&f.nodes, op).await,
+        ActsOn::Disk => {
+            let mode = fault.disk_mode(param).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: no disk mode in '{}'",
+                    f.kind.name,
+                    param.text()
+                ))
+            })?;
+            if mode == Mode::Cut {
+                // Killed first: nothing written after the cut reaches the disk.
+                processes_for(host, fault)?
+                    .stop(&f.nodes, ProcessOp::Kill)
+                    .await?;
+                disks_for(host, fault)?.drop_unsynced(&f.nodes).await?;
+            }
+            return disks_for(host, fault)?.set(&f.nodes, mode).await;
+        }
+        ActsOn::Rules => {}
     }
     let layout = host.layout();
     for &node in &f.nodes {
@@ -603,8 +661,26 @@ async fn put_in_force(
 /// Undoes whatever of `f` is in force on its nodes.
 async fn take_away(f: &InForce, host: &mut dyn Transport) -> Result<()> {
     let fault = f.fault();
-    if let ActsOn::Processes(op) = fault.acts_on() {
-        return processes_for(host, fault)?.resume(&f.nodes, op).await;
+    match fault.acts_on() {
+        ActsOn::Processes(op) => return processes_for(host, fault)?.resume(&f.nodes, op).await,
+        ActsOn::Disk => {
+            disks_for(host, fault)?.set(&f.nodes, Mode::Healthy).await?;
+            // The disk is well again: a server it stopped (cut power, or a server that
+            // exited on a failed write) starts again, as a supervisor would start it.
+            let stopped: Vec<usize> = processes_for(host, fault)?
+                .held(ProcessOp::Kill)
+                .await?
+                .into_iter()
+                .filter(|i| f.nodes.contains(i))
+                .collect();
+            if !stopped.is_empty() {
+                processes_for(host, fault)?
+                    .resume(&stopped, ProcessOp::Kill)
+                    .await?;
+            }
+            return Ok(());
+        }
+        ActsOn::Rules => {}
     }
     for &node in &f.nodes {
         let out = host.read(node, hosts::LIST_RULESET).await?;
@@ -710,6 +786,28 @@ pub async fn in_force(host: &mut dyn Transport) -> Result<Vec<InForce>> {
             }
         }
     }
+    // One per node, as for processes below. A node whose power is cut is that fault's,
+    // not a kill's.
+    let mut cut = Vec::new();
+    if let Some(d) = host.disks() {
+        for (i, mode) in d.modes().await?.into_iter().enumerate() {
+            let Some((fault, param)) = FAULTS
+                .iter()
+                .find_map(|f| f.disk_param(mode).map(|p| (*f, p)))
+            else {
+                continue;
+            };
+            if mode == Mode::Cut {
+                cut.push(i);
+            }
+            let (nodes, target) = fault.place(&names, vec![i], &param)?;
+            found.push(InForce {
+                kind: fault.kind(),
+                target,
+                nodes,
+            });
+        }
+    }
     // One per node: a process state cannot tell `kill n2` + `kill n3` from `kill all`, and
     // the per-node commands are the common case (their end markers must pair with them).
     if let Some(p) = host.processes() {
@@ -718,6 +816,9 @@ pub async fn in_force(host: &mut dyn Transport) -> Result<Vec<InForce>> {
                 continue;
             };
             for node in p.held(op).await? {
+                if op == ProcessOp::Kill && cut.contains(&node) {
+                    continue;
+                }
                 found.push(InForce {
                     kind: fault.kind(),
                     target: names[node].clone(),
@@ -869,7 +970,7 @@ mod tests {
             assert_eq!(kind_of_table(&table(fault.kind())), Some(fault.kind()));
             let put = fault.put(&topology, &f, &param, nodes[0], &t);
             match fault.acts_on() {
-                ActsOn::Processes(_) => assert!(put.is_none(), "{fault:?}"),
+                ActsOn::Processes(_) | ActsOn::Disk => assert!(put.is_none(), "{fault:?}"),
                 ActsOn::Rules => {
                     let (script, rules) = put.expect("a network fault has a change").unwrap();
                     assert!(

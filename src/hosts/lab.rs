@@ -6,8 +6,9 @@
 //! lines. Changes from several terminals take turns under the lab's lock. Nothing outlives the lab: tearing it down removes the
 //! namespaces and all that is in them.
 
-use super::{Change, Guard, ProcessOp, Processes, Transport};
+use super::{Change, Disks, Guard, ProcessOp, Processes, Transport};
 use crate::db::Database;
+use crate::disk::Mode;
 use crate::error::{Error, Result};
 use crate::lab::{self, process, LabState, Layout};
 use nix::sys::signal::{kill, Signal};
@@ -129,6 +130,35 @@ impl Transport for LabHost {
 
     fn processes(&mut self) -> Option<&mut dyn Processes> {
         Some(self)
+    }
+
+    fn disks(&mut self) -> Option<&mut dyn Disks> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Disks for LabHost {
+    /// A node without a layer: the lab was made without `--disk faulty`.
+    fn refuses(&self, node: usize) -> Option<String> {
+        lab::disks::layer(&self.state, node)
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    async fn modes(&mut self) -> Result<Vec<Mode>> {
+        let state = self.state.clone();
+        blocking(move || lab::disks::modes(&state)).await
+    }
+
+    async fn set(&mut self, nodes: &[usize], mode: Mode) -> Result<()> {
+        let (state, nodes) = (self.state.clone(), nodes.to_vec());
+        blocking(move || lab::disks::set(&state, &nodes, mode)).await
+    }
+
+    async fn drop_unsynced(&mut self, nodes: &[usize]) -> Result<u64> {
+        let (state, nodes) = (self.state.clone(), nodes.to_vec());
+        blocking(move || Ok(lab::disks::drop_unsynced(&state, &nodes)?.iter().sum())).await
     }
 }
 

@@ -9,7 +9,8 @@
 //! namespace and undoes it ([`Transport::put`], [`Transport::undo`]), reads what is in force
 //! there ([`Transport::read`]), and, where it can, checks who connects to whom
 //! ([`Transport::probe`]). Stopping and starting the node's server is an optional ability
-//! ([`Processes`]), as Jepsen's `Kill` and `Pause` protocols are.
+//! ([`Processes`]), as Jepsen's `Kill` and `Pause` protocols are, and so is making the
+//! node's disk sick ([`Disks`]).
 
 pub mod compose;
 pub mod lab;
@@ -85,6 +86,26 @@ pub trait Transport {
     }
     /// Its ability to stop and start the nodes' servers, if it has one.
     fn processes(&mut self) -> Option<&mut dyn Processes>;
+    /// Its ability to make the nodes' disks sick, if it has one (by default, none).
+    fn disks(&mut self) -> Option<&mut dyn Disks> {
+        None
+    }
+}
+
+/// Making the nodes' disks sick: each node's data directory sits on a layer whose
+/// behaviour can be set ([`crate::disk::Mode`]).
+#[async_trait::async_trait(?Send)]
+pub trait Disks {
+    /// Why the disk of `node` cannot be made sick, if it cannot; asked before a scenario
+    /// starts.
+    fn refuses(&self, node: usize) -> Option<String>;
+    /// Every node's disk mode now (healthy for a node without a layer).
+    async fn modes(&mut self) -> Result<Vec<crate::disk::Mode>>;
+    /// Sets the disk mode of `nodes`.
+    async fn set(&mut self, nodes: &[usize], mode: crate::disk::Mode) -> Result<()>;
+    /// Forgets what the disks of `nodes` hold written but unsynced, as a power cut does;
+    /// returns how many bytes in all.
+    async fn drop_unsynced(&mut self, nodes: &[usize]) -> Result<u64>;
 }
 
 /// What a fault on processes does to a node's server, until it is undone.

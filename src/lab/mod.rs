@@ -7,6 +7,7 @@
 //! lab even after perseus itself was killed.
 
 pub mod containers;
+pub mod disks;
 pub mod events;
 pub mod layout;
 pub mod net;
@@ -61,6 +62,9 @@ pub struct NodeState {
     pub veth: String,
     pub dir: PathBuf,
     pub processes: Vec<ProcessState>,
+    /// The layer its data directory sits on, in a lab made with `--disk faulty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<disks::DiskLayer>,
 }
 
 /// Everything `down` needs to remove a lab, and everything a client needs to reach it.
@@ -383,6 +387,7 @@ pub fn create(
                 veth: format!("n{}", i + 1),
                 dir: dir.join(format!("n{}", i + 1)),
                 processes: Vec::new(),
+                disk: None,
             })
             .collect(),
         created_unix_ms: crate::clock::unix_ms(),
@@ -502,6 +507,8 @@ fn destroy_locked(state: &LabState) -> Result<()> {
     }
     pids.sort_unstable();
     pids.dedup();
+    // A server waiting on a stalled disk cannot be stopped until the disk lets it go.
+    disks::release(state);
     // Short grace: the data goes with the lab, and a leader whose peers are already gone
     // would otherwise spend seconds trying to hand its leadership over.
     process::stop_all(&pids, Duration::from_millis(500));
@@ -511,6 +518,8 @@ fn destroy_locked(state: &LabState) -> Result<()> {
             first_error.get_or_insert(e);
         }
     };
+    // The layers go once nothing above them runs, and before the directory they sit in.
+    note(disks::unmount(state));
     // Links on the host go before the namespaces: a deleted namespace takes its links with
     // it only some time later, and the host's names must be free for the next lab at once.
     if state.switch.is_none() {

@@ -575,3 +575,45 @@ fn a_container_run_without_its_engine_or_image_is_refused_before_anything_is_mad
     assert!(!out.exists(), "no results directory");
     assert!(!lab_dir("it-bad-engine").exists());
 }
+
+/// A disk fault without `--disk faulty`, `--disk faulty` on a container backend, and a
+/// disk of no kind Perseus knows: each refused in one line, before a results directory or
+/// lab is made.
+#[test]
+fn disk_faults_without_a_disk_layer_are_refused_before_anything_is_made() {
+    let out = out_dir("bad-disk");
+    let scenario = out.with_extension("toml");
+    std::fs::write(
+        &scenario,
+        "description = \"x\"\n[[phase]]\nname = \"a\"\nduration = \"2s\"\nfaults = [\"disk-full n2\"]\n",
+    )
+    .unwrap();
+    let _removed = Removed(vec![scenario.clone()]);
+    let run_with = |args: &[&str]| {
+        split(
+            perseus()
+                .args(args)
+                .args(["--lab", "it-bad-disk", "--out", out.to_str().unwrap()])
+                .output()
+                .unwrap(),
+        )
+    };
+    let (code, _, stderr) = run_with(&["run", "etcd", "--scenario", scenario.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    let e = one_line_error(&stderr);
+    assert!(
+        e.contains("'disk-full n2'") && e.contains("--disk faulty"),
+        "{e}"
+    );
+    let (code, _, stderr) = run_with(&["run", "etcd", "--disk", "faulty", "--backend", "docker"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        one_line_error(&stderr).contains("--backend lab"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_with(&["run", "etcd", "--disk", "broken"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("plain, faulty"), "{stderr}");
+    assert!(!out.exists(), "no results directory");
+    assert!(!lab_dir("it-bad-disk").exists());
+}

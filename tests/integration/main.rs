@@ -8,6 +8,8 @@ mod support;
 mod bad_input;
 mod containers;
 mod crash;
+mod disk_faults;
+mod disk_layer;
 mod docker_beside;
 mod etcd_faults;
 mod etcd_lab;

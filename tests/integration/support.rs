@@ -95,8 +95,8 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
-/// Everything of lab `lab` still on the machine: namespaces, links, processes, state, and
-/// perseus nftables tables on the host. Empty when the lab is fully gone.
+/// Everything of lab `lab` still on the machine: namespaces, links, processes, mounts,
+/// state, and perseus nftables tables on the host. Empty when the lab is fully gone.
 pub fn leftovers(lab: &str, links: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     for e in std::fs::read_dir("/run/netns")
@@ -116,8 +116,17 @@ pub fn leftovers(lab: &str, links: &[String]) -> Vec<String> {
     for p in processes_mentioning(&format!("labs/{lab}/")) {
         left.push(format!("process {p}"));
     }
-    if lab_dir(lab).exists() {
-        left.push(format!("state {}", lab_dir(lab).display()));
+    let dir = lab_dir(lab);
+    for m in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(&dir))
+    {
+        left.push(format!("mount {m}"));
+    }
+    if dir.exists() {
+        left.push(format!("state {}", dir.display()));
     }
     let host = Command::new("nft")
         .args(["list", "tables"])
@@ -529,10 +538,12 @@ pub fn every_fault_effects(r: &RunResult, killed_refuses: bool) {
         "paused n2 hangs, others serve",
         &|x| x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0,
     );
+    // Half the seconds at least: on a loaded machine a timed-out request and the next
+    // one's start can straddle a second (2 errors in 3 seconds, seen in CI).
     times_out(
         &r.rows_between(row("paused") + 3, row("resuming")),
         1,
-        0.7,
+        0.5,
         "paused n2",
     );
     check(
