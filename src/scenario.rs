@@ -83,6 +83,11 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "rolling-isolation",
         include_str!("../scenarios/rolling-isolation.toml"),
     ),
+    (
+        "disk-stall-leader",
+        include_str!("../scenarios/disk-stall-leader.toml"),
+    ),
+    ("power-cut", include_str!("../scenarios/power-cut.toml")),
 ];
 
 /// How often a scenario's phases play, back to back.

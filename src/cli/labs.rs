@@ -279,7 +279,7 @@ pub(super) async fn fault(lab: &LabArg, text: &str) -> Result<()> {
         (_, undone) => {
             for f in undone {
                 outln!(
-                    "{} {} in {ms} ms: no rule or stopped process of that fault is left",
+                    "{} {} in {ms} ms: no rule, stopped process or sick disk of that fault is left",
                     f.kind.ended,
                     f.target
                 );

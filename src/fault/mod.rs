@@ -601,7 +601,20 @@ async fn put_in_force(
                 processes_for(host, fault)?
                     .stop(&f.nodes, ProcessOp::Kill)
                     .await?;
-                disks_for(host, fault)?.drop_unsynced(&f.nodes).await?;
+                let dropped = disks_for(host, fault)?.drop_unsynced(&f.nodes).await?;
+                // What the cut lost goes into the record beside its markers.
+                let names = names_of(host);
+                let lost: Vec<String> = f
+                    .nodes
+                    .iter()
+                    .zip(&dropped)
+                    .map(|(&i, b)| format!("{} {b}", names[i]))
+                    .collect();
+                mark(
+                    host,
+                    events::MARK,
+                    &format!("unsynced bytes dropped: {}", lost.join(", ")),
+                )?;
             }
             return disks_for(host, fault)?.set(&f.nodes, mode).await;
         }

@@ -156,9 +156,9 @@ impl Disks for LabHost {
         blocking(move || lab::disks::set(&state, &nodes, mode)).await
     }
 
-    async fn drop_unsynced(&mut self, nodes: &[usize]) -> Result<u64> {
+    async fn drop_unsynced(&mut self, nodes: &[usize]) -> Result<Vec<u64>> {
         let (state, nodes) = (self.state.clone(), nodes.to_vec());
-        blocking(move || Ok(lab::disks::drop_unsynced(&state, &nodes)?.iter().sum())).await
+        blocking(move || lab::disks::drop_unsynced(&state, &nodes)).await
     }
 }
 

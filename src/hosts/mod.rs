@@ -104,8 +104,8 @@ pub trait Disks {
     /// Sets the disk mode of `nodes`.
     async fn set(&mut self, nodes: &[usize], mode: crate::disk::Mode) -> Result<()>;
     /// Forgets what the disks of `nodes` hold written but unsynced, as a power cut does;
-    /// returns how many bytes in all.
-    async fn drop_unsynced(&mut self, nodes: &[usize]) -> Result<u64>;
+    /// returns how many bytes each dropped.
+    async fn drop_unsynced(&mut self, nodes: &[usize]) -> Result<Vec<u64>>;
 }
 
 /// What a fault on processes does to a node's server, until it is undone.

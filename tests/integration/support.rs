@@ -645,6 +645,17 @@ pub fn every_fault_effects(r: &RunResult, killed_refuses: bool) {
             "isolate-all"
         ]
     );
+    assert_no_anomaly(r);
+    assert_eq!(r.write_mode(), "cas");
+    let attempts = r.attempts();
+    assert!(
+        attempts.acknowledged.iter().all(|n| *n > 10) && attempts.all_revised,
+        "{attempts:?}"
+    );
+}
+
+/// Asserts a run's record shows no anomaly of any kind and no acknowledged write lost.
+pub fn assert_no_anomaly(r: &RunResult) {
     let c = &r.summary["correctness"];
     assert_eq!(
         c["by_kind"],
@@ -652,12 +663,6 @@ pub fn every_fault_effects(r: &RunResult, killed_refuses: bool) {
         "{c}"
     );
     assert_eq!(r.summary["lost_acknowledged_writes"], 0, "{c}");
-    assert_eq!(r.write_mode(), "cas");
-    let attempts = r.attempts();
-    assert!(
-        attempts.acknowledged.iter().all(|n| *n > 10) && attempts.all_revised,
-        "{attempts:?}"
-    );
 }
 
 /// Starts `perseus ARGS` (standard output piped, standard error to `err_path`) and waits,
