@@ -8,6 +8,7 @@ pub mod gryadka;
 pub mod http;
 pub mod knob;
 pub mod mysql;
+pub mod nats;
 pub mod npm;
 pub mod patroni;
 pub mod redis_sentinel;
@@ -32,6 +33,7 @@ pub static REGISTRY: &[&dyn Database] = &[
     &redis_sentinel::RedisSentinel,
     &zookeeper::Zookeeper,
     &gryadka::Gryadka,
+    &nats::Nats,
     &tidb::Tidb,
 ];
 

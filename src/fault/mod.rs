@@ -440,8 +440,11 @@ impl Rng {
     }
 }
 
+/// How long `leader` and `follower` wait for the database to name a leader.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The nodes a target names now among the nodes of `layout` (`leader` and `follower` as
-/// the database reports them).
+/// the database reports them, once it names a leader, within [`LEADER_WAIT`]).
 pub async fn resolve_in(
     target: &Target,
     layout: &crate::lab::Layout,
@@ -449,17 +452,28 @@ pub async fn resolve_in(
     rng: &mut Rng,
 ) -> Result<Vec<usize>> {
     let n = layout.nodes.len();
+    // A leader is waited for a while: a fault just healed may have cost an election.
     let leader = || async {
-        let found = match db.leadership() {
-            Some(l) => l.leader(layout).await,
-            None => None,
-        };
-        found.ok_or_else(|| {
-            Error::Database(format!(
-                "{} reports no leader right now, so '{target}' names no node",
+        let Some(l) = db.leadership() else {
+            return Err(Error::Database(format!(
+                "{} has no leader, so '{target}' names no node",
                 db.name()
-            ))
-        })
+            )));
+        };
+        let deadline = std::time::Instant::now() + LEADER_WAIT;
+        loop {
+            if let Some(found) = l.leader(layout).await {
+                return Ok(found);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Database(format!(
+                    "{} reported no leader for {} s, so '{target}' names no node",
+                    db.name(),
+                    LEADER_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     };
     Ok(match target {
         Target::Node(name) => vec![layout

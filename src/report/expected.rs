@@ -61,8 +61,9 @@ pub fn role(a: &Analysis) -> Role {
     }
 }
 
-/// What the node fault `w` hit was just before it started, from the last leader mark
-/// before it (see [`role`]).
+/// What the nodes fault `w` hit were just before it started, from the last leader mark
+/// before it (see [`role`]): the leader alone, followers only, or unknown (no mark, or the
+/// leader among others).
 pub fn role_at(a: &Analysis, w: &crate::analysis::FaultWindow) -> Role {
     let mark = a.marks.iter().rev().find_map(|(t, m)| {
         let who = m.strip_prefix(marks::LEADER)?.strip_prefix(' ')?;
@@ -70,8 +71,9 @@ pub fn role_at(a: &Analysis, w: &crate::analysis::FaultWindow) -> Role {
     });
     match mark.and_then(|who| a.header.nodes.iter().position(|n| n == who)) {
         Some(i) if w.affected == 1 << i => Role::Leader,
-        Some(_) => Role::Follower,
-        None => Role::Unknown,
+        // Followers only; a fault on the leader and others is neither.
+        Some(i) if w.affected & (1 << i) == 0 => Role::Follower,
+        _ => Role::Unknown,
     }
 }
 
@@ -173,6 +175,11 @@ mod tests {
 
         a.marks.push((start, marks::leader(Some("n2"))));
         assert_eq!(role(&a), Role::Leader);
+        let mut several = a.clone();
+        several.window.as_mut().unwrap().affected = 0b111;
+        assert_eq!(role(&several), Role::Unknown, "the leader among others");
+        several.window.as_mut().unwrap().affected = 0b101;
+        assert_eq!(role(&several), Role::Follower, "followers only");
         let e = of(&a, &figures);
         let d = e
             .iter()

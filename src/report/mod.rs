@@ -81,11 +81,18 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// The data lost, in one line: `lost acknowledged writes: 179,789 (n1's key 152,158 · n2's
-/// 13,166 · n3's 14,465): 179,789 rolled back`, or `lost acknowledged writes: none`.
+/// 13,166 · n3's 14,465): 179,789 rolled back`, or `lost acknowledged writes: none`; with
+/// no final read, a loss found by none is not called none.
 pub fn loss_line(a: &Analysis) -> String {
     let c = &a.correctness;
     if c.lost_acknowledged_writes == 0 {
-        return "lost acknowledged writes: none".into();
+        return if c.final_reads == 0 && c.reads_checked > 0 {
+            "lost acknowledged writes: none found, but no final read succeeded: writes \
+             acknowledged after a key's last successful read are unchecked"
+                .into()
+        } else {
+            "lost acknowledged writes: none".into()
+        };
     }
     let by_key: Vec<String> = a
         .header
@@ -648,6 +655,12 @@ mod tests {
         assert_eq!(summary(&a)["lost_acknowledged_writes"], json!(0));
         assert!(correctness_lines(&a).starts_with("lost acknowledged writes: none"));
         assert!(!terminal_summary(&a).contains("DATA LOSS"));
+        let mut unread = a.clone();
+        (
+            unread.correctness.final_reads,
+            unread.correctness.reads_checked,
+        ) = (0, 5);
+        assert!(loss_line(&unread).contains("no final read succeeded"));
 
         a.correctness.lost_acknowledged_writes = 179_789;
         a.correctness.lost_by_key = vec![152_158, 13_166, 14_465];

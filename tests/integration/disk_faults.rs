@@ -200,3 +200,133 @@ fn a_killed_run_with_a_stalled_disk_leaves_nothing_after_down() {
     let left = leftovers(&lab, &links);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `tests/fixtures/disk-faults-nats.toml` on NATS JetStream 2.9 with `--write cas`, each
+/// fault on a follower of the bucket's stream (the leader and the other follower keep a
+/// quorum). A client's requests go through its own server to the stream's leader, so:
+/// - a stalled follower: its client completes nothing (its server hangs in the disk), the
+///   others serve; after the heal all serve, once a leader is elected again where the
+///   follower deposed it;
+/// - a follower whose writes and syncs take 100 ms longer: the others serve every second,
+///   its own client completes at most half as much as before;
+/// - a follower whose writes fail, then one whose disk is full: the others serve, and the
+///   server logs the disk's errors and disables JetStream until it restarts; its client,
+///   served by the leader through it, may not notice;
+/// - a follower's power cut: its client completes nothing while the others serve; it
+///   serves again after the heal;
+/// - and no acknowledged write is lost, nor any other anomaly: the leader and the other
+///   follower held every write.
+#[test]
+fn every_disk_fault_on_a_nats_follower_leaves_the_others_serving() {
+    require_lab("nats-server", "nats-server");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/disk-faults-nats.toml"
+    );
+    let r = run_scenario_expecting(
+        "nats",
+        "disknats",
+        &["--scenario", scenario, "--write", "cas", "--disk", "faulty"],
+        &[0],
+    );
+    let t = &r.table;
+    let row = |verb: &str| marker_row(t, verb);
+    let check = |from: u64, to: u64, what: &str, ok: &dyn Fn(&[u32]) -> bool| {
+        let rows = r.rows_between(from, to);
+        assert!(rows.len() >= 2, "{what}: only {} rows", rows.len());
+        for x in rows {
+            assert!(ok(&x.ok), "{what}: {}", x.render());
+        }
+    };
+    let others = |n: usize| move |ok: &[u32]| (0..3).all(|i| i == n || ok[i] > 0);
+    let all = |ok: &[u32]| ok.iter().all(|n| *n > 0);
+
+    let stalled = node_of(t, "stalled-disk");
+    check(
+        row("stalled-disk") + 2,
+        row("unstalling-disk"),
+        "a stalled follower's client completes nothing, the others serve",
+        &|ok| ok[stalled] == 0 && others(stalled)(ok),
+    );
+    // Back from its stall, the follower may depose the leader (2.9's Raft has no pre-vote):
+    // all serve again once one is elected.
+    check(
+        row("slowing-disk") - 2,
+        row("slowing-disk"),
+        "all serve after the stall",
+        &all,
+    );
+    let slow = node_of(t, "slowed-disk");
+    check(
+        row("slowed-disk") + 1,
+        row("unslowing-disk"),
+        "a slow follower's peers serve",
+        &others(slow),
+    );
+    let rate = |from: u64, to: u64| {
+        let rows = r.rows_between(from, to);
+        rows.iter().map(|x| x.ok[slow] as f64).sum::<f64>() / rows.len().max(1) as f64
+    };
+    let (before, during) = (
+        rate(row("slowing-disk") - 3, row("slowing-disk")),
+        rate(row("slowed-disk") + 1, row("unslowing-disk")),
+    );
+    assert!(
+        during <= 0.5 * before,
+        "the slow follower's client: {during:.0}/s against {before:.0}/s before"
+    );
+    let failed = node_of(t, "failed-disk");
+    check(
+        row("failed-disk") + 1,
+        row("mending-disk"),
+        "a failing follower's peers serve",
+        &others(failed),
+    );
+    let full = node_of(t, "filled-disk");
+    check(
+        row("filled-disk") + 1,
+        row("emptying-disk"),
+        "a full follower's peers serve",
+        &others(full),
+    );
+    let log = |n: usize| {
+        std::fs::read_to_string(
+            r.out
+                .join("logs")
+                .join(format!("n{}-nats-server.log", n + 1)),
+        )
+        .unwrap_or_default()
+    };
+    assert!(
+        log(failed).contains("input/output error"),
+        "n{}'s server met the failing disk: {}",
+        failed + 1,
+        log(failed)
+    );
+    // A write that fails disables JetStream on that server until it restarts (2.9 logs
+    // "JetStream out of resources, will be DISABLED"): a full disk on the node whose disk
+    // failed before meets no write.
+    assert!(
+        log(failed).contains("will be DISABLED"),
+        "n{}'s server disables JetStream: {}",
+        failed + 1,
+        log(failed)
+    );
+    assert!(
+        log(full).contains("no space left on device") || full == failed,
+        "n{}'s server met the full disk: {}",
+        full + 1,
+        log(full)
+    );
+    let cut = node_of(t, "cut-power");
+    check(
+        row("cut-power") + 2,
+        row("restoring-power"),
+        "a follower without power completes nothing, the others serve",
+        &|ok| ok[cut] == 0 && others(cut)(ok),
+    );
+    let last = r.last_second();
+    check(last - 4, last + 1, "all serve at the end", &all);
+    assert_no_anomaly(&r);
+    let _ = std::fs::remove_dir_all(&r.out);
+}

@@ -1,0 +1,1 @@
+nats-server -c /var/lib/perseus/labs/run-26612/n1/nats.conf
