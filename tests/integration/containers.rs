@@ -333,13 +333,17 @@ impl Drop for Project {
     }
 }
 
-/// A compose project Perseus did not start plays `tests/fixtures/every-fault.toml` with
-/// the lab's assertions, its node n1 made of two containers (`--group n1=etcd1,side1`):
-/// while n1 is cut off, both containers hold the rules and neither reaches a peer, while
-/// the client still reaches n1. Afterwards no rule of Perseus's is left in any container,
-/// and the project is as it was: nothing removed, every container running.
+/// A compose project Perseus did not start plays `tests/fixtures/compose-faults.toml`, its
+/// node n1 made of two containers (`--group n1=etcd1,side1`). The faults whose path differs
+/// from a container lab's: pause and kill go through the engine to the project's own
+/// containers (with the lab's assertions), and while n1 is cut off both its containers hold
+/// the rules and neither reaches a peer, while the client still reaches n1 (n1 completes
+/// nothing, n2 and n3 serve). The other faults take the same path as in a container lab,
+/// where `every_fault_has_its_effect_on_etcd_in_containers` plays them all. Afterwards no
+/// rule of Perseus's is left in any container, and the project is as it was: nothing
+/// removed, every container running.
 #[test]
-fn a_compose_project_takes_every_fault_with_a_node_of_two_containers() {
+fn a_compose_project_takes_the_engines_faults_and_cuts_off_a_node_of_two_containers() {
     require_lab("etcd", "etcd-server");
     let c = Containers::start(&[(ETCD_IMAGE, &["etcd", "sleep", "--user", "etcd"])]);
     let project = Project::up();
@@ -347,7 +351,7 @@ fn a_compose_project_takes_every_fault_with_a_node_of_two_containers() {
     let err_path = out.with_extension("stderr");
     let scenario = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/every-fault.toml"
+        "/tests/fixtures/compose-faults.toml"
     );
     let file = project.file();
     let mut run = perseus()
@@ -372,7 +376,7 @@ fn a_compose_project_takes_every_fault_with_a_node_of_two_containers() {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
-    // While n1 is isolated (an 8 s phase, 80 s in).
+    // While n1 is isolated (an 8 s phase, 31 s in).
     let log = out.join("client.log");
     let t = Instant::now();
     while !std::fs::read_to_string(&log)
@@ -412,7 +416,34 @@ fn a_compose_project_takes_every_fault_with_a_node_of_two_containers() {
         std::fs::read_to_string(&err_path).unwrap_or_default()
     );
     let r = RunResult::load(out, stdout);
-    every_fault_effects(&r, false);
+    pause_effects(&r);
+    kill_effects(&r, false);
+    let row = |verb: &str| marker_row(&r.table, verb);
+    let all = |x: &perseus::record::table::Row| x.ok.iter().all(|n| *n > 0);
+    check_rows(
+        &r,
+        row("restarted") + 4,
+        row("isolating"),
+        "restarted n2 serves again",
+        &all,
+    );
+    check_rows(
+        &r,
+        row("isolated") + 4,
+        row("rejoining"),
+        "isolated n1 completes nothing, n2 and n3 serve",
+        &|x| x.ok[0] == 0 && x.ok[1] > 0 && x.ok[2] > 0,
+    );
+    let last = r.last_second();
+    check_rows(&r, last - 2, last + 1, "all serve at the end", &all);
+    let kinds: Vec<&str> = r.summary["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["pause", "kill", "isolate"]);
+    assert_no_anomaly(&r);
     for service in ["etcd1", "side1", "etcd2", "etcd3"] {
         assert!(
             !project.tables(service).contains("perseus"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// How many kill points one run of the suite tries (each run draws new ones: the seed is
 /// the time, printed with the outcomes).
-const POINTS: u64 = 12;
+const POINTS: u64 = 6;
 
 #[test]
 fn a_run_killed_at_any_moment_is_removed_by_down_and_its_record_reports() {

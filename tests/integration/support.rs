@@ -526,43 +526,11 @@ pub fn every_fault_effects(r: &RunResult, killed_refuses: bool) {
     use perseus::record::table::Row;
     let t = &r.table;
     let row = |verb: &str| marker_row(t, verb);
-    let check = |from: u64, to: u64, what: &str, ok: &dyn Fn(&Row) -> bool| {
-        let rows = r.rows_between(from, to);
-        assert!(rows.len() >= 2, "{what}: only {} rows", rows.len());
-        for x in rows {
-            assert!(ok(x), "{what}: {}", x.render());
-        }
+    let check = |from, to, what: &str, ok: &dyn Fn(&perseus::record::table::Row) -> bool| {
+        check_rows(r, from, to, what, ok)
     };
-    // The others serve once they have a leader: at once if n2 followed; if it led, after
-    // an election, seen to take over 5 s (etcd's followers ignore a candidate while they
-    // still count on the leader they heard last).
-    let resuming = row("resuming");
-    let settled = r
-        .rows_between(row("paused") + 1, resuming)
-        .into_iter()
-        .find(|x| x.ok[0] > 0 && x.ok[2] > 0)
-        .map_or(resuming, |x| x.second);
-    assert!(
-        settled + 3 <= resuming,
-        "n1 and n3 serve again from second {settled}, n2 resumes at {resuming}"
-    );
-    check(settled, resuming, "paused n2 hangs, others serve", &|x| {
-        x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0
-    });
-    // Half the seconds at least: on a loaded machine a timed-out request and the next
-    // one's start can straddle a second (2 errors in 3 seconds, seen in CI).
-    times_out(
-        &r.rows_between(row("paused") + 3, row("resuming")),
-        1,
-        0.5,
-        "paused n2",
-    );
-    check(
-        row("killed") + 2,
-        row("restarting"),
-        "killed n2 fails, others serve",
-        &|x| x.ok[1] == 0 && (!killed_refuses || x.err[1] >= 3) && x.ok[0] > 0 && x.ok[2] > 0,
-    );
+    pause_effects(r);
+    kill_effects(r, killed_refuses);
     check(
         row("restarted") + 4,
         row("cutting-outbound"),
@@ -662,6 +630,73 @@ pub fn every_fault_effects(r: &RunResult, killed_refuses: bool) {
     assert!(
         attempts.acknowledged.iter().all(|n| *n > 10) && attempts.all_revised,
         "{attempts:?}"
+    );
+}
+
+/// Asserts that rows `from..to` of a run are at least 2 and each passes `ok`.
+pub fn check_rows(
+    r: &RunResult,
+    from: u64,
+    to: u64,
+    what: &str,
+    ok: &dyn Fn(&perseus::record::table::Row) -> bool,
+) {
+    let rows = r.rows_between(from, to);
+    assert!(rows.len() >= 2, "{what}: only {} rows", rows.len());
+    for x in rows {
+        assert!(ok(x), "{what}: {}", x.render());
+    }
+}
+
+/// `pause n2` for 10 s, then `heal`: from the first second in which n1 and n3 serve (at
+/// once if n2 followed, after an election if it led), at least 3 s before the resume, n2
+/// completes nothing while they serve, and n2's client times out in at least half of the
+/// paused seconds.
+pub fn pause_effects(r: &RunResult) {
+    let t = &r.table;
+    let row = |verb: &str| marker_row(t, verb);
+    let check = |from, to, what: &str, ok: &dyn Fn(&perseus::record::table::Row) -> bool| {
+        check_rows(r, from, to, what, ok)
+    };
+    // The others serve once they have a leader: at once if n2 followed; if it led, after
+    // an election, seen to take over 5 s (etcd's followers ignore a candidate while they
+    // still count on the leader they heard last).
+    let resuming = row("resuming");
+    let settled = r
+        .rows_between(row("paused") + 1, resuming)
+        .into_iter()
+        .find(|x| x.ok[0] > 0 && x.ok[2] > 0)
+        .map_or(resuming, |x| x.second);
+    assert!(
+        settled + 3 <= resuming,
+        "n1 and n3 serve again from second {settled}, n2 resumes at {resuming}"
+    );
+    check(settled, resuming, "paused n2 hangs, others serve", &|x| {
+        x.ok[1] == 0 && x.ok[0] > 0 && x.ok[2] > 0
+    });
+    // Half the seconds at least: on a loaded machine a timed-out request and the next
+    // one's start can straddle a second (2 errors in 3 seconds, seen in CI).
+    times_out(
+        &r.rows_between(row("paused") + 3, row("resuming")),
+        1,
+        0.5,
+        "paused n2",
+    );
+}
+
+/// `kill n2`, then `restart n2`: n2 fails while n1 and n3 serve (refused at once where
+/// `killed_refuses`, see [`every_fault_effects`]).
+pub fn kill_effects(r: &RunResult, killed_refuses: bool) {
+    let t = &r.table;
+    let row = |verb: &str| marker_row(t, verb);
+    let check = |from, to, what: &str, ok: &dyn Fn(&perseus::record::table::Row) -> bool| {
+        check_rows(r, from, to, what, ok)
+    };
+    check(
+        row("killed") + 2,
+        row("restarting"),
+        "killed n2 fails, others serve",
+        &|x| x.ok[1] == 0 && (!killed_refuses || x.err[1] >= 3) && x.ok[0] > 0 && x.ok[2] > 0,
     );
 }
 
