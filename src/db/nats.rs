@@ -126,12 +126,11 @@ struct NatsClient {
     direct: bool,
 }
 
-/// A publish's outcome: its stream sequence, or an error that says whether it may have
-/// been stored.
+/// A publish handed to the connection, or a definite failure: one the client could not
+/// even queue cannot have been stored.
 fn published(
     r: std::result::Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>,
 ) -> std::result::Result<jetstream::context::PublishAckFuture, ClientError> {
-    // Not sent at all: nothing can have been stored.
     r.map_err(|e| ClientError::definite(format!("publish: {e}")))
 }
 
