@@ -303,9 +303,8 @@ fn every_disk_fault_on_a_nats_follower_leaves_the_others_serving() {
     // error and disables JetStream until it restarts (its client, served by the leader
     // through it, goes on), or it hangs in the disk without a word (its client stops).
     let stopped = |n: usize, from: &str, to: &str| {
-        r.rows_between(row(from) + 2, row(to))
-            .iter()
-            .all(|x| x.ok[n] == 0)
+        let rows = r.rows_between(row(from) + 2, row(to));
+        rows.len() >= 2 && rows.iter().all(|x| x.ok[n] == 0)
     };
     assert!(
         (log(failed).contains("input/output error") && log(failed).contains("will be DISABLED"))
