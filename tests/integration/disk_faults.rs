@@ -51,11 +51,7 @@ fn every_disk_fault_has_its_effect_on_etcd() {
     let t = &r.table;
     let row = |verb: &str| marker_row(t, verb);
     let check = |from: u64, to: u64, what: &str, ok: &dyn Fn(&[u32]) -> bool| {
-        let rows = r.rows_between(from, to);
-        assert!(rows.len() >= 2, "{what}: only {} rows", rows.len());
-        for x in rows {
-            assert!(ok(&x.ok), "{what}: {}", x.render());
-        }
+        check_rows(&r, from, to, what, &|x| ok(&x.ok))
     };
     let others_only = |n: usize| move |ok: &[u32]| (0..3).all(|i| (ok[i] > 0) == (i != n));
     check(
@@ -233,11 +229,7 @@ fn every_disk_fault_on_a_nats_follower_leaves_the_others_serving() {
     let t = &r.table;
     let row = |verb: &str| marker_row(t, verb);
     let check = |from: u64, to: u64, what: &str, ok: &dyn Fn(&[u32]) -> bool| {
-        let rows = r.rows_between(from, to);
-        assert!(rows.len() >= 2, "{what}: only {} rows", rows.len());
-        for x in rows {
-            assert!(ok(&x.ok), "{what}: {}", x.render());
-        }
+        check_rows(&r, from, to, what, &|x| ok(&x.ok))
     };
     let others = |n: usize| move |ok: &[u32]| (0..3).all(|i| i == n || ok[i] > 0);
     let all = |ok: &[u32]| ok.iter().all(|n| *n > 0);
