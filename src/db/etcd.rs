@@ -383,6 +383,71 @@ impl Failover for Etcd {
             source: "https://etcd.io/docs/v3.4/tuning/",
         })
     }
+
+    fn rejoin(
+        &self,
+        s: &Settings,
+        role: Role,
+        isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<Expected> {
+        let heartbeat = failover::ms(s, "heartbeat-interval", 1)?;
+        let election = failover::ms(s, "election-timeout", 1)?;
+        let pre_vote = s.get("pre-vote")? == "true";
+        if role == Role::Unknown {
+            return None;
+        }
+        // How long the returning node itself then takes to serve is its catch-up: it applies
+        // every entry it missed before it answers a linearizable read, which no setting
+        // bounds, so recovery time has no range.
+        let catch_up = "the returning node then answers its client once it has applied the \
+                        entries it missed, which no setting bounds (it grows with the writes it \
+                        missed), so recovery time has no range";
+        let (low, high, why) = if pre_vote || isolated <= election {
+            (
+                Duration::ZERO,
+                Duration::ZERO,
+                format!(
+                    "{}, so it follows the leader at its next heartbeat and nobody stops; {catch_up}",
+                    if pre_vote {
+                        "with pre-vote the cut-off node never raised its term (its pre-votes failed)"
+                    } else {
+                        "cut off for less than an election timeout, the node never campaigned"
+                    }
+                ),
+            )
+        } else {
+            // The leader steps down at the returning node's answer to its next heartbeat
+            // (a higher term); a node with the whole log wins one randomised election
+            // timeout later, or two when the returning node's own campaign, which cannot
+            // win with its stale log, resets the others' timers first.
+            (
+                election.saturating_sub(heartbeat),
+                heartbeat + 4 * election + client_timeout,
+                format!(
+                    "without pre-vote the cut-off node kept campaigning and returns with a \
+                     higher term: the leader steps down at its next heartbeat \
+                     (heartbeat-interval {}), and nobody is served until a node with the whole \
+                     log wins, one to two randomised election timeouts later (election-timeout \
+                     {}), or two rounds when the returning node's hopeless campaign resets the \
+                     others' timers; a request in flight waits out the client's timeout ({}); \
+                     {catch_up}",
+                    failover::show(heartbeat),
+                    failover::show(election),
+                    failover::show(client_timeout)
+                ),
+            )
+        };
+        Some(Expected {
+            bounds: vec![Bound {
+                figure: failover::DOWNTIME_ON_RECOVERY,
+                low,
+                high,
+                why,
+            }],
+            source: "https://etcd.io/docs/v3.4/op-guide/configuration/ (--pre-vote, default false in 3.4); Raft thesis §9.6, https://web.stanford.edu/~ouster/cgi-bin/papers/OngaroPhD.pdf (a rejoining server disrupts the cluster unless it pre-votes)",
+        })
+    }
 }
 
 #[cfg(test)]

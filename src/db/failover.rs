@@ -1,7 +1,8 @@
-//! What a database's own timeouts imply for the isolation of one node: the settings that
-//! govern its failover, as Perseus starts it, and a small model per database that turns
-//! them into an expected range for the isolation figures. The report puts each measured
-//! figure next to its range and flags it when it falls outside.
+//! What a database's own timeouts imply for the isolation of one node and for its return:
+//! the settings that govern its failover and catch-up, as Perseus starts it, and a small
+//! model per database that turns them into expected ranges for the isolation figures and
+//! the recovery figures. The report puts each measured figure next to its range and flags
+//! it when it falls outside.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +14,9 @@ pub type Settings = BTreeMap<String, String>;
 /// The isolation figures a model bounds (keys of `analysis::METRICS`).
 pub const DOWNTIME: &str = "downtime_on_isolation";
 pub const DISTURBANCE: &str = "disturbance_time";
+/// The recovery figures a model bounds (keys of `analysis::METRICS`).
+pub const DOWNTIME_ON_RECOVERY: &str = "downtime_on_recovery";
+pub const RECOVERY: &str = "recovery_time";
 
 /// What the isolated node was when it was cut off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,18 @@ pub trait Failover: Send + Sync {
     /// nothing to say (a setting missing, a role it needs but does not know).
     fn expect(&self, settings: &Settings, role: Role, client_timeout: Duration)
         -> Option<Expected>;
+
+    /// The expected ranges of the recovery figures ([`DOWNTIME_ON_RECOVERY`], [`RECOVERY`])
+    /// when that node, cut off for `isolated`, rejoins, from the same inputs; a figure the
+    /// documentation gives no bound for is left out (and its reason said in another's
+    /// `why`); `None` where the model has nothing to say.
+    fn rejoin(
+        &self,
+        settings: &Settings,
+        role: Role,
+        isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<Expected>;
 }
 
 /// A setting in milliseconds: a whole number of units of `unit_ms` milliseconds, or an
@@ -88,6 +104,29 @@ pub fn both(low: Duration, high: Duration, why: String) -> Vec<Bound> {
 /// Nothing stops: the connected nodes keep a leader and a majority.
 pub fn unaffected(why: &str) -> Vec<Bound> {
     both(Duration::ZERO, Duration::ZERO, why.to_string())
+}
+
+/// The recovery figures: no node stops after the rejoin, from `downtime` (`low`, `high`),
+/// and every node serves steadily again within `recovery` (`low`, `high`).
+pub fn after(
+    downtime: (Duration, Duration),
+    recovery: (Duration, Duration),
+    why: String,
+) -> Vec<Bound> {
+    vec![
+        Bound {
+            figure: DOWNTIME_ON_RECOVERY,
+            low: downtime.0,
+            high: downtime.1,
+            why: why.clone(),
+        },
+        Bound {
+            figure: RECOVERY,
+            low: recovery.0,
+            high: recovery.1,
+            why,
+        },
+    ]
 }
 
 /// A duration as the report writes it in a model's reason: `1000 ms`, `10 s`.
@@ -148,10 +187,32 @@ mod tests {
                 "{}: a record without settings gets no range",
                 db.name()
             );
+            // The other side: each model bounds the downtime on recovery, and the recovery
+            // time where its documentation allows, for a node cut off for 30 s.
+            let isolated = Duration::from_secs(30);
+            for role in [Role::Leader, Role::Follower] {
+                let e = f
+                    .rejoin(&settings, role, isolated, timeout)
+                    .unwrap_or_else(|| panic!("{} {role:?}: no recovery model", db.name()));
+                assert!(e.source.starts_with("https://"), "{}", db.name());
+                let figures: Vec<&str> = e.bounds.iter().map(|b| b.figure).collect();
+                assert_eq!(figures[0], DOWNTIME_ON_RECOVERY, "{}", db.name());
+                assert!(figures[1..].iter().all(|f| *f == RECOVERY), "{figures:?}");
+                for b in &e.bounds {
+                    assert!(b.low <= b.high, "{} {role:?} {b:?}", db.name());
+                    assert!(!b.why.is_empty());
+                }
+            }
+            assert_eq!(
+                f.rejoin(&Settings::new(), Role::Leader, isolated, timeout),
+                None,
+                "{}: a record without settings gets no recovery range",
+                db.name()
+            );
         }
         assert!(
-            models >= 5,
-            "etcd, Galera, Patroni, Redis Sentinel, ZooKeeper"
+            models >= 7,
+            "etcd, Galera, Gryadka, NATS, Patroni, Redis Sentinel, ZooKeeper"
         );
     }
 
@@ -194,9 +255,107 @@ mod tests {
         assert_eq!(range("redis-sentinel", Role::Unknown, DISTURBANCE), (0, 0));
     }
 
+    /// The recovery side, worked out by hand from each database's defaults (a 30 s
+    /// isolation, a 1 s client timeout) and from the settings that change it.
+    #[test]
+    fn the_recovery_models_give_the_documented_ranges() {
+        let range = |name: &str, set: &[(&str, &str)], role: Role, secs: u64, figure: &str| {
+            let db = crate::db::find(name).unwrap();
+            let mut settings =
+                crate::db::knob::effective(&crate::lab::Layout::for_tests(None), db.knobs());
+            for (k, v) in set {
+                settings.insert(k.to_string(), v.to_string());
+            }
+            let e = db.failover().unwrap().rejoin(
+                &settings,
+                role,
+                Duration::from_secs(secs),
+                Duration::from_secs(1),
+            )?;
+            let b = e.bounds.iter().find(|b| b.figure == figure)?;
+            Some((b.low.as_millis() as u64, b.high.as_millis() as u64))
+        };
+        let ms = |a: u64, b: u64| Some((a, b));
+        // etcd 3.4 without pre-vote: the returning node's term deposes the leader, one or
+        // two elections of 1 s after a 100 ms heartbeat, plus a timeout; with it, nothing.
+        for role in [Role::Leader, Role::Follower] {
+            assert_eq!(
+                range("etcd", &[], role, 30, DOWNTIME_ON_RECOVERY),
+                ms(900, 5100)
+            );
+            let pv = [("pre-vote", "true")];
+            assert_eq!(range("etcd", &pv, role, 30, DOWNTIME_ON_RECOVERY), ms(0, 0));
+            assert_eq!(range("etcd", &[], role, 30, RECOVERY), None, "catch-up");
+        }
+        assert_eq!(
+            range("etcd", &[], Role::Follower, 1, DOWNTIME_ON_RECOVERY),
+            ms(0, 0),
+            "cut off shorter than an election: it never campaigned"
+        );
+        // ZooKeeper: nobody stops; the returning server's next round of votes comes at
+        // most 30 s later (the wait doubles up to 60 s), then it syncs within initLimit
+        // 10 × tickTime 2 s.
+        assert_eq!(
+            range("zookeeper", &[], Role::Follower, 30, DOWNTIME_ON_RECOVERY),
+            ms(0, 0)
+        );
+        assert_eq!(
+            range("zookeeper", &[], Role::Leader, 30, RECOVERY),
+            ms(0, 51_000)
+        );
+        assert_eq!(
+            range("zookeeper", &[], Role::Leader, 300, RECOVERY),
+            ms(0, 81_000)
+        );
+        // Galera: a view change, joins resent every 1 s, installed within 7.5 s; IST has
+        // no bound.
+        assert_eq!(
+            range("galera", &[], Role::Unknown, 30, DOWNTIME_ON_RECOVERY),
+            ms(0, 9500)
+        );
+        assert_eq!(range("galera", &[], Role::Unknown, 30, RECOVERY), None);
+        // Patroni: replaced after ttl 30 s + loop_wait 10 s, the old primary returns as a
+        // replica; before that it may take its key back on its next round.
+        assert_eq!(range("patroni", &[], Role::Leader, 60, RECOVERY), ms(0, 0));
+        assert_eq!(
+            range("patroni", &[], Role::Leader, 30, DOWNTIME_ON_RECOVERY),
+            ms(0, 11_000)
+        );
+        assert_eq!(
+            range("patroni", &[], Role::Follower, 30, RECOVERY),
+            ms(0, 0)
+        );
+        // Redis Sentinel: nobody stops either way.
+        assert_eq!(
+            range("redis-sentinel", &[], Role::Leader, 30, RECOVERY),
+            ms(0, 0)
+        );
+        // NATS: no pre-vote, so one election of up to 9 s + 0.8 s campaign + 1 s heartbeat
+        // + a timeout, and a route's reconnection of 1 s before it.
+        assert_eq!(
+            range("nats", &[], Role::Follower, 30, DOWNTIME_ON_RECOVERY),
+            ms(0, 11_800)
+        );
+        assert_eq!(
+            range("nats", &[], Role::Leader, 30, RECOVERY),
+            ms(0, 12_800)
+        );
+        // Gryadka: TCP's retransmission that follows the rejoin, within the isolation's
+        // length plus 200 ms, and two timeouts.
+        assert_eq!(
+            range("gryadka", &[], Role::Unknown, 30, RECOVERY),
+            ms(0, 32_200)
+        );
+        assert_eq!(
+            range("gryadka", &[], Role::Unknown, 20, DOWNTIME_ON_RECOVERY),
+            ms(0, 0)
+        );
+    }
+
     #[test]
     fn the_bounded_figures_are_metrics() {
         let keys: Vec<&str> = crate::analysis::METRICS.iter().map(|m| m.key).collect();
         assert!(keys.contains(&DOWNTIME) && keys.contains(&DISTURBANCE));
+        assert!(keys.contains(&DOWNTIME_ON_RECOVERY) && keys.contains(&RECOVERY));
     }
 }

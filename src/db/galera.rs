@@ -3,7 +3,7 @@
 //! each receiving a full copy (rsync state transfer) from a synced node. `mariadbd` runs as
 //! user `mysql` (the rsync transfer fails as root), bound to the node's lab address.
 
-use super::failover::{self, Expected, Failover, Role, Settings};
+use super::failover::{self, Bound, Expected, Failover, Role, Settings};
 use super::knob::{self, Kind, Knob};
 use super::mysql;
 use super::{Client, ClientError, CutOff, Database, Health, StagedStart};
@@ -17,6 +17,9 @@ use std::time::Duration;
 pub const PORT: u16 = 3306;
 const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
 const USER: &str = "mysql";
+/// `evs.install_timeout`'s documented default: how long the members wait for a new view
+/// to be installed.
+const INSTALL_TIMEOUT: Duration = Duration::from_millis(7500);
 /// The workload's account, made on the bootstrap node by `init.sql`, with the lab's own
 /// password (this one only where a lab has none: labs made by an older Perseus).
 const CREDENTIALS: (&str, &str) = ("perseus", "perseus");
@@ -367,6 +370,37 @@ impl Failover for Galera {
                     failover::show(client_timeout)
                 ),
             ),
+            source: "https://galeracluster.com/library/documentation/galera-parameters.html",
+        })
+    }
+
+    fn rejoin(
+        &self,
+        s: &Settings,
+        _role: Role,
+        _isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<Expected> {
+        let retrans = failover::ms(s, "evs.join_retrans_period", 1)?;
+        let flush = s.get("innodb_flush_log_at_trx_commit")?;
+        Some(Expected {
+            bounds: vec![Bound {
+                figure: failover::DOWNTIME_ON_RECOVERY,
+                low: Duration::ZERO,
+                high: retrans + INSTALL_TIMEOUT + client_timeout,
+                why: format!(
+                    "the returning node joins by a new view, during which every node stalls: \
+                     joins are resent every evs.join_retrans_period {} and a view is installed \
+                     within evs.install_timeout {} (its documented default); a request in \
+                     flight waits out the client's timeout ({}). It then answers 1047 until it \
+                     has applied the writesets it missed (IST), which no setting bounds: it \
+                     depends on how many it missed and how fast it applies them \
+                     (innodb_flush_log_at_trx_commit {flush}), so recovery time has no range",
+                    failover::show(retrans),
+                    failover::show(INSTALL_TIMEOUT),
+                    failover::show(client_timeout)
+                ),
+            }],
             source: "https://galeracluster.com/library/documentation/galera-parameters.html",
         })
     }

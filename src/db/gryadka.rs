@@ -11,6 +11,7 @@
 //! append-only file synced on every write (`appendfsync always`), as a Paxos acceptor's
 //! promises must survive a restart.
 
+use super::failover::{self, Expected, Failover, Role, Settings};
 use super::knob::{self, Kind, Knob};
 use super::npm::Package;
 use super::resp::{self, Conn, Reply, RespError};
@@ -43,6 +44,10 @@ pub const KNOBS: &[Knob] = &[Knob {
     about: "when an acceptor's append-only file reaches the disk (always: a promise survives a crash of its node)",
 }];
 const PROBE: Duration = Duration::from_millis(800);
+/// Linux's least retransmission timeout (`TCP_RTO_MIN`, tcp(7)); the timeout doubles at
+/// every retransmission.
+const RTO_MIN: Duration = Duration::from_millis(200);
+const MODEL_SOURCE: &str = "https://github.com/gryadka/js (every read and write needs a majority of acceptors); https://man7.org/linux/man-pages/man7/tcp.7.html (retransmission timeout, doubling); docs/findings/gryadka-recovery-tcp-backoff.md";
 
 pub struct Gryadka;
 
@@ -222,6 +227,10 @@ impl Database for Gryadka {
         KNOBS
     }
 
+    fn failover(&self) -> Option<&dyn Failover> {
+        Some(self)
+    }
+
     fn prepare(&self, layout: &Layout) -> Result<()> {
         for (i, n) in layout.nodes.iter().enumerate() {
             let data = n.dir.join("data");
@@ -297,6 +306,54 @@ impl Database for Gryadka {
             .await
             .map_err(ClientError::definite)?;
         Ok(Box::new(GryadkaClient(c)))
+    }
+}
+
+/// Gryadka has no leader and no timeouts of its own: a proposer needs two acceptors of three,
+/// so the cut-off node's client stops and nobody else does. Its return waits for TCP: the
+/// request its proposer sent while cut off sits in the kernel's send queue (node_redis has no
+/// command timeout), retransmitted at intervals that double from 200 ms, and only the first
+/// retransmission after the rejoin gets it through.
+impl Failover for Gryadka {
+    fn expect(&self, s: &Settings, _role: Role, _client_timeout: Duration) -> Option<Expected> {
+        s.get(KNOBS[0].name)?;
+        Some(Expected {
+            bounds: failover::unaffected(
+                "no leader: the connected proposers still reach two acceptors of three, so \
+                 nothing stops",
+            ),
+            source: MODEL_SOURCE,
+        })
+    }
+
+    fn rejoin(
+        &self,
+        s: &Settings,
+        _role: Role,
+        isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<Expected> {
+        s.get(KNOBS[0].name)?;
+        // The retransmission interval running at the rejoin is at most as long as the time
+        // since the first send (the cut) plus the first interval.
+        let wait = isolated + RTO_MIN;
+        Some(Expected {
+            bounds: failover::after(
+                (Duration::ZERO, Duration::ZERO),
+                (Duration::ZERO, wait + 2 * client_timeout),
+                format!(
+                    "nobody else stops; the returning node's proposer is stuck on the request \
+                     it sent when cut off, which TCP retransmits at intervals doubling from \
+                     200 ms, so it gets through at the first retransmission after the rejoin, \
+                     at most {} later for a {} isolation, and the next requests are served \
+                     within two of the client's timeouts ({})",
+                    failover::show(wait),
+                    failover::show(isolated),
+                    failover::show(client_timeout)
+                ),
+            ),
+            source: MODEL_SOURCE,
+        })
     }
 }
 

@@ -53,6 +53,9 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const MIN_ELECTION: Duration = Duration::from_secs(4);
 const MAX_ELECTION: Duration = Duration::from_secs(9);
 const MAX_CAMPAIGN: Duration = Duration::from_millis(800);
+/// How often a server tries to reconnect a route it lost (`DEFAULT_ROUTE_RECONNECT`,
+/// `server/const.go`).
+const ROUTE_RECONNECT: Duration = Duration::from_secs(1);
 const RAFT_SOURCE: &str = "https://github.com/nats-io/nats-server/blob/v2.9.10/server/raft.go (minElectionTimeoutDefault 4 s, maxElectionTimeoutDefault 9 s, hbIntervalDefault 1 s, lostQuorumIntervalDefault 10 s)";
 
 pub struct Nats;
@@ -473,6 +476,43 @@ impl Failover for Nats {
         };
         Some(Expected {
             bounds,
+            source: RAFT_SOURCE,
+        })
+    }
+
+    fn rejoin(
+        &self,
+        s: &Settings,
+        role: Role,
+        _isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<Expected> {
+        s.get(KNOBS[0].name)?;
+        if role == Role::Unknown {
+            return None;
+        }
+        // 2.9.10's Raft has no pre-vote: the returning node campaigned while cut off, and a
+        // leader that hears its vote request with a higher term steps down
+        // (`processVoteRequest`); the node with the whole log then wins one election later.
+        let election = MAX_ELECTION + MAX_CAMPAIGN + HEARTBEAT + client_timeout;
+        Some(Expected {
+            bounds: failover::after(
+                (Duration::ZERO, election),
+                (Duration::ZERO, ROUTE_RECONNECT + election),
+                format!(
+                    "its route comes back within {} and it catches up; with no pre-vote in \
+                     2.9.10's Raft, its vote requests carry the higher term it reached while \
+                     campaigning cut off, which can depose the stream's leader: then nobody is \
+                     served until a new leader is elected, within a {}–{} election timeout \
+                     and up to {} of campaign; a request in flight waits out the client's \
+                     timeout ({})",
+                    failover::show(ROUTE_RECONNECT),
+                    failover::show(MIN_ELECTION),
+                    failover::show(MAX_ELECTION),
+                    failover::show(MAX_CAMPAIGN),
+                    failover::show(client_timeout)
+                ),
+            ),
             source: RAFT_SOURCE,
         })
     }

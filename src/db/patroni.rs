@@ -547,6 +547,57 @@ impl Failover for Patroni {
             source: "https://patroni.readthedocs.io/en/latest/dynamic_configuration.html",
         })
     }
+
+    fn rejoin(
+        &self,
+        s: &Settings,
+        role: Role,
+        isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<Expected> {
+        let ttl = failover::ms(s, "ttl", 1000)?;
+        let loop_wait = failover::ms(s, "loop_wait", 1000)?;
+        let none = (Duration::ZERO, Duration::ZERO);
+        let (downtime, why) = match role {
+            Role::Follower => (
+                none,
+                "the replica resumes streaming from the primary, which every client writes to: \
+                 nothing stops"
+                    .to_string(),
+            ),
+            // Cut off past ttl + loop_wait, a replica has surely taken the leader key.
+            Role::Leader if isolated > ttl + loop_wait => (
+                none,
+                format!(
+                    "cut off longer than ttl {} + loop_wait {}, it was replaced: every client \
+                     already writes to the promoted replica, and the old primary comes back \
+                     as its replica (rewound) without stopping anyone",
+                    failover::show(ttl),
+                    failover::show(loop_wait)
+                ),
+            ),
+            Role::Leader => {
+                let back = loop_wait + client_timeout;
+                (
+                    (Duration::ZERO, back),
+                    format!(
+                        "cut off for less than ttl {} + loop_wait {}, it may not have been \
+                         replaced; then the demoted primary takes its leader key again on its \
+                         next round (every loop_wait) and promotes itself, and a request in \
+                         flight waits out the client's timeout ({})",
+                        failover::show(ttl),
+                        failover::show(loop_wait),
+                        failover::show(client_timeout)
+                    ),
+                )
+            }
+            Role::Unknown => return None,
+        };
+        Some(Expected {
+            bounds: failover::after(downtime, downtime, why),
+            source: "https://patroni.readthedocs.io/en/latest/dynamic_configuration.html",
+        })
+    }
 }
 
 #[cfg(test)]

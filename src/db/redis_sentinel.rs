@@ -554,6 +554,34 @@ impl Failover for RedisSentinel {
             source: "https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/",
         })
     }
+
+    fn rejoin(
+        &self,
+        s: &Settings,
+        role: Role,
+        _isolated: Duration,
+        _client_timeout: Duration,
+    ) -> Option<Expected> {
+        if failover::count(s, "min-replicas-to-write")? != 0 {
+            return None;
+        }
+        let why = match role {
+            Role::Follower => "the replica resumes replication from the primary: nothing stops",
+            _ => {
+                "every client already writes to the replica Sentinel promoted; the returning \
+                 old primary is made its replica (dropping what it took alone) without \
+                 stopping anyone"
+            }
+        };
+        Some(Expected {
+            bounds: failover::after(
+                (Duration::ZERO, Duration::ZERO),
+                (Duration::ZERO, Duration::ZERO),
+                why.to_string(),
+            ),
+            source: "https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/",
+        })
+    }
 }
 
 #[cfg(test)]

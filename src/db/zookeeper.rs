@@ -19,6 +19,11 @@ const JAR: &str = "/usr/share/java/zookeeper.jar";
 /// A logging backend for ZooKeeper's slf4j: plain lines on standard error, in the node's log.
 const LOGGER_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 const PROBE: Duration = Duration::from_millis(800);
+/// How long a server looking for a leader first waits for votes before sending its own
+/// again (`finalizeWait`), and the longest the wait grows to, doubling each time nobody
+/// answered (`maxNotificationInterval`): `FastLeaderElection`'s constants.
+const MIN_NOTIFICATION: Duration = Duration::from_millis(200);
+const MAX_NOTIFICATION: Duration = Duration::from_secs(60);
 /// The system user the servers run as (Debian's `zookeeper` makes it), not root.
 const USER: &str = "zookeeper";
 
@@ -403,6 +408,42 @@ impl Failover for Zookeeper {
         Some(Expected {
             bounds,
             source: "https://zookeeper.apache.org/doc/r3.8.4/zookeeperAdmin.html",
+        })
+    }
+
+    fn rejoin(
+        &self,
+        s: &Settings,
+        role: Role,
+        isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<Expected> {
+        let tick = failover::ms(s, "tickTime", 1)?;
+        let init = tick.checked_mul(failover::count(s, "initLimit")?)?;
+        if role == Role::Unknown {
+            return None;
+        }
+        // A server that lost its leader or its quorum looks for one, sending its votes again
+        // after a wait that doubles from 200 ms up to 60 s while nobody answers; after the
+        // rejoin it learns the leader at its next round at the latest.
+        let round = isolated.clamp(MIN_NOTIFICATION, MAX_NOTIFICATION);
+        Some(Expected {
+            bounds: failover::after(
+                (Duration::ZERO, Duration::ZERO),
+                (Duration::ZERO, round + init + client_timeout),
+                format!(
+                    "the others keep their leader, and a returning server cannot depose it \
+                     (it looks for a leader, it does not campaign against one): nobody stops; \
+                     it learns the leader at its next round of votes, sent after a wait that \
+                     doubled from 200 ms while it was cut off (here at most {}), then syncs \
+                     within initLimit × tickTime ({}); its client's request in flight waits \
+                     out the client's timeout ({})",
+                    failover::show(round),
+                    failover::show(init),
+                    failover::show(client_timeout)
+                ),
+            ),
+            source: "https://zookeeper.apache.org/doc/r3.8.4/zookeeperAdmin.html (initLimit); https://github.com/apache/zookeeper/blob/release-3.8.0/zookeeper-server/src/main/java/org/apache/zookeeper/server/quorum/FastLeaderElection.java (finalizeWait 200 ms, maxNotificationInterval 60 s)",
         })
     }
 }

@@ -1,7 +1,7 @@
-//! Measured next to expected: the isolation figures of a run beside the ranges its
-//! database's failover model (`db::failover`) derives from the settings the record saved.
-//! A model speaks only of one node of three or more cut off from its peers (`isolate`),
-//! in a lab Perseus started (a cluster's settings are not known).
+//! Measured next to expected: the isolation and recovery figures of a run beside the
+//! ranges its database's failover model (`db::failover`) derives from the settings the
+//! record saved. A model speaks only of one node of three or more cut off from its peers
+//! (`isolate`), in a lab Perseus started (a cluster's settings are not known).
 
 use crate::analysis::Analysis;
 use crate::db::failover::Role;
@@ -87,7 +87,8 @@ pub fn role_name(role: Role) -> Option<String> {
 }
 
 /// The expected ranges of `a`'s first fault, each with the measured value from `metrics`
-/// (`summary.json`'s figures); empty where no model speaks.
+/// (`summary.json`'s figures): the isolation figures, and the recovery figures once it
+/// ended; empty where no model speaks.
 pub fn of(a: &Analysis, metrics: &BTreeMap<String, Option<u64>>) -> Vec<ExpectedFigure> {
     let Some(w) = &a.window else {
         return Vec::new();
@@ -105,14 +106,31 @@ pub fn of(a: &Analysis, metrics: &BTreeMap<String, Option<u64>>) -> Vec<Expected
     else {
         return Vec::new();
     };
-    let Some(expected) = model.expect(&a.header.settings, role(a), Duration::from_millis(timeout))
-    else {
-        return Vec::new();
-    };
-    // A figure cannot outlast the isolation: a range beyond it is cut to it, and a
-    // disturbance still under way when the isolation ended (n/a) is within a range that
-    // reaches past it.
-    let phase_ms = (w.end_us.unwrap_or(a.end_us).saturating_sub(w.start_us) / 1000).max(1);
+    let (role, timeout) = (role(a), Duration::from_millis(timeout));
+    let iso_end = w.end_us.unwrap_or(a.end_us);
+    let mut out = Vec::new();
+    if let Some(e) = model.expect(&a.header.settings, role, timeout) {
+        out.extend(measured(&e, metrics, iso_end.saturating_sub(w.start_us)));
+    }
+    if let Some(rejoined) = w.end_us {
+        let isolated = Duration::from_micros(rejoined.saturating_sub(w.start_us));
+        let phase_end = w.next_us.unwrap_or(a.end_us).min(a.end_us);
+        if let Some(e) = model.rejoin(&a.header.settings, role, isolated, timeout) {
+            out.extend(measured(&e, metrics, phase_end.saturating_sub(rejoined)));
+        }
+    }
+    out
+}
+
+/// A model's ranges beside the measured figures, judged over a phase of `phase_us`.
+fn measured(
+    expected: &crate::db::failover::Expected,
+    metrics: &BTreeMap<String, Option<u64>>,
+    phase_us: u64,
+) -> Vec<ExpectedFigure> {
+    // A figure cannot outlast its phase: a range beyond it is cut to it, and a figure
+    // still under way when the phase ended (n/a) is within a range that reaches past it.
+    let phase_ms = (phase_us / 1000).max(1);
     expected
         .bounds
         .iter()
@@ -170,8 +188,33 @@ mod tests {
         a.marks.push((start - 1, marks::leader(Some("n1"))));
         assert_eq!(role(&a), Role::Follower);
         let e = of(&a, &figures);
-        assert_eq!(e.len(), 2);
-        assert!(e.iter().all(|e| e.within && e.high_ms == 0), "{e:?}");
+        let names: Vec<&str> = e.iter().map(|e| e.figure.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "downtime_on_isolation_ms",
+                "disturbance_time_ms",
+                "downtime_on_recovery_ms"
+            ],
+            "the isolation's figures, then the rejoin's etcd bounds"
+        );
+        assert!(e[..2].iter().all(|e| e.within && e.high_ms == 0), "{e:?}");
+        // Cut off for 10 s without pre-vote, the follower's return deposes the leader:
+        // everyone dark for an election; the synthetic record has nobody dark.
+        assert_eq!((e[2].low_ms, e[2].high_ms, e[2].within), (900, 5100, false));
+        a.header.settings.insert("pre-vote".into(), "true".into());
+        assert!(
+            of(&a, &figures)[2].within,
+            "with pre-vote: 0 expected, 0 measured"
+        );
+        a.header.settings.insert("pre-vote".into(), "false".into());
+        let mut unended = a.clone();
+        unended.window.as_mut().unwrap().end_us = None;
+        assert_eq!(
+            of(&unended, &figures).len(),
+            2,
+            "no rejoin: no recovery range"
+        );
 
         a.marks.push((start, marks::leader(Some("n2"))));
         assert_eq!(role(&a), Role::Leader);

@@ -226,6 +226,8 @@ pub fn matrix_csv(rows: &[Row]) -> String {
     let bounded: Vec<String> = [
         crate::db::failover::DOWNTIME,
         crate::db::failover::DISTURBANCE,
+        crate::db::failover::DOWNTIME_ON_RECOVERY,
+        crate::db::failover::RECOVERY,
     ]
     .iter()
     .map(|k| format!("{k}_ms"))

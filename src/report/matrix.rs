@@ -4,7 +4,7 @@
 use super::repeat::{Repeat, Stats};
 use super::svg::esc;
 use crate::analysis::METRICS;
-use crate::db::failover::{DISTURBANCE, DOWNTIME};
+use crate::db::failover::{DISTURBANCE, DOWNTIME, DOWNTIME_ON_RECOVERY, RECOVERY};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -372,23 +372,36 @@ fn cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 /// The expected ranges of a row's downtime on isolation and disturbance, `low–high / low–high`
-/// in seconds, each distinct pair once with its number of runs where they differ; `—`
-/// where no model spoke.
+/// in seconds, then after ` · ` those of its downtime on recovery and recovery time where a
+/// model bounds them (`—` for one it does not); each distinct cell once with its number of
+/// runs where they differ; `—` where no model spoke.
 fn expected_cell(r: &Repeat) -> String {
     use super::expected::range_s;
     let range = |key: &str, k: usize| -> Option<String> {
-        let [lo, hi] = r.expected.get(key)?.ranges.get(k).copied().flatten()?;
+        let [lo, hi] = r
+            .expected
+            .get(&format!("{key}_ms"))?
+            .ranges
+            .get(k)
+            .copied()
+            .flatten()?;
         Some(range_s(lo, hi))
     };
     let mut pairs: Vec<(String, usize)> = Vec::new();
     for k in 0..r.runs.len() {
-        let (Some(d), Some(t)) = (
-            range(&format!("{DOWNTIME}_ms"), k),
-            range(&format!("{DISTURBANCE}_ms"), k),
-        ) else {
+        let (Some(d), Some(t)) = (range(DOWNTIME, k), range(DISTURBANCE, k)) else {
             continue;
         };
-        let pair = format!("{d} / {t}");
+        let mut pair = format!("{d} / {t}");
+        let (rd, rt) = (range(DOWNTIME_ON_RECOVERY, k), range(RECOVERY, k));
+        if rd.is_some() || rt.is_some() {
+            let dash = || "—".to_string();
+            pair.push_str(&format!(
+                " · {} / {}",
+                rd.unwrap_or_else(dash),
+                rt.unwrap_or_else(dash)
+            ));
+        }
         match pairs.iter_mut().find(|(p, _)| *p == pair) {
             Some((_, n)) => *n += 1,
             None => pairs.push((pair, 1)),
@@ -408,14 +421,14 @@ fn expected_cell(r: &Repeat) -> String {
 /// Under the table: what the expected column and the † marks mean, and each database's
 /// model in a sentence with its source.
 fn expected_notes(rows: &[Row]) -> String {
-    let mut models: Vec<(String, Vec<String>, String)> = Vec::new();
+    let mut models: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
     for r in rows {
         for e in r.repeat.expected.values() {
             let db = &r.repeat.database;
             let i = match models.iter().position(|(d, _, _)| d == db) {
                 Some(i) => i,
                 None => {
-                    models.push((db.clone(), Vec::new(), e.source.clone()));
+                    models.push((db.clone(), Vec::new(), Vec::new()));
                     models.len() - 1
                 }
             };
@@ -424,14 +437,21 @@ fn expected_notes(rows: &[Row]) -> String {
                     models[i].1.push(w.clone());
                 }
             }
+            if !models[i].2.contains(&e.source) {
+                models[i].2.push(e.source.clone());
+            }
         }
     }
     if models.is_empty() {
         return String::new();
     }
-    let mut t = "\nExpected: the range of downtime on isolation / disturbance that the database's failover model derives from the timeouts it ran with and from what the node cut off was (leader or not), per run; ×k: k runs had that range. †k: k runs fell outside their range (the row's report.md names them).\n\n".to_string();
-    for (db, whys, source) in models {
-        t.push_str(&format!("- {db} ({source}): {}.\n", whys.join("; ")));
+    let mut t = "\nExpected: the range of downtime on isolation / disturbance, and after ` · ` of downtime on recovery / recovery time (— where the model gives none), that the database's failover model derives from the timeouts it ran with, from what the node cut off was (leader or not) and from how long it was cut off, per run; ×k: k runs had that range. †k: k runs fell outside their range (the row's report.md names them).\n\n".to_string();
+    for (db, whys, sources) in models {
+        t.push_str(&format!(
+            "- {db} ({}): {}.\n",
+            sources.join("; "),
+            whys.join("; ")
+        ));
     }
     t
 }

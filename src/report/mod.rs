@@ -352,21 +352,19 @@ pub fn settings_text(h: &crate::record::Header) -> Option<String> {
     Some(all.join(", "))
 }
 
-/// The isolation figures beside the ranges the database's failover model expects, a few
-/// lines (nothing where no model speaks).
+/// The isolation and recovery figures beside the ranges the database's failover model
+/// expects, a few lines (nothing where no model speaks).
 pub fn expected_lines(s: &summary::Summary) -> String {
-    let Some(first) = s.expected.first() else {
+    if s.expected.is_empty() {
         return String::new();
-    };
+    }
     let role = match s.fault.as_ref().and_then(|f| f.role.as_deref()) {
         Some(role) => format!("{} was {role}", s.fault.as_ref().map_or("", |f| &f.target)),
         None => "no node led".into(),
     };
-    let mut out = format!(
-        "against {}'s failover model ({role}; {}):\n",
-        s.database, first.source
-    );
+    let mut out = format!("against {}'s failover model ({role}):\n", s.database);
     let mut whys: Vec<&str> = Vec::new();
+    let mut sources: Vec<&str> = Vec::new();
     for e in &s.expected {
         let key = e.figure.strip_suffix("_ms").unwrap_or(&e.figure);
         let label = METRICS
@@ -383,9 +381,15 @@ pub fn expected_lines(s: &summary::Summary) -> String {
         if !whys.contains(&e.why.as_str()) {
             whys.push(&e.why);
         }
+        if !sources.contains(&e.source.as_str()) {
+            sources.push(&e.source);
+        }
     }
     for why in whys {
         out.push_str(&format!("  why: {why}\n"));
+    }
+    for source in sources {
+        out.push_str(&format!("  source: {source}\n"));
     }
     out
 }

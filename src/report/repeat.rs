@@ -260,8 +260,12 @@ impl Repeat {
         for w in whys {
             t.push_str(&format!("- why: {w}\n"));
         }
-        if let Some(e) = self.expected.values().next() {
-            t.push_str(&format!("- source: {}\n", e.source));
+        let mut sources: Vec<&str> = Vec::new();
+        for e in self.expected.values() {
+            if !sources.contains(&e.source.as_str()) {
+                sources.push(&e.source);
+                t.push_str(&format!("- source: {}\n", e.source));
+            }
         }
         t
     }

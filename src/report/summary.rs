@@ -80,8 +80,8 @@ pub struct Summary {
     pub correctness: CorrectnessSummary,
     /// Errors by node name, phase and code.
     pub errors_by_phase: BTreeMap<String, BTreeMap<Phase, BTreeMap<String, u64>>>,
-    /// The isolation figures beside the ranges the database's failover model expects
-    /// (`report::expected`); empty where no model speaks.
+    /// The isolation and recovery figures beside the ranges the database's failover model
+    /// expects (`report::expected`); empty where no model speaks.
     #[serde(default)]
     pub expected: Vec<ExpectedFigure>,
 }

@@ -97,6 +97,14 @@ faults = ["rejoin n2"]
         };
         assert_eq!(ranges[k], Some(want), "run {} ({role:?})", k + 1);
         assert_eq!(r.roles[k].as_deref(), role);
+        // The other side of the fault: cut off for 4 s, longer than an election timeout,
+        // without pre-vote n2 comes back with a higher term whatever it was.
+        assert_eq!(
+            r.expected["downtime_on_recovery_ms"].ranges[k],
+            Some([900, 5100]),
+            "run {}",
+            k + 1
+        );
         let e = &s.expected[0];
         assert_eq!(
             e.within,
