@@ -200,14 +200,14 @@ async fn bench(b: BenchCommand, stop: CancellationToken) -> Result<()> {
             database,
             length,
             rounds,
-        } => bench::disk(db::find(&database)?, length, rounds.max(1), &stop).await?,
+        } => bench::disk(db::preset(&database)?, length, rounds.max(1), &stop).await?,
         BenchCommand::Lab {
             database,
             nodes,
             repeat,
             hosts,
         } => {
-            let db = db::find(&database)?;
+            let db = db::preset(&database)?;
             let spec = perseus::spec::Spec {
                 backend: hosts.backend.unwrap_or_default(),
                 image: hosts.image,

@@ -110,6 +110,19 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
         .collect();
     let header = ["database", "needs", "installed", "about"].map(String::from);
     outln!("{}", columns(std::iter::once(&header).chain(&rows)));
+    let rows: Vec<[String; 3]> = db::PROTOCOLS
+        .iter()
+        .map(|d| {
+            [
+                d.name().to_string(),
+                d.client_port().to_string(),
+                d.about().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["protocol", "port", "about"].map(String::from);
+    outln!("\n{}", columns(std::iter::once(&header).chain(&rows)));
+    outln!("a protocol starts nothing: name it as the database of a cluster file (database = \"postgres\") to measure a cluster you run, each node's client talking to that node only");
     Ok(())
 }
 
@@ -140,8 +153,17 @@ fn list_json(what: ListWhat) -> Result<serde_json::Value> {
                             "about": k.about,
                         })).collect::<Vec<_>>(),
                         "failover_model": d.failover().is_some(),
+                        "protocol": false,
                     })
                 })
+                .chain(db::PROTOCOLS.iter().map(|d| {
+                    json!({
+                        "name": d.name(),
+                        "port": d.client_port(),
+                        "about": d.about(),
+                        "protocol": true,
+                    })
+                }))
                 .collect(),
         ),
         ListWhat::Settings => (

@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod nats;
 pub mod npm;
 pub mod patroni;
+pub mod postgres;
 pub mod redis_sentinel;
 pub mod resp;
 pub mod start;
@@ -37,20 +38,69 @@ pub static REGISTRY: &[&dyn Database] = &[
     &tidb::Tidb,
 ];
 
-/// Looks a database up by name.
+/// Client protocols on their own, for clusters Perseus did not start (a cluster file's or
+/// a compose project's `database`): each node's client talks to that node only, and
+/// nothing is started. Not presets: `perseus run` and `perseus up` refuse them.
+pub static PROTOCOLS: &[&dyn Database] = &[&postgres::Postgres, &mysql::Mysql];
+
+/// Looks a database up by name: a preset of [`REGISTRY`] or a protocol of [`PROTOCOLS`].
 pub fn find(name: &str) -> Result<&'static dyn Database> {
     REGISTRY
         .iter()
+        .chain(PROTOCOLS)
         .copied()
         .find(|d| d.name() == name)
         .ok_or_else(|| Error::UnknownDatabase {
             name: name.to_string(),
             known: REGISTRY
                 .iter()
+                .chain(PROTOCOLS)
                 .map(|d| d.name())
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+/// Looks up a preset Perseus can start; a protocol's name is refused, saying what to do.
+pub fn preset(name: &str) -> Result<&'static dyn Database> {
+    let db = find(name)?;
+    if is_protocol(db) {
+        return Err(Error::Invalid(format!(
+            "{name} is a client protocol, not a database Perseus can start: measure a \
+             cluster you run with a cluster file (database = \"{name}\", perseus run \
+             --cluster FILE), or pick a preset (perseus list)"
+        )));
+    }
+    Ok(db)
+}
+
+/// Whether `db` is one of [`PROTOCOLS`].
+pub fn is_protocol(db: &dyn Database) -> bool {
+    PROTOCOLS.iter().any(|p| p.name() == db.name())
+}
+
+/// A protocol's health from each node's answer (its version, or why not): ready when every
+/// node answered; the version is the first answer's.
+pub fn all_answer(layout: &Layout, answers: &[std::result::Result<String, String>]) -> Health {
+    let not_ready: Vec<usize> = (0..answers.len())
+        .filter(|i| answers[*i].is_err())
+        .collect();
+    let why = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            a.as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", layout.nodes[i].name))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Health {
+        ready: not_ready.is_empty(),
+        not_ready,
+        why,
+        version: answers.iter().find_map(|a| a.as_ref().ok().cloned()),
+    }
 }
 
 /// Makes sure `db` can run here: its binaries ([`Database::check_installed`]), then the npm
@@ -339,6 +389,44 @@ pub trait Database: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_protocol_is_found_for_a_cluster_but_refused_as_a_preset() {
+        for name in ["postgres", "mysql"] {
+            let db = find(name).unwrap();
+            assert!(is_protocol(db) && db.processes(&Layout::for_tests(None), 0).is_empty());
+            let e = preset(name).err().unwrap().to_string();
+            assert!(
+                e.contains("client protocol") && e.contains("--cluster"),
+                "{e}"
+            );
+        }
+        assert!(!is_protocol(preset("etcd").unwrap()));
+        let names: Vec<&str> = REGISTRY.iter().chain(PROTOCOLS).map(|d| d.name()).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "one name, one entry: {names:?}");
+        let e = find("nosuch").err().unwrap().to_string();
+        assert!(e.contains("postgres") && e.contains("etcd"), "{e}");
+    }
+
+    #[test]
+    fn a_protocol_is_ready_when_every_node_answers() {
+        let l = Layout::for_tests(None);
+        let ok = |v: &str| Ok(v.to_string());
+        let h = all_answer(&l, &[ok("15.1"), ok("15.1"), ok("15.1")]);
+        assert!(h.ready && h.not_ready.is_empty() && h.why.is_empty());
+        assert_eq!(h.version.as_deref(), Some("15.1"));
+        let h = all_answer(
+            &l,
+            &[Err("refused".into()), ok("15.1"), Err("timed out".into())],
+        );
+        assert!(!h.ready);
+        assert_eq!(h.not_ready, [0, 2]);
+        assert_eq!(h.why, "n1: refused; n3: timed out");
+        assert_eq!(h.version.as_deref(), Some("15.1"));
+    }
 
     #[test]
     fn a_cell_reads_back_as_written_and_a_bare_number_is_attempt_zero() {

@@ -1,11 +1,13 @@
-//! The MySQL-protocol client shared by Galera and TiDB: a `perseus.counters` table like the
+//! The MySQL-protocol client shared by Galera and TiDB, and `mysql`, the protocol on its own
+//! for a cluster Perseus did not start ([`Mysql`]: each node's client talks to that node
+//! only, and nothing is started): a `perseus.counters` table like the
 //! seed's `perseus.storage`, with the write attempt in a column of its own; read with
 //! SELECT, written with INSERT when the key is missing and UPDATE otherwise.
 //! Server errors keep their code first in the text (`1047 WSREP has not yet prepared node
 //! for application use`); a broken connection is `2013 lost connection: …`.
 
-use super::{Cell, Client, ClientError, Found, Written, COMPARE_FAILED};
-use crate::lab::Layout;
+use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
+use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
@@ -131,6 +133,83 @@ impl Server {
             .map_err(|e| describe(&e))?;
         let _ = c.disconnect().await;
         Ok(v)
+    }
+}
+
+/// The MySQL protocol as a client of a cluster Perseus did not start (`database = "mysql"`):
+/// the account is the cluster file's, `root` with no password where it names none.
+pub struct Mysql;
+
+const PLAIN: Server = Server {
+    port: 3306,
+    credentials: ("root", ""),
+    lab_password: false,
+};
+
+#[async_trait]
+impl Database for Mysql {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn about(&self) -> &'static str {
+        "the MySQL protocol, a client per node to that node only (TiDB, MariaDB or MySQL of your own, Galera); for a cluster file"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    fn client_port(&self) -> u16 {
+        PLAIN.port
+    }
+
+    fn processes(&self, _layout: &Layout, _node: usize) -> Vec<ProcessSpec> {
+        Vec::new()
+    }
+
+    /// Ready when every node's server answers; the version is the first one's.
+    async fn health(&self, layout: &Layout) -> Health {
+        let answers = futures::future::join_all((0..layout.nodes.len()).map(|i| async move {
+            PLAIN
+                .version(layout, i)
+                .await?
+                .ok_or("no version".to_string())
+        }))
+        .await;
+        super::all_answer(layout, &answers)
+    }
+
+    /// Creates the table through the first node that takes it (a read-only replica refuses).
+    async fn setup(&self, layout: &Layout) -> crate::error::Result<()> {
+        let mut last = String::new();
+        for i in 0..layout.nodes.len() {
+            match PLAIN.setup(layout, i).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = format!("{}: {e}", layout.nodes[i].name),
+            }
+        }
+        Err(crate::error::Error::Database(format!(
+            "no node created the table perseus.counters ({last})"
+        )))
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        PLAIN.client(layout, node, timeout).await
+    }
+
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: Duration::ZERO,
+            source:
+                "a protocol, not a database: what a cut-off node's client sees is the database's",
+        }
     }
 }
 

@@ -9,17 +9,14 @@
 
 use super::failover::{self, Expected, Failover, Role, Settings};
 use super::knob::{self, Kind, Knob};
-use super::{
-    etcd, http, Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED,
-};
+use super::{etcd, http, postgres, Client, ClientError, CutOff, Database, Health};
 use crate::error::{Error, Result};
 use crate::lab::process::user_ids;
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::NoTls;
 
 pub const PORT: u16 = 5432;
@@ -29,7 +26,6 @@ const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 /// The superuser's password where the lab has none of its own (labs made by an older
 /// Perseus); the workload connects as the superuser, with the lab's password.
 const PASSWORD: &str = "perseus";
-const TABLE: &str = "perseus_counters";
 const PROBE: Duration = Duration::from_millis(800);
 
 pub struct Patroni;
@@ -89,137 +85,14 @@ fn lab_network(layout: &Layout) -> String {
 /// The client's connection settings for node `node`: every server, this node's first,
 /// settling on the one that accepts writes.
 fn client_config(layout: &Layout, node: usize, timeout: Duration) -> tokio_postgres::Config {
-    let mut c = tokio_postgres::Config::new();
-    let (user, password) = layout.credentials((USER, layout.secret_or(PASSWORD)));
-    c.user(user)
-        .password(password)
-        .dbname("postgres")
-        .connect_timeout(timeout)
-        .target_session_attrs(TargetSessionAttrs::ReadWrite);
-    let n = layout.nodes.len();
-    for i in (0..n).map(|k| (node + k) % n) {
-        c.host(layout.nodes[i].addr.to_string())
-            .port(layout.port(i, PORT));
-    }
-    c
-}
-
-async fn connect_rw(
-    layout: &Layout,
-    node: usize,
-    timeout: Duration,
-) -> Result<tokio_postgres::Client, ClientError> {
-    let config = client_config(layout, node, timeout);
-    let connect = config.connect(NoTls);
-    let (client, connection) = tokio::time::timeout(timeout, connect)
-        .await
-        .map_err(|_| ClientError::definite("connect: timed out"))?
-        .map_err(|e| ClientError::definite(format!("connect: {}", describe(&e))))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
-    }
-}
-
-/// Whether a failed statement certainly did not take effect: the server refused it (an
-/// SQL error), as opposed to a connection that broke while it ran.
-fn client_error(e: tokio_postgres::Error) -> ClientError {
-    ClientError {
-        definite: e.as_db_error().is_some(),
-        text: describe(&e),
-    }
-}
-
-struct PatroniClient {
-    client: tokio_postgres::Client,
-    server: Option<Ipv4Addr>,
-}
-
-#[async_trait]
-impl Client for PatroniClient {
-    async fn read(&mut self, key: &str) -> Result<Found, ClientError> {
-        let row = self
-            .client
-            .query_opt(
-                &format!("SELECT value, attempt FROM {TABLE} WHERE key = $1"),
-                &[&key],
-            )
-            .await
-            .map_err(client_error)?;
-        Ok(Found {
-            cell: row.map(|r| Cell {
-                value: r.get::<_, i64>(0),
-                attempt: r.get::<_, i64>(1) as u64,
-            }),
-            revision: None,
-        })
-    }
-
-    async fn write(&mut self, key: &str, cell: Cell) -> Result<Written, ClientError> {
-        let attempt = cell.attempt as i64;
-        self.client
-            .execute(
-                &format!(
-                    "INSERT INTO {TABLE} (key, value, attempt) VALUES ($1, $2, $3) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                     attempt = excluded.attempt"
-                ),
-                &[&key, &cell.value, &attempt],
-            )
-            .await
-            .map_err(client_error)?;
-        Ok(Written::default())
-    }
-
-    /// An UPDATE that matches only the row as read, or, for a key read absent, an INSERT
-    /// that does nothing if the key exists by now.
-    async fn compare_and_set(
-        &mut self,
-        key: &str,
-        found: &Found,
-        cell: Cell,
-    ) -> Result<Written, ClientError> {
-        let (value, attempt) = (cell.value, cell.attempt as i64);
-        let changed = match found.cell {
-            Some(old) => {
-                let (old_value, old_attempt) = (old.value, old.attempt as i64);
-                self.client
-                    .execute(
-                        &format!(
-                            "UPDATE {TABLE} SET value = $2, attempt = $3 \
-                             WHERE key = $1 AND value = $4 AND attempt = $5"
-                        ),
-                        &[&key, &value, &attempt, &old_value, &old_attempt],
-                    )
-                    .await
-            }
-            None => {
-                self.client
-                    .execute(
-                        &format!(
-                            "INSERT INTO {TABLE} (key, value, attempt) VALUES ($1, $2, $3) \
-                             ON CONFLICT (key) DO NOTHING"
-                        ),
-                        &[&key, &value, &attempt],
-                    )
-                    .await
-            }
-        }
-        .map_err(client_error)?;
-        if changed == 0 {
-            return Err(ClientError::definite(COMPARE_FAILED));
-        }
-        Ok(Written::default())
-    }
-
-    fn server(&self) -> Option<Ipv4Addr> {
-        self.server
-    }
+    postgres::config(
+        layout,
+        node,
+        postgres::Route::Failover,
+        layout.credentials((USER, layout.secret_or(PASSWORD))),
+        PORT,
+        timeout,
+    )
 }
 
 fn chown_postgres(path: &Path) -> Result<()> {
@@ -252,7 +125,7 @@ async fn streaming_replicas(layout: &Layout, node: usize) -> Result<i64, String>
         .port(PORT)
         .connect_timeout(PROBE);
     let ask = async {
-        let (client, connection) = c.connect(NoTls).await.map_err(|e| describe(&e))?;
+        let (client, connection) = c.connect(NoTls).await.map_err(|e| postgres::describe(&e))?;
         tokio::spawn(connection);
         let row = client
             .query_one(
@@ -260,7 +133,7 @@ async fn streaming_replicas(layout: &Layout, node: usize) -> Result<i64, String>
                 &[],
             )
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| postgres::describe(&e))?;
         Ok(row.get::<_, i64>(0))
     };
     tokio::time::timeout(PROBE, ask)
@@ -356,15 +229,13 @@ impl Database for Patroni {
     }
 
     async fn setup(&self, layout: &Layout) -> Result<()> {
-        let c = connect_rw(layout, 0, Duration::from_secs(5))
+        let timeout = Duration::from_secs(5);
+        let c = postgres::open(&client_config(layout, 0, timeout), timeout)
             .await
             .map_err(|e| Error::Invalid(format!("patroni setup: {}", e.text)))?;
-        c.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {TABLE} \
-             (key text PRIMARY KEY, value bigint NOT NULL, attempt bigint NOT NULL)"
-        ))
-        .await
-        .map_err(|e| Error::Invalid(format!("patroni setup: {}", describe(&e))))
+        c.batch_execute(postgres::SETUP)
+            .await
+            .map_err(|e| Error::Invalid(format!("patroni setup: {}", postgres::describe(&e))))
     }
 
     async fn connect(
@@ -373,17 +244,7 @@ impl Database for Patroni {
         node: usize,
         timeout: Duration,
     ) -> Result<Box<dyn Client>, ClientError> {
-        let client = connect_rw(layout, node, timeout).await?;
-        let server = tokio::time::timeout(
-            timeout,
-            client.query_one("SELECT host(inet_server_addr())", &[]),
-        )
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .and_then(|row| row.get::<_, Option<String>>(0))
-        .and_then(|a| a.parse().ok());
-        Ok(Box::new(PatroniClient { client, server }))
+        postgres::client(&client_config(layout, node, timeout), timeout).await
     }
 }
 
@@ -653,6 +514,9 @@ mod tests {
             })
             .collect();
         assert_eq!(hosts, ["198.18.1.3", "198.18.1.1", "198.18.1.2"]);
-        assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        assert_eq!(
+            c.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
     }
 }

@@ -185,7 +185,7 @@ pub fn preflight(
     what: &str,
     say: impl Fn(String),
 ) -> Result<&'static dyn Database> {
-    let db = db::find(database)?;
+    let db = db::preset(database)?;
     process::require_root(what)?;
     crate::db::knob::check(db.name(), db.knobs(), set)?;
     if backend == crate::spec::Backend::Lab {

@@ -221,7 +221,7 @@ impl Description {
         let mut out = Vec::new();
         let mut used: std::collections::BTreeSet<String> = Default::default();
         for name in &self.databases {
-            let db = crate::db::find(name)?;
+            let db = crate::db::preset(name)?;
             let has = |k: &str| db.knobs().iter().any(|n| n.name == k);
             let own = self.per_db.get(name).cloned().unwrap_or_default();
             // The combinations of this database's swept settings, in name order.

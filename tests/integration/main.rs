@@ -24,6 +24,7 @@ mod lab_concurrency;
 mod matrix;
 mod newcomer;
 mod patroni_run;
+mod protocols;
 mod readme;
 mod redis_sentinel_run;
 mod repeat_check;
