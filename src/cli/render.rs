@@ -84,7 +84,7 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
         outln!("\nfrom any terminal: perseus ACTION [--lab NAME]; in a scenario: faults = [\"ACTION\"]");
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = db::REGISTRY
+    let rows: Vec<[String; 5]> = db::REGISTRY
         .iter()
         .map(|d| {
             let mut needs: Vec<String> = d.binaries().iter().map(|(_, p)| p.to_string()).collect();
@@ -104,11 +104,17 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
                 d.name().to_string(),
                 needs.join(" "),
                 installed,
+                if d.run_here() {
+                    "yes"
+                } else {
+                    "not on this project's machines"
+                }
+                .to_string(),
                 d.about().to_string(),
             ]
         })
         .collect();
-    let header = ["database", "needs", "installed", "about"].map(String::from);
+    let header = ["database", "needs", "installed", "run here", "about"].map(String::from);
     outln!("{}", columns(std::iter::once(&header).chain(&rows)));
     let rows: Vec<[String; 3]> = db::PROTOCOLS
         .iter()
@@ -153,6 +159,7 @@ fn list_json(what: ListWhat) -> Result<serde_json::Value> {
                             "about": k.about,
                         })).collect::<Vec<_>>(),
                         "failover_model": d.failover().is_some(),
+                        "run_here": d.run_here(),
                         "protocol": false,
                     })
                 })

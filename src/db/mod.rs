@@ -298,6 +298,11 @@ pub trait Database: Send + Sync {
     }
     /// One line for `perseus list`.
     fn about(&self) -> &'static str;
+    /// Whether this project has run it (its tests, on its own machines) rather than only
+    /// unit-tested its command lines and parsers: `perseus list` says which.
+    fn run_here(&self) -> bool {
+        true
+    }
     /// Binaries it needs, each with the Debian package that provides it.
     fn binaries(&self) -> &'static [(&'static str, &'static str)];
     /// The port clients connect to on every node.

@@ -151,6 +151,11 @@ impl Database for Tidb {
         "TiDB (PD + TiKV + TiDB per node), the seed's database; binaries from --bin-dir or TiUP"
     }
 
+    /// TiDB's binaries are neither packaged nor downloadable on this project's machines.
+    fn run_here(&self) -> bool {
+        false
+    }
+
     fn binaries(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("pd-server", "TiUP or --bin-dir (no Debian package)"),

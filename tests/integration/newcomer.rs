@@ -228,9 +228,11 @@ fn ctrl_c_tears_down_and_a_second_ctrl_c_aborts() {
 fn list_columns_are_as_wide_as_their_cells() {
     let (code, stdout, stderr) = run(&["list"]);
     assert_eq!(code, 0, "{stderr}");
-    let lines: Vec<&str> = stdout.lines().collect();
+    // The presets' table, then after a blank line the protocols'.
+    let lines: Vec<&str> = stdout.lines().take_while(|l| !l.is_empty()).collect();
     let header = lines[0];
     let installed_at = header.find("installed").expect("an installed column");
+    let run_here_at = header.find("run here").expect("a run here column");
     for line in &lines[1..] {
         let cell = line[installed_at..].split_whitespace().next().unwrap_or("");
         assert!(
@@ -241,6 +243,22 @@ fn list_columns_are_as_wide_as_their_cells() {
             &line[installed_at - 2..installed_at],
             "  ",
             "two spaces before the column: {line:?}"
+        );
+        // Honest about what ran where: TiDB's binaries cannot be had here.
+        let run_here = &line[run_here_at..];
+        if line.starts_with("tidb ") {
+            assert!(run_here.starts_with("not on this project's machines"), "{line:?}");
+        } else {
+            assert!(run_here.starts_with("yes "), "{line:?}");
+        }
+    }
+    assert_eq!(lines.len() - 1, perseus::db::REGISTRY.len(), "{stdout}");
+    let protocols = stdout.split("\n\n").nth(1).expect("the protocols' table");
+    assert!(protocols.starts_with("protocol  port  about\n"), "{protocols}");
+    for p in perseus::db::PROTOCOLS {
+        assert!(
+            protocols.contains(&format!("\n{:<10}{}", p.name(), p.client_port())),
+            "{protocols}"
         );
     }
 }
