@@ -1,6 +1,7 @@
 //! Databases: how to start a node, when the cluster is ready, and a client for the workload.
 //! One file per database; [`REGISTRY`] lists them.
 
+pub mod consul;
 pub mod etcd;
 pub mod failover;
 pub mod galera;
@@ -41,7 +42,7 @@ pub static REGISTRY: &[&dyn Database] = &[
 /// Client protocols on their own, for clusters Perseus did not start (a cluster file's or
 /// a compose project's `database`): each node's client talks to that node only, and
 /// nothing is started. Not presets: `perseus run` and `perseus up` refuse them.
-pub static PROTOCOLS: &[&dyn Database] = &[&postgres::Postgres, &mysql::Mysql];
+pub static PROTOCOLS: &[&dyn Database] = &[&postgres::Postgres, &mysql::Mysql, &consul::ConsulKv];
 
 /// Looks a database up by name: a preset of [`REGISTRY`] or a protocol of [`PROTOCOLS`].
 pub fn find(name: &str) -> Result<&'static dyn Database> {
@@ -397,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_protocol_is_found_for_a_cluster_but_refused_as_a_preset() {
-        for name in ["postgres", "mysql"] {
+        for name in ["postgres", "mysql", "consul-kv"] {
             let db = find(name).unwrap();
             assert!(is_protocol(db) && db.processes(&Layout::for_tests(None), 0).is_empty());
             let e = preset(name).err().unwrap().to_string();

@@ -247,14 +247,20 @@ fn list_columns_are_as_wide_as_their_cells() {
         // Honest about what ran where: TiDB's binaries cannot be had here.
         let run_here = &line[run_here_at..];
         if line.starts_with("tidb ") {
-            assert!(run_here.starts_with("not on this project's machines"), "{line:?}");
+            assert!(
+                run_here.starts_with("not on this project's machines"),
+                "{line:?}"
+            );
         } else {
             assert!(run_here.starts_with("yes "), "{line:?}");
         }
     }
     assert_eq!(lines.len() - 1, perseus::db::REGISTRY.len(), "{stdout}");
     let protocols = stdout.split("\n\n").nth(1).expect("the protocols' table");
-    assert!(protocols.starts_with("protocol  port  about\n"), "{protocols}");
+    assert!(
+        protocols.starts_with("protocol  port  about\n"),
+        "{protocols}"
+    );
     for p in perseus::db::PROTOCOLS {
         assert!(
             protocols.contains(&format!("\n{:<10}{}", p.name(), p.client_port())),

@@ -140,6 +140,38 @@ fn a_plain_postgres_client_per_node_sees_its_own_node_primary_or_replica() {
         );
     }
     assert_no_anomaly(&r);
+
+    // The HTTP exchange the HTTP protocols (consul-kv) are built on, against a real server
+    // that runs here: Patroni's REST API on the primary's node.
+    let (addrs, _) = lab_nodes(&lab);
+    let api: std::net::SocketAddr = format!("{}:8008", addrs[p]).parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = Duration::from_secs(5);
+    let a = rt
+        .block_on(perseus::db::http::request(api, "GET", "/cluster", b"", t))
+        .expect("Patroni's API answers");
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v: serde_json::Value = serde_json::from_slice(&a.body).expect("a whole JSON body");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(3), "{v}");
+    let a = rt
+        .block_on(perseus::db::http::request(
+            api,
+            "GET",
+            "/no-such-path",
+            b"",
+            t,
+        ))
+        .expect("an answer");
+    assert!(a.status >= 400, "{}", a.status);
+    let closed: std::net::SocketAddr = format!("{}:8009", addrs[p]).parse().unwrap();
+    let e = rt
+        .block_on(perseus::db::http::request(closed, "GET", "/", b"", t))
+        .unwrap_err();
+    assert!(
+        matches!(e, perseus::db::http::Failed::NotSent(_)),
+        "a refused connection sent nothing: {e:?}"
+    );
+
     let (code, _, stderr) = run(&["down", "--lab", &lab]);
     assert_eq!(code, 0, "{stderr}");
 }
