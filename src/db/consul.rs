@@ -1,5 +1,7 @@
-//! Consul's key/value store over its HTTP API, as a client protocol (`consul-kv`) for a
-//! cluster Perseus did not start: each node's client talks to that node's agent only.
+//! Consul: its key/value store over its HTTP API as a client protocol (`consul-kv`) for a
+//! cluster Perseus did not start, each node's client talking to that node's agent only; and
+//! the `consul` preset, three servers in containers from HashiCorp's image (no Debian
+//! package has Consul), measured with that client.
 //!
 //! - Read: `GET /v1/kv/KEY?consistent`, the consistent mode, in which the leader confirms
 //!   it still leads before it answers (the default mode may answer from a deposed leader);
@@ -260,6 +262,271 @@ impl Database for ConsulKv {
     }
 }
 
+/// The image the `consul` preset runs, pinned.
+pub const IMAGE: &str = "hashicorp/consul:1.20.1";
+/// The server port the nodes reach each other on (Raft and RPC).
+pub const SERVER_PORT: u16 = 8300;
+/// Consul's base Raft timing, which `raft_multiplier` scales (`agent/consul/config.go`;
+/// the performance documentation): heartbeat timeout, election timeout, leader lease.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+const MODEL_SOURCE: &str = "https://developer.hashicorp.com/consul/docs/reference/architecture/server (raft_multiplier scales Raft's timing; default 5); https://github.com/hashicorp/raft (a follower campaigns after a random heartbeat timeout to twice it)";
+
+/// The settings `--set` changes; Consul's own default.
+pub const KNOBS: &[super::knob::Knob] = &[super::knob::Knob {
+    name: "raft_multiplier",
+    default: "5",
+    kind: super::knob::Kind::Number,
+    about: "scales Raft's timing: heartbeat and election timeouts of 1 s each, times this",
+}];
+
+/// Three Consul servers, one per node, in containers.
+pub struct Consul;
+
+/// The command line of node `node`'s server.
+pub fn server_args(layout: &Layout, node: usize) -> Vec<String> {
+    let n = &layout.nodes[node];
+    let mut args = vec![
+        "agent".to_string(),
+        "-server".into(),
+        format!("-bootstrap-expect={}", layout.nodes.len()),
+        format!("-node={}", n.name),
+        format!("-data-dir={}", n.dir.join("data").display()),
+        format!("-bind={}", n.addr),
+        format!("-advertise={}", n.addr),
+        format!("-client={}", n.addr),
+        "-log-level=info".into(),
+        format!(
+            "-hcl=performance {{ raft_multiplier = {} }}",
+            super::knob::value(layout, &KNOBS[0])
+        ),
+    ];
+    args.extend(
+        layout
+            .nodes
+            .iter()
+            .map(|m| format!("-retry-join={}:8301", m.addr)),
+    );
+    args
+}
+
+/// The node whose server address (`ADDR:8300`, as `/v1/status/leader` quotes it) is
+/// `leader`, if any.
+pub fn leader_node(layout: &Layout, leader: &serde_json::Value) -> Option<usize> {
+    let addr: SocketAddr = leader.as_str()?.parse().ok()?;
+    layout
+        .nodes
+        .iter()
+        .position(|n| std::net::IpAddr::V4(n.addr) == addr.ip())
+}
+
+impl Consul {
+    /// Each node's answer: the leader it names (a node of the layout) and its version.
+    async fn views(layout: &Layout) -> Vec<Result<(usize, String), String>> {
+        futures::future::join_all((0..layout.nodes.len()).map(|i| async move {
+            let addr = ConsulKv::addr(layout, i);
+            let leader = http::get_json(addr, "/v1/status/leader", PROBE).await?;
+            let agent = http::get_json(addr, "/v1/agent/self", PROBE).await?;
+            let version = parse_status(&leader, &agent)?;
+            let l = leader_node(layout, &leader)
+                .ok_or_else(|| format!("a leader outside the lab: {leader}"))?;
+            Ok((l, version))
+        }))
+        .await
+    }
+}
+
+#[async_trait]
+impl Database for Consul {
+    fn name(&self) -> &'static str {
+        "consul"
+    }
+
+    fn image(&self) -> Option<&'static str> {
+        Some(IMAGE)
+    }
+
+    fn about(&self) -> &'static str {
+        "Consul 1.20, three servers (Raft), in containers (--backend docker); its key/value store with consistent reads"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[("consul", "no Debian package: run it with --backend docker")]
+    }
+
+    /// No Debian package has Consul: on this machine's own servers it runs only where the
+    /// user put HashiCorp's binary on PATH.
+    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
+        if crate::lab::process::find_program("consul").is_some() {
+            return Ok(());
+        }
+        Err(crate::error::Error::MissingBinary {
+            binary: "consul".into(),
+            how: format!(
+                "no Debian package has it: run it in containers with --backend docker (image \
+                 {IMAGE}, docker pull {IMAGE}), or put HashiCorp's consul binary on PATH"
+            ),
+        })
+    }
+
+    fn run_here(&self) -> bool {
+        false
+    }
+
+    fn client_port(&self) -> u16 {
+        PORT
+    }
+
+    fn peer_port(&self) -> u16 {
+        SERVER_PORT
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        vec![ProcessSpec {
+            name: "consul".into(),
+            program: "consul".into(),
+            args: server_args(layout, node),
+            env: Vec::new(),
+            user: None,
+        }]
+    }
+
+    /// Ready when every server names the same leader.
+    async fn health(&self, layout: &Layout) -> Health {
+        let views = Self::views(layout).await;
+        let answers: Vec<Result<String, String>> = views
+            .iter()
+            .map(|v| {
+                v.as_ref()
+                    .map(|(_, version)| version.clone())
+                    .map_err(Clone::clone)
+            })
+            .collect();
+        let mut h = super::all_answer(layout, &answers);
+        let leaders: Vec<usize> = views.iter().flatten().map(|(l, _)| *l).collect();
+        if h.ready && leaders.windows(2).any(|w| w[0] != w[1]) {
+            h.ready = false;
+            h.why = "servers disagree on the leader".into();
+        }
+        h
+    }
+
+    fn knobs(&self) -> &'static [super::knob::Knob] {
+        KNOBS
+    }
+
+    fn failover(&self) -> Option<&dyn super::failover::Failover> {
+        Some(self)
+    }
+
+    fn leadership(&self) -> Option<&dyn super::Leadership> {
+        Some(self)
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        ConsulKv.connect(layout, node, timeout).await
+    }
+
+    /// A server cut off from the leader forwards writes and consistent reads to a leader it
+    /// cannot reach; once it stops hearing from it, it has none.
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: 2 * HEARTBEAT_TIMEOUT * 5,
+            source: "https://developer.hashicorp.com/consul/api-docs/features/consistency (consistent reads and writes go through the leader)",
+        }
+    }
+}
+
+#[async_trait]
+impl super::Leadership for Consul {
+    /// The leader a majority of the servers name.
+    async fn leader(&self, layout: &Layout) -> Option<usize> {
+        let views = Self::views(layout).await;
+        let named: Vec<usize> = views.iter().flatten().map(|(l, _)| *l).collect();
+        (0..layout.nodes.len())
+            .find(|c| named.iter().filter(|l| *l == c).count() * 2 > layout.nodes.len())
+    }
+}
+
+/// hashicorp/raft's timing as Consul scales it: a follower campaigns when it has heard
+/// nothing for a random heartbeat timeout to twice it, and a candidate retries after a
+/// random election timeout to twice it.
+impl super::failover::Failover for Consul {
+    fn expect(
+        &self,
+        s: &super::failover::Settings,
+        role: super::failover::Role,
+        client_timeout: Duration,
+    ) -> Option<super::failover::Expected> {
+        use super::failover::{self, Role};
+        let m = failover::count(s, "raft_multiplier")?.max(1);
+        let (heartbeat, election) = (HEARTBEAT_TIMEOUT * m, ELECTION_TIMEOUT * m);
+        let bounds = match role {
+            Role::Follower => failover::unaffected(
+                "the leader and the other server keep a majority: nothing stops",
+            ),
+            Role::Leader => failover::both(
+                heartbeat - heartbeat / 10,
+                2 * heartbeat + election + client_timeout,
+                format!(
+                    "the others campaign a random heartbeat timeout to twice it ({}, \
+                     raft_multiplier {m}) after the last heartbeat (every tenth of it), and \
+                     may need one more election timeout ({}) after a split vote; a request in \
+                     flight waits out the client's timeout ({})",
+                    failover::show(heartbeat),
+                    failover::show(election),
+                    failover::show(client_timeout)
+                ),
+            ),
+            Role::Unknown => return None,
+        };
+        Some(failover::Expected {
+            bounds,
+            source: MODEL_SOURCE,
+        })
+    }
+
+    fn rejoin(
+        &self,
+        s: &super::failover::Settings,
+        role: super::failover::Role,
+        _isolated: Duration,
+        client_timeout: Duration,
+    ) -> Option<super::failover::Expected> {
+        use super::failover::{self, Bound, Role};
+        let m = failover::count(s, "raft_multiplier")?.max(1);
+        if role == Role::Unknown {
+            return None;
+        }
+        let (heartbeat, election) = (HEARTBEAT_TIMEOUT * m, ELECTION_TIMEOUT * m);
+        Some(failover::Expected {
+            bounds: vec![Bound {
+                figure: failover::DOWNTIME_ON_RECOVERY,
+                low: Duration::ZERO,
+                high: 2 * heartbeat + election + client_timeout,
+                why: format!(
+                    "a returning server that campaigned while cut off answers the leader with \
+                     a higher term, which deposes it unless the servers pre-vote \
+                     (hashicorp/raft 1.7 and later; which Consul versions use it is the \
+                     image's affair): then nobody is served until the next election, as \
+                     after a leader's isolation (heartbeat timeout {}, election timeout {}); \
+                     how long the returning server then takes to catch up no setting bounds, \
+                     so recovery time has no range",
+                    failover::show(heartbeat),
+                    failover::show(election)
+                ),
+            }],
+            source: MODEL_SOURCE,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +620,67 @@ mod tests {
             "Consul 1.20.1"
         );
         assert!(parse_status(&serde_json::json!(""), &agent).is_err());
+    }
+
+    #[test]
+    fn each_server_binds_its_node_expects_three_and_joins_every_node() {
+        let l = Layout::for_tests(None);
+        let args = server_args(&l, 1).join(" ");
+        for part in [
+            "agent -server -bootstrap-expect=3 -node=n2 ",
+            "-data-dir=/x/n2/data ",
+            "-bind=198.18.1.2 -advertise=198.18.1.2 -client=198.18.1.2 ",
+            "-hcl=performance { raft_multiplier = 5 } ",
+            "-retry-join=198.18.1.1:8301 -retry-join=198.18.1.2:8301 -retry-join=198.18.1.3:8301",
+        ] {
+            assert!(args.contains(part), "{part}: {args}");
+        }
+        let p = Consul.processes(&l, 0);
+        assert_eq!(
+            (p[0].program.as_str(), p[0].user.as_deref()),
+            ("consul", None)
+        );
+        assert_eq!(Consul.image(), Some(IMAGE));
+        assert!(!Consul.run_here());
+    }
+
+    #[test]
+    fn the_leader_is_the_node_at_the_address_the_servers_quote() {
+        let l = Layout::for_tests(None);
+        assert_eq!(
+            leader_node(&l, &serde_json::json!("198.18.1.3:8300")),
+            Some(2)
+        );
+        assert_eq!(leader_node(&l, &serde_json::json!("10.0.0.1:8300")), None);
+        assert_eq!(leader_node(&l, &serde_json::json!("")), None);
+        assert_eq!(leader_node(&l, &serde_json::json!(7)), None);
+    }
+
+    /// With Consul's default raft_multiplier 5: heartbeat and election timeouts of 5 s.
+    #[test]
+    fn the_failover_model_scales_with_raft_multiplier() {
+        use crate::db::failover::{Failover, Role, DOWNTIME, DOWNTIME_ON_RECOVERY};
+        let range = |m: &str, role: Role, rejoin: bool| {
+            let s: crate::db::failover::Settings =
+                [("raft_multiplier".to_string(), m.to_string())].into();
+            let t = Duration::from_secs(1);
+            let e = if rejoin {
+                Consul.rejoin(&s, role, Duration::from_secs(30), t)
+            } else {
+                Consul.expect(&s, role, t)
+            }
+            .unwrap();
+            let figure = if rejoin {
+                DOWNTIME_ON_RECOVERY
+            } else {
+                DOWNTIME
+            };
+            let b = e.bounds.iter().find(|b| b.figure == figure).unwrap();
+            (b.low.as_millis() as u64, b.high.as_millis() as u64)
+        };
+        assert_eq!(range("5", Role::Leader, false), (4500, 16_000));
+        assert_eq!(range("1", Role::Leader, false), (900, 4000));
+        assert_eq!(range("5", Role::Follower, false), (0, 0));
+        assert_eq!(range("5", Role::Follower, true), (0, 16_000));
     }
 }

@@ -37,6 +37,7 @@ pub static REGISTRY: &[&dyn Database] = &[
     &gryadka::Gryadka,
     &nats::Nats,
     &tidb::Tidb,
+    &consul::Consul,
 ];
 
 /// Client protocols on their own, for clusters Perseus did not start (a cluster file's or
