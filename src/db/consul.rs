@@ -27,18 +27,9 @@ use std::time::Duration;
 pub const PORT: u16 = 8500;
 const PROBE: Duration = Duration::from_millis(800);
 
-/// The path of `key` in the store (percent-encoded but for RFC 3986's unreserved
-/// characters), for reading (`cas`: `None`) or writing.
+/// The path of `key` in the store, for reading (`cas`: `None`) or writing.
 pub fn path(key: &str, cas: Option<i64>) -> String {
-    let key: String = key
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let key = http::escape(key);
     match cas {
         None => format!("/v1/kv/{key}"),
         Some(index) => format!("/v1/kv/{key}?cas={index}"),
@@ -138,7 +129,7 @@ struct ConsulClient {
 
 impl ConsulClient {
     async fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<Answer, ClientError> {
-        http::request(self.addr, method, path, body, self.timeout)
+        http::request(self.addr, method, path, &[], body, self.timeout)
             .await
             .map_err(|e| match e {
                 Failed::NotSent(t) => ClientError::definite(t),
@@ -535,6 +526,7 @@ mod tests {
         Answer {
             status,
             body: body.as_bytes().to_vec(),
+            ..Answer::default()
         }
     }
 

@@ -34,11 +34,23 @@ pub async fn get_json(
 /// The longest answer [`request`] reads: a key's value, or a status, is far smaller.
 const MAX_ANSWER: u64 = 1 << 20;
 
-/// An answer: its status code and body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An answer: its status code, headers and body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Answer {
     pub status: u16,
+    /// As sent, names and values trimmed.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first header named `name` (in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Where a request failed: before it was sent (nothing reached the server), or after (it
@@ -49,12 +61,13 @@ pub enum Failed {
     Unanswered(String),
 }
 
-/// `method path` to `addr` with `body`, on a connection of its own, answered within
-/// `timeout`.
+/// `method path` to `addr` with `headers` and `body`, on a connection of its own, answered
+/// within `timeout`.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: &[u8],
     timeout: Duration,
 ) -> Result<Answer, Failed> {
@@ -62,7 +75,7 @@ pub async fn request(
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| Failed::NotSent(format!("connect: {e}")))?;
-        s.write_all(&encode(method, path, &addr.to_string(), body))
+        s.write_all(&encode(method, path, &addr.to_string(), headers, body))
             .await
             .map_err(|e| Failed::Unanswered(e.to_string()))?;
         let mut buf = Vec::new();
@@ -87,20 +100,38 @@ pub async fn request(
     }
 }
 
+/// `text` percent-encoded for a path segment, but for RFC 3986's unreserved characters.
+pub fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A request as it goes on the wire: HTTP/1.1, the connection closed after the answer.
-pub fn encode(method: &str, path: &str, host: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+pub fn encode(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = head.into_bytes();
     out.extend_from_slice(body);
     out
 }
 
-/// An answer read to the end of its connection: the status line's code and the body
-/// (as long as `Content-Length` says where it says; chunked bodies are joined).
+/// An answer read to the end of its connection: the status line's code, the headers and
+/// the body (as long as `Content-Length` says where it says; chunked bodies are joined).
 pub fn decode(raw: &[u8]) -> Result<Answer, String> {
     let split = memchr::memmem::find(raw, b"\r\n\r\n").ok_or("no HTTP header")?;
     let head = String::from_utf8_lossy(&raw[..split]);
@@ -118,13 +149,19 @@ pub fn decode(raw: &[u8]) -> Result<Answer, String> {
                 crate::terminal::printable(status_line)
             )
         })?;
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
+            Some((k.trim().to_string(), v.trim().to_string()))
         })
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     };
     if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body)?;
@@ -134,7 +171,11 @@ pub fn decode(raw: &[u8]) -> Result<Answer, String> {
         }
         body.truncate(n);
     }
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// A chunked body joined.
@@ -175,18 +216,28 @@ mod tests {
 
     #[test]
     fn a_request_goes_on_the_wire_as_http_1_1_with_its_length() {
-        let wire = encode("PUT", "/v1/kv/k?cas=0", "198.18.1.1:8500", b"1#2");
+        let wire = encode("PUT", "/v1/kv/k?cas=0", "198.18.1.1:8500", &[], b"1#2");
         assert_eq!(
             wire,
             b"PUT /v1/kv/k?cas=0 HTTP/1.1\r\nHost: 198.18.1.1:8500\r\nConnection: close\r\n\
               Content-Length: 3\r\n\r\n1#2"
         );
+        let wire = encode("GET", "/k", "h:1", &[("If-Match", "\"e1\"")], b"");
+        assert_eq!(
+            wire,
+            b"GET /k HTTP/1.1\r\nHost: h:1\r\nConnection: close\r\nIf-Match: \"e1\"\r\n\
+              Content-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]
     fn an_answer_gives_its_code_and_body_plain_or_chunked_and_hostile_ones_are_errors() {
-        let a = decode(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntrue").unwrap();
+        let a = decode(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nETag: \"x\"\r\n\r\ntrue").unwrap();
         assert_eq!((a.status, a.body.as_slice()), (200, &b"true"[..]));
+        assert_eq!(
+            (a.header("etag"), a.header("X-None")),
+            (Some("\"x\""), None)
+        );
         let a = decode(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert_eq!((a.status, a.body.len()), (404, 0));
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\

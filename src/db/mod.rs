@@ -15,6 +15,7 @@ pub mod patroni;
 pub mod postgres;
 pub mod redis_sentinel;
 pub mod resp;
+pub mod riak;
 pub mod start;
 pub use start::start;
 pub mod tidb;
@@ -43,7 +44,12 @@ pub static REGISTRY: &[&dyn Database] = &[
 /// Client protocols on their own, for clusters Perseus did not start (a cluster file's or
 /// a compose project's `database`): each node's client talks to that node only, and
 /// nothing is started. Not presets: `perseus run` and `perseus up` refuse them.
-pub static PROTOCOLS: &[&dyn Database] = &[&postgres::Postgres, &mysql::Mysql, &consul::ConsulKv];
+pub static PROTOCOLS: &[&dyn Database] = &[
+    &postgres::Postgres,
+    &mysql::Mysql,
+    &consul::ConsulKv,
+    &riak::RiakKv,
+];
 
 /// Looks a database up by name: a preset of [`REGISTRY`] or a protocol of [`PROTOCOLS`].
 pub fn find(name: &str) -> Result<&'static dyn Database> {
@@ -399,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_protocol_is_found_for_a_cluster_but_refused_as_a_preset() {
-        for name in ["postgres", "mysql", "consul-kv"] {
+        for name in ["postgres", "mysql", "consul-kv", "riak-kv"] {
             let db = find(name).unwrap();
             assert!(is_protocol(db) && db.processes(&Layout::for_tests(None), 0).is_empty());
             let e = preset(name).err().unwrap().to_string();

@@ -148,7 +148,14 @@ fn a_plain_postgres_client_per_node_sees_its_own_node_primary_or_replica() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let t = Duration::from_secs(5);
     let a = rt
-        .block_on(perseus::db::http::request(api, "GET", "/cluster", b"", t))
+        .block_on(perseus::db::http::request(
+            api,
+            "GET",
+            "/cluster",
+            &[],
+            b"",
+            t,
+        ))
         .expect("Patroni's API answers");
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let v: serde_json::Value = serde_json::from_slice(&a.body).expect("a whole JSON body");
@@ -158,6 +165,7 @@ fn a_plain_postgres_client_per_node_sees_its_own_node_primary_or_replica() {
             api,
             "GET",
             "/no-such-path",
+            &[],
             b"",
             t,
         ))
@@ -165,7 +173,7 @@ fn a_plain_postgres_client_per_node_sees_its_own_node_primary_or_replica() {
     assert!(a.status >= 400, "{}", a.status);
     let closed: std::net::SocketAddr = format!("{}:8009", addrs[p]).parse().unwrap();
     let e = rt
-        .block_on(perseus::db::http::request(closed, "GET", "/", b"", t))
+        .block_on(perseus::db::http::request(closed, "GET", "/", &[], b"", t))
         .unwrap_err();
     assert!(
         matches!(e, perseus::db::http::Failed::NotSent(_)),
