@@ -19,6 +19,7 @@ pub mod riak;
 pub mod start;
 pub use start::start;
 pub mod tidb;
+pub mod yugabytedb;
 pub mod zookeeper;
 
 use crate::error::{Error, Result};
@@ -39,6 +40,7 @@ pub static REGISTRY: &[&dyn Database] = &[
     &nats::Nats,
     &tidb::Tidb,
     &consul::Consul,
+    &yugabytedb::Yugabytedb,
 ];
 
 /// Client protocols on their own, for clusters Perseus did not start (a cluster file's or

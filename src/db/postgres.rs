@@ -223,6 +223,47 @@ impl Postgres {
     }
 }
 
+/// Ready when every node's own server answers `SELECT version()` at `port` as
+/// `credentials`; the version is the first one's.
+pub async fn every_node_answers(layout: &Layout, port: u16, credentials: (&str, &str)) -> Health {
+    let answers = futures::future::join_all((0..layout.nodes.len()).map(|i| async move {
+        let c = open(
+            &config(layout, i, Route::Plain, credentials, port, PROBE),
+            PROBE,
+        )
+        .await
+        .map_err(|e| e.text)?;
+        let v = tokio::time::timeout(PROBE, c.query_one("SELECT version()", &[]))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| describe(&e))?;
+        Ok::<String, String>(v.get(0))
+    }))
+    .await;
+    super::all_answer(layout, &answers)
+}
+
+/// Creates the seed's table through the first node that takes it (a read-only replica
+/// refuses), each at its own server only.
+pub async fn create_table(layout: &Layout, port: u16, credentials: (&str, &str)) -> Result<()> {
+    let mut last = String::new();
+    for i in 0..layout.nodes.len() {
+        let timeout = Duration::from_secs(5);
+        let c = config(layout, i, Route::Plain, credentials, port, timeout);
+        let done = match open(&c, timeout).await {
+            Ok(c) => c.batch_execute(SETUP).await.map_err(|e| describe(&e)),
+            Err(e) => Err(e.text),
+        };
+        match done {
+            Ok(()) => return Ok(()),
+            Err(e) => last = format!("{}: {e}", layout.nodes[i].name),
+        }
+    }
+    Err(Error::Database(format!(
+        "no node created the table {TABLE} ({last})"
+    )))
+}
+
 #[async_trait]
 impl Database for Postgres {
     fn name(&self) -> &'static str {
@@ -247,37 +288,12 @@ impl Database for Postgres {
 
     /// Ready when every node's server answers; the version is the first one's.
     async fn health(&self, layout: &Layout) -> Health {
-        let answers = futures::future::join_all((0..layout.nodes.len()).map(|i| async move {
-            let c = open(&Self::config(layout, i, PROBE), PROBE)
-                .await
-                .map_err(|e| e.text)?;
-            let v = tokio::time::timeout(PROBE, c.query_one("SELECT version()", &[]))
-                .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| describe(&e))?;
-            Ok::<String, String>(v.get(0))
-        }))
-        .await;
-        super::all_answer(layout, &answers)
+        every_node_answers(layout, PORT, layout.credentials(DEFAULT_CREDENTIALS)).await
     }
 
     /// Creates the table through the first node that takes it (a replica refuses).
     async fn setup(&self, layout: &Layout) -> Result<()> {
-        let mut last = String::new();
-        for i in 0..layout.nodes.len() {
-            let timeout = Duration::from_secs(5);
-            let done = match open(&Self::config(layout, i, timeout), timeout).await {
-                Ok(c) => c.batch_execute(SETUP).await.map_err(|e| describe(&e)),
-                Err(e) => Err(e.text),
-            };
-            match done {
-                Ok(()) => return Ok(()),
-                Err(e) => last = format!("{}: {e}", layout.nodes[i].name),
-            }
-        }
-        Err(Error::Database(format!(
-            "no node created the table {TABLE} ({last})"
-        )))
+        create_table(layout, PORT, layout.credentials(DEFAULT_CREDENTIALS)).await
     }
 
     async fn connect(
