@@ -17,7 +17,7 @@
 //! Documented at <https://developer.hashicorp.com/consul/api-docs/kv> and
 //! <https://developer.hashicorp.com/consul/api-docs/features/consistency>.
 
-use super::http::{self, Answer, Failed};
+use super::http::{self, Answer};
 use super::{Cell, Client, ClientError, CutOff, Database, Found, Health, Written, COMPARE_FAILED};
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
@@ -131,10 +131,7 @@ impl ConsulClient {
     async fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<Answer, ClientError> {
         http::request(self.addr, method, path, &[], body, self.timeout)
             .await
-            .map_err(|e| match e {
-                Failed::NotSent(t) => ClientError::definite(t),
-                Failed::Unanswered(t) => ClientError::indefinite(t),
-            })
+            .map_err(ClientError::from)
     }
 
     async fn put(&self, key: &str, cas: Option<i64>, cell: Cell) -> Result<Written, ClientError> {
@@ -244,12 +241,7 @@ impl Database for ConsulKv {
     }
 
     fn cut_off(&self) -> CutOff {
-        CutOff {
-            serves: false,
-            settles: Duration::ZERO,
-            source:
-                "a protocol, not a database: what a cut-off node's client sees is the database's",
-        }
+        super::protocol_cut_off()
     }
 }
 

@@ -61,6 +61,16 @@ pub enum Failed {
     Unanswered(String),
 }
 
+/// A request that was never sent certainly did nothing; one sent and not answered may have.
+impl From<Failed> for super::ClientError {
+    fn from(e: Failed) -> Self {
+        match e {
+            Failed::NotSent(t) => super::ClientError::definite(t),
+            Failed::Unanswered(t) => super::ClientError::indefinite(t),
+        }
+    }
+}
+
 /// `method path` to `addr` with `headers` and `body`, on a connection of its own, answered
 /// within `timeout`.
 pub async fn request(

@@ -84,6 +84,15 @@ pub fn preset(name: &str) -> Result<&'static dyn Database> {
     Ok(db)
 }
 
+/// What a protocol says of a cut-off node's client: nothing, for it is the database's.
+pub fn protocol_cut_off() -> CutOff {
+    CutOff {
+        serves: false,
+        settles: Duration::ZERO,
+        source: "a protocol, not a database: what a cut-off node's client sees is the database's",
+    }
+}
+
 /// Whether `db` is one of [`PROTOCOLS`].
 pub fn is_protocol(db: &dyn Database) -> bool {
     PROTOCOLS.iter().any(|p| p.name() == db.name())

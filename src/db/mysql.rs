@@ -204,12 +204,7 @@ impl Database for Mysql {
     }
 
     fn cut_off(&self) -> CutOff {
-        CutOff {
-            serves: false,
-            settles: Duration::ZERO,
-            source:
-                "a protocol, not a database: what a cut-off node's client sees is the database's",
-        }
+        super::protocol_cut_off()
     }
 }
 

@@ -134,10 +134,7 @@ impl RiakClient {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         http::request(self.addr, method, path, &headers, body, self.timeout)
             .await
-            .map_err(|e| match e {
-                Failed::NotSent(t) => ClientError::definite(t),
-                Failed::Unanswered(t) => ClientError::indefinite(t),
-            })
+            .map_err(ClientError::from)
     }
 
     async fn put(
@@ -235,12 +232,7 @@ impl Database for RiakKv {
     }
 
     fn cut_off(&self) -> CutOff {
-        CutOff {
-            serves: false,
-            settles: Duration::ZERO,
-            source:
-                "a protocol, not a database: what a cut-off node's client sees is the database's",
-        }
+        super::protocol_cut_off()
     }
 }
 
