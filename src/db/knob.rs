@@ -155,6 +155,8 @@ mod tests {
             ("ttl", "20"),
             ("down-after-milliseconds", "1000"),
             ("min-replicas-to-write", "1"),
+            ("raft-election-timeout-ticks", "5"),
+            ("lease", "5"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .into();
@@ -172,6 +174,10 @@ mod tests {
             .contains("sentinel down-after-milliseconds perseus 1000\n"));
         assert!(crate::db::redis_sentinel::redis_config(&layout, 0)
             .contains("min-replicas-to-write 1\n"));
+        assert!(
+            crate::db::tidb::tikv_config(&layout).contains("\nraft-election-timeout-ticks = 5\n")
+        );
+        assert!(crate::db::tidb::pd_config(&layout).starts_with("lease = 5\n"));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! (tidb#2676) was an isolation during warm-up, when regions still had a single replica:
 //! `perseus run tidb --skip-warmup` starts the faults without waiting, to reproduce it.
 
+use super::failover::{self, Bound, Expected, Failover, Role, Settings};
 use super::http::get_json;
+use super::knob::{self, Kind, Knob};
 use super::mysql;
 use super::{Client, ClientError, CutOff, Database, Health, WarmUp};
 use crate::error::{Error, Result};
@@ -39,6 +41,36 @@ const BINARIES: [(&str, &str); 3] = [
 ];
 
 pub struct Tidb;
+
+/// The settings `--set` changes, written into TiKV's and PD's configuration files; the
+/// defaults are TiKV's and PD's own, stated so that the record and the model read them.
+pub const KNOBS: &[Knob] = &[
+    Knob {
+        name: "raft-base-tick-interval-ms",
+        default: "1000",
+        kind: Kind::Number,
+        about: "ms of a TiKV Raft tick (raftstore.raft-base-tick-interval)",
+    },
+    Knob {
+        name: "raft-election-timeout-ticks",
+        default: "10",
+        kind: Kind::Number,
+        about: "ticks a TiKV region's follower waits without its leader before it campaigns",
+    },
+    Knob {
+        name: "raft-heartbeat-ticks",
+        default: "2",
+        kind: Kind::Number,
+        about: "ticks between a TiKV region leader's heartbeats",
+    },
+    Knob {
+        name: "lease",
+        default: "3",
+        kind: Kind::Number,
+        about: "seconds of PD's leader lease (PD's leader, which hands out timestamps, is replaced after it)",
+    },
+];
+const MODEL_SOURCE: &str = "https://docs.pingcap.com/tidb/stable/tikv-configuration-file/ (raft-base-tick-interval 1s, raft-election-timeout-ticks 10, raft-heartbeat-ticks 2, prevote true); https://docs.pingcap.com/tidb/stable/pd-configuration-file/ (lease 3)";
 
 /// TiUP's home: `$TIUP_HOME`, else `~/.tiup`.
 fn tiup_home() -> Option<PathBuf> {
@@ -82,17 +114,27 @@ fn program(binary: &str, component: &str, layout: &Layout) -> String {
         .unwrap_or_else(|| binary.to_string())
 }
 
-/// PD's configuration: as many replicas as the lab can hold, at most 3.
+/// PD's configuration: its leader lease, and as many replicas as the lab can hold, at most 3.
 pub fn pd_config(layout: &Layout) -> String {
     format!(
-        "[replication]\nmax-replicas = {}\n",
+        "lease = {}\n[replication]\nmax-replicas = {}\n",
+        knob::value(layout, knob::named(KNOBS, "lease")),
         layout.nodes.len().min(3)
     )
 }
 
-/// TiKV's configuration: a block cache fit for several TiKVs on one machine.
-pub fn tikv_config() -> &'static str {
-    "[storage.block-cache]\ncapacity = \"256MB\"\n"
+/// TiKV's configuration: a block cache fit for several TiKVs on one machine, and the Raft
+/// timing the knobs give.
+pub fn tikv_config(layout: &Layout) -> String {
+    let k = |name: &str| knob::value(layout, knob::named(KNOBS, name));
+    format!(
+        "[storage.block-cache]\ncapacity = \"256MB\"\n\
+         [raftstore]\nraft-base-tick-interval = \"{}ms\"\nraft-election-timeout-ticks = {}\n\
+         raft-heartbeat-ticks = {}\n",
+        k("raft-base-tick-interval-ms"),
+        k("raft-election-timeout-ticks"),
+        k("raft-heartbeat-ticks")
+    )
 }
 
 fn pd_endpoints(layout: &Layout) -> String {
@@ -203,7 +245,7 @@ impl Database for Tidb {
                 crate::files::write(&p, text)
             };
             write("pd.toml", &pd_config(layout))?;
-            write("tikv.toml", tikv_config())?;
+            write("tikv.toml", &tikv_config(layout))?;
         }
         Ok(())
     }
@@ -273,6 +315,14 @@ impl Database for Tidb {
     }
 
     fn leadership(&self) -> Option<&dyn super::Leadership> {
+        Some(self)
+    }
+
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
+    }
+
+    fn failover(&self) -> Option<&dyn Failover> {
         Some(self)
     }
 
@@ -349,6 +399,71 @@ async fn probe(layout: &Layout) -> (Health, Option<usize>) {
     (health, leader)
 }
 
+impl Tidb {
+    /// A region's election window: a follower campaigns after a random election timeout to
+    /// twice it, counted from the leader's last heartbeat; and why.
+    fn region_failover(s: &Settings, client_timeout: Duration) -> Option<(Duration, String)> {
+        let tick = failover::ms(s, "raft-base-tick-interval-ms", 1)?;
+        let election = tick.checked_mul(failover::count(s, "raft-election-timeout-ticks")?)?;
+        let heartbeat = tick.checked_mul(failover::count(s, "raft-heartbeat-ticks")?)?;
+        let lease = failover::ms(s, "lease", 1000)?;
+        // PD's takeover, a lease and an election of its own, ends well within that.
+        let high = 2 * election + heartbeat + client_timeout;
+        Some((
+            high,
+            format!(
+                "regions led from the cut-off node get new leaders once their followers have \
+                 heard nothing for a random election timeout to twice it (raft-election-timeout-ticks \
+                 × raft-base-tick-interval: {}; heartbeats every {}), and if it held PD's \
+                 leader, timestamps stop until another PD takes over after its lease ({}); a \
+                 client stalls only if its key's region (or PD's leader) was there, and a \
+                 request in flight waits out the client's timeout ({})",
+                failover::show(election),
+                failover::show(heartbeat),
+                failover::show(lease),
+                failover::show(client_timeout)
+            ),
+        ))
+    }
+}
+
+/// TiKV's regions and PD each run Raft; which node leads the region a client's key lives in
+/// is not what `leader` names (PD's leader), so the model holds for whichever node is cut off.
+impl Failover for Tidb {
+    fn expect(&self, s: &Settings, _role: Role, client_timeout: Duration) -> Option<Expected> {
+        let (high, why) = Self::region_failover(s, client_timeout)?;
+        Some(Expected {
+            bounds: failover::both(Duration::ZERO, high, why),
+            source: MODEL_SOURCE,
+        })
+    }
+
+    /// TiKV and PD pre-vote by default, so a returning node's campaign deposes nobody.
+    fn rejoin(
+        &self,
+        s: &Settings,
+        _role: Role,
+        _isolated: Duration,
+        _client_timeout: Duration,
+    ) -> Option<Expected> {
+        Self::region_failover(s, Duration::ZERO)?;
+        Some(Expected {
+            bounds: vec![Bound {
+                figure: failover::DOWNTIME_ON_RECOVERY,
+                low: Duration::ZERO,
+                high: Duration::ZERO,
+                why: "TiKV's regions and PD pre-vote (TiKV's raftstore.prevote is on by \
+                      default), so a returning node rejoins as a follower and nobody stops \
+                      (the seed's TiDB 1.1 stopped 82 s here, after its warm-up: outside \
+                      this range); how long its regions then take to catch up no setting \
+                      bounds, so recovery time has no range"
+                    .into(),
+            }],
+            source: MODEL_SOURCE,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,11 +516,21 @@ mod tests {
 
     #[test]
     fn config_fits_the_lab() {
-        assert_eq!(pd_config(&layout()), "[replication]\nmax-replicas = 3\n");
+        assert_eq!(
+            pd_config(&layout()),
+            "lease = 3\n[replication]\nmax-replicas = 3\n"
+        );
         let mut one = layout();
         one.nodes.truncate(1);
         assert!(pd_config(&one).contains("max-replicas = 1"));
-        assert!(tikv_config().contains("capacity = \"256MB\""));
+        let tikv = tikv_config(&layout());
+        assert!(tikv.contains("capacity = \"256MB\""));
+        assert!(
+            tikv.contains("\n[raftstore]\nraft-base-tick-interval = \"1000ms\"\n"),
+            "{tikv}"
+        );
+        assert!(tikv.contains("\nraft-election-timeout-ticks = 10\nraft-heartbeat-ticks = 2\n"));
+        assert!(pd_config(&layout()).starts_with("lease = 3\n"));
     }
 
     #[test]
@@ -444,5 +569,27 @@ mod tests {
         );
         std::env::remove_var("TIUP_HOME");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// TiKV's defaults: ticks of 1 s, an election after 10 to 20 of them, heartbeats every
+    /// 2: up to 23 s with a 1 s timeout, for whichever node; and 0 after the rejoin.
+    #[test]
+    fn the_model_is_a_regions_election_and_pre_vote_on_return() {
+        use crate::db::failover::{DISTURBANCE, DOWNTIME_ON_RECOVERY};
+        let mut s = crate::db::knob::effective(&layout(), KNOBS);
+        let t = Duration::from_secs(1);
+        let e = Tidb.expect(&s, Role::Leader, t).unwrap();
+        let b = e.bounds.iter().find(|b| b.figure == DISTURBANCE).unwrap();
+        assert_eq!((b.low.as_millis(), b.high.as_millis()), (0, 23_000));
+        assert_eq!(Tidb.expect(&s, Role::Follower, t), Some(e));
+        let r = Tidb
+            .rejoin(&s, Role::Unknown, Duration::from_secs(30), t)
+            .unwrap();
+        assert_eq!(r.bounds.len(), 1);
+        assert_eq!(r.bounds[0].figure, DOWNTIME_ON_RECOVERY);
+        assert_eq!(r.bounds[0].high, Duration::ZERO);
+        s.insert("raft-base-tick-interval-ms".into(), "100".into());
+        let e = Tidb.expect(&s, Role::Unknown, t).unwrap();
+        assert_eq!(e.bounds[0].high.as_millis(), 3200);
     }
 }
