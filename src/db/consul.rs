@@ -340,16 +340,7 @@ impl Database for Consul {
     /// No Debian package has Consul: on this machine's own servers it runs only where the
     /// user put HashiCorp's binary on PATH.
     fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
-        if crate::lab::process::find_program("consul").is_some() {
-            return Ok(());
-        }
-        Err(crate::error::Error::MissingBinary {
-            binary: "consul".into(),
-            how: format!(
-                "no Debian package has it: run it in containers with --backend docker (image \
-                 {IMAGE}, docker pull {IMAGE}), or put HashiCorp's consul binary on PATH"
-            ),
-        })
+        super::image_only(self.binaries(), IMAGE)
     }
 
     fn run_here(&self) -> bool {

@@ -84,6 +84,24 @@ pub fn preset(name: &str) -> Result<&'static dyn Database> {
     Ok(db)
 }
 
+/// For a preset no Debian package provides, whose image is `image`: every binary of
+/// `binaries` on PATH, or the first one missing named with how to run it in containers.
+pub fn image_only(binaries: &[(&str, &str)], image: &str) -> Result<()> {
+    match binaries
+        .iter()
+        .find(|(b, _)| crate::lab::process::find_program(b).is_none())
+    {
+        None => Ok(()),
+        Some((binary, _)) => Err(Error::MissingBinary {
+            binary: binary.to_string(),
+            how: format!(
+                "no Debian package has it: run it in containers with --backend docker (image \
+                 {image}, docker pull {image}), or put its binaries on PATH"
+            ),
+        }),
+    }
+}
+
 /// What a protocol says of a cut-off node's client: nothing, for it is the database's.
 pub fn protocol_cut_off() -> CutOff {
     CutOff {
@@ -433,6 +451,19 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "one name, one entry: {names:?}");
         let e = find("nosuch").err().unwrap().to_string();
         assert!(e.contains("postgres") && e.contains("etcd"), "{e}");
+    }
+
+    #[test]
+    fn an_image_only_preset_names_its_missing_binary_and_the_image_to_pull() {
+        let e = image_only(&[("sh", "x"), ("no-such-binary-here", "x")], "img:1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("no-such-binary-here") && e.contains("docker pull img:1"),
+            "{e}"
+        );
+        assert!(image_only(&[("sh", "x")], "img:1").is_ok());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::failover::{self, Bound, Expected, Failover, Role, Settings};
 use super::knob::{self, Kind, Knob};
 use super::postgres;
 use super::{Client, ClientError, CutOff, Database, Health};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lab::{Layout, ProcessSpec};
 use async_trait::async_trait;
 use std::time::Duration;
@@ -130,19 +130,8 @@ impl Database for Yugabytedb {
 
     /// No Debian package has YugabyteDB: on this machine's own servers it runs only where
     /// the user put its binaries on PATH.
-    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> Result<()> {
-        for (binary, _) in self.binaries() {
-            if crate::lab::process::find_program(binary).is_none() {
-                return Err(Error::MissingBinary {
-                    binary: binary.to_string(),
-                    how: format!(
-                        "no Debian package has it: run it in containers with --backend docker \
-                         (image {IMAGE}, docker pull {IMAGE})"
-                    ),
-                });
-            }
-        }
-        Ok(())
+    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
+        super::image_only(self.binaries(), IMAGE)
     }
 
     fn run_here(&self) -> bool {
