@@ -132,7 +132,7 @@ pub fn after(
 /// A duration as the report writes it in a model's reason: `1000 ms`, `10 s`.
 pub fn show(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 10_000 && ms % 1000 == 0 {
+    if ms >= 10_000 && ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{ms} ms")

@@ -1,6 +1,7 @@
 //! Databases: how to start a node, when the cluster is ready, and a client for the workload.
 //! One file per database; [`REGISTRY`] lists them.
 
+pub mod cockroachdb;
 pub mod consul;
 pub mod etcd;
 pub mod failover;
@@ -8,6 +9,7 @@ pub mod galera;
 pub mod gryadka;
 pub mod http;
 pub mod knob;
+pub mod mongodb;
 pub mod mysql;
 pub mod nats;
 pub mod npm;
@@ -41,6 +43,8 @@ pub static REGISTRY: &[&dyn Database] = &[
     &tidb::Tidb,
     &consul::Consul,
     &yugabytedb::Yugabytedb,
+    &mongodb::Mongodb,
+    &cockroachdb::Cockroachdb,
 ];
 
 /// Client protocols on their own, for clusters Perseus did not start (a cluster file's or
@@ -51,6 +55,7 @@ pub static PROTOCOLS: &[&dyn Database] = &[
     &mysql::Mysql,
     &consul::ConsulKv,
     &riak::RiakKv,
+    &mongodb::MongodbWire,
 ];
 
 /// Looks a database up by name: a preset of [`REGISTRY`] or a protocol of [`PROTOCOLS`].
@@ -393,6 +398,12 @@ pub trait Database: Send + Sync {
     fn staged_start(&self) -> Option<&dyn StagedStart> {
         None
     }
+    /// Forms the cluster once every node's servers run, for databases whose servers wait
+    /// to be told whom they serve with (MongoDB's `replSetInitiate`); asked again until it
+    /// succeeds or the start times out, so it must be idempotent. `Err` says why not yet.
+    async fn form(&self, _layout: &Layout) -> std::result::Result<(), String> {
+        Ok(())
+    }
     /// Probes the cluster once, within about a second.
     async fn health(&self, layout: &Layout) -> Health;
     /// Opens a client to node `node`. Must not take longer than `timeout`.
@@ -434,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_protocol_is_found_for_a_cluster_but_refused_as_a_preset() {
-        for name in ["postgres", "mysql", "consul-kv", "riak-kv"] {
+        for name in ["postgres", "mysql", "consul-kv", "riak-kv", "mongodb-wire"] {
             let db = find(name).unwrap();
             assert!(is_protocol(db) && db.processes(&Layout::for_tests(None), 0).is_empty());
             let e = preset(name).err().unwrap().to_string();

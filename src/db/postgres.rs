@@ -112,10 +112,14 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 /// Whether a failed statement certainly did not take effect: the server refused it (an
-/// SQL error), as opposed to a connection that broke while it ran.
-fn client_error(e: tokio_postgres::Error) -> ClientError {
+/// SQL error), as opposed to a connection that broke while it ran, or a server that says
+/// it does not know (`40003`, statement completion unknown: CockroachDB's ambiguous result).
+pub fn client_error(e: tokio_postgres::Error) -> ClientError {
+    let unknown = e.as_db_error().is_none_or(|db| {
+        *db.code() == tokio_postgres::error::SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN
+    });
     ClientError {
-        definite: e.as_db_error().is_some(),
+        definite: !unknown,
         text: describe(&e),
     }
 }

@@ -31,6 +31,16 @@ pub async fn start(state: &mut LabState, db: &dyn Database, timeout: Duration) -
     }
     loop {
         state.check_alive(started)?;
+        match db.form(&layout).await {
+            Ok(()) => break,
+            Err(why) if Instant::now() >= deadline => {
+                return Err(not_ready(state, db, 0, timeout, why));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    loop {
+        state.check_alive(started)?;
         let health = db.health(&layout).await;
         if health.ready {
             db.setup(&layout).await?;

@@ -154,7 +154,7 @@ fn render_rate(bits: u64) -> String {
         (1_000_000, "mbit"),
         (1_000, "kbit"),
     ] {
-        if bits % scale == 0 {
+        if bits.is_multiple_of(scale) {
             return format!("{}{unit}", bits / scale);
         }
     }

@@ -136,7 +136,7 @@ impl Table {
             }
             if let Some(legend) = line.strip_prefix("#legend:") {
                 let cols: Vec<&str> = legend.trim().split('|').collect();
-                if cols.len() < 3 || cols[0] != "time" || (cols.len() - 1) % 2 != 0 {
+                if cols.len() < 3 || cols[0] != "time" || !(cols.len() - 1).is_multiple_of(2) {
                     return Err(malformed(no, "legend is not time|nodes...|node:err..."));
                 }
                 let n = (cols.len() - 1) / 2;

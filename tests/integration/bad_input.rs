@@ -11,14 +11,14 @@ fn one_line_error(stderr: &str) -> &str {
 
 #[test]
 fn unknown_database_lists_the_known_ones() {
-    let (code, _, stderr) = run(&["run", "mongodb"]);
+    let (code, _, stderr) = run(&["run", "no-such-database"]);
     assert_eq!(code, 2);
     let e = one_line_error(&stderr);
     assert!(
-        e.contains("unknown database 'mongodb'") && e.contains("etcd"),
+        e.contains("unknown database 'no-such-database'") && e.contains("etcd"),
         "{e}"
     );
-    let (code, _, stderr) = run(&["up", "mongodb", "--lab", "it-bad-db"]);
+    let (code, _, stderr) = run(&["up", "no-such-database", "--lab", "it-bad-db"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(!lab_dir("it-bad-db").exists());
 }

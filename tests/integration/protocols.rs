@@ -180,6 +180,33 @@ fn a_plain_postgres_client_per_node_sees_its_own_node_primary_or_replica() {
         "a refused connection sent nothing: {e:?}"
     );
 
+    // How a server's refusal reads, from the real server's SQLSTATEs: a serialization
+    // failure (CockroachDB's retry error) certainly did nothing; "statement completion
+    // unknown" (its ambiguous result) may have done it.
+    let (_, secret) = lab_nodes(&lab);
+    let mut c = tokio_postgres::Config::new();
+    c.host(&addrs[p])
+        .port(5432)
+        .user("postgres")
+        .password(&secret)
+        .dbname("postgres");
+    let raised = |code: &str| {
+        rt.block_on(async {
+            let client = perseus::db::postgres::open(&c, t).await.expect("connects");
+            let e = client
+                .batch_execute(&format!(
+                    "DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$"
+                ))
+                .await
+                .unwrap_err();
+            perseus::db::postgres::client_error(e)
+        })
+    };
+    let e = raised("40001");
+    assert!(e.definite && e.text == "40001: raised", "{e:?}");
+    let e = raised("40003");
+    assert!(!e.definite && e.text == "40003: raised", "{e:?}");
+
     let (code, _, stderr) = run(&["down", "--lab", &lab]);
     assert_eq!(code, 0, "{stderr}");
 }
