@@ -84,7 +84,7 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
         outln!("\nfrom any terminal: perseus ACTION [--lab NAME]; in a scenario: faults = [\"ACTION\"]");
         return Ok(());
     }
-    let rows: Vec<[String; 5]> = db::REGISTRY
+    let rows: Vec<[String; 7]> = db::REGISTRY
         .iter()
         .map(|d| {
             let mut needs: Vec<String> = d.binaries().iter().map(|(_, p)| p.to_string()).collect();
@@ -102,6 +102,8 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
             }
             [
                 d.name().to_string(),
+                d.client().to_string(),
+                db::backends(*d).to_string(),
                 needs.join(" "),
                 installed,
                 if d.run_here() {
@@ -114,7 +116,16 @@ pub fn list(what: ListWhat, json: bool) -> Result<()> {
             ]
         })
         .collect();
-    let header = ["database", "needs", "installed", "run here", "about"].map(String::from);
+    let header = [
+        "database",
+        "client",
+        "backend",
+        "needs",
+        "installed",
+        "run here",
+        "about",
+    ]
+    .map(String::from);
     outln!("{}", columns(std::iter::once(&header).chain(&rows)));
     let rows: Vec<[String; 3]> = db::PROTOCOLS
         .iter()
@@ -145,6 +156,8 @@ fn list_json(what: ListWhat) -> Result<serde_json::Value> {
                     packages.dedup();
                     json!({
                         "name": d.name(),
+                        "client": d.client(),
+                        "backends": db::backends(*d),
                         "packages": packages,
                         "installed": d.check_installed(None).is_ok(),
                         "npm": d.npm_package().map(|p| json!({

@@ -139,6 +139,10 @@ impl Database for Cockroachdb {
         Some(IMAGE)
     }
 
+    fn client(&self) -> &'static str {
+        "postgres"
+    }
+
     fn about(&self) -> &'static str {
         "CockroachDB 24.2, a node per lab node, insecure, in containers (--backend docker); the PostgreSQL protocol to the node's own server"
     }

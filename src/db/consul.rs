@@ -329,6 +329,10 @@ impl Database for Consul {
         Some(IMAGE)
     }
 
+    fn client(&self) -> &'static str {
+        "consul-kv"
+    }
+
     fn about(&self) -> &'static str {
         "Consul 1.20, three servers (Raft), in containers (--backend docker); its key/value store with consistent reads"
     }

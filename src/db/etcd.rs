@@ -198,6 +198,10 @@ impl Database for Etcd {
         Some("quay.io/coreos/etcd:v3.4.23")
     }
 
+    fn client(&self) -> &'static str {
+        "etcd gRPC"
+    }
+
     fn about(&self) -> &'static str {
         "etcd 3.4 key-value store (Raft); linearizable reads and writes"
     }

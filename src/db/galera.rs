@@ -187,6 +187,10 @@ impl Database for Galera {
         "galera"
     }
 
+    fn client(&self) -> &'static str {
+        "mysql"
+    }
+
     fn about(&self) -> &'static str {
         "MariaDB 10.11 + Galera 4, multi-master; MySQL protocol (stands in for TiDB in tests)"
     }

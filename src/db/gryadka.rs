@@ -175,6 +175,10 @@ impl Database for Gryadka {
         "gryadka"
     }
 
+    fn client(&self) -> &'static str {
+        "gryadka HTTP"
+    }
+
     fn about(&self) -> &'static str {
         "Gryadka 1.61.8 (npm, the seed's version): Paxos over a Redis per node, a proposer per node, no leader"
     }

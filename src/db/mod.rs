@@ -17,6 +17,7 @@ pub mod patroni;
 pub mod postgres;
 pub mod redis_sentinel;
 pub mod resp;
+pub mod rethinkdb;
 pub mod riak;
 pub mod start;
 pub use start::start;
@@ -45,6 +46,8 @@ pub static REGISTRY: &[&dyn Database] = &[
     &yugabytedb::Yugabytedb,
     &mongodb::Mongodb,
     &cockroachdb::Cockroachdb,
+    &rethinkdb::Rethinkdb,
+    &riak::Riak,
 ];
 
 /// Client protocols on their own, for clusters Perseus did not start (a cluster file's or
@@ -56,6 +59,7 @@ pub static PROTOCOLS: &[&dyn Database] = &[
     &consul::ConsulKv,
     &riak::RiakKv,
     &mongodb::MongodbWire,
+    &rethinkdb::Reql,
 ];
 
 /// Looks a database up by name: a preset of [`REGISTRY`] or a protocol of [`PROTOCOLS`].
@@ -113,6 +117,21 @@ pub fn protocol_cut_off() -> CutOff {
         serves: false,
         settles: Duration::ZERO,
         source: "a protocol, not a database: what a cut-off node's client sees is the database's",
+    }
+}
+
+/// Where a preset's servers can run, for `perseus list`: this machine's network
+/// namespaces where its binaries come from Debian's packages (or the user's), and
+/// containers where it has an image.
+pub fn backends(db: &dyn Database) -> &'static str {
+    let image_only = db
+        .binaries()
+        .iter()
+        .any(|(_, how)| how.contains("--backend docker"));
+    match (db.image().is_some(), image_only) {
+        (true, true) => "docker",
+        (true, false) => "namespaces, docker",
+        (false, _) => "namespaces",
     }
 }
 
@@ -340,6 +359,11 @@ pub trait Database: Send + Sync {
     }
     /// One line for `perseus list`.
     fn about(&self) -> &'static str;
+    /// The client its workload speaks, for `perseus list`: the name of a protocol of
+    /// [`PROTOCOLS`] where it is one, else a few words.
+    fn client(&self) -> &'static str {
+        self.name()
+    }
     /// Whether this project has run it (its tests, on its own machines) rather than only
     /// unit-tested its command lines and parsers: `perseus list` says which.
     fn run_here(&self) -> bool {
@@ -445,7 +469,14 @@ mod tests {
 
     #[test]
     fn a_protocol_is_found_for_a_cluster_but_refused_as_a_preset() {
-        for name in ["postgres", "mysql", "consul-kv", "riak-kv", "mongodb-wire"] {
+        for name in [
+            "postgres",
+            "mysql",
+            "consul-kv",
+            "riak-kv",
+            "mongodb-wire",
+            "reql",
+        ] {
             let db = find(name).unwrap();
             assert!(is_protocol(db) && db.processes(&Layout::for_tests(None), 0).is_empty());
             let e = preset(name).err().unwrap().to_string();
@@ -462,6 +493,30 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "one name, one entry: {names:?}");
         let e = find("nosuch").err().unwrap().to_string();
         assert!(e.contains("postgres") && e.contains("etcd"), "{e}");
+    }
+
+    /// Every system the seed measured has a preset, each with its client and where it runs.
+    #[test]
+    fn the_seeds_nine_are_presets_with_a_client_and_a_backend() {
+        let seed = [
+            ("etcd", "namespaces, docker"),
+            ("gryadka", "namespaces"),
+            ("tidb", "namespaces"),
+            ("cockroachdb", "docker"),
+            ("consul", "docker"),
+            ("rethinkdb", "docker"),
+            ("riak", "docker"),
+            ("mongodb", "docker"),
+            ("yugabytedb", "docker"),
+        ];
+        for (name, backend) in seed {
+            let db = preset(name).unwrap();
+            assert_eq!(backends(db), backend, "{name}");
+            assert!(!db.client().is_empty() && db.client() != name, "{name}");
+        }
+        for p in PROTOCOLS {
+            assert_eq!(p.client(), p.name(), "a protocol is its own client");
+        }
     }
 
     #[test]

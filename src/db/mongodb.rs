@@ -468,6 +468,10 @@ impl Database for Mongodb {
         Some(IMAGE)
     }
 
+    fn client(&self) -> &'static str {
+        "mongodb-wire, to the primary"
+    }
+
     fn about(&self) -> &'static str {
         "MongoDB 7.0, a replica set of three members, in containers (--backend docker); linearizable reads and majority writes, each node's client sent by the driver to the primary, as the seed's"
     }

@@ -278,6 +278,10 @@ impl Database for Nats {
         "nats"
     }
 
+    fn client(&self) -> &'static str {
+        "NATS key/value"
+    }
+
     fn about(&self) -> &'static str {
         "NATS JetStream 2.9 key-value bucket, replicated on 3 servers (Raft)"
     }

@@ -152,6 +152,10 @@ impl Database for Patroni {
         Some("pg")
     }
 
+    fn client(&self) -> &'static str {
+        "postgres, failing over"
+    }
+
     fn about(&self) -> &'static str {
         "PostgreSQL 15 + Patroni 3 (etcd in the lab); clients connect with target_session_attrs=read-write"
     }

@@ -389,6 +389,10 @@ impl Database for RedisSentinel {
         Some("redis:7.0.15")
     }
 
+    fn client(&self) -> &'static str {
+        "RESP via Sentinel"
+    }
+
     fn about(&self) -> &'static str {
         "Redis 7 primary + replicas, a Sentinel per node (failover after 2 s); clients write to Sentinel's primary"
     }

@@ -1,6 +1,7 @@
 //! Riak KV over its HTTP API, as a client protocol (`riak-kv`) for a cluster Perseus did not
 //! start: each node's client talks to that node only, with quorum reads and writes, as the
-//! seed measured Riak.
+//! seed measured Riak; and the `riak` preset, a node per lab node in containers from Basho's
+//! image (no Debian package has Riak), joined into one ring, measured with that client.
 //!
 //! - Read: `GET /buckets/perseus/keys/KEY?r=quorum&pr=quorum`; 404 is an absent key; the
 //!   answer's `X-Riak-Vclock` (the object's causal context) and `ETag` are kept for the
@@ -236,9 +237,197 @@ impl Database for RiakKv {
     }
 }
 
+/// The image the `riak` preset runs, pinned: Basho's last.
+pub const IMAGE: &str = "basho/riak-kv:ubuntu-2.2.3";
+/// Riak's configuration file in that image.
+const CONF: &str = "/etc/riak/riak.conf";
+/// How many times a joining node tries to join and commit, 2 s apart.
+const JOIN_TRIES: u32 = 150;
+const SOURCE: &str = "https://docs.riak.com/riak/kv/latest/learn/concepts/eventual-consistency/ (primaries and fallbacks; pr=quorum needs a quorum of primary replicas); https://www.erlang.org/doc/apps/kernel/kernel_app.html (net_ticktime: a peer node is declared down after 60 s without ticks); no failover timing of Riak's own is documented";
+
+/// A Riak node per lab node, in containers, joined into one ring.
+pub struct Riak;
+
+/// The shell that runs node `node`: it names the node and its listeners by the node's
+/// address in Riak's configuration, keeps its data in the node's directory, starts Riak
+/// (which runs in the background), joins every node but the first to the first and
+/// commits the ring, then stays in the foreground on Riak's console log.
+pub fn script(layout: &Layout, node: usize) -> String {
+    let n = &layout.nodes[node];
+    let first = layout.nodes[0].addr;
+    let data = n.dir.join("data");
+    let mut s = format!(
+        "set -e; \
+         sed -i -E 's#^nodename = .*#nodename = riak@{addr}#; \
+         s#^listener.http.internal = .*#listener.http.internal = {addr}:{PORT}#; \
+         s#^listener.protobuf.internal = .*#listener.protobuf.internal = {addr}:8087#; \
+         s#^platform_data_dir = .*#platform_data_dir = {data}#' {CONF}; \
+         mkdir -p {data}; chown -R riak:riak {data}; \
+         riak start; riak-admin wait-for-service riak_kv riak@{addr}; ",
+        addr = n.addr,
+        data = data.display(),
+    );
+    if node > 0 {
+        s += &format!(
+            "i=0; while [ $i -lt {JOIN_TRIES} ]; do \
+             riak-admin cluster join riak@{first} >/dev/null 2>&1 || true; \
+             riak-admin cluster plan >/dev/null 2>&1 || true; \
+             riak-admin cluster commit >/dev/null 2>&1 || true; \
+             if riak-admin member-status 2>/dev/null | grep -q 'valid.*riak@{addr}'; then break; fi; \
+             i=$((i+1)); sleep 2; done; ",
+            addr = n.addr,
+        );
+    }
+    s += "exec tail -F /var/log/riak/console.log";
+    s
+}
+
+/// The node's `/stats`: ready when its ring holds every node of the layout; its version.
+pub fn parse_stats(layout: &Layout, stats: &serde_json::Value) -> Result<String, String> {
+    let members = stats["ring_members"]
+        .as_array()
+        .ok_or("no ring_members in /stats")?;
+    if members.len() != layout.nodes.len() {
+        return Err(format!(
+            "{} of {} nodes in the ring",
+            members.len(),
+            layout.nodes.len()
+        ));
+    }
+    Ok(stats["riak_kv_version"]
+        .as_str()
+        .map_or("Riak KV".into(), |v| format!("Riak KV {v}")))
+}
+
+#[async_trait]
+impl Database for Riak {
+    fn name(&self) -> &'static str {
+        "riak"
+    }
+
+    fn image(&self) -> Option<&'static str> {
+        Some(IMAGE)
+    }
+
+    fn client(&self) -> &'static str {
+        "riak-kv"
+    }
+
+    fn about(&self) -> &'static str {
+        "Riak KV 2.2, a node per lab node in one ring, in containers (--backend docker); its HTTP API to the node itself, quorum reads and writes; no documented failover timing"
+    }
+
+    fn binaries(&self) -> &'static [(&'static str, &'static str)] {
+        &[("riak", "no Debian package: run it with --backend docker")]
+    }
+
+    /// No Debian package has Riak: on this machine's own servers it runs only where the
+    /// user put its binaries on PATH.
+    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
+        super::image_only(self.binaries(), IMAGE)
+    }
+
+    fn run_here(&self) -> bool {
+        false
+    }
+
+    fn client_port(&self) -> u16 {
+        PORT
+    }
+
+    /// Erlang distribution's port mapper, which every node reaches the others through.
+    fn peer_port(&self) -> u16 {
+        4369
+    }
+
+    fn processes(&self, layout: &Layout, node: usize) -> Vec<ProcessSpec> {
+        vec![ProcessSpec {
+            name: "riak".into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), script(layout, node)],
+            env: Vec::new(),
+            user: None,
+        }]
+    }
+
+    /// Ready when every node's ring holds every node.
+    async fn health(&self, layout: &Layout) -> Health {
+        let answers = futures::future::join_all((0..layout.nodes.len()).map(|i| async move {
+            let addr = SocketAddr::new(layout.nodes[i].addr.into(), layout.port(i, PORT));
+            let stats = http::get_json(addr, "/stats", PROBE).await?;
+            parse_stats(layout, &stats)
+        }))
+        .await;
+        super::all_answer(layout, &answers)
+    }
+
+    async fn connect(
+        &self,
+        layout: &Layout,
+        node: usize,
+        timeout: Duration,
+    ) -> Result<Box<dyn Client>, ClientError> {
+        RiakKv.connect(layout, node, timeout).await
+    }
+
+    /// A cut-off node holds one primary replica of a key at most, short of `pr=quorum`; it
+    /// knows its peers gone once Erlang's `net_ticktime` (60 s) runs out.
+    fn cut_off(&self) -> CutOff {
+        CutOff {
+            serves: false,
+            settles: Duration::from_secs(60),
+            source: SOURCE,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_node_names_itself_by_its_address_and_all_but_the_first_join_the_first() {
+        let l = Layout::for_tests(None);
+        let first = script(&l, 0);
+        assert!(
+            first.contains("nodename = riak@198.18.1.1#")
+                && first.contains("listener.http.internal = 198.18.1.1:8098#")
+                && first.contains("platform_data_dir = /x/n1/data#")
+                && first.contains("riak-admin wait-for-service riak_kv riak@198.18.1.1;")
+                && !first.contains("cluster join")
+                && first.ends_with("exec tail -F /var/log/riak/console.log"),
+            "{first}"
+        );
+        let second = script(&l, 1);
+        assert!(
+            second.contains("riak-admin cluster join riak@198.18.1.1 ")
+                && second.contains("cluster commit")
+                && second.contains("grep -q 'valid.*riak@198.18.1.2'"),
+            "{second}"
+        );
+        assert!(
+            Riak.failover().is_none(),
+            "Riak documents no failover timing"
+        );
+        assert!(!Riak.run_here());
+    }
+
+    /// `/stats` as Riak's HTTP API documents it: ready when the ring holds all three.
+    #[test]
+    fn the_ring_is_ready_when_it_holds_every_node() {
+        let l = Layout::for_tests(None);
+        let all = serde_json::json!({
+            "ring_members": ["riak@198.18.1.1", "riak@198.18.1.2", "riak@198.18.1.3"],
+            "riak_kv_version": "2.2.3",
+        });
+        assert_eq!(parse_stats(&l, &all).unwrap(), "Riak KV 2.2.3");
+        let one = serde_json::json!({ "ring_members": ["riak@198.18.1.1"] });
+        assert_eq!(
+            parse_stats(&l, &one).unwrap_err(),
+            "1 of 3 nodes in the ring"
+        );
+        assert!(parse_stats(&l, &serde_json::json!({})).is_err());
+    }
 
     fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
         Answer {

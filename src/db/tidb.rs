@@ -189,6 +189,10 @@ impl Database for Tidb {
         None
     }
 
+    fn client(&self) -> &'static str {
+        "mysql"
+    }
+
     fn about(&self) -> &'static str {
         "TiDB (PD + TiKV + TiDB per node), the seed's database; binaries from --bin-dir or TiUP"
     }

@@ -111,6 +111,10 @@ impl Database for Yugabytedb {
         Some(IMAGE)
     }
 
+    fn client(&self) -> &'static str {
+        "postgres"
+    }
+
     fn about(&self) -> &'static str {
         "YugabyteDB 2.20, a YB-Master and a YB-TServer per node, in containers (--backend docker); YSQL (PostgreSQL protocol) to the node's own tablet server"
     }

@@ -229,6 +229,10 @@ impl Database for Zookeeper {
         "zookeeper"
     }
 
+    fn client(&self) -> &'static str {
+        "zookeeper"
+    }
+
     fn about(&self) -> &'static str {
         "ZooKeeper 3.8 ensemble (Zab); sync + get, then set, on a znode per node"
     }
