@@ -303,7 +303,7 @@ async fn perseus_rate(addr: std::net::SocketAddr, length: Duration, dir: &Path) 
         credentials: None,
         settings: Default::default(),
         secret: None,
-        containers: false,
+        image: None,
     };
     let t0_ns = perseus::clock::monotonic_ns();
     let header = Header::new("redis", vec!["n1".into()], perseus::clock::unix_ms(), t0_ns);

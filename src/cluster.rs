@@ -590,7 +590,7 @@ impl Cluster {
             credentials: self.credentials.clone(),
             secret: None,
             settings: Default::default(),
-            containers: false,
+            image: None,
         }
     }
 

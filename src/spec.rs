@@ -217,7 +217,12 @@ impl Spec {
                 )))
             }
         };
-        Ok(crate::lab::Hosts::Containers { engine, image })
+        let also = db.images(&image);
+        Ok(crate::lab::Hosts::Containers {
+            engine,
+            image,
+            also,
+        })
     }
 
     /// Reads a saved spec; a mistake (a misspelt field, a fault action that does not parse)
@@ -439,14 +444,16 @@ mod tests {
             spec(Backend::Docker, None).hosts(etcd).unwrap(),
             Hosts::Containers {
                 engine: Flavour::Docker,
-                image: etcd.image().unwrap().into()
+                image: etcd.image().unwrap().into(),
+                also: Vec::new(),
             }
         );
         assert_eq!(
             spec(Backend::Podman, Some("mine:1")).hosts(galera).unwrap(),
             Hosts::Containers {
                 engine: Flavour::Podman,
-                image: "mine:1".into()
+                image: "mine:1".into(),
+                also: Vec::new(),
             }
         );
         let e = spec(Backend::Docker, None).hosts(galera).unwrap_err();

@@ -126,6 +126,7 @@ pub fn server(layout: &Layout, node: usize) -> ProcessSpec {
         args,
         env: environment(layout),
         user: None,
+        image: None,
     }
 }
 

@@ -366,6 +366,7 @@ impl Database for Consul {
             args: server_args(layout, node),
             env: Vec::new(),
             user: None,
+            image: None,
         }]
     }
 

@@ -273,6 +273,7 @@ impl Database for Etcd {
             args,
             env: Vec::new(),
             user: Some(USER.into()),
+            image: None,
         }]
     }
 

@@ -275,6 +275,7 @@ impl Database for Galera {
             args,
             env: Vec::new(),
             user: Some(USER.into()),
+            image: None,
         }]
     }
 

@@ -268,6 +268,7 @@ impl Database for Gryadka {
                 args: vec![dir.join("redis.conf").to_string_lossy().into_owned()],
                 env: Vec::new(),
                 user: Some(USER.into()),
+                image: None,
             },
             ProcessSpec {
                 name: "gryadka".into(),
@@ -275,6 +276,7 @@ impl Database for Gryadka {
                 args: proposer_args(layout, node),
                 env,
                 user: Some(USER.into()),
+                image: None,
             },
         ]
     }

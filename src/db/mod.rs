@@ -352,6 +352,12 @@ pub trait Database: Send + Sync {
     fn image(&self) -> Option<&'static str> {
         None
     }
+    /// The images besides the lab's `image` that some of its servers run from on a container
+    /// backend (a database of components that ship apart, whose `processes` name them);
+    /// none by default. Each must be there before the lab is made.
+    fn images(&self, _image: &str) -> Vec<String> {
+        Vec::new()
+    }
     /// The directory, inside each node's own, where its servers keep their data: what a
     /// disk layer serves (`--disk faulty`). `None`: more than one, which no layer serves.
     fn data_dir(&self) -> Option<&'static str> {
@@ -501,7 +507,7 @@ mod tests {
         let seed = [
             ("etcd", "namespaces, docker"),
             ("gryadka", "namespaces"),
-            ("tidb", "namespaces"),
+            ("tidb", "namespaces, docker"),
             ("cockroachdb", "docker"),
             ("consul", "docker"),
             ("rethinkdb", "docker"),

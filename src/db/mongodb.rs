@@ -501,6 +501,7 @@ impl Database for Mongodb {
             args: server_args(layout, node),
             env: Vec::new(),
             user: None,
+            image: None,
         }]
     }
 

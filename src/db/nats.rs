@@ -325,6 +325,7 @@ impl Database for Nats {
             args: vec!["-c".into(), conf.to_string_lossy().into_owned()],
             env: Vec::new(),
             user: Some(USER.into()),
+            image: None,
         }]
     }
 

@@ -212,6 +212,7 @@ impl Database for Patroni {
                 .into_owned()],
             env: vec![("PATH".into(), format!("{BIN_DIR}:/usr/bin:/bin"))],
             user: Some(USER.into()),
+            image: None,
         });
         p
     }

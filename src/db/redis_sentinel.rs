@@ -447,6 +447,7 @@ impl Database for RedisSentinel {
             args: vec![dir.join(conf).to_string_lossy().into_owned()],
             env: Vec::new(),
             user: Some(USER.into()),
+            image: None,
         };
         vec![
             spec("redis-server", "redis.conf"),

@@ -347,6 +347,7 @@ impl Database for Riak {
             args: vec!["-c".into(), script(layout, node)],
             env: Vec::new(),
             user: None,
+            image: None,
         }]
     }
 

@@ -1,6 +1,8 @@
 //! TiDB, the seed's database: per node a PD (placement driver), a TiKV (storage) and a TiDB
 //! (SQL, MySQL protocol), wired as the seed's docker-compose did. Not packaged for Debian:
-//! the binaries come from `--bin-dir`, then PATH, then TiUP's components directory.
+//! on this machine's namespaces the binaries come from `--bin-dir`, then PATH, then TiUP's
+//! components directory; in containers (`--backend docker`) each component runs from
+//! PingCAP's image of it (`pingcap/pd`, `pingcap/tikv`, `pingcap/tidb`, one tag).
 //!
 //! Ready when PD reports every TiKV store up and every tidb-server answers; warmed up (faults
 //! may start) when PD reports no region missing or waiting for a replica. The seed's bug
@@ -109,9 +111,45 @@ pub fn locate(binary: &str, component: &str, bin_dir: Option<&Path>) -> Option<P
 }
 
 fn program(binary: &str, component: &str, layout: &Layout) -> String {
+    if layout.containers() {
+        // PingCAP's images keep each binary at the root.
+        return format!("/{binary}");
+    }
     locate(binary, component, layout.bin_dir.as_deref())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|| binary.to_string())
+}
+
+/// The image of TiDB's SQL layer that a container lab runs from, pinned; PD and TiKV run
+/// from PingCAP's images of theirs with the same tag ([`component_image`]).
+pub const IMAGE: &str = "pingcap/tidb:v8.1.0";
+
+/// The image of `component` (`pd`, `tikv` or `tidb`) beside the lab's `image`: where
+/// `image` is `…/tidb:TAG`, the same path and tag with `component` for `tidb`; otherwise
+/// `image` itself, an image that holds every component's binary at its root.
+pub fn component_image(image: &str, component: &str) -> String {
+    if image.contains('@') {
+        return image.to_string();
+    }
+    let (repo, tag) = match image.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t)),
+        _ => (image, None),
+    };
+    let (path, last) = match repo.rsplit_once('/') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, repo),
+    };
+    if last != "tidb" {
+        return image.to_string();
+    }
+    let mut out = match path {
+        Some(p) => format!("{p}/{component}"),
+        None => component.to_string(),
+    };
+    if let Some(t) = tag {
+        out = format!("{out}:{t}");
+    }
+    out
 }
 
 /// PD's configuration: its leader lease, and as many replicas as the lab can hold, at most 3.
@@ -193,8 +231,23 @@ impl Database for Tidb {
         "mysql"
     }
 
+    fn image(&self) -> Option<&'static str> {
+        Some(IMAGE)
+    }
+
+    /// PD's and TiKV's images beside the lab's (TiDB's).
+    fn images(&self, image: &str) -> Vec<String> {
+        let mut v: Vec<String> = ["pd", "tikv"]
+            .iter()
+            .map(|c| component_image(image, c))
+            .filter(|c| c != image)
+            .collect();
+        v.dedup();
+        v
+    }
+
     fn about(&self) -> &'static str {
-        "TiDB (PD + TiKV + TiDB per node), the seed's database; binaries from --bin-dir or TiUP"
+        "TiDB (PD + TiKV + TiDB per node), the seed's database; binaries from --bin-dir or TiUP, or PingCAP's images in containers (--backend docker)"
     }
 
     /// TiDB's binaries are neither packaged nor downloadable on this project's machines.
@@ -268,6 +321,11 @@ impl Database for Tidb {
             args,
             env: Vec::new(),
             user: None,
+            image: layout
+                .image
+                .as_deref()
+                .map(|i| component_image(i, component))
+                .filter(|c| Some(c.as_str()) != layout.image.as_deref()),
         };
         vec![
             spec(
@@ -471,6 +529,51 @@ impl Failover for Tidb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PD and TiKV run from PingCAP's images beside TiDB's, with its tag; an image of
+    /// another name is taken to hold every binary.
+    #[test]
+    fn each_component_runs_from_its_own_image_in_containers() {
+        assert_eq!(component_image(IMAGE, "pd"), "pingcap/pd:v8.1.0");
+        assert_eq!(component_image(IMAGE, "tidb"), IMAGE);
+        assert_eq!(
+            component_image("registry.example:5000/pingcap/tidb:v7.5.1", "tikv"),
+            "registry.example:5000/pingcap/tikv:v7.5.1"
+        );
+        assert_eq!(component_image("tidb", "pd"), "pd");
+        assert_eq!(
+            component_image("mine/all-in-one:1", "pd"),
+            "mine/all-in-one:1"
+        );
+        assert_eq!(
+            component_image("pingcap/tidb@sha256:abc", "pd"),
+            "pingcap/tidb@sha256:abc"
+        );
+        assert_eq!(
+            Tidb.images(IMAGE),
+            ["pingcap/pd:v8.1.0", "pingcap/tikv:v8.1.0"]
+        );
+        assert!(Tidb.images("mine/all-in-one:1").is_empty());
+        let mut l = Layout::for_tests(None);
+        l.image = Some(IMAGE.into());
+        let p = Tidb.processes(&l, 0);
+        let got: Vec<(&str, Option<&str>)> = p
+            .iter()
+            .map(|p| (p.program.as_str(), p.image.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/pd-server", Some("pingcap/pd:v8.1.0")),
+                ("/tikv-server", Some("pingcap/tikv:v8.1.0")),
+                ("/tidb-server", None),
+            ]
+        );
+        assert!(Tidb
+            .processes(&Layout::for_tests(None), 0)
+            .iter()
+            .all(|p| p.image.is_none()));
+    }
 
     fn layout() -> Layout {
         Layout::for_tests(Some("/opt/tidb/bin"))

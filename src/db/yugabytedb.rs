@@ -97,6 +97,7 @@ pub fn servers(layout: &Layout, node: usize) -> Vec<ProcessSpec> {
             args,
             env: Vec::new(),
             user: None,
+            image: None,
         })
         .collect()
 }

@@ -292,6 +292,7 @@ impl Database for Zookeeper {
             ],
             env: Vec::new(),
             user: Some(USER.into()),
+            image: None,
         }]
     }
 

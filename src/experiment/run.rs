@@ -226,8 +226,13 @@ fn check(spec: &Spec, lab_name: &str, say: impl Fn(String)) -> Result<&'static d
         }
     }
     // The engine and the image too, before the results directory is made.
-    if let lab::Hosts::Containers { engine, image } = spec.hosts(db)? {
-        lab::containers::check(engine, &image, lab_name)?;
+    if let lab::Hosts::Containers {
+        engine,
+        image,
+        also,
+    } = spec.hosts(db)?
+    {
+        lab::containers::check(engine, &image, &also, lab_name)?;
     }
     Ok(db)
 }

@@ -28,14 +28,21 @@ pub struct ContainerLab {
     pub image_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The other images some servers run from, as given, each checked to be there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
     /// The network Perseus made for the lab.
     pub network: String,
 }
 
-/// The engine and image of a new container lab, checked before anything is made.
-pub fn check(flavour: Flavour, image: &str, lab: &str) -> Result<ContainerLab> {
+/// The engine and images of a new container lab (`image`, and `also` for the servers that
+/// run from others), checked before anything is made.
+pub fn check(flavour: Flavour, image: &str, also: &[String], lab: &str) -> Result<ContainerLab> {
     let engine = Engine::connect(flavour, None)?;
     let found = engine.image(image)?;
+    for other in also {
+        engine.image(other)?;
+    }
     engine.sandbox_image()?;
     Ok(ContainerLab {
         engine: flavour,
@@ -43,6 +50,7 @@ pub fn check(flavour: Flavour, image: &str, lab: &str) -> Result<ContainerLab> {
         image: image.to_string(),
         image_id: found.id,
         digest: found.digest,
+        also: also.to_vec(),
         network: format!("perseus-{lab}"),
     })
 }
@@ -145,7 +153,7 @@ pub(super) fn spawn(state: &LabState, i: usize, spec: &ProcessSpec) -> Result<Pr
     let pid = engine.run(&Container {
         name: name.clone(),
         lab: state.name.clone(),
-        image: c.image.clone(),
+        image: spec.image.clone().unwrap_or_else(|| c.image.clone()),
         command,
         env: spec.env.clone(),
         user,

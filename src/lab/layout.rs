@@ -20,9 +20,9 @@ pub struct Layout {
     /// The server settings the user changed (`--set`), by knob name (`db::knob`); empty
     /// outside a lab.
     pub settings: std::collections::BTreeMap<String, String>,
-    /// Whether the servers run in containers (a container lab), from an image that may
-    /// know users this machine does not.
-    pub containers: bool,
+    /// The image the servers run from, in a container lab (whose image may know users this
+    /// machine does not); `None` elsewhere.
+    pub image: Option<String>,
 }
 
 /// One node: its name, its address, and a directory of its own for data and logs.
@@ -58,15 +58,20 @@ impl Layout {
             credentials: None,
             secret: None,
             settings: Default::default(),
-            containers: false,
+            image: None,
         }
+    }
+
+    /// Whether the servers run in containers.
+    pub fn containers(&self) -> bool {
+        self.image.is_some()
     }
 
     /// Hands `path` and everything under it to the system user `user`, whom its server
     /// runs as. In containers, where this machine may lack that user (the image has its
     /// own), it is left as it is: the server then runs as the image's user.
     pub fn give(&self, path: &std::path::Path, user: &str) -> crate::error::Result<()> {
-        if self.containers && crate::files::user_ids(user).is_err() {
+        if self.containers() && crate::files::user_ids(user).is_err() {
             return Ok(());
         }
         crate::files::chown_tree(path, user)
@@ -119,6 +124,9 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// The system user it runs as (root if `None`).
     pub user: Option<String>,
+    /// In a container lab, the image it runs from where not the lab's own (a database of
+    /// several components, each with an image); `None`: the lab's.
+    pub image: Option<String>,
 }
 
 #[cfg(test)]
@@ -134,7 +142,7 @@ mod tests {
         let mut layout = Layout::for_tests(None);
         let e = layout.give(&dir, "no-such-user-here").unwrap_err();
         assert!(e.to_string().contains("no system user"), "{e}");
-        layout.containers = true;
+        layout.image = Some("img:1".into());
         layout.give(&dir, "no-such-user-here").unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }

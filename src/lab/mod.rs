@@ -104,10 +104,12 @@ pub struct LabState {
 pub enum Hosts {
     /// Network namespaces on this machine, running its installed binaries.
     Namespaces,
-    /// Containers of `image`, run by the engine.
+    /// Containers of `image`, run by the engine; `also`: the other images some of the
+    /// database's servers run from (`Database::images`).
     Containers {
         engine: crate::containers::Flavour,
         image: String,
+        also: Vec<String>,
     },
 }
 
@@ -218,7 +220,7 @@ impl LabState {
             credentials: None,
             secret: (!self.secret.is_empty()).then(|| self.secret.clone()),
             settings: self.settings.clone(),
-            containers: self.containers.is_some(),
+            image: self.containers.as_ref().map(|c| c.image.clone()),
         }
     }
 
@@ -357,11 +359,15 @@ pub fn create(
     // The engine and the image are checked before anything is made.
     let containers = match hosts {
         Hosts::Namespaces => None,
-        Hosts::Containers { engine, image } => {
+        Hosts::Containers {
+            engine,
+            image,
+            also,
+        } => {
             if let Some(e) = containers::refuses(bin_dir) {
                 return Err(e);
             }
-            Some(containers::check(*engine, image, name)?)
+            Some(containers::check(*engine, image, also, name)?)
         }
     };
     let _lock = lock()?;

@@ -204,7 +204,77 @@ fn a_killed_container_run_leaves_nothing_after_down() {
     assert!(!netns.contains(&lab), "{netns}");
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&err_path);
+    a_server_runs_from_its_own_image();
     c.finish();
+}
+
+/// A server whose spec names an image of its own (a database of components that ship
+/// apart, as TiDB's) runs from that image, which the lab checks with its own before
+/// anything is made: a missing one is refused, naming the pull, and leaves no lab.
+fn a_server_runs_from_its_own_image() {
+    use perseus::lab::{self, Hosts, ProcessSpec};
+    let other = "perseus-test/other:1";
+    let tagged = Command::new("docker")
+        .args(["tag", ETCD_IMAGE, other])
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    let hosts = |also: &str| Hosts::Containers {
+        engine: perseus::containers::Flavour::Docker,
+        image: ETCD_IMAGE.into(),
+        also: vec![also.into()],
+    };
+    let settings = Default::default();
+    let lab = lab_name("dk-img");
+    let missing = lab::create(
+        &lab,
+        "etcd",
+        3,
+        None,
+        None,
+        &settings,
+        &hosts("perseus-test/nosuch:1"),
+    );
+    let Err(e) = missing else {
+        panic!("a missing image is refused")
+    };
+    assert!(
+        e.to_string().contains("docker pull perseus-test/nosuch:1"),
+        "{e}"
+    );
+    assert!(!lab_dir(&lab).exists());
+    let _guard = LabGuard(lab.clone());
+    let mut state = lab::create(&lab, "etcd", 3, None, None, &settings, &hosts(other)).unwrap();
+    assert_eq!(state.containers.as_ref().unwrap().also, [other]);
+    for (name, image) in [("own", Some(other.to_string())), ("lab", None)] {
+        let spec = ProcessSpec {
+            name: name.into(),
+            program: "sleep".into(),
+            args: vec!["60".into()],
+            env: Vec::new(),
+            user: None,
+            image,
+        };
+        state.spawn(0, &spec).unwrap();
+    }
+    let image_of = |name: &str| {
+        let container = state.nodes[0]
+            .processes
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.container.clone())
+            .expect("a container");
+        let out = Command::new("docker")
+            .args(["inspect", "-f", "{{.Config.Image}}", &container])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(image_of("own"), other);
+    assert_eq!(image_of("lab"), ETCD_IMAGE);
+    let (code, _, stderr) = crate::support::run(&["down", "--lab", &lab]);
+    assert_eq!(code, 0, "{stderr}");
+    let _ = Command::new("docker").args(["rmi", other]).status();
 }
 
 /// A compose project of Debian's `docker-compose`, as a user brings it up, taken down

@@ -403,6 +403,7 @@ impl Database for Rethinkdb {
             args: server_args(layout, node),
             env: Vec::new(),
             user: None,
+            image: None,
         }]
     }
 
