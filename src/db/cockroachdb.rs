@@ -144,6 +144,10 @@ impl Database for Cockroachdb {
         "postgres"
     }
 
+    fn ready_when(&self) -> &'static str {
+        "every node to answer SELECT version() on port 26257 (it does once n1's cockroach init has run)"
+    }
+
     fn about(&self) -> &'static str {
         "CockroachDB 24.2, a node per lab node, insecure, in containers (--backend docker); the PostgreSQL protocol to the node's own server"
     }

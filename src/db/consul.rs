@@ -333,6 +333,10 @@ impl Database for Consul {
         "consul-kv"
     }
 
+    fn ready_when(&self) -> &'static str {
+        "every server to name the same leader (GET /v1/status/leader, /v1/agent/self on each)"
+    }
+
     fn about(&self) -> &'static str {
         "Consul 1.20, three servers (Raft), in containers (--backend docker); its key/value store with consistent reads"
     }

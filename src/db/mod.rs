@@ -434,6 +434,12 @@ pub trait Database: Send + Sync {
     async fn form(&self, _layout: &Layout) -> std::result::Result<(), String> {
         Ok(())
     }
+    /// What [`Database::health`] waits for, in a few words naming the query it asks (for
+    /// the error when a cluster never becomes ready); empty where the error's answers say
+    /// enough.
+    fn ready_when(&self) -> &'static str {
+        ""
+    }
     /// Probes the cluster once, within about a second.
     async fn health(&self, layout: &Layout) -> Health;
     /// Opens a client to node `node`. Must not take longer than `timeout`.

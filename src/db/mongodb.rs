@@ -472,6 +472,10 @@ impl Database for Mongodb {
         "mongodb-wire, to the primary"
     }
 
+    fn ready_when(&self) -> &'static str {
+        "every member to answer isMaster as the primary or a secondary of one replica set, all naming one primary (after replSetInitiate through n1)"
+    }
+
     fn about(&self) -> &'static str {
         "MongoDB 7.0, a replica set of three members, in containers (--backend docker); linearizable reads and majority writes, each node's client sent by the driver to the primary, as the seed's"
     }

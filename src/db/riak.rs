@@ -313,6 +313,10 @@ impl Database for Riak {
         "riak-kv"
     }
 
+    fn ready_when(&self) -> &'static str {
+        "every node's GET /stats to list three ring members"
+    }
+
     fn about(&self) -> &'static str {
         "Riak KV 2.2, a node per lab node in one ring, in containers (--backend docker); its HTTP API to the node itself, quorum reads and writes; no documented failover timing"
     }

@@ -56,7 +56,7 @@ pub async fn start(state: &mut LabState, db: &dyn Database, timeout: Duration) -
 
 /// The error for node `i` not ready within `timeout`: that some node cannot reach another
 /// on the database's peer port, if one cannot, since then the servers are not at fault;
-/// else `why`, with the node's log.
+/// else what the database waited for and its last answer, `why`, with the node's log.
 fn not_ready(
     state: &LabState,
     db: &dyn Database,
@@ -70,9 +70,33 @@ fn not_ready(
             secs: timeout.as_secs(),
             path,
         },
-        _ => state.not_ready(i, timeout, why),
+        _ => state.not_ready(i, timeout, waited_for(db.ready_when(), &why)),
+    }
+}
+
+/// The reason a start gave up: what the database waited for, where it says, and the last
+/// answer.
+fn waited_for(ready_when: &str, why: &str) -> String {
+    if ready_when.is_empty() {
+        why.to_string()
+    } else {
+        format!("waiting for {ready_when}; last answer: {why}")
     }
 }
 
 /// How long a probe between two nodes waits for an answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_that_gives_up_says_what_it_waited_for_and_the_last_answer() {
+        assert_eq!(
+            waited_for("every member to answer isMaster", "n2: connection refused"),
+            "waiting for every member to answer isMaster; last answer: n2: connection refused"
+        );
+        assert_eq!(waited_for("", "n2: refused"), "n2: refused");
+    }
+}

@@ -246,6 +246,10 @@ impl Database for Tidb {
         v
     }
 
+    fn ready_when(&self) -> &'static str {
+        "PD (GET /pd/api/v1/stores) to report every TiKV store up, and every tidb-server to answer"
+    }
+
     fn about(&self) -> &'static str {
         "TiDB (PD + TiKV + TiDB per node), the seed's database; binaries from --bin-dir or TiUP, or PingCAP's images in containers (--backend docker)"
     }

@@ -116,6 +116,10 @@ impl Database for Yugabytedb {
         "postgres"
     }
 
+    fn ready_when(&self) -> &'static str {
+        "every node's YSQL to answer SELECT version() on port 5433"
+    }
+
     fn about(&self) -> &'static str {
         "YugabyteDB 2.20, a YB-Master and a YB-TServer per node, in containers (--backend docker); YSQL (PostgreSQL protocol) to the node's own tablet server"
     }

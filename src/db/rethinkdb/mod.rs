@@ -367,6 +367,10 @@ impl Database for Rethinkdb {
         "reql"
     }
 
+    fn ready_when(&self) -> &'static str {
+        "every server to answer the handshake and count three servers in rethinkdb.server_status"
+    }
+
     fn about(&self) -> &'static str {
         "RethinkDB 2.4, a server per node, one table of three replicas, in containers (--backend docker); ReQL to the node's own server; no documented failover timing"
     }
