@@ -153,16 +153,7 @@ impl Database for Cockroachdb {
     }
 
     fn binaries(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "cockroach",
-            "no Debian package: run it with --backend docker",
-        )]
-    }
-
-    /// No Debian package has CockroachDB: on this machine's own servers it runs only where
-    /// the user put its binary on PATH.
-    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> Result<()> {
-        super::image_only(self.binaries(), IMAGE)
+        &[("cockroach", super::NO_PACKAGE)]
     }
 
     fn run_here(&self) -> bool {
@@ -200,15 +191,7 @@ impl Database for Cockroachdb {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        let c = postgres::config(
-            layout,
-            node,
-            postgres::Route::Plain,
-            layout.credentials(CREDENTIALS),
-            PORT,
-            timeout,
-        );
-        postgres::client(&c, timeout).await
+        postgres::plain_client(layout, node, PORT, layout.credentials(CREDENTIALS), timeout).await
     }
 
     /// A cut-off node can reach no range's leaseholder but its own, whose leases run out.

@@ -342,13 +342,7 @@ impl Database for Consul {
     }
 
     fn binaries(&self) -> &'static [(&'static str, &'static str)] {
-        &[("consul", "no Debian package: run it with --backend docker")]
-    }
-
-    /// No Debian package has Consul: on this machine's own servers it runs only where the
-    /// user put HashiCorp's binary on PATH.
-    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
-        super::image_only(self.binaries(), IMAGE)
+        &[("consul", super::NO_PACKAGE)]
     }
 
     fn run_here(&self) -> bool {

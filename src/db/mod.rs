@@ -93,6 +93,10 @@ pub fn preset(name: &str) -> Result<&'static dyn Database> {
     Ok(db)
 }
 
+/// What a preset's [`Database::binaries`] says of a binary no Debian package provides and
+/// its image does: on this machine's own servers it runs only from the user's PATH.
+pub const NO_PACKAGE: &str = "no Debian package: run it with --backend docker";
+
 /// For a preset no Debian package provides, whose image is `image`: every binary of
 /// `binaries` on PATH, or the first one missing named with how to run it in containers.
 pub fn image_only(binaries: &[(&str, &str)], image: &str) -> Result<()> {
@@ -124,10 +128,7 @@ pub fn protocol_cut_off() -> CutOff {
 /// namespaces where its binaries come from Debian's packages (or the user's), and
 /// containers where it has an image.
 pub fn backends(db: &dyn Database) -> &'static str {
-    let image_only = db
-        .binaries()
-        .iter()
-        .any(|(_, how)| how.contains("--backend docker"));
+    let image_only = db.binaries().iter().any(|(_, how)| *how == NO_PACKAGE);
     match (db.image().is_some(), image_only) {
         (true, true) => "docker",
         (true, false) => "namespaces, docker",
@@ -387,7 +388,14 @@ pub trait Database: Send + Sync {
     }
     /// Fails, saying how to get it, when a binary is missing. `bin_dir`: where the user
     /// keeps binaries that no package installs (`--bin-dir`).
+    /// Binaries that are [`NO_PACKAGE`] are looked for on PATH, and the error names the
+    /// image instead.
     fn check_installed(&self, _bin_dir: Option<&Path>) -> Result<()> {
+        if let Some(image) = self.image() {
+            if self.binaries().iter().any(|(_, p)| *p == NO_PACKAGE) {
+                return image_only(self.binaries(), image);
+            }
+        }
         for (binary, package) in self.binaries() {
             let found = if binary.contains('/') {
                 Path::new(binary).exists()

@@ -481,13 +481,7 @@ impl Database for Mongodb {
     }
 
     fn binaries(&self) -> &'static [(&'static str, &'static str)] {
-        &[("mongod", "no Debian package: run it with --backend docker")]
-    }
-
-    /// No Debian package has MongoDB: on this machine's own servers it runs only where the
-    /// user put its binary on PATH.
-    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
-        super::image_only(self.binaries(), IMAGE)
+        &[("mongod", super::NO_PACKAGE)]
     }
 
     fn run_here(&self) -> bool {

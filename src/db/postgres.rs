@@ -103,6 +103,19 @@ pub async fn client(
     Ok(Box::new(PgClient { client, server }))
 }
 
+/// A workload client of node `node`'s own server at `port` (the node's in the layout, if
+/// it names one) as `credentials`: a database that speaks PostgreSQL's protocol on every node.
+pub async fn plain_client(
+    layout: &Layout,
+    node: usize,
+    port: u16,
+    credentials: (&str, &str),
+    timeout: Duration,
+) -> std::result::Result<Box<dyn Client>, ClientError> {
+    let c = config(layout, node, Route::Plain, credentials, port, timeout);
+    client(&c, timeout).await
+}
+
 /// An error's text: the SQLSTATE and the server's message where the server refused.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -214,19 +227,6 @@ impl Client for PgClient {
 /// The PostgreSQL protocol as a client of a cluster Perseus did not start.
 pub struct Postgres;
 
-impl Postgres {
-    fn config(layout: &Layout, node: usize, timeout: Duration) -> tokio_postgres::Config {
-        config(
-            layout,
-            node,
-            Route::Plain,
-            layout.credentials(DEFAULT_CREDENTIALS),
-            PORT,
-            timeout,
-        )
-    }
-}
-
 /// Ready when every node's own server answers `SELECT version()` at `port` as
 /// `credentials`; the version is the first one's.
 pub async fn every_node_answers(layout: &Layout, port: u16, credentials: (&str, &str)) -> Health {
@@ -306,7 +306,14 @@ impl Database for Postgres {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        client(&Self::config(layout, node, timeout), timeout).await
+        plain_client(
+            layout,
+            node,
+            PORT,
+            layout.credentials(DEFAULT_CREDENTIALS),
+            timeout,
+        )
+        .await
     }
 
     fn cut_off(&self) -> CutOff {

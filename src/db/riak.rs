@@ -322,13 +322,7 @@ impl Database for Riak {
     }
 
     fn binaries(&self) -> &'static [(&'static str, &'static str)] {
-        &[("riak", "no Debian package: run it with --backend docker")]
-    }
-
-    /// No Debian package has Riak: on this machine's own servers it runs only where the
-    /// user put its binaries on PATH.
-    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
-        super::image_only(self.binaries(), IMAGE)
+        &[("riak", super::NO_PACKAGE)]
     }
 
     fn run_here(&self) -> bool {

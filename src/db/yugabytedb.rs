@@ -126,21 +126,9 @@ impl Database for Yugabytedb {
 
     fn binaries(&self) -> &'static [(&'static str, &'static str)] {
         &[
-            (
-                "yb-master",
-                "no Debian package: run it with --backend docker",
-            ),
-            (
-                "yb-tserver",
-                "no Debian package: run it with --backend docker",
-            ),
+            ("yb-master", super::NO_PACKAGE),
+            ("yb-tserver", super::NO_PACKAGE),
         ]
-    }
-
-    /// No Debian package has YugabyteDB: on this machine's own servers it runs only where
-    /// the user put its binaries on PATH.
-    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> crate::error::Result<()> {
-        super::image_only(self.binaries(), IMAGE)
     }
 
     fn run_here(&self) -> bool {
@@ -182,15 +170,14 @@ impl Database for Yugabytedb {
         node: usize,
         timeout: Duration,
     ) -> std::result::Result<Box<dyn Client>, ClientError> {
-        let c = postgres::config(
+        postgres::plain_client(
             layout,
             node,
-            postgres::Route::Plain,
-            layout.credentials(CREDENTIALS),
             YSQL_PORT,
+            layout.credentials(CREDENTIALS),
             timeout,
-        );
-        postgres::client(&c, timeout).await
+        )
+        .await
     }
 
     /// A cut-off node's tablet server reaches no leader but its own, whose leases run out.

@@ -376,16 +376,7 @@ impl Database for Rethinkdb {
     }
 
     fn binaries(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "rethinkdb",
-            "no Debian package: run it with --backend docker",
-        )]
-    }
-
-    /// No Debian package has RethinkDB: on this machine's own servers it runs only where
-    /// the user put its binary on PATH.
-    fn check_installed(&self, _bin_dir: Option<&std::path::Path>) -> Result<()> {
-        super::image_only(self.binaries(), IMAGE)
+        &[("rethinkdb", super::NO_PACKAGE)]
     }
 
     fn run_here(&self) -> bool {
