@@ -93,7 +93,6 @@ pub fn start_args(layout: &Layout, node: usize) -> Vec<String> {
         format!("--store={}", n.dir.join("data").display()),
         "--cache=128MiB".into(),
         "--max-sql-memory=128MiB".into(),
-        "--logtostderr=WARNING".into(),
     ]
 }
 
