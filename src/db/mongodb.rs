@@ -7,7 +7,8 @@
 //!
 //! - A key is a document `{_id: KEY, value, attempt}` of `perseus.counters`.
 //! - Read: `find` on `_id` with read concern `linearizable`, as the seed read: only the
-//!   primary that a majority still follows answers it; a secondary refuses.
+//!   primary that a majority still follows answers it; a secondary refuses. In a lab,
+//!   `--set readConcern=majority` reads what a majority has acknowledged instead.
 //! - Write: an upsert replacing the document, with write concern `majority`; with `--write
 //!   cas`, an update matching the whole document read (no match: a failed compare), or,
 //!   for a key read absent, an insert that a duplicate `_id` refuses (a failed compare).
@@ -121,6 +122,15 @@ pub enum Route {
     ReplicaSet,
 }
 
+/// The workload's read concern: `linearizable` unless the lab's `readConcern` says
+/// `majority`.
+fn read_concern(layout: &Layout) -> ReadConcern {
+    match knob::value(layout, knob::named(KNOBS, "readConcern")) {
+        "majority" => ReadConcern::majority(),
+        _ => ReadConcern::linearizable(),
+    }
+}
+
 /// A driver for node `node`'s client by `route`, with the seed's concerns and no retries.
 /// Makes no connection until the first request.
 pub fn driver(
@@ -150,7 +160,7 @@ pub fn driver(
         .heartbeat_freq(Duration::from_millis(500))
         .retry_reads(false)
         .retry_writes(false)
-        .read_concern(ReadConcern::linearizable())
+        .read_concern(read_concern(layout))
         .write_concern(WriteConcern::majority())
         .app_name("perseus".to_string())
         .build();
@@ -393,8 +403,8 @@ impl Database for MongodbWire {
 pub const IMAGE: &str = "mongo:7.0.14";
 const MODEL_SOURCE: &str = "https://www.mongodb.com/docs/manual/core/replica-set-elections/ (a secondary calls an election after electionTimeoutMillis without the primary; the median time before a cluster elects a new primary should not typically exceed 12 seconds); https://www.mongodb.com/docs/manual/reference/replica-configuration/ (settings.electionTimeoutMillis, settings.heartbeatIntervalMillis)";
 
-/// The settings `--set` changes, written into the replica set's configuration; MongoDB's
-/// own defaults.
+/// The settings `--set` changes: the first two written into the replica set's
+/// configuration, MongoDB's own defaults; the last the clients' read concern.
 pub const KNOBS: &[Knob] = &[
     Knob {
         name: "electionTimeoutMillis",
@@ -407,6 +417,12 @@ pub const KNOBS: &[Knob] = &[
         default: "2000",
         kind: Kind::Number,
         about: "ms between the members' heartbeats",
+    },
+    Knob {
+        name: "readConcern",
+        default: "linearizable",
+        kind: Kind::OneOf(&["linearizable", "majority"]),
+        about: "the clients' reads: linearizable (the seed's: only a primary a majority follows answers) or majority (what a majority has, as any primary last knew it)",
     },
 ];
 
@@ -780,6 +796,14 @@ mod tests {
             ),
             "{args}"
         );
+        assert!(
+            !initiate(&l).unwrap().to_string().contains("readConcern"),
+            "a client setting, not the set's"
+        );
+        assert_eq!(read_concern(&l), ReadConcern::linearizable());
+        l.settings
+            .insert("readConcern".to_string(), "majority".to_string());
+        assert_eq!(read_concern(&l), ReadConcern::majority());
         assert!(!Mongodb.run_here());
     }
 

@@ -287,6 +287,7 @@ pub fn manifest(state: &LabState) -> Option<serde_json::Value> {
         "image": c.image,
         "image_id": c.image_id,
         "digest": c.digest,
+        "also": c.also,
         "network": c.network,
         "subnet": state.subnet,
         "containers": containers,
