@@ -4,6 +4,12 @@
 
 use std::borrow::Cow;
 
+/// At most the first `max` characters of `text`, [`printable`]: a server's text quoted
+/// in an error.
+pub fn excerpt(text: &str, max: usize) -> String {
+    printable(&text.chars().take(max).collect::<String>()).into_owned()
+}
+
 /// `text` with every C0 control character but newline and tab, DEL, and every C1 control
 /// character written as a visible escape (`\x1b`, `\x7f`, `\u{9b}`); borrowed when there
 /// is none.

@@ -84,42 +84,15 @@ pub fn parse_write(a: &Answer) -> Result<Written, ClientError> {
 fn refusal(a: &Answer) -> String {
     let body = String::from_utf8_lossy(&a.body);
     let line = body.lines().next().unwrap_or("").trim();
-    let line: String = line.chars().take(200).collect();
-    format!("{} {}", a.status, crate::terminal::printable(&line))
+    format!("{} {}", a.status, crate::terminal::excerpt(line, 200))
 }
 
 /// Standard base64 (RFC 4648, with padding), as Consul encodes values; `None` if it is not.
 pub fn base64(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (k, quad) in bytes.chunks(4).enumerate() {
-        let last = k == bytes.len() / 4 - 1;
-        let pad = quad.iter().rev().take_while(|c| **c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for c in &quad[..4 - pad] {
-            n = (n << 6) | digit(*c)?;
-        }
-        n <<= 6 * pad as u32;
-        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&three[..3 - pad]);
-    }
-    Some(out)
+    use ::base64::Engine;
+    ::base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
 }
 
 struct ConsulClient {

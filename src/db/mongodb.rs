@@ -73,7 +73,7 @@ pub fn cell_of(key: &str, d: &Document) -> Result<Cell, ClientError> {
         }),
         _ => Err(ClientError::definite(format!(
             "the document of {key} is not a Perseus counter: {}",
-            crate::terminal::printable(&d.to_string().chars().take(120).collect::<String>())
+            crate::terminal::excerpt(&d.to_string(), 120)
         ))),
     }
 }
@@ -98,10 +98,9 @@ pub fn client_error(e: &MongoError) -> ClientError {
         ),
         _ => (false, e.to_string()),
     };
-    let text: String = text.chars().take(300).collect();
     ClientError {
         definite,
-        text: crate::terminal::printable(&text).into_owned(),
+        text: crate::terminal::excerpt(&text, 300),
     }
 }
 

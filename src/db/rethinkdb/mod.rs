@@ -103,7 +103,7 @@ pub fn replace_if(key: &str, read: Cell, cell: Cell) -> Value {
 
 /// A refusal's outcome: `OP_INDETERMINATE` may have happened; everything else did not.
 pub fn refusal(error: u64, text: &str) -> ClientError {
-    let text = crate::terminal::printable(&text.chars().take(300).collect::<String>()).into_owned();
+    let text = crate::terminal::excerpt(text, 300);
     if error == wire::error::OP_INDETERMINATE {
         ClientError::indefinite(text)
     } else {
@@ -125,7 +125,7 @@ pub fn parse_read(key: &str, v: &Value) -> std::result::Result<Found, ClientErro
         }),
         _ => Err(ClientError::definite(format!(
             "the document of {key} is not a Perseus counter: {}",
-            crate::terminal::printable(&v.to_string().chars().take(120).collect::<String>())
+            crate::terminal::excerpt(&v.to_string(), 120)
         ))),
     }
 }
@@ -142,8 +142,7 @@ pub fn parse_write(v: &Value) -> std::result::Result<Written, ClientError> {
         }
         // "Lost contact" with the primary replica: the write may have been done.
         let unknown = text.to_ascii_lowercase().contains("lost contact");
-        let text =
-            crate::terminal::printable(&text.chars().take(300).collect::<String>()).into_owned();
+        let text = crate::terminal::excerpt(text, 300);
         return Err(ClientError {
             definite: !unknown,
             text,
@@ -156,7 +155,7 @@ pub fn parse_write(v: &Value) -> std::result::Result<Written, ClientError> {
     } else {
         Err(ClientError::indefinite(format!(
             "an unexpected write result: {}",
-            crate::terminal::printable(&v.to_string().chars().take(120).collect::<String>())
+            crate::terminal::excerpt(&v.to_string(), 120)
         )))
     }
 }

@@ -273,6 +273,11 @@ mod tests {
 
         let (ok, _, err) = sh(&resume(&server, Some(switch_id), &pids));
         assert!(ok, "{err}");
+        // Continued: running for a moment ('R'), then asleep in its `sleep` again ('S').
+        let resumed = std::time::Instant::now();
+        while state() != Some('S') && resumed.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(state(), Some('S'));
         // Stopped by now, or within moments (a signal is delivered, not awaited).
         let stopped = || {
